@@ -1,0 +1,202 @@
+"""Dtypes, devices, tensors and variables: the small layer between Keras names and torch."""
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from keramic.errors import ShapeMismatchError
+
+_FLOATX = "float32"
+
+_TORCH_DTYPES = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "uint8": torch.uint8,
+    "uint16": torch.uint16,
+    "uint32": torch.uint32,
+    "uint64": torch.uint64,
+    "int8": torch.int8,
+    "int16": torch.int16,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "bool": torch.bool,
+    "complex64": torch.complex64,
+    "complex128": torch.complex128,
+}
+_DTYPE_NAMES = {value: key for key, value in _TORCH_DTYPES.items()}
+_ALIASES = {"float": "float32", "int": "int64", "double": "float64", "half": "float16"}
+
+
+def floatx():
+    """The default float dtype name (`"float32"`)."""
+    return _FLOATX
+
+
+def set_floatx(name):
+    global _FLOATX
+    _FLOATX = standardize_dtype(name)
+
+
+def standardize_dtype(dtype):
+    """Any dtype spelling (str, numpy, torch, DTypePolicy) -> a Keras dtype name."""
+    if dtype is None:
+        return floatx()
+    if isinstance(dtype, torch.dtype):
+        return _DTYPE_NAMES[dtype]
+    if hasattr(dtype, "variable_dtype"):  # a DTypePolicy
+        return dtype.variable_dtype
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    name = _ALIASES.get(name, name)
+    if name not in _TORCH_DTYPES:
+        raise ValueError(f"Unsupported dtype: {dtype!r}")
+    return name
+
+
+def torch_dtype(dtype):
+    return _TORCH_DTYPES[standardize_dtype(dtype)]
+
+
+def is_float_dtype(dtype):
+    return standardize_dtype(dtype).startswith(("float", "bfloat"))
+
+
+def _default_device():
+    requested = os.environ.get("KERAMIC_DEVICE")
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+DEVICE = _default_device()
+
+
+def get_device():
+    """The device new variables and inputs are placed on (CUDA when available)."""
+    return DEVICE
+
+
+def convert_to_tensor(x, dtype=None):
+    """numpy / lists / tensors -> a torch tensor on keramic's device (no copy when possible)."""
+    if isinstance(x, torch.Tensor):
+        if dtype is not None:
+            x = x.to(torch_dtype(dtype))
+        return x if x.device == DEVICE else x.to(DEVICE)
+    if isinstance(x, np.ndarray) or np.isscalar(x) or isinstance(x, (list, tuple)):
+        array = np.asarray(x)
+        if dtype is None and array.dtype == np.float64:
+            dtype = floatx()
+        if array.dtype == object:
+            raise TypeError(f"Cannot convert an object array to a tensor: {x!r}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array) if array.ndim else array.copy())
+        if dtype is not None:
+            tensor = tensor.to(torch_dtype(dtype))
+        return tensor.to(DEVICE)
+    raise TypeError(f"Cannot convert {type(x).__name__} to a tensor.")
+
+
+def convert_to_numpy(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+class Variable(torch.nn.Parameter):
+    """A Keras variable that *is* a `torch.nn.Parameter`, so layers use it with no indirection.
+
+    Keras attributes: `name`, `path`, `trainable`, `numpy()`, `assign()`, `value`.
+    """
+
+    def __new__(cls, initial_value, name="variable", trainable=True, dtype=None, path=None):
+        if callable(initial_value) and not isinstance(initial_value, torch.Tensor):
+            raise TypeError("Variable needs a value; call the initializer first.")
+        data = convert_to_tensor(initial_value, dtype)
+        data = data.detach().clone() if isinstance(initial_value, torch.Tensor) else data
+        requires_grad = bool(trainable) and data.is_floating_point()
+        variable = torch.Tensor._make_subclass(cls, data, requires_grad)
+        variable._keras_name = name
+        variable._keras_path = path or name
+        variable._keras_trainable = bool(trainable)
+        variable.constraint = None  # applied by optimizers after each update
+        return variable
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    @property
+    def name(self):
+        return self._keras_name
+
+    @property
+    def path(self):
+        return self._keras_path
+
+    @property
+    def trainable(self):
+        return self._keras_trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._keras_trainable = bool(value)
+        if self.is_floating_point():
+            self.requires_grad_(bool(value))
+
+    @property
+    def value(self):
+        return self
+
+    def numpy(self):
+        return self.detach().cpu().numpy()
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype)
+
+    def assign(self, value):
+        """Set the value in place; the shape must match exactly."""
+        value = convert_to_tensor(value)
+        if tuple(value.shape) != tuple(self.shape):
+            raise ShapeMismatchError(
+                f"Cannot assign a value of shape {tuple(value.shape)} to variable '{self.path}' "
+                f"of shape {tuple(self.shape)}."
+            )
+        with torch.no_grad():
+            self.copy_(value)
+        return self
+
+    def assign_add(self, delta):
+        with torch.no_grad():
+            self.add_(convert_to_tensor(delta, standardize_dtype(self.dtype)))
+        return self
+
+    def assign_sub(self, delta):
+        with torch.no_grad():
+            self.sub_(convert_to_tensor(delta, standardize_dtype(self.dtype)))
+        return self
+
+    def __deepcopy__(self, memo):
+        copy = Variable(self.detach().clone(), self.name, self.trainable, path=self.path)
+        memo[id(self)] = copy
+        return copy
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("keramic variables are not picklable; use keramic's saving API.")
+
+    def __repr__(self):
+        return (
+            f"<Variable path={self.path}, shape={tuple(self.shape)}, "
+            f"dtype={standardize_dtype(self.dtype)}, value={self.numpy()}>"
+        )
+
+    def __hash__(self):
+        return id(self)
+
+
+def set_random_seed(seed):
+    """Seed Python, NumPy and torch so initialisation, dropout and shuffling repeat exactly."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

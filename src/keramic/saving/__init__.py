@@ -1,0 +1,11 @@
+"""Saving and serialization: configs, registries, formats (`keramic.saving`)."""
+
+from keramic.saving.registry import (
+    CustomObjectScope,
+    custom_object_scope,
+    get_custom_objects,
+    get_registered_name,
+    get_registered_object,
+    register_keras_serializable,
+)
+from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object

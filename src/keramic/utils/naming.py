@@ -1,0 +1,30 @@
+"""Keras-compatible automatic names: snake_case of the class plus a per-process counter."""
+
+import collections
+import re
+
+_name_counts = collections.defaultdict(int)
+
+
+def to_snake_case(name):
+    """`BatchNormalization` -> `batch_normalization`, `RMSprop` -> `rm_sprop`, `PReLU` -> `p_re_lu`."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    name = re.sub(r"([a-z])([A-Z])", r"\1_\2", name)
+    return name.lower()
+
+
+def uniquify(base):
+    """First use of `base` returns it unchanged, later ones `base_1`, `base_2`, ..."""
+    count = _name_counts[base]
+    _name_counts[base] += 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def auto_name(class_name):
+    return uniquify(to_snake_case(class_name))
+
+
+def reset_names():
+    """Forget all counters (as `keras.backend.clear_session()` does)."""
+    _name_counts.clear()
