@@ -149,7 +149,8 @@ class Variable(torch.nn.Parameter):
         return self
 
     def numpy(self):
-        return self.detach().cpu().numpy()
+        """A copy of the value: later updates of the variable never show through it."""
+        return self.detach().cpu().numpy().copy()
 
     def __array__(self, dtype=None, copy=None):
         array = self.numpy()

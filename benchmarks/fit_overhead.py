@@ -1,0 +1,145 @@
+"""One epoch of the tutorial MLP: keramic `fit` vs a hand-written PyTorch loop vs Keras 3 `fit`.
+
+Data: 60000 x 784 float32 (random, same shapes as MNIST), integer labels, batch 64, RMSprop,
+shuffled each epoch. Every contender gets one warm-up epoch, then `--repeats` timed epochs; the
+median is reported. Keras runs in a subprocess (torch backend) so its imports and settings do not
+touch the other two.
+
+Run: python benchmarks/fit_overhead.py [--repeats 3] [--samples 60000] [--no-keras]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+BATCH = 64
+
+
+def make_data(samples, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((samples, 784), dtype=np.float32)
+    y = rng.integers(0, 10, size=samples).astype("int64")
+    return x, y
+
+
+def time_keramic(x, y, repeats):
+    import keramic as keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(784,), name="digits")
+    h = keras.layers.Dense(64, activation="relu", name="dense_1")(inputs)
+    h = keras.layers.Dense(64, activation="relu", name="dense_2")(h)
+    outputs = keras.layers.Dense(10, activation="softmax", name="predictions")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.RMSprop())
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_plain_torch(x, y, repeats):
+    """What a PyTorch user writes by hand: nn.Sequential, cross_entropy, torch.optim.RMSprop."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
+    )
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7, foreach=True)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def epoch():
+        order = torch.randperm(len(xt))
+        total = torch.zeros(())
+        for start in range(0, len(xt), BATCH):
+            index = order[start : start + BATCH]
+            xb, yb = xt[index], yt[index]
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(index)
+        return float(total) / len(xt)
+
+    epoch()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+KERAS_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+import keras
+samples, repeats = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+x = rng.random((samples, 784), dtype=np.float32)
+y = rng.integers(0, 10, size=samples).astype("int64")
+inputs = keras.Input(shape=(784,), name="digits")
+h = keras.layers.Dense(64, activation="relu")(inputs)
+h = keras.layers.Dense(64, activation="relu")(h)
+outputs = keras.layers.Dense(10, activation="softmax")(h)
+model = keras.Model(inputs, outputs)
+model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.RMSprop())
+model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+times = []
+for _ in range(repeats):
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    times.append(time.perf_counter() - start)
+print(json.dumps(times))
+"""
+
+
+def time_keras(samples, repeats):
+    env = dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(
+        [sys.executable, "-c", KERAS_SCRIPT, str(samples), str(repeats)], env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        print("Keras run failed:\n" + result.stderr[-2000:])
+        return None
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=60000)
+    parser.add_argument("--no-keras", action="store_true", help="skip the Keras 3 run")
+    args = parser.parse_args(argv)
+    x, y = make_data(args.samples)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.samples} samples, batch {BATCH}")
+    results = {
+        "plain PyTorch loop": time_plain_torch(x, y, args.repeats),
+        "keramic fit": time_keramic(x, y, args.repeats),
+    }
+    if not args.no_keras:
+        keras_times = time_keras(args.samples, args.repeats)
+        if keras_times:
+            results["Keras 3 fit (torch)"] = keras_times
+    plain = statistics.median(results["plain PyTorch loop"])
+    keramic_time = statistics.median(results["keramic fit"])
+    print(f"{'contender':<24}{'median s/epoch':>16}{'vs plain':>10}")
+    for name, times in results.items():
+        median = statistics.median(times)
+        print(f"{name:<24}{median:>16.3f}{median / plain:>9.2f}x")
+    if "Keras 3 fit (torch)" in results:
+        print(f"keramic is {statistics.median(results['Keras 3 fit (torch)']) / keramic_time:.2f}x faster than Keras 3")
+    print(f"target: keramic <= 1.15x plain loop -> {'met' if keramic_time <= 1.15 * plain else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Dtype policies: which dtype a layer computes in and which it stores variables in."""
+
+from keramic import backend
+from keramic.saving.registry import keras_export
+
+
+@keras_export("keras.dtype_policies")
+@keras_export("keras")
+class DTypePolicy:
+    """`"float32"`, `"float16"`, `"bfloat16"`, or mixed (`"mixed_float16"`: float16 compute, float32 variables)."""
+
+    def __init__(self, name=None):
+        name = name or backend.floatx()
+        if name.startswith("mixed_"):
+            self._compute = backend.standardize_dtype(name[len("mixed_"):])
+            self._variable = "float32"
+        else:
+            self._compute = self._variable = backend.standardize_dtype(name)
+        self._name = name
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def compute_dtype(self):
+        return self._compute
+
+    @property
+    def variable_dtype(self):
+        return self._variable
+
+    def get_config(self):
+        return {"name": self._name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return isinstance(other, DTypePolicy) and other.name == self.name
+
+    def __hash__(self):
+        return hash(self._name)
+
+    def __repr__(self):
+        return f'<DTypePolicy "{self._name}">'
+
+
+# Class names Keras 3 writes for policies; all read back as a plain DTypePolicy.
+for _alias in ("FloatDTypePolicy",):
+    keras_export("keras.dtype_policies", _alias)(DTypePolicy)
+
+
+def get(identifier):
+    """None, a dtype name, a config envelope or a policy -> a DTypePolicy."""
+    if identifier is None:
+        return DTypePolicy(backend.floatx())
+    if isinstance(identifier, DTypePolicy):
+        return identifier
+    if isinstance(identifier, dict):
+        if "config" in identifier and isinstance(identifier["config"], dict):
+            return DTypePolicy(identifier["config"].get("name"))
+        return DTypePolicy(identifier.get("name"))
+    return DTypePolicy(backend.standardize_dtype(identifier) if not str(identifier).startswith("mixed_") else identifier)

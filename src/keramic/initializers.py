@@ -1,0 +1,399 @@
+"""Weight initializers (`keras.initializers`): `init(shape, dtype=None)` -> a tensor on keramic's device.
+
+Randomness: with `seed=None` values come from torch's global generator, so
+`keramic.utils.set_random_seed` makes a whole run repeatable; with an integer seed the
+initializer owns its stream and returns the same values on every call, as in Keras.
+
+>>> GlorotUniform(seed=1)((784, 64)).shape
+torch.Size([784, 64])
+"""
+
+import math
+
+import numpy as np
+import torch
+
+from keramic import backend
+from keramic.errors import ConfigError
+from keramic.saving.registry import keras_export
+from keramic.saving.serialize import deserialize_keras_object, get_object, serialize_keras_object
+from keramic.utils.naming import to_snake_case
+
+_NAMESPACE = "keras.initializers"
+# Standard deviation of a unit normal truncated to [-2, 2]: dividing by it gives the truncated
+# draw the variance that VarianceScaling asks for.
+_TRUNCATED_NORMAL_STDDEV = 0.87962566103423978
+
+
+def compute_fans(shape, input_axes=None, output_axes=None):
+    """`(fan_in, fan_out)` of a weight shape; conv kernels count receptive field x channels."""
+    shape = tuple(shape)
+    if input_axes is not None and output_axes is not None:
+        return math.prod(shape[a] for a in input_axes), math.prod(shape[a] for a in output_axes)
+    if not shape:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive_field = math.prod(shape[:-2])
+    return shape[-2] * receptive_field, shape[-1] * receptive_field
+
+
+def _empty(shape, dtype):
+    dtype = backend.torch_dtype(dtype)
+    if not dtype.is_floating_point:
+        raise ValueError(f"A random initializer needs a float dtype, got {dtype}.")
+    return torch.empty(tuple(shape), dtype=dtype, device=backend.get_device())
+
+
+@keras_export(_NAMESPACE)
+class Initializer:
+    """Base class: subclasses implement `__call__(shape, dtype=None)` and `get_config()`."""
+
+    def __call__(self, shape, dtype=None):
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__(shape, dtype=None).")
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def clone(self):
+        return type(self).from_config(self.get_config())
+
+
+@keras_export(_NAMESPACE)
+class Zeros(Initializer):
+    """All zeros."""
+
+    def __call__(self, shape, dtype=None):
+        return torch.zeros(tuple(shape), dtype=backend.torch_dtype(dtype), device=backend.get_device())
+
+
+@keras_export(_NAMESPACE)
+class Ones(Initializer):
+    """All ones."""
+
+    def __call__(self, shape, dtype=None):
+        return torch.ones(tuple(shape), dtype=backend.torch_dtype(dtype), device=backend.get_device())
+
+
+@keras_export(_NAMESPACE)
+class Constant(Initializer):
+    """Every element equal to `value` (a scalar, or an array broadcast to the shape)."""
+
+    def __init__(self, value=0.0):
+        self.value = value
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        if isinstance(self.value, (bool, int, float)):
+            return torch.full(shape, self.value, dtype=backend.torch_dtype(dtype), device=backend.get_device())
+        value = backend.convert_to_tensor(self.value, backend.standardize_dtype(dtype))
+        return torch.broadcast_to(value, shape).clone()
+
+    def get_config(self):
+        return {"value": serialize_keras_object(self.value)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(deserialize_keras_object(config["value"]))
+
+
+@keras_export(_NAMESPACE)
+class Identity(Initializer):
+    """`gain` times the identity matrix (2D shapes only)."""
+
+    def __init__(self, gain=1.0):
+        self.gain = gain
+
+    def __call__(self, shape, dtype=None):
+        if len(shape) != 2:
+            raise ValueError(f"Identity can only initialize 2D matrices, got shape {tuple(shape)}.")
+        eye = torch.eye(*shape, dtype=backend.torch_dtype(dtype), device=backend.get_device())
+        return eye if self.gain == 1.0 else self.gain * eye
+
+    def get_config(self):
+        # Keras writes `{}` and silently drops the gain; keep it whenever it matters.
+        return {} if self.gain == 1.0 else {"gain": self.gain}
+
+
+class RandomInitializer(Initializer):
+    """Shared seed handling: `None` follows the global torch RNG, an int gives a fixed stream."""
+
+    def __init__(self, seed=None):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ConfigError(f"`seed` must be an integer or None, got {seed!r}.")
+        self.seed = None if seed is None else int(seed)
+
+    def _generator(self):
+        if self.seed is None:
+            return None
+        generator = torch.Generator(device=backend.get_device())
+        generator.manual_seed(self.seed)
+        return generator
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+@keras_export(_NAMESPACE)
+class RandomNormal(RandomInitializer):
+    """Normal draws with the given `mean` and `stddev`."""
+
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        self.mean = mean
+        self.stddev = stddev
+        super().__init__(seed)
+
+    def __call__(self, shape, dtype=None):
+        return _empty(shape, dtype).normal_(self.mean, self.stddev, generator=self._generator())
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "stddev": self.stddev}
+
+
+@keras_export(_NAMESPACE)
+class TruncatedNormal(RandomInitializer):
+    """Normal draws kept within two standard deviations of `mean`."""
+
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        self.mean = mean
+        self.stddev = stddev
+        super().__init__(seed)
+
+    def __call__(self, shape, dtype=None):
+        return _truncated_normal(_empty(shape, dtype), self.mean, self.stddev, self._generator())
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "stddev": self.stddev}
+
+
+def _truncated_normal(tensor, mean, stddev, generator):
+    lower, upper = mean - 2.0 * stddev, mean + 2.0 * stddev
+    return torch.nn.init.trunc_normal_(tensor, mean, stddev, lower, upper, generator=generator)
+
+
+@keras_export(_NAMESPACE)
+class RandomUniform(RandomInitializer):
+    """Uniform draws in `[minval, maxval)`."""
+
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+        self.minval = minval
+        self.maxval = maxval
+        super().__init__(seed)
+
+    def __call__(self, shape, dtype=None):
+        return _empty(shape, dtype).uniform_(self.minval, self.maxval, generator=self._generator())
+
+    def get_config(self):
+        return {**super().get_config(), "minval": self.minval, "maxval": self.maxval}
+
+
+@keras_export(_NAMESPACE)
+class VarianceScaling(RandomInitializer):
+    """Draws with variance `scale / n`, `n` being fan-in, fan-out or their mean (`mode`)."""
+
+    def __init__(
+        self,
+        scale=1.0,
+        mode="fan_in",
+        distribution="truncated_normal",
+        seed=None,
+        input_axes=None,
+        output_axes=None,
+    ):
+        if scale <= 0.0:
+            raise ConfigError(f"Argument `scale` must be a positive float, got {scale!r}.")
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ConfigError(f"Invalid `mode` {mode!r}: use 'fan_in', 'fan_out' or 'fan_avg'.")
+        distribution = distribution.lower()
+        if distribution == "normal":  # Keras 2 name
+            distribution = "truncated_normal"
+        if distribution not in ("uniform", "truncated_normal", "untruncated_normal"):
+            raise ConfigError(
+                f"Invalid `distribution` {distribution!r}: use 'uniform', 'truncated_normal' or "
+                "'untruncated_normal'."
+            )
+        self.scale = scale
+        self.mode = mode
+        self.distribution = distribution
+        self.input_axes = input_axes
+        self.output_axes = output_axes
+        super().__init__(seed)
+
+    def __call__(self, shape, dtype=None):
+        fan_in, fan_out = compute_fans(shape, self.input_axes, self.output_axes)
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        variance = self.scale / max(1.0, fan)
+        tensor = _empty(shape, dtype)
+        if self.distribution == "truncated_normal":
+            stddev = math.sqrt(variance) / _TRUNCATED_NORMAL_STDDEV
+            return _truncated_normal(tensor, 0.0, stddev, self._generator())
+        if self.distribution == "untruncated_normal":
+            return tensor.normal_(0.0, math.sqrt(variance), generator=self._generator())
+        limit = math.sqrt(3.0 * variance)
+        return tensor.uniform_(-limit, limit, generator=self._generator())
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "scale": self.scale,
+            "mode": self.mode,
+            "distribution": self.distribution,
+            "input_axes": self.input_axes,
+            "output_axes": self.output_axes,
+        }
+
+
+class _FixedVarianceScaling(VarianceScaling):
+    """A named VarianceScaling preset: only the seed and the fan axes are configurable."""
+
+    _preset = None  # (scale, mode, distribution)
+
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        scale, mode, distribution = self._preset
+        super().__init__(scale, mode, distribution, seed, input_axes, output_axes)
+
+    def get_config(self):
+        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
+
+
+@keras_export(_NAMESPACE)
+class GlorotUniform(_FixedVarianceScaling):
+    """Uniform in `±sqrt(6 / (fan_in + fan_out))` (Xavier uniform)."""
+
+    _preset = (1.0, "fan_avg", "uniform")
+
+
+@keras_export(_NAMESPACE)
+class GlorotNormal(_FixedVarianceScaling):
+    """Truncated normal with variance `2 / (fan_in + fan_out)` (Xavier normal)."""
+
+    _preset = (1.0, "fan_avg", "truncated_normal")
+
+
+@keras_export(_NAMESPACE)
+class HeNormal(_FixedVarianceScaling):
+    """Truncated normal with variance `2 / fan_in`."""
+
+    _preset = (2.0, "fan_in", "truncated_normal")
+
+
+@keras_export(_NAMESPACE)
+class HeUniform(_FixedVarianceScaling):
+    """Uniform in `±sqrt(6 / fan_in)`."""
+
+    _preset = (2.0, "fan_in", "uniform")
+
+
+@keras_export(_NAMESPACE)
+class LecunNormal(_FixedVarianceScaling):
+    """Truncated normal with variance `1 / fan_in`."""
+
+    _preset = (1.0, "fan_in", "truncated_normal")
+
+
+@keras_export(_NAMESPACE)
+class LecunUniform(_FixedVarianceScaling):
+    """Uniform in `±sqrt(3 / fan_in)`."""
+
+    _preset = (1.0, "fan_in", "uniform")
+
+
+@keras_export(_NAMESPACE)
+class Orthogonal(RandomInitializer):
+    """`gain` times a random orthogonal matrix (the last axis against all others flattened)."""
+
+    def __init__(self, gain=1.0, seed=None):
+        self.gain = gain
+        super().__init__(seed)
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(f"Orthogonal needs a shape of rank 2 or more, got {shape}.")
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        target = backend.torch_dtype(dtype)
+        # QR needs float32 or wider; half precision is drawn in float32 and cast at the end.
+        work = torch.float64 if target == torch.float64 else torch.float32
+        flat = _empty((max(rows, cols), min(rows, cols)), work).normal_(generator=self._generator())
+        q, r = torch.linalg.qr(flat)
+        q = q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(work)
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape).to(target)
+
+    def get_config(self):
+        return {**super().get_config(), "gain": self.gain}
+
+
+_ALIASES = {
+    "normal": RandomNormal,
+    "uniform": RandomUniform,
+    "zero": Zeros,
+    "one": Ones,
+    "IdentityInitializer": Identity,
+    "OrthogonalInitializer": Orthogonal,
+}
+for _cls in (
+    Zeros,
+    Ones,
+    Constant,
+    Identity,
+    RandomNormal,
+    TruncatedNormal,
+    RandomUniform,
+    VarianceScaling,
+    GlorotUniform,
+    GlorotNormal,
+    HeNormal,
+    HeUniform,
+    LecunNormal,
+    LecunUniform,
+    Orthogonal,
+):
+    _ALIASES[to_snake_case(_cls.__name__)] = _cls
+for _name, _cls in _ALIASES.items():
+    keras_export(_NAMESPACE, name=_name)(_cls)
+
+
+def serialize(initializer):
+    """The Keras envelope of an initializer (`None` stays `None`)."""
+    return serialize_keras_object(initializer)
+
+
+def deserialize(config, custom_objects=None):
+    """The initializer a name or envelope describes."""
+    return deserialize_keras_object(config, (_NAMESPACE,), custom_objects)
+
+
+def _from_value(value):
+    """An initializer that returns a fixed array or tensor, checking the requested shape."""
+
+    def initialize(shape, dtype=None):
+        if tuple(shape) != tuple(value.shape):
+            raise ValueError(
+                f"This initializer holds a value of shape {tuple(value.shape)}, asked for {tuple(shape)}."
+            )
+        return backend.convert_to_tensor(value, backend.standardize_dtype(dtype)).clone()
+
+    return initialize
+
+
+def get(identifier):
+    """Resolve `None`, a name (`"glorot_uniform"`), a config dict, a class, a callable or a fixed
+    array/tensor to an initializer.
+
+    >>> type(get("he_normal")).__name__
+    'HeNormal'
+    """
+    if isinstance(identifier, (torch.Tensor, np.ndarray, np.generic)):
+        return _from_value(identifier)
+    if isinstance(identifier, type):
+        return identifier()
+    initializer = get_object(identifier, _NAMESPACE, "initializer")
+    if initializer is not None and not callable(initializer):
+        raise ConfigError(f"Could not interpret initializer identifier: {identifier!r}")
+    return initializer

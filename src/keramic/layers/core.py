@@ -1,0 +1,247 @@
+"""Core layers: Dense, Activation, Dropout and the reshaping layers."""
+
+import math
+
+import numpy as np
+import torch
+
+from keramic import activations, constraints, initializers, regularizers
+from keramic.layers.base import Layer
+from keramic.saving.registry import keras_export
+from keramic.saving.serialize import serialize_keras_object
+
+
+def _serialize(obj):
+    return serialize_keras_object(obj) if obj is not None else None
+
+
+@keras_export("keras.layers")
+class Dense(Layer):
+    """`activation(inputs @ kernel + bias)` over the last axis."""
+
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        lora_rank=None,
+        lora_alpha=None,
+        quantization_config=None,
+        **kwargs,
+    ):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        if lora_rank is not None or quantization_config is not None:
+            raise NotImplementedError("keramic's Dense does not support LoRA or quantization yet.")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], self.units),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+            name="kernel",
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=(self.units,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+                name="bias",
+            )
+        self._linear = self.activation is activations.linear
+
+    def call(self, inputs):
+        if inputs.dim() == 2 and self.bias is not None:
+            outputs = torch.addmm(self.bias, inputs, self.kernel)
+        else:
+            outputs = torch.matmul(inputs, self.kernel)
+            if self.bias is not None:
+                outputs = outputs + self.bias
+        return outputs if self._linear else self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": _serialize(self.kernel_initializer),
+                "bias_initializer": _serialize(self.bias_initializer),
+                "kernel_regularizer": _serialize(self.kernel_regularizer),
+                "bias_regularizer": _serialize(self.bias_regularizer),
+                "kernel_constraint": _serialize(self.kernel_constraint),
+                "bias_constraint": _serialize(self.bias_constraint),
+                "quantization_config": None,
+            }
+        )
+        return config
+
+
+@keras_export("keras.layers")
+class Activation(Layer):
+    """Applies an activation function."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return self.activation(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config["activation"] = activations.serialize(self.activation)
+        return config
+
+
+@keras_export("keras.layers")
+class Dropout(Layer):
+    """Zeroes a fraction `rate` of inputs while training and rescales the rest."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= rate <= 1:
+            raise ValueError(f"Invalid value received for argument `rate`. Expected a float in [0, 1]. Received: rate={rate}")
+        self.rate = rate
+        self.noise_shape = noise_shape
+        self.seed = seed
+        self.supports_masking = True
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        if self.noise_shape is None:
+            return torch.nn.functional.dropout(inputs, self.rate, True)
+        shape = [inputs.shape[i] if d is None else d for i, d in enumerate(self.noise_shape)]
+        keep = torch.rand(shape, device=inputs.device) >= self.rate
+        return inputs * keep.to(inputs.dtype) / (1 - self.rate)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rate": self.rate, "seed": self.seed, "noise_shape": self.noise_shape})
+        return config
+
+
+@keras_export("keras.layers")
+class Flatten(Layer):
+    """Flattens every axis but the batch axis (channels_first inputs are moved to last first)."""
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = data_format or "channels_last"
+
+    def build(self, input_shape):
+        """No weights; defined so the config records a `build_config`, as Keras's Flatten does."""
+
+    def call(self, inputs):
+        if self.data_format == "channels_first" and inputs.dim() > 2:
+            inputs = inputs.movedim(1, -1)
+        return inputs.reshape(inputs.shape[0], -1)
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        size = None if any(d is None for d in rest) else int(np.prod(rest))
+        return (input_shape[0], size)
+
+    def get_config(self):
+        config = super().get_config()
+        config["data_format"] = self.data_format
+        return config
+
+
+@keras_export("keras.layers")
+class Reshape(Layer):
+    """Reshapes the non-batch axes to `target_shape` (one entry may be -1)."""
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(target_shape)
+
+    def call(self, inputs):
+        return inputs.reshape((inputs.shape[0],) + self.target_shape)
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        target = list(self.target_shape)
+        if -1 in target:
+            known = math.prod(d for d in target if d != -1)
+            size = None if any(d is None for d in rest) else math.prod(rest) // known
+            target[target.index(-1)] = size
+        return (input_shape[0], *target)
+
+    def get_config(self):
+        config = super().get_config()
+        config["target_shape"] = list(self.target_shape)
+        return config
+
+
+@keras_export("keras.layers")
+class Permute(Layer):
+    """Permutes the non-batch axes; `dims` counts from 1."""
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        self.dims = tuple(dims)
+        if sorted(self.dims) != list(range(1, len(self.dims) + 1)):
+            raise ValueError(f"Invalid permutation argument `dims` for Permute Layer. Received: dims={dims}")
+
+    def call(self, inputs):
+        return inputs.permute((0,) + self.dims)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(input_shape[d] for d in self.dims)
+
+    def get_config(self):
+        config = super().get_config()
+        config["dims"] = list(self.dims)
+        return config
+
+
+@keras_export("keras.layers")
+class RepeatVector(Layer):
+    """Repeats a (batch, features) input `n` times: (batch, n, features)."""
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        self.n = int(n)
+
+    def call(self, inputs):
+        return inputs.unsqueeze(1).expand(-1, self.n, -1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n, input_shape[1])
+
+    def get_config(self):
+        config = super().get_config()
+        config["n"] = self.n
+        return config

@@ -1,0 +1,310 @@
+"""BatchNormalization and LayerNormalization.
+
+Both compute in at least float32 (half-precision inputs are upcast, as Keras does) and return the
+layer's compute dtype.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from keramic import backend, constraints, initializers, regularizers
+from keramic.layers.base import Layer
+from keramic.saving.registry import keras_export
+from keramic.saving.serialize import serialize_keras_object
+
+# Keras's backend.epsilon(): guards the masked-moments division.
+_EPSILON = 1e-7
+
+
+def _serialize(obj):
+    return serialize_keras_object(obj) if obj is not None else None
+
+
+def _at_least_float32(x):
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+@keras_export("keras.layers")
+class BatchNormalization(Layer):
+    """Normalizes over the batch while training and with moving statistics otherwise.
+
+    Training updates `moving = moving * momentum + batch * (1 - momentum)` with the biased batch
+    variance, as Keras does (torch's own running variance is unbiased, so it is not used).
+
+    >>> layer = BatchNormalization()
+    >>> layer(np.random.rand(8, 3).astype("float32"), training=True).shape
+    torch.Size([8, 3])
+    """
+
+    def __init__(
+        self,
+        axis=-1,
+        momentum=0.99,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        moving_mean_initializer="zeros",
+        moving_variance_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        renorm=False,
+        renorm_clipping=None,
+        renorm_momentum=0.99,
+        synchronized=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if renorm:
+            raise NotImplementedError("keramic's BatchNormalization does not support renorm=True.")
+        self.axis = int(axis)
+        # One process sees the whole batch, so synchronized statistics are the plain ones.
+        self.synchronized = synchronized
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = center
+        self.scale = scale
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+        self.renorm = renorm
+        self.renorm_clipping = renorm_clipping
+        self.renorm_momentum = renorm_momentum
+        self.supports_masking = True
+        self.gamma = None
+        self.beta = None
+
+    def build(self, input_shape):
+        shape = (input_shape[self.axis],)
+        if self.scale:
+            self.gamma = self.add_weight(
+                shape=shape,
+                initializer=self.gamma_initializer,
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
+                autocast=False,
+                name="gamma",
+            )
+        if self.center:
+            self.beta = self.add_weight(
+                shape=shape,
+                initializer=self.beta_initializer,
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
+                autocast=False,
+                name="beta",
+            )
+        self.moving_mean = self.add_weight(
+            shape=shape, initializer=self.moving_mean_initializer, trainable=False, autocast=False, name="moving_mean"
+        )
+        self.moving_variance = self.add_weight(
+            shape=shape,
+            initializer=self.moving_variance_initializer,
+            trainable=False,
+            autocast=False,
+            name="moving_variance",
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None and mask.dim() != inputs.dim() - 1:
+            raise ValueError(
+                "The mask provided should be one dimension less than the inputs. "
+                f"Received: mask.shape={tuple(mask.shape)}, inputs.shape={tuple(inputs.shape)}"
+            )
+        x = _at_least_float32(inputs)
+        ndim = x.dim()
+        axis = self.axis % ndim
+        broadcast = [1] * ndim
+        broadcast[axis] = x.shape[axis]
+        if training and self.trainable:
+            reduce = tuple(d for d in range(ndim) if d != axis)
+            mean, variance = self._moments(x, mask, reduce)
+            with torch.no_grad():
+                momentum = self.momentum
+                self.moving_mean.copy_(self.moving_mean * momentum + mean.detach() * (1.0 - momentum))
+                self.moving_variance.copy_(self.moving_variance * momentum + variance.detach() * (1.0 - momentum))
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        # y = x * a + b with a = gamma / sqrt(var + eps), b = beta - mean * a: one pass over x.
+        a = torch.rsqrt(variance.to(x.dtype) + self.epsilon)
+        if self.gamma is not None:
+            a = a * self.gamma.to(x.dtype)
+        b = -mean.to(x.dtype) * a
+        if self.beta is not None:
+            b = b + self.beta.to(x.dtype)
+        outputs = torch.addcmul(b.reshape(broadcast), x, a.reshape(broadcast))
+        return outputs.to(backend.torch_dtype(self.compute_dtype))
+
+    def _moments(self, x, mask, reduce):
+        if mask is None:
+            variance, mean = torch.var_mean(x, dim=reduce, correction=0)
+            return mean, variance
+        weights = mask.unsqueeze(-1).expand(x.shape).to(torch.bool)
+        count = weights.to(x.dtype).sum(dim=reduce, keepdim=True) + _EPSILON
+        mean = torch.where(weights, x, 0).sum(dim=reduce, keepdim=True) / count
+        variance = torch.where(weights, x - mean, 0).square().sum(dim=reduce, keepdim=True) / count
+        return mean.flatten(), variance.flatten()
+
+    def compute_output_shape(self, input_shape):
+        if self.axis >= len(input_shape) or self.axis < -len(input_shape):
+            raise ValueError(
+                f"Axis {self.axis} is out of bounds for input shape {input_shape}. "
+                f"Received: axis={self.axis}"
+            )
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "axis": self.axis,
+                "momentum": self.momentum,
+                "epsilon": self.epsilon,
+                "center": self.center,
+                "scale": self.scale,
+                "beta_initializer": _serialize(self.beta_initializer),
+                "gamma_initializer": _serialize(self.gamma_initializer),
+                "moving_mean_initializer": _serialize(self.moving_mean_initializer),
+                "moving_variance_initializer": _serialize(self.moving_variance_initializer),
+                "beta_regularizer": _serialize(self.beta_regularizer),
+                "gamma_regularizer": _serialize(self.gamma_regularizer),
+                "beta_constraint": _serialize(self.beta_constraint),
+                "gamma_constraint": _serialize(self.gamma_constraint),
+                "synchronized": self.synchronized,
+                "renorm": self.renorm,
+                "renorm_clipping": self.renorm_clipping,
+                "renorm_momentum": self.renorm_momentum,
+            }
+        )
+        return config
+
+
+@keras_export("keras.layers")
+class LayerNormalization(Layer):
+    """Normalizes each sample over `axis` (an int or a list of axes), then scales and shifts.
+
+    `rms_scaling=True` (deprecated in Keras, kept for old configs) divides by the standard
+    deviation without centring and has no `beta`.
+
+    >>> LayerNormalization()(np.random.rand(2, 5).astype("float32")).shape
+    torch.Size([2, 5])
+    """
+
+    def __init__(
+        self,
+        axis=-1,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        rms_scaling=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)):
+            self.axis = list(axis)
+        elif isinstance(axis, int):
+            self.axis = axis
+        else:
+            raise TypeError(f"Expected an int or a list/tuple of ints for the argument 'axis', but received: {axis!r}")
+        self.epsilon = epsilon
+        self.center = center
+        self.scale = scale
+        self.rms_scaling = rms_scaling
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+        self.supports_masking = True
+        self.autocast = False
+
+    def build(self, input_shape):
+        # Keras turns `axis` into a sorted list here, and its config shows the list afterwards.
+        self.axis = sorted(self.axis) if isinstance(self.axis, list) else [self.axis]
+        shape = tuple(input_shape[d] for d in self.axis)
+        self.gamma = None
+        if self.scale or self.rms_scaling:
+            self.gamma = self.add_weight(
+                shape=shape,
+                initializer=self.gamma_initializer,
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
+                autocast=False,
+                name="gamma",
+            )
+        self.beta = None
+        if self.center and not self.rms_scaling:
+            self.beta = self.add_weight(
+                shape=shape,
+                initializer=self.beta_initializer,
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
+                autocast=False,
+                name="beta",
+            )
+
+    def call(self, inputs):
+        x = _at_least_float32(inputs)
+        ndim = x.dim()
+        axes = sorted(d % ndim for d in self.axis)
+        gamma = None if self.gamma is None else self.gamma.to(x.dtype)
+        beta = None if self.beta is None else self.beta.to(x.dtype)
+        trailing = axes == list(range(ndim - len(axes), ndim))
+        if trailing and not self.rms_scaling:
+            outputs = F.layer_norm(x, tuple(x.shape[d] for d in axes), gamma, beta, self.epsilon)
+        else:
+            broadcast = [x.shape[d] if d in axes else 1 for d in range(ndim)]
+            variance, mean = torch.var_mean(x, dim=axes, correction=0, keepdim=True)
+            inverse = torch.rsqrt(variance + self.epsilon)
+            if gamma is not None:
+                inverse = inverse * gamma.reshape(broadcast)
+            if self.rms_scaling:
+                outputs = x * inverse
+            else:
+                outputs = (x - mean) * inverse
+                if beta is not None:
+                    outputs = outputs + beta.reshape(broadcast)
+        return outputs.to(backend.torch_dtype(self.compute_dtype))
+
+    def compute_output_shape(self, input_shape):
+        for axis in self.axis if isinstance(self.axis, list) else [self.axis]:
+            if axis >= len(input_shape) or axis < -len(input_shape):
+                raise ValueError(
+                    f"Axis {axis} is out of bounds for input shape {input_shape}. "
+                    f"Received: axis={self.axis}"
+                )
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "axis": self.axis,
+                "epsilon": self.epsilon,
+                "center": self.center,
+                "scale": self.scale,
+                "rms_scaling": self.rms_scaling,
+                "beta_initializer": _serialize(self.beta_initializer),
+                "gamma_initializer": _serialize(self.gamma_initializer),
+                "beta_regularizer": _serialize(self.beta_regularizer),
+                "gamma_regularizer": _serialize(self.gamma_regularizer),
+                "beta_constraint": _serialize(self.beta_constraint),
+                "gamma_constraint": _serialize(self.gamma_constraint),
+            }
+        )
+        return config

@@ -1,0 +1,1062 @@
+"""Metrics: stateful accumulators with Keras 3's semantics, kept in non-trainable Variables.
+
+`update_state` runs every training step, so it is a handful of vectorised torch ops under
+`torch.no_grad()`, updates the state in place and never reads a value back to the host.
+"""
+
+import functools
+
+import numpy as np
+import torch
+
+from keramic import backend
+from keramic import dtype_policies
+from keramic import initializers
+from keramic.errors import UnknownObjectError
+from keramic.losses import (
+    apply_mask,
+    binary_crossentropy,
+    categorical_crossentropy,
+    categorical_hinge,
+    divide_no_nan,
+    get_keras_mask,
+    hinge,
+    is_binary_or_sparse_categorical,
+    kl_divergence,
+    log_cosh,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_error,
+    mean_squared_logarithmic_error,
+    object_name,
+    poisson,
+    sparse_categorical_crossentropy,
+    squared_hinge,
+    squeeze_or_expand_to_same_rank,
+    tensor_pair,
+    to_tensor,
+)
+from keramic.losses import _SHARED_FUNCTIONS as _LOSS_FUNCTIONS
+from keramic.losses import cosine_similarity as _cosine_similarity
+from keramic.saving import registry
+from keramic.saving.registry import keras_export
+from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.utils.naming import auto_name, to_snake_case
+
+NEG_INF = -1e10  # the score Keras gives predictions outside the top k
+
+
+# ------------------------------------------------------------------------------------ base
+@keras_export("keras.metrics")
+class Metric:
+    """Base class: create state with `add_variable` in `__init__`, then implement
+    `update_state(...)` and `result()`. Not a Layer: it has no weights to train or save.
+    """
+
+    def __init__(self, dtype=None, name=None):
+        self.name = name or auto_name(type(self).__name__)
+        self._dtype_policy = dtype_policies.get(dtype)
+        self._dtype = self._dtype_policy.compute_dtype
+        self._variables = []
+        self._metrics = []
+
+    def __setattr__(self, name, value):
+        # Metrics held as attributes contribute their state to `variables` (and to resets).
+        if isinstance(value, Metric) and "_metrics" in self.__dict__:
+            self._metrics.append(value)
+        object.__setattr__(self, name, value)
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @property
+    def _torch_dtype(self):
+        return backend.torch_dtype(self._dtype)
+
+    def add_variable(self, shape, initializer="zeros", dtype=None, aggregation="sum", name=None):
+        """A non-trainable state variable. `aggregation` is accepted for Keras API compatibility
+        (it only matters for multi-replica training, which keramic does not do)."""
+        dtype = backend.standardize_dtype(dtype)
+        value = initializers.get(initializer)(tuple(shape), dtype=dtype)
+        name = name or "variable"
+        variable = backend.Variable(value, name=name, trainable=False, dtype=dtype, path=f"{self.name}/{name}")
+        self._variables.append(variable)
+        return variable
+
+    def add_weight(self, shape=(), initializer=None, dtype=None, name=None):
+        return self.add_variable(shape=shape, initializer=initializer or "zeros", dtype=dtype, name=name)
+
+    @property
+    def variables(self):
+        variables = list(self._variables)
+        for metric in self._metrics:
+            variables.extend(metric.variables)
+        return variables
+
+    def reset_state(self):
+        with torch.no_grad():
+            for variable in self.variables:
+                variable.zero_()
+
+    def update_state(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must implement update_state().")
+
+    def result(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement result().")
+
+    def __call__(self, *args, **kwargs):
+        self.update_state(*args, **kwargs)
+        return self.result()
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+def _accumulate(variable, value):
+    """In-place `variable += value`, moving the value to the state's device and dtype."""
+    if isinstance(value, torch.Tensor):
+        value = value.to(device=variable.device, dtype=variable.dtype)
+    variable.add_(value)
+
+
+# ------------------------------------------------------------------------------- reductions
+def _reduce_to_samplewise_values(values, sample_weight, reduce_fn, dtype):
+    """One value per sample (weighted when weights are given), and the matching weights."""
+    mask = get_keras_mask(values)
+    values = to_tensor(values, dtype)
+    if sample_weight is not None:
+        sample_weight = to_tensor(sample_weight, dtype, like=values)
+        if mask is not None:
+            sample_weight = apply_mask(sample_weight, to_tensor(mask, like=values), dtype, "sum")
+        values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
+        weight_ndim = sample_weight.dim()
+        if values.dim() > weight_ndim:
+            values = reduce_fn(values, dim=tuple(range(weight_ndim, values.dim())))
+        values = values * sample_weight.broadcast_to(values.shape)
+        if weight_ndim > 1:
+            sample_weight = reduce_fn(sample_weight, dim=tuple(range(1, weight_ndim)))
+    if values.dim() > 1:
+        values = reduce_fn(values, dim=tuple(range(1, values.dim())))
+    return values, sample_weight
+
+
+def _is_python_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@keras_export("keras.metrics")
+class Sum(Metric):
+    """The (weighted) sum of all values seen."""
+
+    def __init__(self, name="sum", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable((), "zeros", dtype=self.dtype, name="total")
+
+    @torch.no_grad()
+    def update_state(self, values, sample_weight=None):
+        values, _ = _reduce_to_samplewise_values(values, sample_weight, torch.sum, self._torch_dtype)
+        _accumulate(self.total, values.sum())
+
+    def result(self):
+        return self.total.detach().clone()
+
+
+@keras_export("keras.metrics")
+class Mean(Metric):
+    """The (weighted) mean of all values seen: total / count."""
+
+    def __init__(self, name="mean", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable((), "zeros", dtype=self.dtype, name="total")
+        self.count = self.add_variable((), "zeros", dtype=self.dtype, name="count")
+
+    @torch.no_grad()
+    def update_state(self, values, sample_weight=None):
+        if _is_python_number(sample_weight) and get_keras_mask(values) is None:
+            # A scalar weight (e.g. the batch size for the loss tracker) weighs the batch mean;
+            # kept as a Python number so no host-to-device copy is needed.
+            values = to_tensor(values, self._torch_dtype)
+            _accumulate(self.total, (values.mean() if values.dim() else values) * sample_weight)
+            _accumulate(self.count, sample_weight)
+            return
+        values, sample_weight = _reduce_to_samplewise_values(values, sample_weight, torch.mean, self._torch_dtype)
+        _accumulate(self.total, values.sum())
+        if sample_weight is not None:
+            _accumulate(self.count, sample_weight.sum())
+        else:
+            _accumulate(self.count, values.shape[0] if values.dim() else 1)
+
+    def result(self):
+        return divide_no_nan(self.total.detach(), self.count.detach())
+
+
+@keras_export("keras.metrics")
+class MeanMetricWrapper(Mean):
+    """The mean of a per-sample function `fn(y_true, y_pred, **kwargs)`."""
+
+    def __init__(self, fn, name=None, dtype=None, **kwargs):
+        super().__init__(name=name, dtype=dtype)
+        self._fn = fn
+        self._fn_kwargs = kwargs
+        if fn in _LOSS_FUNCTIONS or fn is _cosine_similarity:
+            self._direction = "down"  # read by callbacks' mode="auto"
+
+    @torch.no_grad()
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        mask = get_keras_mask(y_pred)
+        values = self._fn(y_true, y_pred, **self._fn_kwargs)
+        sample_weight = apply_mask(sample_weight, mask, self._torch_dtype, "sum")
+        super().update_state(values, sample_weight=sample_weight)
+
+    def get_config(self):
+        config = {**super().get_config(), "fn": serialize_keras_object(self._fn)}
+        config.update(serialize_keras_object(self._fn_kwargs))
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "fn" in config:
+            config["fn"] = deserialize_keras_object(config["fn"], ("keras.metrics", "keras.losses"))
+        return cls(**config)
+
+
+class _BuiltinMeanMetric(MeanMetricWrapper):
+    """A built-in wrapper whose config lists its own arguments rather than the function."""
+
+    def get_config(self):
+        return Mean.get_config(self)
+
+
+# -------------------------------------------------------------------------------- accuracy
+def _floatx():
+    return backend.torch_dtype(backend.floatx())
+
+
+def accuracy(y_true, y_pred):
+    y_true, y_pred = tensor_pair(y_true, y_pred)
+    return (y_true == y_pred).to(_floatx())
+
+
+@keras_export("keras.metrics")
+def binary_accuracy(y_true, y_pred, threshold=0.5):
+    y_pred = to_tensor(y_pred)
+    y_true = to_tensor(y_true, like=y_pred)
+    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    return (y_true == (y_pred > threshold).to(y_true.dtype)).to(_floatx())
+
+
+@keras_export("keras.metrics")
+def categorical_accuracy(y_true, y_pred):
+    y_pred = to_tensor(y_pred)
+    true_index = torch.argmax(to_tensor(y_true, y_pred.dtype, like=y_pred), dim=-1)
+    original_shape = true_index.shape
+    reshape = true_index.dim() == y_pred.dim()
+    if reshape:
+        true_index = true_index.squeeze(-1)
+    matches = (true_index == torch.argmax(y_pred, dim=-1)).to(_floatx())
+    return matches.reshape(original_shape) if reshape else matches
+
+
+@keras_export("keras.metrics")
+def sparse_categorical_accuracy(y_true, y_pred):
+    y_pred = to_tensor(y_pred)
+    y_true = to_tensor(y_true, y_pred.dtype, like=y_pred)
+    original_shape = y_true.shape
+    reshape = y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1
+    if reshape:
+        y_true = y_true.squeeze(-1)
+    matches = (y_true == torch.argmax(y_pred, dim=-1).to(y_true.dtype)).to(_floatx())
+    if reshape:
+        matches = matches.reshape(original_shape)
+    if matches.dim() > 1 and matches.shape[-1] == 1:
+        matches = matches.squeeze(-1)
+    return matches
+
+
+def _in_top_k(targets, predictions, k):
+    """True where the target's score reaches the k-th largest score (ties count as in)."""
+    target_scores = torch.take_along_dim(predictions, targets.long()[:, None], dim=-1)
+    return torch.any(target_scores >= torch.topk(predictions, k, dim=-1).values, dim=-1)
+
+
+def _top_k_matches(targets, y_pred, k, from_sorted_ids=False):
+    original_shape = targets.shape
+    if y_pred.dim() > 2:
+        y_pred = y_pred.reshape(-1, y_pred.shape[-1])
+    if targets.dim() > 1:
+        targets = targets.reshape(-1)
+    if from_sorted_ids:
+        matches = torch.any(targets[:, None] == y_pred[:, :k], dim=1)
+    else:
+        matches = _in_top_k(targets, y_pred, k)
+    return matches.to(_floatx()).reshape(original_shape)
+
+
+@keras_export("keras.metrics")
+def top_k_categorical_accuracy(y_true, y_pred, k=5):
+    y_true, y_pred = tensor_pair(y_true, y_pred, same_rank=False)
+    return _top_k_matches(torch.argmax(y_true, dim=-1), y_pred, k)
+
+
+@keras_export("keras.metrics")
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
+    y_pred = to_tensor(y_pred)
+    y_true = to_tensor(y_true, like=y_pred)
+    y_true = y_true.to(y_pred.dtype) if from_sorted_ids else y_true.to(torch.int32)
+    return _top_k_matches(y_true, y_pred, k, from_sorted_ids)
+
+
+@keras_export("keras.metrics")
+class Accuracy(_BuiltinMeanMetric):
+    """How often predictions equal the labels exactly."""
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(accuracy, name=name, dtype=dtype)
+        self._direction = "up"
+
+
+@keras_export("keras.metrics")
+class BinaryAccuracy(_BuiltinMeanMetric):
+    """How often `y_pred > threshold` equals the binary label."""
+
+    def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
+        super().__init__(binary_accuracy, name=name, dtype=dtype, threshold=threshold)
+        self.threshold = threshold
+        self._direction = "up"
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+@keras_export("keras.metrics")
+class CategoricalAccuracy(_BuiltinMeanMetric):
+    """How often the arg-max of `y_pred` matches the one-hot label."""
+
+    def __init__(self, name="categorical_accuracy", dtype=None):
+        super().__init__(categorical_accuracy, name=name, dtype=dtype)
+        self._direction = "up"
+
+
+@keras_export("keras.metrics")
+class SparseCategoricalAccuracy(_BuiltinMeanMetric):
+    """How often the arg-max of `y_pred` matches the integer label."""
+
+    def __init__(self, name="sparse_categorical_accuracy", dtype=None):
+        super().__init__(sparse_categorical_accuracy, name=name, dtype=dtype)
+        self._direction = "up"
+
+
+@keras_export("keras.metrics")
+class TopKCategoricalAccuracy(_BuiltinMeanMetric):
+    """How often the one-hot label is among the k highest predictions."""
+
+    def __init__(self, k=5, name="top_k_categorical_accuracy", dtype=None):
+        super().__init__(top_k_categorical_accuracy, name=name, dtype=dtype, k=k)
+        self.k = k
+        self._direction = "up"
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+@keras_export("keras.metrics")
+class SparseTopKCategoricalAccuracy(_BuiltinMeanMetric):
+    """How often the integer label is among the k highest predictions."""
+
+    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None, from_sorted_ids=False):
+        super().__init__(sparse_top_k_categorical_accuracy, name=name, dtype=dtype, k=k, from_sorted_ids=from_sorted_ids)
+        self.k = k
+        self.from_sorted_ids = from_sorted_ids
+        self._direction = "up"
+
+    def get_config(self):
+        config = {**super().get_config(), "k": self.k}
+        if self.from_sorted_ids:
+            config["from_sorted_ids"] = True
+        return config
+
+
+# ------------------------------------------------------------------ regression / probabilistic
+def _simple_metric(class_name, fn, default_name, direction=None):
+    """A built-in metric that is the mean of `fn` with config {"name", "dtype"}."""
+
+    def __init__(self, name=default_name, dtype=None):
+        _BuiltinMeanMetric.__init__(self, fn, name=name, dtype=dtype)
+        if direction:
+            self._direction = direction
+
+    cls = type(class_name, (_BuiltinMeanMetric,), {"__init__": __init__, "__doc__": f"The mean of `{fn.__name__}`."})
+    cls.__module__ = __name__
+    return keras_export("keras.metrics")(cls)
+
+
+MeanSquaredError = _simple_metric("MeanSquaredError", mean_squared_error, "mean_squared_error")
+MeanAbsoluteError = _simple_metric("MeanAbsoluteError", mean_absolute_error, "mean_absolute_error")
+MeanAbsolutePercentageError = _simple_metric(
+    "MeanAbsolutePercentageError", mean_absolute_percentage_error, "mean_absolute_percentage_error"
+)
+MeanSquaredLogarithmicError = _simple_metric(
+    "MeanSquaredLogarithmicError", mean_squared_logarithmic_error, "mean_squared_logarithmic_error"
+)
+LogCoshError = _simple_metric("LogCoshError", log_cosh, "logcosh")
+KLDivergence = _simple_metric("KLDivergence", kl_divergence, "kl_divergence")
+Poisson = _simple_metric("Poisson", poisson, "poisson")
+Hinge = _simple_metric("Hinge", hinge, "hinge")
+SquaredHinge = _simple_metric("SquaredHinge", squared_hinge, "squared_hinge")
+CategoricalHinge = _simple_metric("CategoricalHinge", categorical_hinge, "categorical_hinge")
+
+
+@keras_export("keras.metrics")
+class CosineSimilarity(_BuiltinMeanMetric):
+    """The mean cosine similarity between labels and predictions along `axis`."""
+
+    def __init__(self, name="cosine_similarity", dtype=None, axis=-1):
+        super().__init__(_cosine_similarity_metric, name=name, dtype=dtype, axis=axis)
+        self.axis = axis
+        self._direction = "up"
+
+    def get_config(self):
+        config = super().get_config()
+        if self.axis != -1:
+            # Keras drops `axis`; keramic keeps a non-default one so it survives a round trip.
+            config["axis"] = self.axis
+        return config
+
+
+def _cosine_similarity_metric(y_true, y_pred, axis=-1):
+    """The metric reports the similarity itself (the loss reports its negative)."""
+    return -_cosine_similarity(y_true, y_pred, axis=axis)
+
+
+@keras_export("keras.metrics")
+class RootMeanSquaredError(Mean):
+    """sqrt of the (weighted) mean squared error."""
+
+    def __init__(self, name="root_mean_squared_error", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self._direction = "down"
+
+    @torch.no_grad()
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = to_tensor(y_pred, self._torch_dtype)
+        y_true = to_tensor(y_true, self._torch_dtype, like=y_pred)
+        y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+        super().update_state(torch.square(y_pred - y_true), sample_weight=sample_weight)
+
+    def result(self):
+        return torch.sqrt(super().result())
+
+
+@keras_export("keras.metrics")
+class BinaryCrossentropy(_BuiltinMeanMetric):
+    """The mean binary crossentropy."""
+
+    def __init__(self, name="binary_crossentropy", dtype=None, from_logits=False, label_smoothing=0):
+        super().__init__(binary_crossentropy, name=name, dtype=dtype, from_logits=from_logits, label_smoothing=label_smoothing)
+        self.from_logits = from_logits
+        self.label_smoothing = label_smoothing
+        self._direction = "down"
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+
+@keras_export("keras.metrics")
+class CategoricalCrossentropy(_BuiltinMeanMetric):
+    """The mean categorical crossentropy (one-hot labels)."""
+
+    def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False, label_smoothing=0, axis=-1):
+        super().__init__(
+            categorical_crossentropy, name=name, dtype=dtype, from_logits=from_logits, label_smoothing=label_smoothing, axis=axis
+        )
+        self.from_logits = from_logits
+        self.label_smoothing = label_smoothing
+        self.axis = axis
+        self._direction = "down"
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+            "axis": self.axis,
+        }
+
+
+@keras_export("keras.metrics")
+class SparseCategoricalCrossentropy(_BuiltinMeanMetric):
+    """The mean sparse categorical crossentropy (integer labels)."""
+
+    def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False, ignore_class=None, axis=-1):
+        super().__init__(
+            sparse_categorical_crossentropy, name=name, dtype=dtype, from_logits=from_logits, ignore_class=ignore_class, axis=axis
+        )
+        self.from_logits = from_logits
+        self.ignore_class = ignore_class
+        self.axis = axis
+        self._direction = "down"
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits, "ignore_class": self.ignore_class, "axis": self.axis}
+
+
+# ----------------------------------------------------------------------- confusion matrices
+TRUE_POSITIVES, FALSE_POSITIVES, TRUE_NEGATIVES, FALSE_NEGATIVES = "tp", "fp", "tn", "fn"
+
+
+def _parse_thresholds(thresholds, default):
+    if thresholds is None:
+        return [default]
+    thresholds = list(thresholds) if isinstance(thresholds, (list, tuple, np.ndarray)) else [thresholds]
+    invalid = [t for t in thresholds if t is None or t < 0 or t > 1]
+    if invalid:
+        raise ValueError(f"Threshold values must be in [0, 1]. Received: {invalid}")
+    return thresholds
+
+
+def _evenly_distributed(thresholds):
+    """Thresholds 0, 1/(n-1), ..., 1 allow the bucketed O(n) update instead of comparing each."""
+    count = len(thresholds)
+    if count < 3:
+        return False
+    even = np.arange(count, dtype=np.float32) / (count - 1)
+    return bool(np.allclose(thresholds, even, atol=1e-7))
+
+
+def _filter_top_k(x, k):
+    """Keep the k largest scores per row; the rest become NEG_INF."""
+    keep = torch.zeros_like(x).scatter_(-1, torch.topk(x, k, dim=-1).indices, 1.0)
+    return x * keep + NEG_INF * (1 - keep)
+
+
+def _reverse_cumsum(x):
+    return torch.flip(torch.cumsum(torch.flip(x, [0]), dim=0), [0])
+
+
+def update_confusion_matrix_variables(
+    variables,
+    y_true,
+    y_pred,
+    thresholds,
+    top_k=None,
+    class_id=None,
+    sample_weight=None,
+    multi_label=False,
+    label_weights=None,
+    thresholds_distributed_evenly=False,
+):
+    """Add this batch's (weighted) TP/FP/TN/FN counts per threshold to `variables` ({"tp": var, ...}).
+
+    With `multi_label`, counts are kept per label (variables of shape (thresholds, labels)).
+    """
+    first = next(iter(variables.values()))
+    dtype, device = first.dtype, first.device
+    y_pred = to_tensor(y_pred, dtype).to(device)
+    y_true = to_tensor(y_true, dtype, like=y_pred)
+    y_pred, y_true = squeeze_or_expand_to_same_rank(y_pred, y_true)
+    if sample_weight is not None:
+        sample_weight = to_tensor(sample_weight, dtype, like=y_pred).unsqueeze(-1)
+        _, sample_weight = squeeze_or_expand_to_same_rank(y_true, sample_weight, expand_rank_1=False)
+    if top_k is not None:
+        y_pred = _filter_top_k(y_pred, top_k)
+    if class_id is not None:
+        if y_pred.dim() == 1:
+            raise ValueError(
+                "When class_id is provided, y_pred must be a 2D array with shape (num_samples, num_classes), "
+                f"found shape: {tuple(y_pred.shape)}"
+            )
+        y_true = y_true[..., class_id, None]
+        y_pred = y_pred[..., class_id, None]
+    weights = None
+    if sample_weight is not None:
+        weights = sample_weight.broadcast_to(y_pred.shape)
+    if label_weights is not None and not multi_label:
+        label_weights = label_weights.to(device=device, dtype=dtype)[None].broadcast_to(y_pred.shape)
+        weights = label_weights if weights is None else weights * label_weights
+    if thresholds_distributed_evenly:
+        counts = _bucketed_counts(y_true, y_pred, weights, thresholds, multi_label)
+    else:
+        counts = _compared_counts(y_true, y_pred, weights, thresholds, multi_label, variables)
+    for key, variable in variables.items():
+        variable.add_(counts[key])
+
+
+def _bucketed_counts(y_true, y_pred, weights, thresholds, multi_label):
+    """Counts for evenly spaced thresholds: bucket each prediction once, then cumulative sums."""
+    count = len(thresholds)
+    with_epsilon = thresholds[0] < 0.0 or thresholds[-1] > 1.0
+    y_pred = torch.clamp(y_pred, 0.0, 1.0)
+    y_true = (y_true != 0).to(y_pred.dtype)
+    if not multi_label:
+        y_true, y_pred = y_true.reshape(-1), y_pred.reshape(-1)
+        weights = None if weights is None else weights.reshape(-1)
+    true_labels = y_true if weights is None else y_true * weights
+    false_labels = (1.0 - y_true) if weights is None else (1.0 - y_true) * weights
+    buckets = torch.ceil(y_pred * (count - 1)) - 1
+    if with_epsilon:
+        buckets = torch.relu(buckets)
+    # Shift by one so predictions below every threshold (bucket -1) land in a dropped slot.
+    buckets = buckets.long() + 1
+    if multi_label:
+        labels = y_pred.shape[-1]
+        buckets = buckets * labels + torch.arange(labels, device=y_pred.device)
+        slots, shape = (count + 1) * labels, (count + 1, labels)
+    else:
+        slots, shape = count + 1, (count + 1,)
+    flat = buckets.reshape(-1)
+
+    def bucket_sums(values):
+        sums = torch.zeros(slots, dtype=values.dtype, device=values.device).index_add_(0, flat, values.reshape(-1))
+        return sums.reshape(shape)[1:]
+
+    tp = _reverse_cumsum(bucket_sums(true_labels))
+    fp = _reverse_cumsum(bucket_sums(false_labels))
+    total_true = true_labels.sum(dim=0)
+    total_false = false_labels.sum(dim=0)
+    return {TRUE_POSITIVES: tp, FALSE_POSITIVES: fp, TRUE_NEGATIVES: total_false - fp, FALSE_NEGATIVES: total_true - tp}
+
+
+@functools.lru_cache(maxsize=64)
+def _threshold_tensor(thresholds, dtype, device):
+    """Thresholds as a device tensor, made once: a fresh host-to-device copy would stall each step."""
+    return torch.tensor(thresholds, dtype=dtype, device=device)
+
+
+def _compared_counts(y_true, y_pred, weights, thresholds, multi_label, wanted):
+    """Counts for arbitrary thresholds: compare every prediction with every threshold."""
+    thresholds = _threshold_tensor(tuple(float(t) for t in thresholds), y_pred.dtype, y_pred.device)
+    if multi_label:
+        thresholds = thresholds.reshape(-1, *([1] * y_pred.dim()))
+        predictions, labels = y_pred[None], (y_true != 0)[None]
+        weights = None if weights is None else weights[None]
+    else:
+        thresholds = thresholds[:, None]
+        predictions, labels = y_pred.reshape(1, -1), (y_true != 0).reshape(1, -1)
+        weights = None if weights is None else weights.reshape(1, -1)
+    pred_is_pos = predictions > thresholds
+    pairs = {
+        TRUE_POSITIVES: (labels, pred_is_pos),
+        FALSE_POSITIVES: (~labels, pred_is_pos),
+        TRUE_NEGATIVES: (~labels, ~pred_is_pos),
+        FALSE_NEGATIVES: (labels, ~pred_is_pos),
+    }
+    counts = {}
+    for key in wanted:
+        label, pred = pairs[key]
+        hit = label & pred
+        value = hit.to(y_pred.dtype) if weights is None else torch.where(hit, weights, 0.0)
+        counts[key] = value.sum(dim=1)
+    return counts
+
+
+class _ConfusionMatrixConditionCount(Metric):
+    """Counts one confusion-matrix cell per threshold."""
+
+    _condition = None
+
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.init_thresholds = thresholds
+        self.thresholds = _parse_thresholds(thresholds, 0.5)
+        self._thresholds_distributed_evenly = _evenly_distributed(self.thresholds)
+        self.accumulator = self.add_variable((len(self.thresholds),), "zeros", name="accumulator")
+
+    @torch.no_grad()
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        update_confusion_matrix_variables(
+            {self._condition: self.accumulator},
+            y_true,
+            y_pred,
+            self.thresholds,
+            sample_weight=sample_weight,
+            thresholds_distributed_evenly=self._thresholds_distributed_evenly,
+        )
+
+    def result(self):
+        value = self.accumulator.detach()
+        return (value[0] if len(self.thresholds) == 1 else value).clone()
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.init_thresholds}
+
+
+@keras_export("keras.metrics")
+class TruePositives(_ConfusionMatrixConditionCount):
+    """The (weighted) number of true positives per threshold."""
+
+    _condition = TRUE_POSITIVES
+
+
+@keras_export("keras.metrics")
+class FalsePositives(_ConfusionMatrixConditionCount):
+    """The (weighted) number of false positives per threshold."""
+
+    _condition = FALSE_POSITIVES
+
+
+@keras_export("keras.metrics")
+class TrueNegatives(_ConfusionMatrixConditionCount):
+    """The (weighted) number of true negatives per threshold."""
+
+    _condition = TRUE_NEGATIVES
+
+
+@keras_export("keras.metrics")
+class FalseNegatives(_ConfusionMatrixConditionCount):
+    """The (weighted) number of false negatives per threshold."""
+
+    _condition = FALSE_NEGATIVES
+
+
+class _PrecisionRecall(Metric):
+    """Shared state of Precision and Recall: TP plus one error cell per threshold."""
+
+    _error = None  # (cell, variable name): false positives for precision, false negatives for recall
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
+        self.init_thresholds = thresholds
+        self.top_k = top_k
+        self.class_id = class_id
+        # With top_k, every kept prediction counts as positive (the rest sit at NEG_INF).
+        self.thresholds = _parse_thresholds(thresholds, 0.5 if top_k is None else NEG_INF)
+        self._thresholds_distributed_evenly = _evenly_distributed(self.thresholds)
+        size = (len(self.thresholds),)
+        self.true_positives = self.add_variable(size, "zeros", name="true_positives")
+        self._error_variable = self.add_variable(size, "zeros", name=self._error[1])
+        setattr(self, self._error[1], self._error_variable)  # Keras' attribute name for that state
+
+    @torch.no_grad()
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        update_confusion_matrix_variables(
+            {TRUE_POSITIVES: self.true_positives, self._error[0]: self._error_variable},
+            y_true,
+            y_pred,
+            self.thresholds,
+            top_k=self.top_k,
+            class_id=self.class_id,
+            sample_weight=sample_weight,
+            thresholds_distributed_evenly=self._thresholds_distributed_evenly,
+        )
+
+    def result(self):
+        tp = self.true_positives.detach()
+        value = divide_no_nan(tp, tp + self._error_variable.detach())
+        return value[0] if len(self.thresholds) == 1 else value
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.init_thresholds, "top_k": self.top_k, "class_id": self.class_id}
+
+
+@keras_export("keras.metrics")
+class Precision(_PrecisionRecall):
+    """TP / (TP + FP) at each threshold (or among the top-k predictions, or for one class)."""
+
+    _error = (FALSE_POSITIVES, "false_positives")
+
+
+@keras_export("keras.metrics")
+class Recall(_PrecisionRecall):
+    """TP / (TP + FN) at each threshold (or among the top-k predictions, or for one class)."""
+
+    _error = (FALSE_NEGATIVES, "false_negatives")
+
+
+# Spellings Keras accepts for `curve` and `summation_method`.
+_CURVES = {"ROC": "ROC", "roc": "ROC", "PR": "PR", "pr": "PR", "PRGAIN": "PRGAIN", "prgain": "PRGAIN"}
+_SUMMATIONS = {
+    **{name: name for name in ("interpolation", "majoring", "minoring")},
+    **{name.capitalize(): name for name in ("interpolation", "majoring", "minoring")},
+}
+
+
+def _parse_choice(value, table, argument):
+    found = table.get(getattr(value, "value", value))  # also accept Keras' enum members
+    if found is None:
+        raise ValueError(f'Invalid {argument} value: "{value}". Expected values are {sorted(set(table.values()))}')
+    return found
+
+
+@keras_export("keras.metrics")
+class AUC(Metric):
+    """Area under the ROC or precision-recall curve, summed over a fixed set of thresholds.
+
+    `curve`: "ROC", "PR" or "PRGAIN"; `summation_method`: "interpolation" (for PR, the
+    Davis & Goadrich interpolation), "minoring" or "majoring". With `multi_label`, one curve
+    per label, averaged (weighted by `label_weights` when given).
+    """
+
+    def __init__(
+        self,
+        num_thresholds=200,
+        curve="ROC",
+        summation_method="interpolation",
+        name=None,
+        dtype=None,
+        thresholds=None,
+        multi_label=False,
+        num_labels=None,
+        label_weights=None,
+        from_logits=False,
+    ):
+        self._direction = "up"
+        self._init_from_thresholds = thresholds is not None
+        if thresholds is not None:
+            self.num_thresholds = len(thresholds) + 2
+            thresholds = sorted(float(t) for t in thresholds)
+            self._thresholds_distributed_evenly = _evenly_distributed([0.0] + thresholds + [1.0])
+        else:
+            if num_thresholds <= 1:
+                raise ValueError(f"Argument `num_thresholds` must be an integer > 1. Received: num_thresholds={num_thresholds}")
+            self.num_thresholds = num_thresholds
+            thresholds = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+            self._thresholds_distributed_evenly = True
+        # The end points sit just outside [0, 1] so predictions of exactly 0 or 1 are counted.
+        self._thresholds = [0.0 - 1e-7] + thresholds + [1.0 + 1e-7]
+        self.curve = _parse_choice(curve, _CURVES, "AUC curve")
+        self.summation_method = _parse_choice(summation_method, _SUMMATIONS, "AUC summation method")
+        super().__init__(name=name, dtype=dtype)
+        self.multi_label = multi_label
+        self.num_labels = num_labels
+        self.label_weights = None
+        if label_weights is not None:
+            self.label_weights = torch.as_tensor(
+                np.asarray(label_weights), dtype=self._torch_dtype, device=backend.get_device()
+            )
+        self._from_logits = from_logits
+        self._built = False
+        if multi_label:
+            if num_labels:
+                self._build([None, num_labels])
+        elif num_labels:
+            raise ValueError("`num_labels` is needed only when `multi_label` is True.")
+        else:
+            self._build(None)
+
+    @property
+    def thresholds(self):
+        return list(self._thresholds)
+
+    def _build(self, shape):
+        if self.multi_label:
+            if len(shape) != 2:
+                raise ValueError(
+                    f"`y_pred` must have rank 2 when `multi_label=True`. Found rank {len(shape)}. "
+                    f"Full shape received for `y_pred`: {tuple(shape)}"
+                )
+            self._num_labels = shape[1]
+            variable_shape = (self.num_thresholds, self._num_labels)
+        else:
+            variable_shape = (self.num_thresholds,)
+        self.true_positives = self.add_variable(variable_shape, "zeros", name="true_positives")
+        self.false_positives = self.add_variable(variable_shape, "zeros", name="false_positives")
+        self.true_negatives = self.add_variable(variable_shape, "zeros", name="true_negatives")
+        self.false_negatives = self.add_variable(variable_shape, "zeros", name="false_negatives")
+        self._built = True
+
+    @torch.no_grad()
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = to_tensor(y_pred)
+        if not self._built:
+            self._build(tuple(y_pred.shape))
+        if self._from_logits:
+            y_pred = torch.sigmoid(y_pred)
+        update_confusion_matrix_variables(
+            {
+                TRUE_POSITIVES: self.true_positives,
+                TRUE_NEGATIVES: self.true_negatives,
+                FALSE_POSITIVES: self.false_positives,
+                FALSE_NEGATIVES: self.false_negatives,
+            },
+            y_true,
+            y_pred,
+            self._thresholds,
+            sample_weight=sample_weight,
+            multi_label=self.multi_label,
+            label_weights=None if self.multi_label else self.label_weights,
+            thresholds_distributed_evenly=self._thresholds_distributed_evenly,
+        )
+
+    def _average_over_labels(self, by_threshold):
+        if not self.multi_label:
+            return by_threshold.sum()
+        by_label = by_threshold.sum(dim=0)
+        if self.label_weights is None:
+            return by_label.mean()
+        weights = self.label_weights.to(by_label.device)
+        return divide_no_nan((by_label * weights).sum(), weights.sum())
+
+    def interpolate_pr_auc(self):
+        """PR-AUC by Davis & Goadrich interpolation between thresholds (precision varies non-linearly)."""
+        tp, fp, fn = self.true_positives.detach(), self.false_positives.detach(), self.false_negatives.detach()
+        dtp = tp[:-1] - tp[1:]
+        p = tp + fp
+        dp = p[:-1] - p[1:]
+        slope = divide_no_nan(dtp, torch.clamp(dp, min=0))
+        intercept = tp[1:] - slope * p[1:]
+        safe_p_ratio = torch.where(
+            (p[:-1] > 0) & (p[1:] > 0), divide_no_nan(p[:-1], torch.clamp(p[1:], min=0)), torch.ones_like(p[1:])
+        )
+        increments = divide_no_nan(slope * (dtp + intercept * torch.log(safe_p_ratio)), torch.clamp(tp[1:] + fn[1:], min=0))
+        return self._average_over_labels(increments)
+
+    def result(self):
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return self.interpolate_pr_auc()
+        tp, fp = self.true_positives.detach(), self.false_positives.detach()
+        tn, fn = self.true_negatives.detach(), self.false_negatives.detach()
+        recall = divide_no_nan(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = divide_no_nan(fp, fp + tn), recall
+        elif self.curve == "PR":
+            x, y = recall, divide_no_nan(tp, tp + fp)
+        else:  # PRGAIN
+            scale = divide_no_nan(tp + fn, tn + fp)
+            recall_gain = torch.where(tp == 0, 0.0, 1.0 - scale * divide_no_nan(fn, tp))
+            precision_gain = torch.where(tp == 0, 1.0, 1.0 - scale * divide_no_nan(fp, tp))
+            x, y = torch.clamp(recall_gain, min=0.0), precision_gain
+        if self.summation_method == "interpolation":
+            heights = (y[:-1] + y[1:]) / 2.0
+        elif self.summation_method == "minoring":
+            heights = torch.minimum(y[:-1], y[1:])
+        else:
+            heights = torch.maximum(y[:-1], y[1:])
+        return self._average_over_labels((x[:-1] - x[1:]) * heights)
+
+    def reset_state(self):
+        if self._built:
+            super().reset_state()
+
+    def get_config(self):
+        config = {
+            **super().get_config(),
+            "num_thresholds": self.num_thresholds,
+            "curve": self.curve,
+            "summation_method": self.summation_method,
+            "multi_label": self.multi_label,
+            "num_labels": self.num_labels,
+            "label_weights": None if self.label_weights is None else self.label_weights.tolist(),
+            "from_logits": self._from_logits,
+        }
+        if self._init_from_thresholds:
+            config["thresholds"] = self.thresholds[1:-1]
+        return config
+
+
+# ---------------------------------------------------------------------------------- lookup
+_CLASSES = (
+    Metric,
+    Mean,
+    Sum,
+    MeanMetricWrapper,
+    MeanSquaredError,
+    RootMeanSquaredError,
+    MeanAbsoluteError,
+    MeanAbsolutePercentageError,
+    MeanSquaredLogarithmicError,
+    CosineSimilarity,
+    LogCoshError,
+    AUC,
+    FalseNegatives,
+    FalsePositives,
+    Precision,
+    Recall,
+    TrueNegatives,
+    TruePositives,
+    Hinge,
+    SquaredHinge,
+    CategoricalHinge,
+    KLDivergence,
+    Poisson,
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    SparseCategoricalCrossentropy,
+    Accuracy,
+    BinaryAccuracy,
+    CategoricalAccuracy,
+    SparseCategoricalAccuracy,
+    TopKCategoricalAccuracy,
+    SparseTopKCategoricalAccuracy,
+)
+# Names `keras.metrics.get` accepts: class names, their snake_case, and a few short aliases.
+_BY_NAME = {
+    **{cls.__name__: cls for cls in _CLASSES},
+    **{to_snake_case(cls.__name__): cls for cls in _CLASSES},
+    "bce": BinaryCrossentropy,
+    "BCE": BinaryCrossentropy,
+    "mse": MeanSquaredError,
+    "MSE": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "MAE": MeanAbsoluteError,
+    "mape": MeanAbsolutePercentageError,
+    "MAPE": MeanAbsolutePercentageError,
+    "msle": MeanSquaredLogarithmicError,
+    "MSLE": MeanSquaredLogarithmicError,
+}
+
+
+@keras_export("keras.metrics")
+def serialize(metric):
+    """A metric object or function as Keras 3 writes it in a config."""
+    return serialize_keras_object(metric)
+
+
+@keras_export("keras.metrics")
+def deserialize(config, custom_objects=None):
+    """A metric from its config, or from a bare name such as "mse" (-> a MeanSquaredError)."""
+    if isinstance(config, str):
+        with registry.custom_object_scope(custom_objects):
+            found = registry.get_registered_object(config) or _BY_NAME.get(config)
+        if found is None:
+            raise UnknownObjectError(f"Could not interpret metric identifier: {config!r}")
+        return found() if isinstance(found, type) else found
+    return deserialize_keras_object(config, ("keras.metrics",), custom_objects)
+
+
+@keras_export("keras.metrics")
+def get(identifier):
+    """None, a name, a config dict, a class, a function or a Metric -> a metric function or Metric."""
+    if identifier is None:
+        return None
+    found = deserialize(identifier) if isinstance(identifier, (str, dict)) else identifier
+    if not callable(found):
+        raise ValueError(f"Could not interpret metric identifier: {identifier!r}")
+    return found() if isinstance(found, type) else found
+
+
+def resolve_metric(identifier, y_true, y_pred, loss=None):
+    """The Metric that `compile(metrics=[identifier])` tracks, named as Keras 3 logs it.
+
+    "accuracy"/"acc" become Binary-, Sparse- or CategoricalAccuracy from the shapes of
+    `y_true`/`y_pred` (Keras' rule) but keep the given name; "crossentropy"/"ce" (which Keras 3
+    rejects) likewise pick the matching crossentropy metric, taking `from_logits` from `loss`.
+    Other strings resolve through `get`; functions are wrapped in a MeanMetricWrapper.
+    """
+    if identifier is None:
+        raise ValueError("Expected metric, received `None`")
+    lowered = str(identifier).lower()
+    if lowered in ("accuracy", "acc", "crossentropy", "ce"):
+        is_binary, is_sparse = is_binary_or_sparse_categorical(y_true, y_pred)
+        if lowered in ("accuracy", "acc"):
+            cls = BinaryAccuracy if is_binary else SparseCategoricalAccuracy if is_sparse else CategoricalAccuracy
+            metric = cls(name=str(identifier))
+        else:
+            cls = BinaryCrossentropy if is_binary else SparseCategoricalCrossentropy if is_sparse else CategoricalCrossentropy
+            metric = cls(name=str(identifier), from_logits=bool(getattr(loss, "from_logits", False)))
+    else:
+        metric = get(identifier)
+    name = identifier if isinstance(identifier, str) else object_name(metric)
+    if not isinstance(metric, Metric):
+        metric = MeanMetricWrapper(metric)
+    metric.name = name
+    return metric

@@ -1,0 +1,195 @@
+"""Functional models: a graph of layer calls from symbolic inputs to symbolic outputs."""
+
+import torch
+
+from keramic import backend
+from keramic.errors import ConfigError
+from keramic.models.model import Model
+from keramic.saving.registry import keras_export
+from keramic.symbolic import KerasTensor, flatten, map_structure
+
+
+def _producer(tensor):
+    layer, node_index, _ = tensor._keras_history
+    return layer._inbound_nodes[node_index]
+
+
+def order_graph(outputs, inputs):
+    """Nodes and layers of the graph in Keras's order (depth descending, then first visit).
+
+    Returns (nodes in execution order, layers in `model.layers` order).
+    """
+    finished, in_progress, post_order, first_visit = set(), set(), [], {}
+
+    def visit(tensor):
+        node = _producer(tensor)
+        if id(node) in finished:
+            return
+        if id(node) in in_progress:
+            raise ConfigError(f"The graph has a cycle through layer '{node.layer.name}'.")
+        first_visit.setdefault(id(node.layer), (len(first_visit), node.layer))
+        in_progress.add(id(node))
+        for parent in node.input_tensors:
+            visit(parent)
+        in_progress.discard(id(node))
+        finished.add(id(node))
+        post_order.append(node)
+
+    for tensor in flatten(outputs):
+        visit(tensor)
+
+    node_depth, layer_depth = {}, {}
+    for node in reversed(post_order):
+        depth = max(node_depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = depth
+        node_depth[id(node)] = depth
+        for parent in node.parent_nodes:
+            node_depth[id(parent)] = max(depth + 1, node_depth.get(id(parent), 0))
+    for tensor in flatten(inputs):
+        layer = tensor._keras_history[0]
+        if id(layer) not in layer_depth:
+            layer_depth[id(layer)] = 0
+            first_visit.setdefault(id(layer), (-1, layer))
+
+    nodes = sorted(post_order, key=lambda n: -node_depth[id(n)])
+    layers = sorted((pair for pair in first_visit.values()), key=lambda p: (-layer_depth[id(p[1])], p[0]))
+    return nodes, [layer for _, layer in layers]
+
+
+def _check_inputs_reach(nodes, inputs):
+    known = {id(t) for t in flatten(inputs)}
+    for node in nodes:
+        if node.is_input and id(node.output_tensors[0]) not in known:
+            raise ConfigError(
+                f"Graph disconnected: the output depends on input '{node.layer.name}', "
+                "which is not among the model's inputs."
+            )
+
+
+@keras_export("keras.src.models.functional", "Functional")
+class Functional(Model):
+    """`Model(inputs, outputs)`: runs the recorded layer calls in graph order."""
+
+    _keras_registered_name = "Functional"
+
+    def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
+        super().__init__(name=name, trainable=trainable, **kwargs)
+        if isinstance(inputs, dict) and all(isinstance(k, str) for k in inputs):
+            inputs = dict(inputs)
+        for tensor in flatten(inputs) + flatten(outputs):
+            if not isinstance(tensor, KerasTensor) or tensor._keras_history is None:
+                raise ValueError(
+                    "Model(inputs, outputs) takes symbolic tensors made by keramic.Input() and layer calls; "
+                    f"got {tensor!r}."
+                )
+        self._inputs_struct = inputs
+        self._outputs_struct = outputs
+        self.__dict__["inputs"] = flatten(inputs)
+        self.__dict__["outputs"] = flatten(outputs)
+        nodes, layers = order_graph(outputs, inputs)
+        _check_inputs_reach(nodes, inputs)
+        from keramic.layers.operations import Operation
+
+        self.__dict__["_graph_layers"] = layers
+        self.__dict__["_layers"] = [layer for layer in layers if not isinstance(layer, Operation)]
+        self.__dict__["_plan"] = [n for n in nodes if not n.is_input]
+        # `training` recorded in a node (Keras writes `training: false`) yields to the call's own flag.
+        self.__dict__["_run_kwargs"] = {
+            id(n): {k: v for k, v in n.call_kwargs.items() if k != "training"} for n in self._plan
+        }
+        self._input_dtypes = [backend.torch_dtype(t.dtype) for t in self.inputs]
+        self.built = True
+        self._build_shapes = None
+
+    # Keras counts only layers reachable in this model's graph.
+    def _sublayers(self):
+        return self._layers
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    @property
+    def input_names(self):
+        return [t._keras_history[0].name for t in self.inputs]
+
+    @property
+    def output_names(self):
+        if isinstance(self._outputs_struct, dict):
+            return sorted(self._outputs_struct)
+        return [t._keras_history[0].name for t in self.outputs]
+
+    @property
+    def input_shape(self):
+        shapes = [t.shape for t in self.inputs]
+        return shapes[0] if len(shapes) == 1 and isinstance(self.inputs, list) and not isinstance(self._inputs_struct, (list, dict)) else shapes
+
+    @property
+    def output_shape(self):
+        return map_structure(lambda t: t.shape, self._outputs_struct)
+
+    def get_build_config(self):
+        return {"input_shape": None}
+
+    def build_from_config(self, config):
+        """A Functional model is built by its graph; nothing to do."""
+
+    def _flatten_call_inputs(self, inputs):
+        """Match the caller's inputs (one tensor, list, or dict by name) to `self.inputs`."""
+        if isinstance(inputs, dict):
+            if isinstance(self._inputs_struct, dict):
+                keys = sorted(self._inputs_struct)
+            else:
+                keys = self.input_names
+            missing = [k for k in keys if k not in inputs]
+            if missing:
+                raise ValueError(f"Model '{self.name}' is missing inputs {missing}; it expects {keys}.")
+            return [inputs[k] for k in keys]
+        if isinstance(inputs, (list, tuple)):
+            values = list(inputs)
+        else:
+            values = [inputs]
+        if len(values) != len(self.inputs):
+            raise ValueError(f"Model '{self.name}' expects {len(self.inputs)} input(s), but received {len(values)}.")
+        return values
+
+    def call(self, inputs, training=None, mask=None):
+        values = {}
+        for tensor, value, dtype in zip(self.inputs, self._flatten_call_inputs(inputs), self._input_dtypes):
+            if not isinstance(value, torch.Tensor):
+                value = backend.convert_to_tensor(value)
+            if value.dtype != dtype and (value.is_floating_point() or not torch.empty((), dtype=dtype).is_floating_point()):
+                value = value.to(dtype)
+            values[id(tensor)] = value
+
+        def lookup(x):
+            return values[id(x)] if isinstance(x, KerasTensor) else x
+
+        for node in self._plan:
+            args = node.call_args
+            kwargs = self._run_kwargs[id(node)]
+            if len(args) == 1 and not kwargs and isinstance(args[0], KerasTensor):
+                outputs = node.layer(values[id(args[0])])
+            else:
+                outputs = node.layer(*map_structure(lookup, args), **map_structure(lookup, kwargs))
+            produced = node.output_tensors
+            if len(produced) == 1:
+                values[id(produced[0])] = outputs if not isinstance(outputs, (list, tuple)) else outputs[0]
+            else:
+                for tensor, value in zip(produced, flatten(outputs)):
+                    values[id(tensor)] = value
+        return map_structure(lookup, self._outputs_struct)
+
+    def compute_output_spec(self, *args, **kwargs):
+        return map_structure(lambda t: KerasTensor(t.shape, t.dtype), self._outputs_struct)
+
+    def get_config(self):
+        from keramic.models.functional_config import functional_config
+
+        return functional_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from keramic.models.functional_config import functional_from_config
+
+        return functional_from_config(cls, config, custom_objects)

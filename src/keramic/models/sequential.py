@@ -1,0 +1,155 @@
+"""Sequential models: a plain stack of layers, each feeding the next."""
+
+from keramic.layers.base import Layer
+from keramic.layers.input_layer import Input, InputLayer
+from keramic.models.model import Model
+from keramic.saving import serialize
+from keramic.saving.registry import keras_export
+from keramic.symbolic import KerasTensor
+
+
+@keras_export("keras")
+@keras_export("keras.models")
+class Sequential(Model):
+    """`Sequential([Input((784,)), Dense(64, "relu"), Dense(10)])`, or `add()` layers one by one.
+
+    Without an input shape the model is built on its first call.
+    """
+
+    def __init__(self, layers=None, trainable=True, name=None, **kwargs):
+        super().__init__(trainable=trainable, name=name, **kwargs)
+        self.__dict__["_functional"] = None
+        self._layers = []
+        for layer in layers or []:
+            self.add(layer, rebuild=False)
+        self._rebuild()
+
+    def add(self, layer, rebuild=True):
+        """Append a layer (an `Input()` tensor becomes the model's InputLayer)."""
+        if isinstance(layer, KerasTensor):
+            layer = layer._keras_history[0]
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Only keramic layers can be added to a Sequential model; got {layer!r}.")
+        if isinstance(layer, InputLayer):
+            if self._layers:
+                raise ValueError("An InputLayer can only be the first layer of a Sequential model.")
+        elif not self._layers and getattr(layer, "_input_shape_arg", None) is not None:
+            self._layers.append(InputLayer(batch_shape=layer._input_shape_arg))
+        if any(existing.name == layer.name for existing in self._layers):
+            raise ValueError(f"All layers added to a Sequential model should have unique names. Name '{layer.name}' is already used.")
+        self._layers.append(layer)
+        if rebuild:
+            self._rebuild()
+
+    def pop(self, rebuild=True):
+        """Remove and return the last layer."""
+        if not self.layers:
+            raise TypeError("There are no layers in the model.")
+        layer = self._layers.pop()
+        if rebuild:
+            self._rebuild()
+        return layer
+
+    def _rebuild(self):
+        self.__dict__["_functional"] = None
+        self.built = False
+        if self._layers and isinstance(self._layers[0], InputLayer) and len(self._layers) > 1:
+            self.build(self._layers[0].batch_shape)
+
+    def build(self, input_shape=None):
+        """Build every layer for `input_shape` (batch axis included) and record the symbolic graph."""
+        if input_shape is None:
+            raise ValueError("Sequential.build needs an input shape.")
+        if self._layers and isinstance(self._layers[0], InputLayer):
+            if tuple(self._layers[0].batch_shape) != tuple(input_shape):
+                raise ValueError(
+                    f"Sequential model '{self.name}' has input shape {self._layers[0].batch_shape}, "
+                    f"but it was built or called with shape {tuple(input_shape)}."
+                )
+            inputs = self._layers[0].output_tensor
+        else:
+            inputs = Input(batch_shape=input_shape)
+            self._layers.insert(0, inputs._keras_history[0])
+        outputs = inputs
+        for layer in self.layers:
+            outputs = layer(outputs)
+        from keramic.models.functional import Functional
+
+        self.__dict__["_functional"] = Functional(inputs, outputs, name=f"{self.name}_graph")
+        self._build_shapes = tuple(input_shape)
+        self.built = True
+
+    def _maybe_build(self, args, kwargs):
+        if not self.built:
+            from keramic.symbolic import shape_of
+
+            shape = shape_of(args[0])
+            self.build((None,) + tuple(shape[1:]))
+
+    def _sublayers(self):
+        return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
+
+    @property
+    def layers(self):
+        return self._sublayers()
+
+    def call(self, inputs, training=None, mask=None):
+        outputs = inputs
+        for layer in self.layers:
+            outputs = layer(outputs)
+        return outputs
+
+    @property
+    def inputs(self):
+        return self._functional.inputs if self._functional else None
+
+    @property
+    def outputs(self):
+        return self._functional.outputs if self._functional else None
+
+    @property
+    def input_shape(self):
+        return self._functional.input_shape if self._functional else None
+
+    @property
+    def output_shape(self):
+        return self._functional.output_shape if self._functional else None
+
+    @property
+    def output_names(self):
+        return self._functional.output_names if self._functional else None
+
+    @property
+    def input(self):
+        return self.inputs[0] if self.inputs else None
+
+    @property
+    def output(self):
+        return self.outputs[0] if self.outputs else None
+
+    def get_config(self):
+        layers = [serialize.serialize_keras_object(layer) for layer in self._layers]
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": serialize.serialize_keras_object(self.dtype_policy),
+            "layers": layers,
+        }
+        if self._layers and isinstance(self._layers[0], InputLayer):
+            config["build_input_shape"] = list(self._layers[0].batch_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        name = config.get("name")
+        layer_configs = config["layers"] if isinstance(config, dict) else config
+        model = cls(name=name, trainable=config.get("trainable", True))
+        for layer_config in layer_configs:
+            layer = serialize.deserialize_keras_object(layer_config, ("keras.layers",), custom_objects)
+            model.add(layer, rebuild=False)
+        build_shape = config.get("build_input_shape")
+        if model._layers and isinstance(model._layers[0], InputLayer) and len(model._layers) > 1:
+            model._rebuild()
+        elif build_shape:
+            model.build(tuple(build_shape))
+        return model

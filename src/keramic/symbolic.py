@@ -1,0 +1,164 @@
+"""Symbolic tensors and graph nodes: what `Input()` returns and what Functional models are made of."""
+
+import numpy as np
+import torch
+
+from keramic import backend
+
+
+class KerasTensor:
+    """A placeholder with a shape (None for unknown dims) and a dtype, remembering who made it."""
+
+    __array_priority__ = 1000
+
+    def __init__(self, shape, dtype="float32", name=None, sparse=False):
+        self.shape = tuple(None if d is None else int(d) for d in shape)
+        self.dtype = backend.standardize_dtype(dtype)
+        self.name = name
+        self.sparse = sparse
+        self._keras_history = None  # (layer, node_index, tensor_index)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
+
+    def __bool__(self):
+        raise TypeError("A symbolic KerasTensor has no truth value; it only describes a shape.")
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            "A symbolic KerasTensor cannot be converted to a NumPy array. Use keramic layers "
+            "(e.g. `keramic.layers.Lambda`) to transform symbolic tensors."
+        )
+
+    # Arithmetic on symbolic tensors becomes Lambda-free merge layers where Keras has them.
+    def __add__(self, other):
+        from keramic.layers.merging import Add
+
+        return _binary(Add, self, other)
+
+    def __sub__(self, other):
+        from keramic.layers.merging import Subtract
+
+        return _binary(Subtract, self, other)
+
+    def __mul__(self, other):
+        from keramic.layers.merging import Multiply
+
+        return _binary(Multiply, self, other)
+
+
+def _binary(layer_class, a, b):
+    if not isinstance(b, KerasTensor):
+        raise TypeError(
+            f"Arithmetic between a KerasTensor and {type(b).__name__} is not supported symbolically; "
+            "wrap it in a Lambda layer."
+        )
+    return layer_class()([a, b])
+
+
+class Node:
+    """One call of a layer in a graph: its inputs (with their nesting) and its outputs."""
+
+    def __init__(self, layer, call_args=(), call_kwargs=None, outputs=None):
+        self.layer = layer
+        self.call_args = tuple(call_args)
+        self.call_kwargs = dict(call_kwargs or {})
+        self.outputs = outputs
+        self.output_tensors = flatten(outputs)
+        self.input_tensors = [t for t in flatten((self.call_args, self.call_kwargs)) if isinstance(t, KerasTensor)]
+        index = len(layer._inbound_nodes)
+        layer._inbound_nodes.append(self)
+        for tensor_index, tensor in enumerate(self.output_tensors):
+            tensor._keras_history = (layer, index, tensor_index)
+
+    @property
+    def parent_nodes(self):
+        """The nodes that produced this node's inputs."""
+        return [t._keras_history[0]._inbound_nodes[t._keras_history[1]] for t in self.input_tensors]
+
+    @property
+    def is_input(self):
+        return not self.input_tensors
+
+
+def flatten(structure):
+    """Leaves of nested lists/tuples/dicts (dicts in sorted key order, as Keras)."""
+    if isinstance(structure, (list, tuple)):
+        return [leaf for item in structure for leaf in flatten(item)]
+    if isinstance(structure, dict):
+        return [leaf for key in sorted(structure) for leaf in flatten(structure[key])]
+    return [structure]
+
+
+def map_structure(fn, structure):
+    """Apply `fn` to every leaf, keeping lists, tuples and dicts."""
+    if isinstance(structure, list):
+        return [map_structure(fn, item) for item in structure]
+    if isinstance(structure, tuple):
+        return tuple(map_structure(fn, item) for item in structure)
+    if isinstance(structure, dict):
+        return {key: map_structure(fn, value) for key, value in structure.items()}
+    return fn(structure)
+
+
+def any_symbolic(args, kwargs):
+    return any(isinstance(t, KerasTensor) for t in flatten((args, kwargs)))
+
+
+_PROBE_SIZES = (2, 3)
+
+
+def run_on_placeholders(fn, args, kwargs):
+    """Infer output KerasTensors by running `fn` on zero tensors.
+
+    Unknown dims are tried at two sizes: output dims that follow them are unknown too.
+    """
+    results = []
+    for probe in _PROBE_SIZES:
+
+        def concrete(x, probe=probe):
+            if not isinstance(x, KerasTensor):
+                return x
+            shape = [probe if d is None else d for d in x.shape]
+            return torch.zeros(shape, dtype=backend.torch_dtype(x.dtype), device=backend.get_device())
+
+        with torch.no_grad():
+            results.append(fn(*map_structure(concrete, args), **map_structure(concrete, kwargs)))
+        if not any(d is None for t in flatten((args, kwargs)) if isinstance(t, KerasTensor) for d in t.shape):
+            break
+
+    def to_symbolic(*tensors):
+        first = tensors[0]
+        if not isinstance(first, torch.Tensor):
+            return first
+        shape = [a if all(t.shape[i] == a for t in tensors) else None for i, a in enumerate(first.shape)]
+        return KerasTensor(shape, backend.standardize_dtype(first.dtype))
+
+    if len(results) == 1:
+        return map_structure(to_symbolic, results[0])
+    return _zip_map(to_symbolic, results[0], results[1])
+
+
+def _zip_map(fn, a, b):
+    if isinstance(a, (list, tuple)):
+        return type(a)(_zip_map(fn, x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return {key: _zip_map(fn, a[key], b[key]) for key in a}
+    return fn(a, b)
+
+
+def shape_of(x):
+    """Shape tuple of a tensor, KerasTensor or array (nested structures map leaf-wise)."""
+    if isinstance(x, KerasTensor):
+        return x.shape
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return tuple(x.shape)
+    if isinstance(x, (list, tuple)):
+        return type(x)(shape_of(item) for item in x)
+    if isinstance(x, dict):
+        return {key: shape_of(value) for key, value in x.items()}
+    return None

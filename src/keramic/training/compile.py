@@ -1,0 +1,122 @@
+"""What `compile()` sets up: losses and metrics matched to the model's outputs."""
+
+import torch
+
+from keramic import losses as losses_module
+from keramic import metrics as metrics_module
+from keramic.symbolic import flatten
+
+
+def _outputs_as_list(y_pred):
+    return y_pred if isinstance(y_pred, (list, tuple)) else flatten(y_pred) if isinstance(y_pred, dict) else [y_pred]
+
+
+def match_targets(y_true, y_pred, output_names):
+    """Flatten targets in the order of the flattened predictions (dicts matched by output name)."""
+    predictions = _outputs_as_list(y_pred)
+    if isinstance(y_true, dict):
+        if isinstance(y_pred, dict):
+            names = sorted(y_pred)
+        else:
+            names = output_names
+        missing = [n for n in names if n not in y_true]
+        if missing:
+            raise ValueError(f"Targets are missing for outputs {missing}; targets were given for {sorted(y_true)}.")
+        targets = [y_true[n] for n in names]
+    elif isinstance(y_true, (list, tuple)):
+        targets = list(y_true)
+    else:
+        targets = [y_true]
+    if len(targets) != len(predictions):
+        raise ValueError(f"The model has {len(predictions)} output(s) but {len(targets)} target(s) were given.")
+    return targets, predictions
+
+
+def _per_output(spec, output_names, kind):
+    """Spread a single value, list or dict of `spec` over the outputs (None where absent)."""
+    count = len(output_names)
+    if isinstance(spec, dict):
+        unknown = [k for k in spec if k not in output_names]
+        if unknown:
+            raise ValueError(f"{kind} given for unknown outputs {unknown}; the outputs are {output_names}.")
+        return [spec.get(name) for name in output_names]
+    if isinstance(spec, (list, tuple)) and kind != "metrics":
+        if len(spec) != count:
+            raise ValueError(f"{kind} has {len(spec)} entries but the model has {count} outputs.")
+        return list(spec)
+    if kind == "metrics" and isinstance(spec, (list, tuple)) and count > 1 and spec and all(
+        isinstance(item, (list, tuple)) or item is None for item in spec
+    ):
+        return list(spec)
+    return [spec] * count
+
+
+class CompiledLoss:
+    """The weighted sum of per-output losses (plus regularization, added by the trainer)."""
+
+    def __init__(self, loss, loss_weights, output_names):
+        self.output_names = list(output_names)
+        self._specs = _per_output(loss, self.output_names, "loss")
+        self.losses = None  # resolved on the first batch ("crossentropy" depends on the shapes)
+        weights = _per_output(loss_weights, self.output_names, "loss_weights") if loss_weights is not None else [None] * len(self.output_names)
+        self.weights = [1.0 if w is None else float(w) for w in weights]
+        self.multi_output = len(self.output_names) > 1
+
+    def build(self, targets, predictions):
+        self.losses = [
+            losses_module.resolve_loss(spec, y_true, y_pred) if spec is not None else None
+            for spec, y_true, y_pred in zip(self._specs, targets, predictions)
+        ]
+
+    def __call__(self, targets, predictions, sample_weights):
+        if self.losses is None:
+            self.build(targets, predictions)
+        total = None
+        per_output = []
+        for loss_fn, weight, y_true, y_pred, sample_weight in zip(self.losses, self.weights, targets, predictions, sample_weights):
+            if loss_fn is None:
+                per_output.append(None)
+                continue
+            value = loss_fn(y_true, y_pred, sample_weight)
+            per_output.append(value)
+            value = value if weight == 1.0 else value * weight
+            total = value if total is None else total + value
+        if total is None:
+            total = torch.zeros((), device=predictions[0].device)
+        return total, per_output
+
+
+class CompiledMetrics:
+    """Metrics per output, resolved on the first batch (accuracy depends on the target shapes)."""
+
+    def __init__(self, metrics, weighted_metrics, output_names, compiled_loss):
+        self.output_names = list(output_names)
+        self._specs = _per_output(metrics, self.output_names, "metrics") if metrics is not None else [None] * len(self.output_names)
+        self._weighted_specs = (
+            _per_output(weighted_metrics, self.output_names, "metrics") if weighted_metrics is not None else [None] * len(self.output_names)
+        )
+        self._compiled_loss = compiled_loss
+        self.metrics = None  # [(output index, metric, weighted)]
+
+    def build(self, targets, predictions):
+        self.metrics = []
+        for index, (y_true, y_pred) in enumerate(zip(targets, predictions)):
+            for weighted, specs in ((False, self._specs[index]), (True, self._weighted_specs[index])):
+                for spec in specs or []:
+                    metric = metrics_module.resolve_metric(spec, y_true, y_pred, self._compiled_loss.losses[index])
+                    if len(self.output_names) > 1:
+                        metric.name = f"{self.output_names[index]}_{metric.name}"
+                    self.metrics.append((index, metric, weighted))
+
+    def update(self, targets, predictions, sample_weights):
+        if self.metrics is None:
+            self.build(targets, predictions)
+        for index, metric, weighted in self.metrics:
+            metric.update_state(targets[index], predictions[index], sample_weights[index] if weighted else None)
+
+    def reset(self):
+        for _, metric, _ in self.metrics or []:
+            metric.reset_state()
+
+    def results(self):
+        return {metric.name: metric.result() for _, metric, _ in self.metrics or []}

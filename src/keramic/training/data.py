@@ -1,0 +1,124 @@
+"""Turn what users pass to fit/evaluate/predict into batches of tensors on keramic's device."""
+
+import math
+
+import numpy as np
+import torch
+
+from keramic import backend
+from keramic.symbolic import flatten, map_structure
+
+
+def to_tensors(data):
+    """Arrays (nested in lists/dicts) -> tensors on the device, converted once per fit call."""
+    if data is None:
+        return None
+    return map_structure(lambda a: a if a is None else backend.convert_to_tensor(a), data)
+
+
+def num_samples(*structures):
+    counts = {int(leaf.shape[0]) for s in structures if s is not None for leaf in flatten(s) if leaf is not None}
+    if len(counts) > 1:
+        raise ValueError(f"Inputs, targets and sample weights must have the same number of samples; got sizes {sorted(counts)}.")
+    if not counts:
+        raise ValueError("No data was given.")
+    return counts.pop()
+
+
+def take(data, index):
+    """Rows `index` (a slice or an index tensor) of every array in a structure."""
+    if data is None:
+        return None
+    if isinstance(data, torch.Tensor):
+        return data[index]
+    return map_structure(lambda a: a if a is None else a[index], data)
+
+
+def split_validation(x, y, sample_weight, fraction):
+    """Keras's `validation_split`: the last `fraction` of the samples, taken before shuffling."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation_split must be in (0, 1); got {fraction}.")
+    count = num_samples(x, y, sample_weight)
+    split_at = int(math.floor(count * (1.0 - fraction)))
+    if split_at in (0, count):
+        raise ValueError(f"validation_split={fraction} leaves no samples for training or validation ({count} samples).")
+    head, tail = slice(0, split_at), slice(split_at, None)
+    return (take(x, head), take(y, head), take(sample_weight, head)), (take(x, tail), take(y, tail), take(sample_weight, tail))
+
+
+def unpack(data):
+    """(x,), (x, y) or (x, y, sample_weight) -> a 3-tuple."""
+    if isinstance(data, (list, tuple)):
+        if len(data) == 1:
+            return data[0], None, None
+        if len(data) == 2:
+            return data[0], data[1], None
+        if len(data) == 3:
+            return tuple(data)
+    return data, None, None
+
+
+def class_weights_to_sample_weights(y, class_weight):
+    """Per-sample weights from `{class index: weight}` (sparse or one-hot targets)."""
+    if isinstance(y, (list, tuple, dict)):
+        raise ValueError("class_weight is only supported for models with a single output.")
+    labels = y
+    if labels.dim() > 1 and labels.shape[-1] > 1:
+        labels = labels.argmax(dim=-1)
+    labels = labels.reshape(labels.shape[0], -1)[:, 0].long()
+    size = max(int(labels.max()) + 1, max(class_weight) + 1)
+    table = torch.ones(size, dtype=torch.float32, device=labels.device)
+    for index, weight in class_weight.items():
+        table[int(index)] = float(weight)
+    return table[labels]
+
+
+class ArrayBatches:
+    """Batches over in-memory tensors; reshuffled each epoch when `shuffle` is true."""
+
+    def __init__(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False):
+        self.x, self.y, self.sample_weight = x, y, sample_weight
+        self.size = num_samples(x, y, sample_weight)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    @property
+    def steps(self):
+        return math.ceil(self.size / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(self.size, device=backend.get_device()) if self.shuffle else None
+        for start in range(0, self.size, self.batch_size):
+            stop = min(start + self.batch_size, self.size)
+            index = slice(start, stop) if order is None else order[start:stop]
+            yield take(self.x, index), take(self.y, index), take(self.sample_weight, index)
+
+
+class IterableBatches:
+    """Batches from a generator, a torch DataLoader or any iterable of (x, y[, w]) tuples."""
+
+    def __init__(self, iterable, steps=None):
+        self.iterable = iterable
+        self.steps = steps if steps is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+
+    def __iter__(self):
+        iterator = iter(self.iterable)
+        for step, batch in enumerate(iterator):
+            if self.steps is not None and step >= self.steps:
+                break
+            x, y, sample_weight = unpack(batch)
+            yield to_tensors(x), to_tensors(y), to_tensors(sample_weight)
+
+
+def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, steps=None):
+    """Pick the batch source for the kind of data given."""
+    if _is_array_like(x):
+        return ArrayBatches(to_tensors(x), to_tensors(y), to_tensors(sample_weight), batch_size or 32, shuffle)
+    if y is not None:
+        raise ValueError("`y` must not be given when `x` is a generator or dataset that yields (x, y) batches.")
+    return IterableBatches(x, steps)
+
+
+def _is_array_like(x):
+    leaves = flatten(x)
+    return bool(leaves) and all(isinstance(leaf, (np.ndarray, torch.Tensor, list, float, int)) for leaf in leaves)

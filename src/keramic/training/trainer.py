@@ -1,0 +1,382 @@
+"""compile / fit / evaluate / predict for models, with Keras 3's semantics and a lean training step."""
+
+import numpy as np
+import torch
+
+from keramic import metrics as metrics_module
+from keramic import optimizers as optimizers_module
+from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.symbolic import flatten, map_structure
+from keramic.training import data as data_module
+from keramic.training.compile import CompiledLoss, CompiledMetrics, match_targets
+
+
+def _to_numpy(structure):
+    return map_structure(lambda t: t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t, structure)
+
+
+def _concat(batches):
+    first = batches[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(batches).cpu().numpy()
+    if isinstance(first, (list, tuple)):
+        return type(first)(_concat([b[i] for b in batches]) for i in range(len(first)))
+    if isinstance(first, dict):
+        return {key: _concat([b[key] for b in batches]) for key in first}
+    return np.asarray(batches)
+
+
+def _pythonify(logs):
+    return {key: float(value) for key, value in logs.items()}
+
+
+def _default_verbose(verbose):
+    return 1 if verbose == "auto" else verbose
+
+
+class Trainer:
+    """Training and inference methods mixed into `Model`."""
+
+    def __init__(self):
+        self.optimizer = None
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        self._compile_args = None
+        self._compiled_loss = None
+        self._compiled_metrics = None
+        self._loss_tracker = None
+
+    # ------------------------------------------------------------------ compile
+    def compile(
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        loss_weights=None,
+        metrics=None,
+        weighted_metrics=None,
+        run_eagerly=False,
+        steps_per_execution=1,
+        jit_compile="auto",
+        auto_scale_loss=True,
+    ):
+        """Choose the optimizer, loss(es) and metrics (strings, objects, or per-output lists/dicts)."""
+        self.optimizer = optimizers_module.get(optimizer)
+        self._compile_args = {
+            "optimizer": self.optimizer,
+            "loss": loss,
+            "loss_weights": loss_weights,
+            "metrics": metrics,
+            "weighted_metrics": weighted_metrics,
+            "run_eagerly": run_eagerly,
+            "steps_per_execution": steps_per_execution,
+            "jit_compile": False if jit_compile == "auto" else jit_compile,
+        }
+        self._compiled_loss = None
+        self._compiled_metrics = None
+        self._loss_tracker = metrics_module.Mean(name="loss")
+        self.compiled = True
+
+    def get_compile_config(self):
+        """What `compile` was called with, serialized (empty when not compiled)."""
+        if not self.compiled:
+            return {}
+        return serialize_keras_object(self._compile_args)
+
+    def compile_from_config(self, config, custom_objects=None):
+        """Compile from `get_compile_config()` output; builds the optimizer when the model is built."""
+        config = {key: deserialize_keras_object(value, custom_objects=custom_objects) if key in ("optimizer",) else value for key, value in config.items()}
+        config["loss"] = _deserialize_losses(config.get("loss"), custom_objects)
+        config["metrics"] = _deserialize_metrics(config.get("metrics"), custom_objects)
+        config["weighted_metrics"] = _deserialize_metrics(config.get("weighted_metrics"), custom_objects)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def _assert_compiled(self, method):
+        if not self.compiled:
+            raise RuntimeError(f"You must call `compile()` before calling `{method}()`.")
+
+    def _output_names_for(self, y_pred):
+        if isinstance(y_pred, dict):
+            return sorted(y_pred)
+        names = getattr(self, "output_names", None)
+        count = len(y_pred) if isinstance(y_pred, (list, tuple)) else 1
+        if names and len(names) == count:
+            return list(names)
+        return ["output"] if count == 1 else [f"output_{i + 1}" for i in range(count)]
+
+    def _ensure_compiled_objects(self, y_pred):
+        if self._compiled_loss is None:
+            names = self._output_names_for(y_pred)
+            args = self._compile_args
+            self._compiled_loss = CompiledLoss(args["loss"], args["loss_weights"], names)
+            self._compiled_metrics = CompiledMetrics(args["metrics"], args["weighted_metrics"], names, self._compiled_loss)
+
+    @property
+    def metrics(self):
+        """The loss tracker, then the compiled metrics (available after the first step)."""
+        if not self.compiled:
+            return []
+        result = [self._loss_tracker]
+        if self._compiled_metrics is not None and self._compiled_metrics.metrics:
+            result += [metric for _, metric, _ in self._compiled_metrics.metrics]
+        return result
+
+    @property
+    def metrics_names(self):
+        return [metric.name for metric in self.metrics]
+
+    def reset_metrics(self):
+        for metric in self.metrics:
+            metric.reset_state()
+
+    # ------------------------------------------------------------------ steps
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Compiled loss of a batch plus every regularization and `add_loss` term."""
+        self._ensure_compiled_objects(y_pred)
+        targets, predictions = match_targets(y, y_pred, self._compiled_loss.output_names)
+        weights = sample_weight if isinstance(sample_weight, (list, tuple)) else [sample_weight] * len(predictions)
+        if isinstance(sample_weight, dict):
+            weights = [sample_weight.get(n) for n in self._compiled_loss.output_names]
+        total, per_output = self._compiled_loss(targets, predictions, weights)
+        extra = self.losses
+        if extra:
+            total = total + torch.stack([torch.as_tensor(v, dtype=total.dtype, device=total.device).sum() for v in extra]).sum()
+        return total, per_output, targets, predictions, weights
+
+    def _record(self, loss, per_output, targets, predictions, weights, batch_size):
+        with torch.no_grad():
+            self._loss_tracker.update_state(loss.detach(), sample_weight=batch_size)
+            if self._compiled_loss.multi_output:
+                self._update_output_losses(per_output, batch_size)
+            self._compiled_metrics.update(targets, [p.detach() for p in predictions], weights)
+
+    def _update_output_losses(self, per_output, batch_size):
+        trackers = getattr(self, "_output_loss_trackers", None)
+        if trackers is None:
+            trackers = self._output_loss_trackers = {
+                name: metrics_module.Mean(name=f"{name}_loss") for name in self._compiled_loss.output_names
+            }
+        for name, value in zip(self._compiled_loss.output_names, per_output):
+            if value is not None:
+                trackers[name].update_state(value.detach(), sample_weight=batch_size)
+
+    def _logs(self):
+        logs = {"loss": self._loss_tracker.result()}
+        if self._compiled_loss is not None and self._compiled_loss.multi_output:
+            for name, tracker in getattr(self, "_output_loss_trackers", {}).items():
+                logs[tracker.name] = tracker.result()
+        if self._compiled_metrics is not None:
+            logs.update(self._compiled_metrics.results())
+        return logs
+
+    def _reset_trackers(self):
+        self._loss_tracker.reset_state()
+        for tracker in getattr(self, "_output_loss_trackers", {}).values():
+            tracker.reset_state()
+        if self._compiled_metrics is not None:
+            self._compiled_metrics.reset()
+
+    def _trainable_for_step(self):
+        variables = [v for v in self.trainable_variables if v.requires_grad]
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        return variables
+
+    def train_step(self, x, y, sample_weight, variables):
+        """One optimizer update on a batch; returns nothing (metrics are updated in place)."""
+        y_pred = self(x, training=True)
+        loss, per_output, targets, predictions, weights = self.compute_loss(x, y, y_pred, sample_weight)
+        if variables:
+            grads = torch.autograd.grad(loss, variables, allow_unused=True)
+            pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+            self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+        self._record(loss, per_output, targets, predictions, weights, _batch_size(x))
+
+    def test_step(self, x, y, sample_weight):
+        with torch.no_grad():
+            y_pred = self(x, training=False)
+            loss, per_output, targets, predictions, weights = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+            self._record(loss, per_output, targets, predictions, weights, _batch_size(x))
+
+    def predict_step(self, x):
+        with torch.no_grad():
+            return self(x, training=False)
+
+    def _build_before_training(self, x):
+        """Build the model (a first call) so that the optimizer can see every variable."""
+        if not self.built:
+            self.predict_step(x)
+
+    # ------------------------------------------------------------------ loops
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        class_weight=None,
+        sample_weight=None,
+        initial_epoch=0,
+        steps_per_epoch=None,
+        validation_steps=None,
+        validation_batch_size=None,
+        validation_freq=1,
+    ):
+        """Train for `epochs` epochs; returns a `History` whose `.history` maps log names to lists."""
+        from keramic.training.callbacks import CallbackList
+
+        self._assert_compiled("fit")
+        verbose = _default_verbose(verbose)
+        if validation_split and validation_data is None:
+            x, y, sample_weight = map(data_module.to_tensors, (x, y, sample_weight))
+            (x, y, sample_weight), validation_data = data_module.split_validation(x, y, sample_weight, validation_split)
+        if class_weight is not None:
+            if sample_weight is not None:
+                raise ValueError("Arguments `sample_weight` and `class_weight` cannot be given together.")
+            sample_weight = data_module.class_weights_to_sample_weights(data_module.to_tensors(y), class_weight)
+        batches = data_module.make_batches(x, y, sample_weight, batch_size, shuffle, steps_per_epoch)
+        validation = None
+        if validation_data is not None:
+            vx, vy, vw = data_module.unpack(validation_data)
+            validation = data_module.make_batches(vx, vy, vw, validation_batch_size or batch_size, False, validation_steps)
+
+        callback_list = CallbackList(
+            callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=epochs, steps=batches.steps
+        )
+        self.stop_training = False
+        callback_list.on_train_begin()
+        epoch_logs = {}
+        variables = None
+        for epoch in range(initial_epoch, epochs):
+            self._reset_trackers()
+            callback_list.on_epoch_begin(epoch)
+            step = -1
+            for step, (bx, by, bw) in enumerate(batches):
+                if variables is None:
+                    self._build_before_training(bx)
+                    variables = self._trainable_for_step()
+                callback_list.on_train_batch_begin(step)
+                self.train_step(bx, by, bw, variables)
+                callback_list.on_train_batch_end(step, self._logs())
+                if self.stop_training:
+                    break
+            if step < 0:
+                raise ValueError("fit() received no data: the input produced no batches.")
+            epoch_logs = _pythonify(self._logs())
+            if validation is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._evaluate_batches(validation, callbacks=None)
+                epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
+            callback_list.on_epoch_end(epoch, epoch_logs)
+            if self.stop_training:
+                break
+        if hasattr(self.optimizer, "finalize_variable_values") and variables:
+            self.optimizer.finalize_variable_values(variables)
+        callback_list.on_train_end(epoch_logs)
+        self.history = callback_list.history
+        return self.history
+
+    def _evaluate_batches(self, batches, callbacks):
+        self._reset_trackers()
+        step = -1
+        for step, (bx, by, bw) in enumerate(batches):
+            if callbacks is not None:
+                callbacks.on_test_batch_begin(step)
+            self.test_step(bx, by, bw)
+            if callbacks is not None:
+                callbacks.on_test_batch_end(step, self._logs())
+        if step < 0:
+            raise ValueError("evaluate() received no data: the input produced no batches.")
+        return _pythonify(self._logs())
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, callbacks=None, return_dict=False):
+        """Loss and metrics on the data: a scalar, a list in `metrics_names` order, or a dict."""
+        from keramic.training.callbacks import CallbackList
+
+        self._assert_compiled("evaluate")
+        verbose = _default_verbose(verbose)
+        batches = data_module.make_batches(x, y, sample_weight, batch_size, False, steps)
+        callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=batches.steps)
+        callback_list.on_test_begin()
+        logs = self._evaluate_batches(batches, callback_list)
+        callback_list.on_test_end(logs)
+        return self._format_results(logs, return_dict)
+
+    def _format_results(self, logs, return_dict):
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Outputs for `x` as numpy arrays (batched; `training=False`)."""
+        from keramic.training.callbacks import CallbackList
+
+        verbose = _default_verbose(verbose)
+        batches = data_module.make_batches(x, None, None, batch_size, False, steps)
+        callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=batches.steps)
+        callback_list.on_predict_begin()
+        outputs = []
+        for step, (bx, _, _) in enumerate(batches):
+            callback_list.on_predict_batch_begin(step)
+            outputs.append(self.predict_step(bx))
+            callback_list.on_predict_batch_end(step, {"outputs": outputs[-1]})
+        callback_list.on_predict_end()
+        if not outputs:
+            raise ValueError("predict() received no data: the input produced no batches.")
+        return _concat(outputs)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One update on one batch; returns the loss (and metrics) of that batch."""
+        self._assert_compiled("train_on_batch")
+        x, y, sample_weight = map(data_module.to_tensors, (x, y, sample_weight))
+        if class_weight is not None:
+            if sample_weight is not None:
+                raise ValueError("Arguments `sample_weight` and `class_weight` cannot be given together.")
+            sample_weight = data_module.class_weights_to_sample_weights(y, class_weight)
+        self._build_before_training(x)
+        variables = self._trainable_for_step()
+        self._reset_trackers()
+        self.train_step(x, y, sample_weight, variables)
+        return self._format_results(_pythonify(self._logs()), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        self._assert_compiled("test_on_batch")
+        x, y, sample_weight = map(data_module.to_tensors, (x, y, sample_weight))
+        self._reset_trackers()
+        self.test_step(x, y, sample_weight)
+        return self._format_results(_pythonify(self._logs()), return_dict)
+
+    def predict_on_batch(self, x):
+        return _to_numpy(self.predict_step(data_module.to_tensors(x)))
+
+
+def _batch_size(x):
+    return int(flatten(x)[0].shape[0])
+
+
+def _deserialize_losses(spec, custom_objects):
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, list):
+        return [_deserialize_losses(item, custom_objects) for item in spec]
+    if isinstance(spec, dict) and "class_name" not in spec:
+        return {key: _deserialize_losses(value, custom_objects) for key, value in spec.items()}
+    return deserialize_keras_object(spec, ("keras.losses",), custom_objects)
+
+
+def _deserialize_metrics(spec, custom_objects):
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, list):
+        return [_deserialize_metrics(item, custom_objects) for item in spec]
+    if isinstance(spec, dict) and "class_name" not in spec:
+        return {key: _deserialize_metrics(value, custom_objects) for key, value in spec.items()}
+    return deserialize_keras_object(spec, ("keras.metrics",), custom_objects)
+
