@@ -100,6 +100,8 @@ TRANSPOSE_CASES = [
     dict(filters=3, kernel_size=3, strides=2, padding="same", output_padding=1),
     dict(filters=3, kernel_size=3, strides=3, padding="same", output_padding=2),
     dict(filters=3, kernel_size=(3, 2), strides=(2, 3), output_padding=(1, 0)),
+    dict(filters=3, kernel_size=(3, 1), strides=2, padding="same"),  # one axis cut unevenly, one padded
+    dict(filters=3, kernel_size=(1, 3), strides=(3, 2), padding="same", output_padding=(2, 1)),
     dict(filters=3, kernel_size=3, dilation_rate=2, padding="same"),
     dict(filters=3, kernel_size=3, dilation_rate=2, use_bias=False),
 ]

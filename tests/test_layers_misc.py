@@ -195,3 +195,10 @@ def test_set_weights_takes_effect_and_bad_statistics_raise():
         Normalization(mean=1.0)
     with pytest.raises(ValueError):
         Normalization(mean=1.0, variance=1.0).adapt(np.zeros((2, 1)))
+
+
+def test_rescaling_config_round_trip_with_array_scale():
+    layer = Rescaling(np.array([0.5, 2.0], "float32"), offset=1.0)
+    clone = Rescaling.from_config(_json(layer.get_config()))
+    x = np.ones((1, 2), "float32")
+    assert clone(x).tolist() == layer(x).tolist() == [[1.5, 3.0]]

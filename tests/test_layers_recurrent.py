@@ -82,39 +82,44 @@ _OPTIONS = [
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("kind", list(_OURS))
 @pytest.mark.parametrize("options", _OPTIONS, ids=lambda o: "-".join(o) or "default")
-def test_outputs_match_keras(keras, kind, options):
+def test_outputs_match_keras(keras, options):
     x = _inputs()
-    theirs, ours = _run_pair(_keras_builtin(keras, kind)(4, **options), _OURS[kind](4, **options), x)
-    _assert_close(theirs, ours)
+    for kind, ours in _OURS.items():
+        theirs, mine = _run_pair(_keras_builtin(keras, kind)(4, **options), ours(4, **options), x)
+        _assert_close(theirs, mine)
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("kind", list(_OURS))
 @pytest.mark.parametrize(
     "options",
     [{}, {"return_sequences": True}, {"return_sequences": True, "go_backwards": True},
      {"return_sequences": True, "return_state": True, "zero_output_for_mask": True}],
     ids=lambda o: "-".join(o) or "default",
 )
-def test_embedding_mask_zero_masking_matches_keras(keras, kind, options):
+def test_embedding_mask_zero_masking_matches_keras(keras, options):
     """Masked steps carry the state over and repeat (or zero) the output, as Keras does."""
+    keras_embedding, our_embedding = _embedding_pair(keras)
+    for kind, make in _OURS.items():
+        keras_rnn, our_rnn = _keras_builtin(keras, kind)(4, **options), make(4, **options)
+        keras_rnn(keras_embedding(IDS))
+        our_rnn(our_embedding(IDS))
+        our_rnn.set_weights(keras_rnn.get_weights())
+        theirs, ours = keras_rnn(keras_embedding(IDS)), our_rnn(our_embedding(IDS))
+        _assert_close(theirs, ours)
+        first = _as_list(ours)[0]
+        if options.get("return_sequences"):
+            np.testing.assert_array_equal(_np(first._keras_mask), IDS != 0)
+        else:
+            assert getattr(first, "_keras_mask", None) is None
+
+
+def _embedding_pair(keras):
     keras_embedding, our_embedding = keras.layers.Embedding(10, 5, mask_zero=True), Embedding(10, 5, mask_zero=True)
     keras_embedding.build()
     our_embedding.build()
     our_embedding.set_weights(keras_embedding.get_weights())
-    keras_rnn, our_rnn = _keras_builtin(keras, kind)(4, **options), _OURS[kind](4, **options)
-    keras_rnn(keras_embedding(IDS))
-    our_rnn(our_embedding(IDS))
-    our_rnn.set_weights(keras_rnn.get_weights())
-    theirs, ours = keras_rnn(keras_embedding(IDS)), our_rnn(our_embedding(IDS))
-    _assert_close(theirs, ours)
-    first = _as_list(ours)[0]
-    if options.get("return_sequences"):
-        np.testing.assert_array_equal(_np(first._keras_mask), IDS != 0)
-    else:
-        assert getattr(first, "_keras_mask", None) is None
+    return keras_embedding, our_embedding
 
 
 @pytest.mark.interop
@@ -130,32 +135,29 @@ def test_initial_state_matches_keras(keras):
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
-def test_bidirectional_merge_modes_match_keras(keras, merge_mode):
+def test_bidirectional_merge_modes_match_keras(keras):
     x = _inputs()
-    theirs, ours = _run_pair(
-        keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), merge_mode=merge_mode),
-        Bidirectional(LSTM(4, return_sequences=True), merge_mode=merge_mode),
-        x,
-    )
-    _assert_close(theirs, ours)
+    for merge_mode in ("concat", "sum", "mul", "ave", None):
+        theirs, ours = _run_pair(
+            keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), merge_mode=merge_mode),
+            Bidirectional(LSTM(4, return_sequences=True), merge_mode=merge_mode),
+            x,
+        )
+        _assert_close(theirs, ours)
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("merge_mode", ["concat", None])
-@pytest.mark.parametrize("return_sequences", [True, False])
-def test_bidirectional_with_mask_and_states_matches_keras(keras, merge_mode, return_sequences):
-    keras_embedding, our_embedding = keras.layers.Embedding(10, 5, mask_zero=True), Embedding(10, 5, mask_zero=True)
-    keras_embedding.build()
-    our_embedding.build()
-    our_embedding.set_weights(keras_embedding.get_weights())
-    options = {"return_sequences": return_sequences, "return_state": True}
-    keras_layer = keras.layers.Bidirectional(keras.layers.GRU(3, **options), merge_mode=merge_mode)
-    our_layer = Bidirectional(GRU(3, **options), merge_mode=merge_mode)
-    keras_layer(keras_embedding(IDS))
-    our_layer(our_embedding(IDS))
-    our_layer.set_weights(keras_layer.get_weights())
-    _assert_close(keras_layer(keras_embedding(IDS)), our_layer(our_embedding(IDS)))
+def test_bidirectional_with_mask_and_states_matches_keras(keras):
+    keras_embedding, our_embedding = _embedding_pair(keras)
+    for merge_mode in ("concat", None):
+        for return_sequences in (True, False):
+            options = {"return_sequences": return_sequences, "return_state": True}
+            keras_layer = keras.layers.Bidirectional(keras.layers.GRU(3, **options), merge_mode=merge_mode)
+            our_layer = Bidirectional(GRU(3, **options), merge_mode=merge_mode)
+            keras_layer(keras_embedding(IDS))
+            our_layer(our_embedding(IDS))
+            our_layer.set_weights(keras_layer.get_weights())
+            _assert_close(keras_layer(keras_embedding(IDS)), our_layer(our_embedding(IDS)))
 
 
 @pytest.mark.interop

@@ -129,7 +129,7 @@ def is_binary_or_sparse_categorical(y_true, y_pred):
     return is_binary, is_sparse
 
 
-def _float32_scalar(value):
+def float32_scalar(value):
     """A Python float holding `value` rounded to float32, so scalar maths matches float32 tensors."""
     return float(np.float32(value))
 
@@ -179,10 +179,10 @@ def cosine_similarity(y_true, y_pred, axis=-1):
 
 def huber(y_true, y_pred, delta=1.0):
     y_true, y_pred = tensor_pair(y_true, y_pred)
-    delta = _float32_scalar(delta)
+    delta = float32_scalar(delta)
     error = y_pred - y_true
     abs_error = torch.abs(error)
-    linear = delta * abs_error - _float32_scalar(np.float32(0.5) * np.float32(delta) * np.float32(delta))
+    linear = delta * abs_error - float32_scalar(np.float32(0.5) * np.float32(delta) * np.float32(delta))
     return torch.mean(torch.where(abs_error <= delta, 0.5 * torch.square(error), linear), dim=-1)
 
 
@@ -269,7 +269,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
         )
     if label_smoothing:
         num_classes = y_true.shape[-1]
-        y_true = y_true * (1.0 - label_smoothing) + _float32_scalar(np.float32(label_smoothing) / np.float32(num_classes))
+        y_true = y_true * (1.0 - label_smoothing) + float32_scalar(np.float32(label_smoothing) / np.float32(num_classes))
     return _categorical_crossentropy_elementwise(y_true, y_pred, from_logits, axis)
 
 
@@ -338,8 +338,9 @@ def categorical_hinge(y_true, y_pred):
     return torch.clamp(negative - positive + 1.0, min=0.0)
 
 
-# Functions Keras publishes under keras.losses and keras.metrics (cosine_similarity: losses only).
-_SHARED_FUNCTIONS = (
+# The per-sample loss functions. Keras publishes them under keras.losses, and all but
+# cosine_similarity under keras.metrics too (the metric of that name reports +similarity).
+FUNCTIONS = (
     mean_squared_error,
     mean_absolute_error,
     mean_absolute_percentage_error,
@@ -355,11 +356,12 @@ _SHARED_FUNCTIONS = (
     hinge,
     squared_hinge,
     categorical_hinge,
+    cosine_similarity,
 )
-for _fn in _SHARED_FUNCTIONS:
+for _fn in FUNCTIONS:
     keras_export("keras.losses")(_fn)
-    keras_export("keras.metrics")(_fn)
-keras_export("keras.losses")(cosine_similarity)
+    if _fn is not cosine_similarity:
+        keras_export("keras.metrics")(_fn)
 
 # Short names `keras.losses.get` accepts ("logcosh" is Keras' legacy spelling of log_cosh).
 ALIASES = {
@@ -668,7 +670,7 @@ _CLASSES = (
 # What `get` and `deserialize` accept as a bare name, as Keras' losses module table does.
 _BY_NAME = {
     **{cls.__name__: cls for cls in _CLASSES},
-    **{fn.__name__: fn for fn in (*_SHARED_FUNCTIONS, cosine_similarity)},
+    **{fn.__name__: fn for fn in FUNCTIONS},
     **ALIASES,
 }
 

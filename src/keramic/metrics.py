@@ -14,11 +14,13 @@ from keramic import dtype_policies
 from keramic import initializers
 from keramic.errors import UnknownObjectError
 from keramic.losses import (
+    Loss,
     apply_mask,
     binary_crossentropy,
     categorical_crossentropy,
     categorical_hinge,
     divide_no_nan,
+    float32_scalar,
     get_keras_mask,
     hinge,
     is_binary_or_sparse_categorical,
@@ -36,7 +38,7 @@ from keramic.losses import (
     tensor_pair,
     to_tensor,
 )
-from keramic.losses import _SHARED_FUNCTIONS as _LOSS_FUNCTIONS
+from keramic.losses import FUNCTIONS as _LOSS_FUNCTIONS
 from keramic.losses import cosine_similarity as _cosine_similarity
 from keramic.saving import registry
 from keramic.saving.registry import keras_export
@@ -206,7 +208,7 @@ class MeanMetricWrapper(Mean):
         super().__init__(name=name, dtype=dtype)
         self._fn = fn
         self._fn_kwargs = kwargs
-        if fn in _LOSS_FUNCTIONS or fn is _cosine_similarity:
+        if fn in _LOSS_FUNCTIONS or isinstance(fn, Loss):
             self._direction = "down"  # read by callbacks' mode="auto"
 
     @torch.no_grad()
@@ -251,7 +253,8 @@ def binary_accuracy(y_true, y_pred, threshold=0.5):
     y_pred = to_tensor(y_pred)
     y_true = to_tensor(y_true, like=y_pred)
     y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
-    return (y_true == (y_pred > threshold).to(y_true.dtype)).to(_floatx())
+    # Keras compares against the threshold as a float32 tensor.
+    return (y_true == (y_pred > float32_scalar(threshold)).to(y_true.dtype)).to(_floatx())
 
 
 @keras_export("keras.metrics")
@@ -386,33 +389,84 @@ class SparseTopKCategoricalAccuracy(_BuiltinMeanMetric):
 
 
 # ------------------------------------------------------------------ regression / probabilistic
-def _simple_metric(class_name, fn, default_name, direction=None):
-    """A built-in metric that is the mean of `fn` with config {"name", "dtype"}."""
+@keras_export("keras.metrics")
+class MeanSquaredError(_BuiltinMeanMetric):
+    """The mean squared error."""
 
-    def __init__(self, name=default_name, dtype=None):
-        _BuiltinMeanMetric.__init__(self, fn, name=name, dtype=dtype)
-        if direction:
-            self._direction = direction
-
-    cls = type(class_name, (_BuiltinMeanMetric,), {"__init__": __init__, "__doc__": f"The mean of `{fn.__name__}`."})
-    cls.__module__ = __name__
-    return keras_export("keras.metrics")(cls)
+    def __init__(self, name="mean_squared_error", dtype=None):
+        super().__init__(mean_squared_error, name=name, dtype=dtype)
 
 
-MeanSquaredError = _simple_metric("MeanSquaredError", mean_squared_error, "mean_squared_error")
-MeanAbsoluteError = _simple_metric("MeanAbsoluteError", mean_absolute_error, "mean_absolute_error")
-MeanAbsolutePercentageError = _simple_metric(
-    "MeanAbsolutePercentageError", mean_absolute_percentage_error, "mean_absolute_percentage_error"
-)
-MeanSquaredLogarithmicError = _simple_metric(
-    "MeanSquaredLogarithmicError", mean_squared_logarithmic_error, "mean_squared_logarithmic_error"
-)
-LogCoshError = _simple_metric("LogCoshError", log_cosh, "logcosh")
-KLDivergence = _simple_metric("KLDivergence", kl_divergence, "kl_divergence")
-Poisson = _simple_metric("Poisson", poisson, "poisson")
-Hinge = _simple_metric("Hinge", hinge, "hinge")
-SquaredHinge = _simple_metric("SquaredHinge", squared_hinge, "squared_hinge")
-CategoricalHinge = _simple_metric("CategoricalHinge", categorical_hinge, "categorical_hinge")
+@keras_export("keras.metrics")
+class MeanAbsoluteError(_BuiltinMeanMetric):
+    """The mean absolute error."""
+
+    def __init__(self, name="mean_absolute_error", dtype=None):
+        super().__init__(mean_absolute_error, name=name, dtype=dtype)
+
+
+@keras_export("keras.metrics")
+class MeanAbsolutePercentageError(_BuiltinMeanMetric):
+    """The mean absolute percentage error."""
+
+    def __init__(self, name="mean_absolute_percentage_error", dtype=None):
+        super().__init__(mean_absolute_percentage_error, name=name, dtype=dtype)
+
+
+@keras_export("keras.metrics")
+class MeanSquaredLogarithmicError(_BuiltinMeanMetric):
+    """The mean squared logarithmic error."""
+
+    def __init__(self, name="mean_squared_logarithmic_error", dtype=None):
+        super().__init__(mean_squared_logarithmic_error, name=name, dtype=dtype)
+
+
+@keras_export("keras.metrics")
+class LogCoshError(_BuiltinMeanMetric):
+    """The mean logarithm of the hyperbolic cosine of the error."""
+
+    def __init__(self, name="logcosh", dtype=None):
+        super().__init__(log_cosh, name=name, dtype=dtype)
+
+
+@keras_export("keras.metrics")
+class KLDivergence(_BuiltinMeanMetric):
+    """The mean Kullback-Leibler divergence."""
+
+    def __init__(self, name="kl_divergence", dtype=None):
+        super().__init__(kl_divergence, name=name, dtype=dtype)
+
+
+@keras_export("keras.metrics")
+class Poisson(_BuiltinMeanMetric):
+    """The mean Poisson loss."""
+
+    def __init__(self, name="poisson", dtype=None):
+        super().__init__(poisson, name=name, dtype=dtype)
+
+
+@keras_export("keras.metrics")
+class Hinge(_BuiltinMeanMetric):
+    """The mean hinge loss."""
+
+    def __init__(self, name="hinge", dtype=None):
+        super().__init__(hinge, name=name, dtype=dtype)
+
+
+@keras_export("keras.metrics")
+class SquaredHinge(_BuiltinMeanMetric):
+    """The mean squared hinge loss."""
+
+    def __init__(self, name="squared_hinge", dtype=None):
+        super().__init__(squared_hinge, name=name, dtype=dtype)
+
+
+@keras_export("keras.metrics")
+class CategoricalHinge(_BuiltinMeanMetric):
+    """The mean categorical hinge loss."""
+
+    def __init__(self, name="categorical_hinge", dtype=None):
+        super().__init__(categorical_hinge, name=name, dtype=dtype)
 
 
 @keras_export("keras.metrics")
@@ -932,10 +986,6 @@ class AUC(Metric):
         else:
             heights = torch.maximum(y[:-1], y[1:])
         return self._average_over_labels((x[:-1] - x[1:]) * heights)
-
-    def reset_state(self):
-        if self._built:
-            super().reset_state()
 
     def get_config(self):
         config = {

@@ -105,8 +105,20 @@ def map_structure(fn, structure):
     return fn(structure)
 
 
+def _contains_symbolic(value):
+    if isinstance(value, KerasTensor):
+        return True
+    if isinstance(value, (list, tuple, dict)):
+        return any(isinstance(t, KerasTensor) for t in flatten(value))
+    return False
+
+
 def any_symbolic(args, kwargs):
-    return any(isinstance(t, KerasTensor) for t in flatten((args, kwargs)))
+    """True when a call gets KerasTensors (checked cheaply: it runs on every layer call)."""
+    for value in args:
+        if _contains_symbolic(value):
+            return True
+    return bool(kwargs) and any(_contains_symbolic(value) for value in kwargs.values())
 
 
 _PROBE_SIZES = (2, 3)

@@ -549,6 +549,11 @@ def _shape_from_json(shape):
     return tuple(shape)
 
 
+def pending_call_losses():
+    """Losses added by `add_loss` during the outermost call in progress or just finished."""
+    return [loss for layer in _context.layers_with_losses for loss in layer._call_losses]
+
+
 def current_training():
     """The training flag of the call in progress (None outside any call)."""
     return _context.training

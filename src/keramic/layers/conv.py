@@ -5,7 +5,6 @@ one `torch.nn.functional` convolution. channels_last inputs are viewed as NCHW w
 (no copy), so torch sees a channels_last-strided tensor and returns one.
 """
 
-import torch
 import torch.nn.functional as F
 
 from keramic import activations, constraints, initializers, regularizers
@@ -13,8 +12,7 @@ from keramic.layers.base import Layer
 from keramic.saving.registry import keras_export
 from keramic.saving.serialize import serialize_keras_object
 
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-_CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+_CONV = {1: F.conv1d, 2: F.conv2d}
 
 
 def _serialize(obj):
@@ -86,7 +84,7 @@ def from_channels_first(x, data_format):
     return x.movedim(1, -1) if data_format == "channels_last" else x
 
 
-def pad_same(x, kernel_size, strides, dilation_rate, value=0.0):
+def pad_same(x, kernel_size, strides, dilation_rate):
     """Apply "same" padding to an NC... tensor.
 
     Returns the (possibly padded) tensor and the symmetric padding torch should still add itself:
@@ -96,7 +94,7 @@ def pad_same(x, kernel_size, strides, dilation_rate, value=0.0):
     if all(before == after for before, after in pads):
         return x, tuple(before for before, _ in pads)
     flat = [p for before, after in reversed(pads) for p in (before, after)]
-    return F.pad(x, flat, value=value), (0,) * len(pads)
+    return F.pad(x, flat), (0,) * len(pads)
 
 
 class _Conv(Layer):
@@ -220,21 +218,15 @@ class _Conv(Layer):
         outputs = from_channels_first(outputs, self.data_format)
         return outputs if self.activation is activations.linear else self.activation(outputs)
 
-    def _spatial_output_shape(self, input_shape, filters):
-        if self.data_format == "channels_last":
-            spatial = input_shape[1:-1]
-        else:
-            spatial = input_shape[2:]
+    def compute_output_shape(self, input_shape):
+        spatial = input_shape[1:-1] if self.data_format == "channels_last" else input_shape[2:]
         sizes = tuple(
             output_length(n, k, s, self.padding, d)
             for n, k, s, d in zip(spatial, self.kernel_size, self.strides, self.dilation_rate)
         )
         if self.data_format == "channels_last":
-            return (input_shape[0],) + sizes + (filters,)
-        return (input_shape[0], filters) + sizes
-
-    def compute_output_shape(self, input_shape):
-        return self._spatial_output_shape(input_shape, self.filters)
+            return (input_shape[0],) + sizes + (self.filters,)
+        return (input_shape[0], self.filters) + sizes
 
     def get_config(self):
         config = super().get_config()
@@ -406,24 +398,22 @@ class Conv2DTranspose(Layer):
         x = to_channels_first(inputs, self.data_format)
         crops = self._crops(x.shape[2:])
         kernel = self.kernel.permute(self.rank + 1, self.rank, *range(self.rank))
-        conv = _CONV_TRANSPOSE[self.rank]
-        # torch can only cut equally from both ends, then give back `output_padding` at the end;
-        # "same" with an odd total cut (more after than before) is sliced here instead.
-        steps = [max(s, d) for s, d in zip(self.strides, self.dilation_rate)]
-        if all(0 <= before - after < step for (before, after), step in zip(crops, steps)):
-            padding = tuple(before for before, _ in crops)
-            extra = tuple(before - after for before, after in crops)
-            outputs = conv(x, kernel, self.bias, self.strides, padding, extra, 1, self.dilation_rate)
-        else:
-            outputs = conv(x, kernel, None, self.strides, 0, 0, 1, self.dilation_rate)
-            index = [slice(None), slice(None)]
-            pads = []
-            for before, after in crops:
-                index.append(slice(before, outputs.shape[len(index)] - max(after, 0)))
-                pads = [0, max(-after, 0)] + pads
-            outputs = F.pad(outputs[tuple(index)], pads)
-            if self.bias is not None:
-                outputs = outputs + self.bias.reshape((-1,) + (1,) * self.rank)
+        # torch cuts `padding` from both ends, then gives back `output_padding` at the end. An axis
+        # where "same" cuts one more after than before is cut here instead (its cut after is > 0).
+        padding, extra, window = [], [], [slice(None), slice(None)]
+        for (before, after), s, d in zip(crops, self.strides, self.dilation_rate):
+            if 0 <= before - after < max(s, d):
+                padding.append(before)
+                extra.append(before - after)
+                window.append(slice(None))
+            else:
+                padding.append(0)
+                extra.append(0)
+                window.append(slice(before, -after))
+        outputs = F.conv_transpose2d(
+            x, kernel, self.bias, self.strides, tuple(padding), tuple(extra), 1, self.dilation_rate
+        )
+        outputs = outputs[tuple(window)]
         outputs = from_channels_first(outputs, self.data_format)
         return outputs if self.activation is activations.linear else self.activation(outputs)
 

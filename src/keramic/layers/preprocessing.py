@@ -8,7 +8,7 @@ import torch
 from keramic import backend
 from keramic.layers.base import Layer
 from keramic.saving.registry import keras_export
-from keramic.saving.serialize import serialize_keras_object
+from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
 
 # Keras's backend.epsilon(): the smallest standard deviation Normalization divides by.
 _EPSILON = 1e-7
@@ -34,7 +34,7 @@ class Rescaling(Layer):
     def _constant(self, value, like):
         if isinstance(value, (int, float)):
             return value
-        return torch.as_tensor(np.asarray(value), dtype=like.dtype, device=like.device)
+        return torch.as_tensor(value, dtype=like.dtype, device=like.device)
 
     def call(self, inputs):
         x = inputs.to(backend.torch_dtype(self.compute_dtype))
@@ -47,6 +47,14 @@ class Rescaling(Layer):
         config = super().get_config()
         config.update({"scale": serialize_keras_object(self.scale), "offset": serialize_keras_object(self.offset)})
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        """`scale`/`offset` may be stored as array envelopes."""
+        config = dict(config)
+        for key in ("scale", "offset"):
+            config[key] = deserialize_keras_object(config[key])
+        return super().from_config(config)
 
 
 def _first_of_batch(batch):

@@ -3,8 +3,9 @@
 Weights live in a `cell` sub-layer as in Keras (kernel, recurrent_kernel, bias; LSTM gate blocks
 i, f, c, o; GRU gate blocks z, r, h), so `get_weights()` lists and weight files match Keras's.
 The input projection is one matmul over every time step; only the recurrence loops in Python.
-Without a mask or recurrent dropout, tanh/sigmoid cells run in torch's fused RNN kernels, which
-compute the same function (Keras's torch backend uses them too when it can).
+Without a mask or recurrent dropout, tanh/sigmoid cells run in torch's fused RNN kernels (GRU and
+SimpleRNN everywhere, LSTM off the CPU), which compute the same function; Keras's torch backend
+uses them too where it can.
 """
 
 import torch
@@ -308,8 +309,11 @@ class LSTMCell(_RecurrentCell):
         return h, [h, c]
 
     def _fused(self, sequences, states, training):
+        # Not on the CPU: torch's CPU LSTM goes through oneDNN, whose spinning worker threads slow
+        # it down a hundredfold when the cores are shared; the step loop there is steady.
         if not (
-            self._fusable(training)
+            sequences.device.type != "cpu"
+            and self._fusable(training)
             and self.activation is activations.tanh
             and self.recurrent_activation is activations.sigmoid
         ):

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from keramic import metrics as metrics_module
+from keramic.layers.base import pending_call_losses
 from keramic import optimizers as optimizers_module
 from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.symbolic import flatten, map_structure
@@ -46,6 +47,7 @@ class Trainer:
         self._compiled_loss = None
         self._compiled_metrics = None
         self._loss_tracker = None
+        self._regularized_variables = None
 
     # ------------------------------------------------------------------ compile
     def compile(
@@ -140,7 +142,7 @@ class Trainer:
         if isinstance(sample_weight, dict):
             weights = [sample_weight.get(n) for n in self._compiled_loss.output_names]
         total, per_output = self._compiled_loss(targets, predictions, weights)
-        extra = self.losses
+        extra = self._step_losses()
         if extra:
             total = total + torch.stack([torch.as_tensor(v, dtype=total.dtype, device=total.device).sum() for v in extra]).sum()
         return total, per_output, targets, predictions, weights
@@ -178,7 +180,20 @@ class Trainer:
         if self._compiled_metrics is not None:
             self._compiled_metrics.reset()
 
+    def _step_losses(self):
+        """Regularization penalties and `add_loss` terms of this step (cached walk while training)."""
+        regularized = self._regularized_variables
+        if regularized is None:
+            return self.losses
+        return [regularizer(v) for v, regularizer in regularized if v.trainable] + pending_call_losses()
+
     def _trainable_for_step(self):
+        self._regularized_variables = [
+            (v, v.regularizer)
+            for layer in self._flatten_layers()
+            for v in layer._own_trainable + layer._own_non_trainable
+            if getattr(v, "regularizer", None) is not None
+        ]
         variables = [v for v in self.trainable_variables if v.requires_grad]
         if not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
