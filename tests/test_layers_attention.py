@@ -107,11 +107,11 @@ def test_weights_configs_and_build_config_match_keras(keras):
         (
             keras.layers.MultiHeadAttention(
                 4, 2, value_dim=3, dropout=0.1, output_shape=6, use_gate=True, kernel_regularizer="l2", seed=5,
-                name="mha2",
+                activity_regularizer="l1", name="mha2",
             ),
             MultiHeadAttention(
                 4, 2, value_dim=3, dropout=0.1, output_shape=6, use_gate=True, kernel_regularizer="l2", seed=5,
-                name="mha2",
+                activity_regularizer="l1", name="mha2",
             ),
             (QUERY, VALUE, KEY),
         ),
@@ -140,8 +140,9 @@ def test_einsum_dense_matches_keras(keras):
         ("...b,bc->...c", 4, "c", QUERY),
         ("abc,cd->abd", (6, 4), None, QUERY),
     ):
-        keras_layer = keras.layers.EinsumDense(equation, output_shape, bias_axes=bias_axes, activation="relu", name="ed")
-        our_layer = EinsumDense(equation, output_shape, bias_axes=bias_axes, activation="relu", name="ed")
+        options = {"bias_axes": bias_axes, "activation": "relu", "activity_regularizer": "l2" if bias_axes else None}
+        keras_layer = keras.layers.EinsumDense(equation, output_shape, name="ed", **options)
+        our_layer = EinsumDense(equation, output_shape, name="ed", **options)
         _compare(keras_layer, our_layer, x)
         assert [tuple(w.shape) for w in our_layer.weights] == [tuple(w.shape) for w in keras_layer.weights]
         theirs = json.loads(json.dumps(keras.saving.serialize_keras_object(keras_layer)))

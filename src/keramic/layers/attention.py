@@ -171,7 +171,6 @@ class EinsumDense(Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.pop("activity_regularizer", None)
         config.update(
             {
                 "output_shape": list(self.partial_output_shape),
@@ -514,7 +513,6 @@ class MultiHeadAttention(Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.pop("activity_regularizer", None)
         config.update(
             {
                 "num_heads": self._num_heads,

@@ -88,7 +88,6 @@ class Embedding(Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.pop("activity_regularizer", None)
         config.update(
             {
                 "input_dim": self.input_dim,

@@ -602,7 +602,6 @@ class RNN(Layer):
     # ------------------------------------------------------------ config
     def _rnn_config(self):
         config = super().get_config()
-        config.pop("activity_regularizer", None)
         config.update(
             {
                 "return_sequences": self.return_sequences,
