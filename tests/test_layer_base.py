@@ -138,3 +138,14 @@ def test_layers_are_torch_modules_exposing_parameters():
     assert isinstance(layer, torch.nn.Module)
     assert {id(p) for p in layer.parameters()} == {id(w) for w in layer.weights}
     assert isinstance(layer.kernel, keramic.Variable)
+
+
+def test_calling_build_directly_marks_the_layer_built_once():
+    layer = layers.Dense(3)
+    layer.build((None, 2))
+    assert layer.built and len(layer.weights) == 2
+    layer.set_weights([np.ones((2, 3)), np.zeros(3)])
+    out = layer(np.ones((1, 2), dtype="float32"))
+    assert len(layer.weights) == 2
+    np.testing.assert_allclose(out.detach().numpy(), [[2.0, 2.0, 2.0]])
+    assert layer.get_build_config() == {"input_shape": [None, 2]}

@@ -43,7 +43,9 @@ def get_keras_mask(x):
 
 def standardize_reduction(reduction):
     if reduction not in REDUCTIONS:
-        raise ValueError(f"Invalid value for argument `reduction`. Expected one of {REDUCTIONS}. Received: reduction={reduction!r}")
+        raise ValueError(
+            f"Invalid value for argument `reduction`. Expected one of {REDUCTIONS}. Received: reduction={reduction!r}"
+        )
     return reduction
 
 
@@ -557,7 +559,13 @@ class Poisson(_BuiltinLoss):
 @keras_export("keras.losses")
 class BinaryCrossentropy(_BuiltinLoss):
     def __init__(
-        self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name="binary_crossentropy", dtype=None
+        self,
+        from_logits=False,
+        label_smoothing=0.0,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="binary_crossentropy",
+        dtype=None,
     ):
         super().__init__(
             binary_crossentropy, name=name, reduction=reduction, dtype=dtype,
@@ -568,7 +576,8 @@ class BinaryCrossentropy(_BuiltinLoss):
         self.axis = axis
 
     def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
+        config = super().get_config()
+        return {**config, "from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
 
 
 @keras_export("keras.losses")
@@ -612,7 +621,13 @@ class BinaryFocalCrossentropy(_BuiltinLoss):
 @keras_export("keras.losses")
 class CategoricalCrossentropy(_BuiltinLoss):
     def __init__(
-        self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name="categorical_crossentropy", dtype=None
+        self,
+        from_logits=False,
+        label_smoothing=0.0,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="categorical_crossentropy",
+        dtype=None,
     ):
         super().__init__(
             categorical_crossentropy, name=name, reduction=reduction, dtype=dtype,
@@ -623,13 +638,20 @@ class CategoricalCrossentropy(_BuiltinLoss):
         self.axis = axis
 
     def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
+        config = super().get_config()
+        return {**config, "from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
 
 
 @keras_export("keras.losses")
 class SparseCategoricalCrossentropy(_BuiltinLoss):
     def __init__(
-        self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size", axis=-1, name="sparse_categorical_crossentropy", dtype=None
+        self,
+        from_logits=False,
+        ignore_class=None,
+        reduction="sum_over_batch_size",
+        axis=-1,
+        name="sparse_categorical_crossentropy",
+        dtype=None,
     ):
         super().__init__(
             sparse_categorical_crossentropy, name=name, reduction=reduction, dtype=dtype,

@@ -63,7 +63,9 @@ def _analyze_equation(equation, bias_axes, input_shape, output_shape):
                 )
             full[i + offset] = input_sizes[dim] if given is None else given
         elif dim not in weight_spec:
-            raise ValueError(f"Dimension '{dim}' of the output '{output_spec}' is in neither the input nor the weight spec.")
+            raise ValueError(
+                f"Dimension '{dim}' of the output '{output_spec}' is in neither the input nor the weight spec."
+            )
     output_sizes = {dim: full[i + offset] for i, dim in enumerate(output_spec)}
     kernel_shape, input_axes, output_axes = [], [], []
     for i, dim in enumerate(weight_spec):
@@ -82,7 +84,9 @@ def _analyze_equation(equation, bias_axes, input_shape, output_shape):
     if bias_axes is not None:
         for dim in bias_axes:
             if dim not in output_spec:
-                raise ValueError(f"Bias dimension '{dim}' was requested, but is not part of the output spec '{output_spec}'")
+                raise ValueError(
+                    f"Bias dimension '{dim}' was requested, but is not part of the output spec '{output_spec}'"
+                )
         first = min(output_spec.index(dim) for dim in bias_axes)
         bias_shape = [output_sizes[dim] if dim in bias_axes else 1 for dim in output_spec[first:]]
         if not left:
@@ -269,7 +273,9 @@ class MultiHeadAttention(Layer):
                     f"Received: {argument}={value}"
                 )
         if sliding_window is not None and (not isinstance(sliding_window, int) or sliding_window <= 0):
-            raise ValueError(f"`sliding_window` must be `None` or a positive integer. Received: sliding_window={sliding_window}")
+            raise ValueError(
+                f"`sliding_window` must be `None` or a positive integer. Received: sliding_window={sliding_window}"
+            )
         if flash_attention and dropout > 0.0:
             raise ValueError(
                 "Dropout is not supported when flash attention is enabled. Please set dropout to 0.0 to use "
@@ -297,7 +303,9 @@ class MultiHeadAttention(Layer):
         if isinstance(attention_axes, int):
             attention_axes = (attention_axes,)
         elif attention_axes is not None and not isinstance(attention_axes, (list, tuple)):
-            raise ValueError(f"`attention_axes` must be an int, list, or tuple.Received: attention_axes={attention_axes}")
+            raise ValueError(
+                f"`attention_axes` must be an int, list, or tuple. Received: attention_axes={attention_axes}"
+            )
         self._attention_axes = None if attention_axes is None else tuple(attention_axes)
         self._sliding_window = sliding_window
         self.seed = seed

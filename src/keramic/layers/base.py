@@ -1,5 +1,6 @@
 """The Layer base class: a `torch.nn.Module` with Keras's naming, lazy build, weights and configs."""
 
+import functools
 import inspect
 import threading
 
@@ -51,6 +52,23 @@ class Layer(torch.nn.Module):
     ...     def call(self, x):
     ...         return x * self.factor
     """
+
+    def __init_subclass__(cls, **kwargs):
+        """Wrap each class's own `build` so that calling it directly marks the layer built."""
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is None or getattr(build, "_marks_built", False):
+            return
+
+        @functools.wraps(build)
+        def build_and_mark(self, *args, **kwargs):
+            build(self, *args, **kwargs)
+            if self._build_shapes is None:
+                self._build_shapes = tuple(args[0]) if args and args[0] is not None and not isinstance(args[0], dict) else (kwargs or None)
+            self.built = True
+
+        build_and_mark._marks_built = True
+        cls.build = build_and_mark
 
     def __new__(cls, *args, **kwargs):
         layer = super().__new__(cls)

@@ -48,7 +48,8 @@ def _dump_lambda(fn):
 def _load_lambda(config, field):
     """Rebuild a stored Python lambda. This EXECUTES bytecode from the file when the function is
     called; it is only reached with safe mode off, and the bytecode only loads on the CPython version
-    that wrote it (marshal has no stable format; a mismatch fails here or misbehaves later)."""
+    that wrote it (marshal has no stable format; a mismatch fails here or misbehaves later).
+    Its globals are the builtins and `torch` only: names the lambda used elsewhere are not there."""
     if in_safe_mode():
         raise UnsafeDeserializationError(_LAMBDA_REFUSED.format(field=field))
     try:
@@ -60,20 +61,26 @@ def _load_lambda(config, field):
         ) from error
     if not isinstance(code, types.CodeType):
         raise ConfigError(f"The Lambda layer's `{field}` does not hold a code object.")
-    defaults = config.get("defaults")
-    closure = config.get("closure")
+    defaults = deserialize_keras_object(config.get("defaults"))
+    closure = deserialize_keras_object(config.get("closure"))
     if closure is not None:
         closure = tuple(types.CellType(value) for value in closure)
     namespace = {"__builtins__": builtins, "torch": torch}
-    return types.FunctionType(
-        code, namespace, code.co_name, None if defaults is None else tuple(defaults), closure
-    )
+    try:
+        return types.FunctionType(code, namespace, code.co_name, None if defaults is None else tuple(defaults), closure)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"The Python lambda stored as the Lambda layer's `{field}` is malformed: {error}") from error
 
 
 def _deserialize_callable(value, field, custom_objects):
     if isinstance(value, dict) and value.get("class_name") == "__lambda__":
         return _load_lambda(value.get("config") or {}, field)
     return deserialize_keras_object(value, custom_objects=custom_objects)
+
+
+def _serialize_value(value):
+    """A Python lambda in Keras's `__lambda__` form; anything else (named functions too) as usual."""
+    return _dump_lambda(value) if _is_python_lambda(value) else serialize_keras_object(value)
 
 
 def _accepts(fn, name):
@@ -136,19 +143,13 @@ class Lambda(Layer):
             return [KerasTensor(s, self.compute_dtype) for s in shape]
         return KerasTensor(shape, self.compute_dtype)
 
-    def _serialize_callable(self, fn):
-        return _dump_lambda(fn) if _is_python_lambda(fn) else serialize_keras_object(fn)
-
     def get_config(self):
         config = super().get_config()
-        config["function"] = self._serialize_callable(self.function)
+        config["function"] = _serialize_value(self.function)
         if self._output_shape is not None:
-            output_shape = self._output_shape
-            config["output_shape"] = (
-                self._serialize_callable(output_shape) if callable(output_shape) else serialize_keras_object(output_shape)
-            )
+            config["output_shape"] = _serialize_value(self._output_shape)
         if self.mask is not None:
-            config["mask"] = self._serialize_callable(self.mask) if callable(self.mask) else serialize_keras_object(self.mask)
+            config["mask"] = _serialize_value(self.mask)
         config["arguments"] = serialize_keras_object(self.arguments)
         return config
 

@@ -8,6 +8,8 @@ SimpleRNN everywhere, LSTM off the CPU), which compute the same function; Keras'
 uses them too where it can.
 """
 
+import inspect
+
 import torch
 
 from keramic import activations, backend, constraints, initializers, regularizers
@@ -66,7 +68,9 @@ class _RecurrentCell(Layer):
         **kwargs,
     ):
         if int(units) <= 0:
-            raise ValueError(f"Received an invalid value for argument `units`, expected a positive integer, got {units}.")
+            raise ValueError(
+                f"Received an invalid value for argument `units`, expected a positive integer, got {units}."
+            )
         super().__init__(**kwargs)
         self.units = int(units)
         self.activation = activations.get(activation)
@@ -147,7 +151,8 @@ class _RecurrentCell(Layer):
         """Project `inputs` (`(..., batch, features)`) through the kernel; draw the recurrent masks."""
         batch, features = inputs.shape[-2], inputs.shape[-1]
         per_gate = self._per_gate_dropout and 0.0 < self.recurrent_dropout < 1.0
-        input_masks = self._dropout_masks(training, self.dropout, self.gates if per_gate else 1, (batch, features), inputs)
+        input_count = self.gates if per_gate else 1
+        input_masks = self._dropout_masks(training, self.dropout, input_count, (batch, features), inputs)
         if input_masks is not None and inputs.dim() == 3:
             input_masks = input_masks.unsqueeze(1)
         projected = _masked_matmul(inputs, self.kernel, input_masks)
@@ -290,8 +295,16 @@ class LSTMCell(_RecurrentCell):
         + ("seed",)
     )
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", unit_forget_bias=True, **kwargs):
-        kwargs.pop("implementation", None)  # Keras's kernel-layout switch; the results are the same
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        unit_forget_bias=True,
+        implementation=2,
+        **kwargs,
+    ):
+        # `implementation` is Keras's kernel-layout switch; accepted for its configs, same results.
         super().__init__(units, activation=activation, recurrent_activation=recurrent_activation, **kwargs)
         self.unit_forget_bias = unit_forget_bias
         self.state_size = [self.units, self.units]
@@ -361,8 +374,10 @@ class GRUCell(_RecurrentCell):
         + ("reset_after", "seed")
     )
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", reset_after=True, **kwargs):
-        kwargs.pop("implementation", None)  # Keras's kernel-layout switch; the results are the same
+    def __init__(
+        self, units, activation="tanh", recurrent_activation="sigmoid", reset_after=True, implementation=2, **kwargs
+    ):
+        # `implementation` is Keras's kernel-layout switch; accepted for its configs, same results.
         super().__init__(units, activation=activation, recurrent_activation=recurrent_activation, **kwargs)
         self.reset_after = reset_after
         self.state_size = self.units
@@ -627,6 +642,19 @@ class RNN(Layer):
         return super().from_config(config)
 
 
+_LAYER_ONLY_KWARGS = ("name", "trainable", "dtype", "autocast", "input_shape", "batch_input_shape", "batch_size")
+
+
+def _checked_use_cudnn(value):
+    """`use_cudnn=False` keeps the step loop; "auto"/True allow torch's fused kernels."""
+    if value not in ("auto", True, False):
+        raise ValueError(
+            f"Invalid value received for argument `use_cudnn`. Expected one of {{'auto', True, False}}. "
+            f"Received: use_cudnn={value}"
+        )
+    return value
+
+
 def _cell_property(name):
     return property(lambda self: getattr(self.cell, name), doc=f"The cell's `{name}`.")
 
@@ -648,13 +676,14 @@ class _BuiltinRNN(RNN):
         unroll=False,
         zero_output_for_mask=False,
         activity_regularizer=None,
-        use_cudnn="auto",
         **kwargs,
     ):
-        layer_kwargs = {key: kwargs.pop(key) for key in ("name", "trainable", "dtype", "autocast") if key in kwargs}
-        layer_kwargs.update({key: kwargs.pop(key) for key in ("input_shape", "batch_input_shape", "batch_size") if key in kwargs})
-        if use_cudnn not in ("auto", True, False):
-            raise ValueError(f"Invalid value received for argument `use_cudnn`. Expected one of {{'auto', True, False}}. Received: use_cudnn={use_cudnn}")
+        layer_kwargs = {key: kwargs.pop(key) for key in _LAYER_ONLY_KWARGS if key in kwargs}
+        cell_arguments = set(inspect.signature(self._CELL_CLASS.__init__).parameters)
+        cell_arguments |= set(inspect.signature(_RecurrentCell.__init__).parameters)
+        unknown = {key: value for key, value in kwargs.items() if key not in cell_arguments}
+        if unknown:
+            raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {unknown}")
         cell = self._CELL_CLASS(
             units,
             dtype=layer_kwargs.get("dtype"),
@@ -673,7 +702,6 @@ class _BuiltinRNN(RNN):
             activity_regularizer=activity_regularizer,
             **layer_kwargs,
         )
-        self.use_cudnn = use_cudnn
 
     units = _cell_property("units")
     activation = _cell_property("activation")
@@ -713,8 +741,6 @@ class SimpleRNN(_BuiltinRNN):
     _CONFIG_KEYS = _layer_keys(SimpleRNNCell)
 
     def __init__(self, units, activation="tanh", **kwargs):
-        if "use_cudnn" in kwargs:
-            raise ValueError(f"Unrecognized keyword arguments passed to SimpleRNN: {{'use_cudnn': {kwargs['use_cudnn']!r}}}")
         super().__init__(units, activation=activation, **kwargs)
 
 
@@ -735,8 +761,9 @@ class LSTM(_BuiltinRNN):
     recurrent_activation = _cell_property("recurrent_activation")
     unit_forget_bias = _cell_property("unit_forget_bias")
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", **kwargs):
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_cudnn="auto", **kwargs):
         super().__init__(units, activation=activation, recurrent_activation=recurrent_activation, **kwargs)
+        self.use_cudnn = _checked_use_cudnn(use_cudnn)
 
 
 @keras_export("keras.layers")
@@ -750,7 +777,9 @@ class GRU(_BuiltinRNN):
     recurrent_activation = _cell_property("recurrent_activation")
     reset_after = _cell_property("reset_after")
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", reset_after=True, **kwargs):
+    def __init__(
+        self, units, activation="tanh", recurrent_activation="sigmoid", reset_after=True, use_cudnn="auto", **kwargs
+    ):
         super().__init__(
             units,
             activation=activation,
@@ -758,6 +787,7 @@ class GRU(_BuiltinRNN):
             reset_after=reset_after,
             **kwargs,
         )
+        self.use_cudnn = _checked_use_cudnn(use_cudnn)
 
 
 def _copy_layer(layer, name, **overrides):
@@ -823,7 +853,8 @@ class Bidirectional(Layer):
         for attribute in ("stateful", "return_sequences", "return_state"):
             if getattr(forward, attribute) != getattr(backward, attribute):
                 raise ValueError(
-                    f'Forward layer and backward layer are expected to have the same value for attribute "{attribute}", '
+                    "Forward layer and backward layer are expected to have the same value for attribute "
+                    f'"{attribute}", '
                     f'got "{getattr(forward, attribute)}" for forward layer and '
                     f'"{getattr(backward, attribute)}" for backward layer'
                 )
