@@ -27,3 +27,11 @@ class NotBuiltError(KeramicError, ValueError):
 
 class DataDownloadError(KeramicError, OSError):
     """A dataset could not be fetched or failed its checksum."""
+
+
+class WeightsMismatchError(KeramicError, ValueError):
+    """A weights file and a model disagree (missing, unexpected or differently shaped variables)."""
+
+
+class FileFormatError(KeramicError, ValueError):
+    """A file is not in the format its name or contents claim, or is damaged."""

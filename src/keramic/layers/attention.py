@@ -11,6 +11,7 @@ import string
 import torch
 
 from keramic import activations, backend, constraints, initializers, regularizers
+from keramic.layers.activations import Softmax
 from keramic.layers.base import Layer
 from keramic.layers.core import Dropout
 from keramic.saving.registry import keras_export
@@ -228,11 +229,9 @@ def _fresh(initializer):
     return initializer.clone() if hasattr(initializer, "clone") else initializer
 
 
-def _large_negative(dtype, scaled_dot_product):
-    """The masking value Keras uses: -0.7 * max for the fused kernel, -1e9 (-3e4 in float16) otherwise."""
-    if scaled_dot_product:
-        return -0.7 * (65500.0 if dtype == torch.float16 else 3.38953e38)
-    return -3e4 if dtype == torch.float16 else -1e9
+def _fused_mask_value(dtype):
+    """What Keras adds to masked scores before its fused kernel: -0.7 times the dtype's maximum."""
+    return -0.7 * (65500.0 if dtype == torch.float16 else 3.38953e38)
 
 
 @keras_export("keras.layers")
@@ -365,6 +364,9 @@ class MultiHeadAttention(Layer):
             self._attention_axes = tuple(range(1, rank - 2))
         else:
             self._attention_axes = tuple(axis if axis >= 0 else (rank - 1) + axis for axis in self._attention_axes)
+        # Scores are (batch..., heads, query attention axes..., key attention axes...): normalize the last.
+        score_axes = tuple(range(rank - 1, rank - 1 + len(self._attention_axes)))
+        self._softmax = Softmax(axis=score_axes, dtype=self.dtype_policy)
         self._dropout_layer = Dropout(rate=self._dropout, seed=self.seed, dtype=self.dtype_policy)
         output_dims = self._output_shape or (query_shape[-1],)
         self._output_dense = self._projection_layer(len(query_shape), 2, output_dims, "attention_output")
@@ -415,7 +417,7 @@ class MultiHeadAttention(Layer):
                 while mask.dim() < 4:
                     mask = mask.unsqueeze(-3)
                 additive = torch.zeros(mask.shape, dtype=query.dtype, device=query.device).masked_fill(
-                    ~mask, _large_negative(query.dtype, True)
+                    ~mask, _fused_mask_value(query.dtype)
                 )
             output = torch.nn.functional.scaled_dot_product_attention(
                 query.transpose(1, 2),
@@ -446,11 +448,7 @@ class MultiHeadAttention(Layer):
         if attention_mask is not None:
             while attention_mask.dim() < scores.dim():
                 attention_mask = attention_mask.unsqueeze(-2 * len(axes) - 1)
-            scores = torch.where(attention_mask, scores, _large_negative(scores.dtype, False))
-        flat = scores.flatten(-len(axes)) if len(axes) > 1 else scores
-        probabilities = torch.softmax(flat, dim=-1).reshape(scores.shape)
-        if attention_mask is not None:
-            probabilities = torch.where(attention_mask, probabilities, 0.0)
+        probabilities = self._softmax(scores, mask=attention_mask)
         dropped = self._dropout_layer(probabilities, training=training) if self._dropout > 0.0 else probabilities
         output = torch.matmul(dropped.reshape(q.shape[0], heads, q.shape[2], k.shape[2]), v)
         output = output.reshape(*lead, heads, *q_steps, output.shape[-1])

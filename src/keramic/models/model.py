@@ -1,5 +1,8 @@
 """`Model`: a Layer that can be trained; `Model(inputs, outputs)` makes a Functional model."""
 
+import torch
+
+from keramic import backend
 from keramic.layers.base import Layer
 from keramic.saving.registry import keras_export
 from keramic.training.trainer import Trainer
@@ -39,6 +42,31 @@ class Model(Trainer, Layer):
     def layers(self):
         return self._sublayers()
 
+    def build(self, input_shape=None):
+        """Subclassed models: create every layer's weights by running `call` once on zeros."""
+        if input_shape is None:
+            raise ValueError(f"Model '{self.name}' needs an input shape to build (e.g. model.build((None, 784))).")
+
+        def zeros(shape):
+            if isinstance(shape, dict):
+                return {key: zeros(value) for key, value in shape.items()}
+            if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple, dict)):
+                return [zeros(item) for item in shape]
+            return torch.zeros([1 if d is None else int(d) for d in shape], device=backend.get_device())
+
+        with torch.no_grad():
+            self(zeros(input_shape), training=False)
+        self._build_shapes = input_shape
+
+    def _maybe_build(self, args, kwargs):
+        if type(self).build is Model.build:
+            # The default build is a dry run; the real call about to happen builds every layer instead.
+            positional, shapes = self._build_arguments(args, kwargs)
+            self._build_shapes = positional[0] if shapes is None else shapes
+            self.built = True
+            return
+        super()._maybe_build(args, kwargs)
+
     def get_layer(self, name=None, index=None):
         """A sub-layer by name or by index in `layers`."""
         if index is not None:
@@ -55,3 +83,30 @@ class Model(Trainer, Layer):
         from keramic.models.summary import print_summary
 
         print_summary(self, line_length=line_length, print_fn=print_fn, expand_nested=expand_nested, show_trainable=show_trainable)
+
+    # ------------------------------------------------------------------ saving
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """Whole model to one file: `model.save("m.keras")` (Keras 3's format)."""
+        from keramic.saving import api
+
+        api.save_model(self, filepath, overwrite=overwrite, zipped=zipped, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Weights (and optimizer state when compiled) to `*.weights.h5`."""
+        from keramic.saving import api
+
+        api.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False):
+        """Weights from `*.weights.h5` or `.keras`; raises on any mismatch unless `skip_mismatch`."""
+        from keramic.saving import api
+
+        api.load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
+    def to_json(self, **kwargs):
+        """The architecture (and compile config) as a JSON string, as Keras writes it."""
+        import json
+
+        from keramic.saving.serialize import serialize_keras_object
+
+        return json.dumps(serialize_keras_object(self), **kwargs)

@@ -9,3 +9,4 @@ from keramic.saving.registry import (
     register_keras_serializable,
 )
 from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.saving.api import load_model, load_weights, save_model, save_weights

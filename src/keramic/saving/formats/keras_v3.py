@@ -1,0 +1,168 @@
+"""The Keras 3 `.keras` zip: metadata.json, config.json, model.weights.h5 (keras-v3-format.md).
+
+Files written here load in real Keras 3, and Keras's files load here. Members are stored
+uncompressed, as Keras writes them, and read by name only.
+"""
+
+import datetime
+import json
+import os
+import tempfile
+import zipfile
+
+import h5py
+
+import keramic
+from keramic.errors import FileFormatError, KeramicError, NotBuiltError
+from keramic.saving import registry
+from keramic.saving.serialize import deserialize_keras_object, safe_mode_scope, serialize_keras_object
+from keramic.saving.stores import h5_weights
+from keramic.saving.stores.atomic import write_atomically
+from keramic.saving.stores.zip_member import open_member
+from keramic.saving.tree import variable_groups
+
+CONFIG = "config.json"
+METADATA = "metadata.json"
+WEIGHTS = "model.weights.h5"
+KERAS_FORMAT_VERSION = "3.15.1"
+
+
+def check_saveable(model):
+    """Refuse models that cannot be rebuilt from a file, saying what to do about it."""
+    from keramic.models.functional import Functional
+    from keramic.models.sequential import Sequential
+
+    if not model.built:
+        raise NotBuiltError(
+            f"Model '{model.name}' has not been built yet, so it has no weights to save. "
+            "Call it on a batch of data (or call `model.build(input_shape)`) first."
+        )
+    if isinstance(model, (Functional, Sequential)):
+        return
+    cls = type(model)
+    import inspect
+
+    init_parameters = [
+        p
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    if "get_config" not in vars(cls) and init_parameters and cls.__init__ is not keramic.Model.__init__:
+        raise KeramicError(
+            f"Subclassed model {cls.__name__} takes constructor arguments "
+            f"({', '.join(p.name for p in init_parameters)}) but has no get_config(). Add "
+            "`def get_config(self): return {**super().get_config(), <each argument>: ...}` and register the "
+            "class with `@keramic.saving.register_keras_serializable()`, or save only its weights "
+            "(`model.save_weights(...)`)."
+        )
+
+
+def model_config(model):
+    return serialize_keras_object(model)
+
+
+def write_weights_file(model, path, include_optimizer=True):
+    """Write every variable group of `model` to an HDF5 file at `path` (not atomic by itself)."""
+    with h5py.File(path, "w") as h5file:
+        h5_weights.write_groups(h5file, variable_groups(model, include_optimizer=include_optimizer))
+
+
+def save(model, path, include_optimizer=True):
+    """Write `model` to a `.keras` archive at `path`, atomically."""
+    check_saveable(model)
+    path = os.fspath(path)
+    config = model_config(model)
+    if not include_optimizer and "compile_config" in config:
+        config["compile_config"] = {}
+    metadata = {
+        "keras_version": KERAS_FORMAT_VERSION,
+        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+        "keramic_version": keramic.__version__,
+    }
+    with write_atomically(path) as temporary:
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, weights_path = tempfile.mkstemp(prefix=".weights.", suffix=".h5.tmp", dir=directory)
+        os.close(fd)
+        try:
+            write_weights_file(model, weights_path, include_optimizer)
+            with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
+                archive.writestr(METADATA, json.dumps(metadata))
+                archive.writestr(CONFIG, json.dumps(config))
+                archive.write(weights_path, WEIGHTS)
+        finally:
+            os.remove(weights_path)
+
+
+def open_archive(path):
+    try:
+        archive = zipfile.ZipFile(path, "r")
+    except zipfile.BadZipFile as error:
+        raise FileFormatError(f"{path}: not a valid .keras archive ({error}).") from None
+    return archive
+
+
+def read_config(path, archive):
+    if CONFIG not in archive.namelist():
+        raise FileFormatError(f"{path}: the archive has no '{CONFIG}' entry, so it is not a Keras model file.")
+    try:
+        return json.loads(archive.read(CONFIG).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as error:
+        raise FileFormatError(f"{path}: entry '{CONFIG}' is not valid JSON ({error}).") from None
+
+
+def load(path, custom_objects=None, compile=True, safe_mode=True):
+    """Rebuild a model from a `.keras` archive: architecture, weights, compile state, optimizer state."""
+    path = os.fspath(path)
+    with open_archive(path) as archive:
+        config = read_config(path, archive)
+        if not compile and isinstance(config, dict):
+            config = {key: value for key, value in config.items() if key != "compile_config"}
+        try:
+            with safe_mode_scope(safe_mode), registry.custom_object_scope(custom_objects):
+                model = deserialize_keras_object(config, ("keras", "keras.models"), custom_objects, safe_mode)
+        except KeramicError as error:
+            raise type(error)(f"{path}: entry '{CONFIG}': {error}") from None
+        if WEIGHTS not in archive.namelist():
+            raise FileFormatError(f"{path}: the archive has no '{WEIGHTS}' entry.")
+        load_weights_from_member(model, path, archive, WEIGHTS, skip_mismatch=False)
+    return model
+
+
+def load_weights_from_member(model, path, archive, member, skip_mismatch):
+    with open_member(path, archive, member) as handle:
+        try:
+            h5file = h5py.File(handle, "r")
+        except OSError as error:
+            raise FileFormatError(f"{path}: entry '{member}' is not a readable HDF5 file ({error}).") from None
+        with h5file:
+            load_weights_from_h5(model, h5file, f"{path}:{member}", skip_mismatch)
+
+
+def load_weights_from_h5(model, h5file, filename, skip_mismatch=False):
+    """Read a Keras 3 weights layout into a built model (optimizer slots created from the file)."""
+    if not model.built:
+        raise NotBuiltError(
+            f"Cannot load weights from {filename} into model '{model.name}' before it is built: "
+            "call it on a batch of data or `build()` it first."
+        )
+    optimizer = getattr(model, "optimizer", None)
+    include_optimizer = optimizer is not None
+    stored = h5_weights.count_datasets(h5file, "optimizer", filename) if include_optimizer else 0
+    if include_optimizer and stored == 0:
+        include_optimizer = False
+    groups = variable_groups(model, include_optimizer=include_optimizer)
+    if include_optimizer:
+        base_count = len(optimizer.variables) if not optimizer.built else None
+        if not optimizer.built and stored > base_count:
+            optimizer.build(model.trainable_variables)
+        elif optimizer.built and stored < len(optimizer.variables) and stored == _unbuilt_count(optimizer):
+            # The file's optimizer was never built (compiled, not trained): only its counters exist.
+            groups = [(p, o, v[:stored] if o is optimizer else v) for p, o, v in groups]
+    h5_weights.read_groups(h5file, groups, filename, skip_mismatch)
+
+
+def _unbuilt_count(optimizer):
+    """Variables an optimizer has before `build`: iteration, and learning_rate unless a schedule."""
+    from keramic.optimizers.schedules import LearningRateSchedule
+
+    return 1 if isinstance(optimizer._learning_rate, LearningRateSchedule) else 2

@@ -1,0 +1,178 @@
+"""Variable groups <-> HDF5 in Keras 3's weights layout (`<path>/vars/<index>` datasets).
+
+Reading is defensive: links, external or virtual storage and shapes that disagree with the model
+are refused before any data is read, and data goes straight into each variable's memory.
+"""
+
+import warnings
+
+import h5py
+import numpy as np
+import torch
+
+from keramic import backend
+from keramic.errors import KeramicError, WeightsMismatchError
+
+
+def _group_name(path):
+    return f"{path}/vars" if path else "vars"
+
+
+def write_groups(h5file, groups):
+    """Write every `(path, owner, variables)` as datasets `0..n-1` under `<path>/vars`."""
+    for path, owner, variables in groups:
+        group = h5file.require_group(_group_name(path))
+        group.attrs["name"] = str(getattr(owner, "name", ""))
+        for index, variable in enumerate(variables):
+            _write_dataset(group, str(index), variable)
+
+
+def _write_dataset(group, key, variable):
+    value = variable.detach()
+    if value.dtype == torch.bfloat16:
+        raw = value.cpu().contiguous().view(torch.int16).numpy().view(np.dtype("V2"))
+        dataset = group.create_dataset(key, data=raw)
+        dataset.attrs["dtype"] = "bfloat16"
+        return
+    group.create_dataset(key, data=value.cpu().numpy())
+
+
+class FileCheck:
+    """Refuses HDF5 features a weights file never needs and that could reach outside the file."""
+
+    def __init__(self, filename):
+        self.filename = filename
+
+    def error(self, entry, message):
+        return KeramicError(f"{self.filename}: entry '{entry}': {message}")
+
+    def dataset(self, group, key):
+        link = group.get(key, getlink=True)
+        if link is None:
+            return None
+        if not isinstance(link, h5py.HardLink):
+            raise self.error(f"{group.name}/{key}", f"{type(link).__name__} entries are not allowed in a weights file.")
+        dataset = group[key]
+        if not isinstance(dataset, h5py.Dataset):
+            raise self.error(dataset.name, "expected a dataset, found a group.")
+        plist = dataset.id.get_create_plist()
+        if dataset.is_virtual or plist.get_external_count() > 0:
+            raise self.error(dataset.name, "virtual or external datasets are not allowed in a weights file.")
+        return dataset
+
+    def group(self, parent, name):
+        link = parent.get(name, getlink=True)
+        if link is None:
+            return None
+        if not isinstance(link, h5py.HardLink):
+            raise self.error(f"{parent.name}/{name}", f"{type(link).__name__} entries are not allowed in a weights file.")
+        group = parent[name]
+        if not isinstance(group, h5py.Group):
+            raise self.error(group.name, "expected a group, found a dataset.")
+        return group
+
+
+def _read_dataset_into(dataset, variable):
+    """Copy a dataset's data into the variable's own memory (no intermediate copy on CPU)."""
+    if dataset.attrs.get("dtype") in ("bfloat16", b"bfloat16"):
+        raw = dataset[()]
+        value = torch.from_numpy(np.ascontiguousarray(raw).view(np.int16).copy()).view(torch.bfloat16)
+        with torch.no_grad():
+            variable.copy_(value.reshape(variable.shape))
+        return
+    target_dtype = np.dtype(backend.standardize_dtype(variable.dtype))
+    if variable.device.type == "cpu" and dataset.dtype == target_dtype and variable.is_contiguous() and variable.numel() > 0:
+        with torch.no_grad():
+            dataset.read_direct(variable.detach().numpy())
+        # The write bypassed torch: tell it the value changed (optimizers cache host copies by version).
+        torch.autograd.graph.increment_version(variable)
+        return
+    value = dataset[()]
+    with torch.no_grad():
+        variable.copy_(torch.from_numpy(np.asarray(value, dtype=target_dtype)).reshape(variable.shape))
+
+
+class LoadReport:
+    """What did not match while loading: missing, unexpected and shape-mismatched entries."""
+
+    def __init__(self, filename):
+        self.filename = filename
+        self.missing = []
+        self.unexpected = []
+        self.mismatched = []
+
+    def __bool__(self):
+        return bool(self.missing or self.unexpected or self.mismatched)
+
+    def message(self):
+        lines = [f"Weights in '{self.filename}' do not match the model:"]
+        for title, entries in (("missing", self.missing), ("unexpected", self.unexpected), ("shape mismatch", self.mismatched)):
+            if entries:
+                lines.append(f"  {title} ({len(entries)}):")
+                lines.extend(f"    {entry}" for entry in entries[:50])
+                if len(entries) > 50:
+                    lines.append(f"    ... and {len(entries) - 50} more")
+        return "\n".join(lines)
+
+    def finish(self, skip_mismatch):
+        if not self:
+            return
+        if skip_mismatch:
+            warnings.warn(self.message() + "\n(skip_mismatch=True: these entries were skipped.)", stacklevel=3)
+        else:
+            raise WeightsMismatchError(self.message() + "\nPass skip_mismatch=True to load what matches and skip the rest.")
+
+
+def read_groups(h5file, groups, filename, skip_mismatch=False):
+    """Assign every variable of `groups` from `h5file`, after checking counts and shapes of all.
+
+    Nothing is assigned when a mismatch is found and `skip_mismatch` is false.
+    """
+    check = FileCheck(filename)
+    report = LoadReport(filename)
+    plan = []
+    for path, owner, variables in groups:
+        group = _find_group(check, h5file, _group_name(path))
+        stored = [] if group is None else _numbered_datasets(check, group)
+        name = getattr(owner, "name", path or "model")
+        for index, variable in enumerate(variables):
+            entry = f"{_group_name(path)}/{index}"
+            if index >= len(stored):
+                report.missing.append(f"{entry} ({name}: {variable.path}, shape {tuple(variable.shape)})")
+                continue
+            dataset = stored[index]
+            if tuple(dataset.shape) != tuple(variable.shape):
+                report.mismatched.append(f"{entry} ({name}: {variable.path}): file {tuple(dataset.shape)}, model {tuple(variable.shape)}")
+                continue
+            plan.append((dataset, variable))
+        for index in range(len(variables), len(stored)):
+            report.unexpected.append(f"{_group_name(path)}/{index} (shape {tuple(stored[index].shape)}; '{name}' has {len(variables)} variables)")
+    report.finish(skip_mismatch)
+    for dataset, variable in plan:
+        _read_dataset_into(dataset, variable)
+    return report
+
+
+def _find_group(check, h5file, name):
+    node = h5file
+    for part in name.split("/"):
+        node = check.group(node, part)
+        if node is None:
+            return None
+    return node
+
+
+def _numbered_datasets(check, group):
+    datasets = []
+    while True:
+        dataset = check.dataset(group, str(len(datasets)))
+        if dataset is None:
+            return datasets
+        datasets.append(dataset)
+
+
+def count_datasets(h5file, path, filename):
+    """How many variables the file stores under `<path>/vars` (0 when absent)."""
+    check = FileCheck(filename)
+    group = _find_group(check, h5file, _group_name(path))
+    return 0 if group is None else len(_numbered_datasets(check, group))
