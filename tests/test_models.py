@@ -150,3 +150,25 @@ def test_disconnected_graph_is_refused():
     out = layers.Dense(1)(b)
     with pytest.raises(ValueError, match="disconnected"):
         keramic.Model(a, out)
+
+
+@pytest.mark.interop
+def test_summary_matches_keras_totals_and_rows(keras):
+    def build(module):
+        inputs = module.Input(shape=(784,), name="digits")
+        x = module.layers.Dense(64, activation="relu", name="dense_1")(inputs)
+        x = module.layers.BatchNormalization(name="bn")(x)
+        outputs = module.layers.Dense(10, activation="softmax", name="predictions")(x)
+        model = module.Model(inputs, outputs, name="mlp")
+        model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+        model.train_on_batch(np.ones((2, 784), "float32"), np.zeros(2))
+        return model
+
+    ours, theirs = [], []
+    build(keramic).summary(print_fn=ours.append)
+    build(keras).summary(print_fn=lambda line, **kw: theirs.append(line))
+    ours_text, theirs_text = "\n".join(ours), "\n".join(theirs)
+    totals = [line for line in theirs_text.splitlines() if "params" in line]
+    assert totals and all(line in ours_text for line in totals)
+    for name in ("digits (InputLayer)", "dense_1 (Dense)", "bn (BatchNormalization)", "(None, 64)", "50,240"):
+        assert name in ours_text

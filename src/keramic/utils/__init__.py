@@ -3,6 +3,7 @@
 import numpy as np
 
 from keramic.backend import set_random_seed
+from keramic.training.progress import Progbar
 from keramic.utils.file_utils import get_file
 
 
@@ -25,4 +26,4 @@ def to_categorical(y, num_classes=None):
     return one_hot.reshape(shape + (num_classes,))
 
 
-__all__ = ["get_file", "set_random_seed", "to_categorical"]
+__all__ = ["Progbar", "get_file", "set_random_seed", "to_categorical"]
