@@ -53,6 +53,8 @@ class Layer(torch.nn.Module):
     ...         return x * self.factor
     """
 
+    _records_build_config = False
+
     def __init_subclass__(cls, **kwargs):
         """Wrap each class's own `build` so that calling it directly marks the layer built."""
         super().__init_subclass__(**kwargs)
@@ -80,8 +82,9 @@ class Layer(torch.nn.Module):
         state["_own_non_trainable"] = []
         state["_inbound_nodes"] = []
         state["_call_losses"] = []
-        # Layers without a `build` of their own have nothing to build (and no build_config).
-        state["built"] = cls.build is Layer.build
+        # Layers without a `build` of their own have nothing to build (and no build_config),
+        # unless Keras's version of the layer records a build_config anyway.
+        state["built"] = cls.build is Layer.build and not cls._records_build_config
         state["_trainable"] = True
         state["_build_shapes"] = None
         state["supports_masking"] = False

@@ -156,12 +156,11 @@ class Dropout(Layer):
 class Flatten(Layer):
     """Flattens every axis but the batch axis (channels_first inputs are moved to last first)."""
 
+    _records_build_config = True
+
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.data_format = data_format or "channels_last"
-
-    def build(self, input_shape):
-        """No weights; defined so the config records a `build_config`, as Keras's Flatten does."""
 
     def call(self, inputs):
         if self.data_format == "channels_first" and inputs.dim() > 2:
@@ -209,6 +208,8 @@ class Reshape(Layer):
 class Permute(Layer):
     """Permutes the non-batch axes; `dims` counts from 1."""
 
+    _records_build_config = True
+
     def __init__(self, dims, **kwargs):
         super().__init__(**kwargs)
         self.dims = tuple(dims)
@@ -230,6 +231,8 @@ class Permute(Layer):
 @keras_export("keras.layers")
 class RepeatVector(Layer):
     """Repeats a (batch, features) input `n` times: (batch, n, features)."""
+
+    _records_build_config = True
 
     def __init__(self, n, **kwargs):
         super().__init__(**kwargs)
