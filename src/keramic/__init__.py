@@ -16,6 +16,7 @@ from keramic import (  # noqa: E402
     layers,
     losses,
     metrics,
+    ops,
     optimizers,
     regularizers,
     saving,
