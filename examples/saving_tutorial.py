@@ -1,9 +1,17 @@
 """The saving tutorial, end to end, on keramic.
 
-Part 1 (this issue): build the tutorial's MLP with the Functional API, compile it with RMSprop and
-sparse categorical cross-entropy, fit one epoch, predict. Later sections (whole-model saving,
-architecture-only, weights-only, subclassed models, export) are added as they land.
+It follows the Keras / R "Saving and serializing models" tutorial:
 
+1. Build the tutorial's MLP with the Functional API, compile it with RMSprop and sparse
+   categorical cross-entropy, fit, predict.
+2. Whole-model saving: `model.save("...keras")`, `load_model`, identical predictions, and training
+   that continues exactly where it stopped (the optimizer state is in the file).
+3. Architecture only: `get_config` / `from_config`, `to_json` / `model_from_json`.
+4. Weights only: `get_weights` / `set_weights`, moving weights to a fresh model,
+   `save_weights("...weights.h5")` / `load_weights`, and the strict check on a wrong model.
+5. The same steps with the R interface's verbs (`keramic.r_api`).
+
+Every check is an assertion and prints what it checked. Files go to a temporary directory.
 The data is the UCI 8x8 handwritten digits shipped inside keramic (no network needed); pass
 `--mnist` to download and use real MNIST (28x28) as the tutorial does.
 
@@ -11,11 +19,15 @@ Run: python examples/saving_tutorial.py [--mnist]
 """
 
 import argparse
+import json
+import os
+import tempfile
 
 import numpy as np
 
 import keramic as keras
-from keramic import layers
+from keramic import layers, r_api
+from keramic.errors import WeightsMismatchError
 
 
 def load_data(use_mnist):
@@ -58,7 +70,120 @@ def main(argv=None):
     accuracy = float(np.mean(predictions.argmax(axis=1) == y_test))
     print(f"loss after {args.epochs} epoch(s): {history.history['loss'][-1]:.4f}")
     print(f"test accuracy: {accuracy:.3f} on {len(x_test)} images")
+
+    with tempfile.TemporaryDirectory(prefix="keramic-tutorial-") as workdir:
+        whole_model_saving(model, x_train, y_train, x_test, predictions, workdir)
+        architecture_only(model, x_test)
+        weights_only(model, x_test, workdir)
+        r_verbs(model, x_test, workdir)
     return model, history, predictions
+
+
+def checked(message):
+    print(f"  checked: {message}")
+
+
+def same_arrays(first, second):
+    return len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
+def whole_model_saving(model, x_train, y_train, x_test, predictions, workdir):
+    """One `.keras` file holds the architecture, the weights, the compile config and the optimizer state."""
+    print("\n== Whole-model saving ==")
+    path = os.path.join(workdir, "path_to_my_model.keras")
+    model.save(path)
+    print(f"  saved {path} ({os.path.getsize(path):,} bytes)")
+
+    # Recreate exactly the same model, without the code that built it.
+    new_model = keras.models.load_model(path)
+    assert np.array_equal(new_model.predict(x_test, verbose=0), predictions)
+    checked("the loaded model's predictions are identical to the original's")
+
+    old_state = [v.numpy() for v in model.optimizer.variables]
+    assert same_arrays([v.numpy() for v in new_model.optimizer.variables], old_state)
+    iterations = int(new_model.optimizer.iterations.numpy())
+    checked(f"the optimizer state came back ({len(old_state)} variables, {iterations} steps taken)")
+
+    # The state is kept, so training can resume where it left off: one more epoch of each model,
+    # with the same shuffling, ends in the same weights.
+    for each in (model, new_model):
+        keras.utils.set_random_seed(2024)
+        each.fit(x_train, y_train, batch_size=64, epochs=1, verbose=0)
+    assert same_arrays(new_model.get_weights(), model.get_weights())
+    checked("one more epoch of training gives identical weights in the original and the loaded model")
+
+
+def architecture_only(model, x_test):
+    """The config describes the layers and their connections: a new model gets new weights."""
+    print("\n== Architecture-only saving ==")
+    config = model.get_config()
+    reinitialized_model = type(model).from_config(config)
+    assert reinitialized_model.get_config() == config
+    assert not np.array_equal(reinitialized_model.predict(x_test, verbose=0), model.predict(x_test, verbose=0))
+    checked("from_config(get_config()) rebuilds the same architecture, with freshly initialized weights")
+
+    json_config = model.to_json()
+    reinitialized_model = keras.models.model_from_json(json_config)
+    assert json.loads(reinitialized_model.to_json()) == json.loads(json_config)
+    checked(f"model_from_json(to_json()) gives back the same JSON ({len(json_config):,} characters, compile config included)")
+
+
+def weights_only(model, x_test, workdir):
+    """Weights as numpy arrays in memory, or as a `.weights.h5` file, for a model built in code."""
+    print("\n== Weights-only saving ==")
+    expected = model.predict(x_test, verbose=0)
+    weights = model.get_weights()
+    model.set_weights(weights)
+    print(f"  get_weights(): {len(weights)} arrays, shapes {[w.shape for w in weights]}")
+
+    # Transfer the weights to a fresh model with the same architecture.
+    new_model = type(model).from_config(model.get_config())
+    new_model.set_weights(weights)
+    assert np.array_equal(new_model.predict(x_test, verbose=0), expected)
+    checked("a fresh model given these weights with set_weights() predicts identically")
+
+    # The same through files: architecture as JSON, weights (and optimizer state) as HDF5.
+    path = os.path.join(workdir, "path_to_my_weights.weights.h5")
+    model.save_weights(path)
+    new_model = keras.models.model_from_json(model.to_json())
+    new_model.load_weights(path)
+    assert np.array_equal(new_model.predict(x_test, verbose=0), expected)
+    assert same_arrays([v.numpy() for v in new_model.optimizer.variables], [v.numpy() for v in model.optimizer.variables])
+    checked(f"to_json() + save_weights() -> model_from_json() + load_weights() restores predictions and optimizer state ({os.path.getsize(path):,} bytes)")
+
+    # Loading is strict: weights for another architecture raise instead of half-loading.
+    inputs = keras.Input(shape=(x_test.shape[1],), name="digits")
+    outputs = layers.Dense(10, activation="softmax")(layers.Dense(32, activation="relu")(inputs))
+    other = keras.Model(inputs, outputs)
+    before = other.get_weights()
+    try:
+        other.load_weights(path)
+    except WeightsMismatchError as error:
+        assert same_arrays(other.get_weights(), before)
+        checked(f"loading into a different architecture raises {type(error).__name__} and assigns nothing")
+    else:
+        raise AssertionError("weights of another architecture were loaded without an error")
+
+
+def r_verbs(model, x_test, workdir):
+    """The R interface's function names: each is a thin call into the Python API used above."""
+    print("\n== The same with the R interface's verbs (keramic.r_api) ==")
+    expected = model.predict(x_test, verbose=0)
+    path = os.path.join(workdir, "r_model.keras")
+    r_api.save_model_tf(model, path)
+    assert np.array_equal(r_api.load_model_tf(path).predict(x_test, verbose=0), expected)
+    checked("save_model_tf() / load_model_tf() (a .keras archive in keramic)")
+
+    fresh = r_api.from_config(r_api.get_config(model))
+    r_api.set_weights(fresh, r_api.get_weights(model))
+    assert np.array_equal(fresh.predict(x_test, verbose=0), expected)
+    checked("get_config() / from_config() + get_weights() / set_weights()")
+
+    path = os.path.join(workdir, "r_weights.weights.h5")
+    r_api.save_model_weights_hdf5(model, path)
+    restored = r_api.load_model_weights_hdf5(r_api.model_from_json(r_api.model_to_json(model)), path)
+    assert np.array_equal(restored.predict(x_test, verbose=0), expected)
+    checked("model_to_json() / model_from_json() + save_model_weights_hdf5() / load_model_weights_hdf5()")
 
 
 if __name__ == "__main__":

@@ -113,18 +113,22 @@ class Variable(torch.nn.Parameter):
     def __new__(cls, initial_value, name="variable", trainable=True, dtype=None, path=None):
         if callable(initial_value) and not isinstance(initial_value, torch.Tensor):
             raise TypeError("Variable needs a value; call the initializer first.")
-        data = convert_to_tensor(initial_value, dtype)
-        data = data.detach().clone() if isinstance(initial_value, torch.Tensor) else data
-        requires_grad = bool(trainable) and data.is_floating_point()
-        variable = torch.Tensor._make_subclass(cls, data, requires_grad)
-        variable._keras_name = name
-        variable._keras_path = path or name
-        variable._keras_trainable = bool(trainable)
-        variable.constraint = None  # applied by optimizers after each update
-        return variable
+        # Always a copy: the caller's tensor or numpy array must not alias the variable.
+        data = convert_to_tensor(initial_value, dtype).detach().clone()
+        return cls.from_fresh_tensor(data, name, trainable, path)
 
     def __init__(self, *args, **kwargs):
         pass
+
+    @classmethod
+    def from_fresh_tensor(cls, value, name="variable", trainable=True, path=None):
+        """Wrap a tensor nobody else holds (an initializer's output) without copying it."""
+        variable = torch.Tensor._make_subclass(cls, value.detach(), bool(trainable) and value.is_floating_point())
+        variable._keras_name = name
+        variable._keras_path = path or name
+        variable._keras_trainable = bool(trainable)
+        variable.constraint = None
+        return variable
 
     @property
     def name(self):

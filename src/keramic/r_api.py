@@ -12,7 +12,7 @@ maps every verb, including the ones still planned.
 
 import os
 
-from keramic.errors import ConfigError
+from keramic.errors import ConfigError, FileFormatError
 from keramic.saving import api
 from keramic.saving.registry import custom_object_scope
 from keramic.saving.stores.atomic import write_atomically
@@ -53,7 +53,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 def save_model_hdf5(object, filepath, overwrite=True, include_optimizer=True):
     """`keramic.saving.save_model(model, "x.h5")`: the legacy HDF5 file R writes.
 
-    Until legacy HDF5 lands (issue #4) `save_model` raises `NotImplementedError` for `.h5` paths.
+    `save_model` refuses `.h5` paths until legacy HDF5 lands (issue #4).
     """
     api.save_model(object, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
@@ -68,7 +68,7 @@ def save_model_tf(object, filepath, overwrite=True, include_optimizer=True):
     `keramic.saving.save_model(model, "x.keras")`, the whole-model `.keras` archive, which keeps
     the same things (architecture, weights, compile and optimizer state)."""
     if not os.fspath(filepath).endswith(".keras"):
-        raise ValueError(
+        raise FileFormatError(
             f"save_model_tf writes keramic's whole-model `.keras` archive (there is no TensorFlow "
             f"SavedModel in keramic); give a path ending in `.keras`. Received: filepath={filepath}"
         )

@@ -1,5 +1,6 @@
 """The Layer base class: a `torch.nn.Module` with Keras's naming, lazy build, weights and configs."""
 
+import contextlib
 import functools
 import inspect
 import threading
@@ -23,6 +24,7 @@ class _CallContext(threading.local):
         self.scopes = []
         self.depth = 0
         self.layers_with_losses = []
+        self.skip_initializers = False
 
 
 _context = _CallContext()
@@ -206,9 +208,12 @@ class Layer(torch.nn.Module):
         initializer = initializers.get(initializer)
         name = name or "variable"
         path = "/".join([*_context.scopes, name]) if _context.scopes else f"{self.name}/{name}"
-        with torch.no_grad():
-            value = initializer(shape, dtype=dtype)
-        variable = backend.Variable(value, name=name, trainable=trainable, dtype=dtype, path=path)
+        if _context.skip_initializers:
+            value = torch.empty(shape, dtype=backend.torch_dtype(dtype), device=backend.get_device())
+        else:
+            with torch.no_grad():
+                value = initializer(shape, dtype=dtype)
+        variable = backend.Variable.from_fresh_tensor(value, name=name, trainable=trainable, path=path)
         variable.constraint = constraints.get(constraint)
         variable.regularizer = regularizers.get(regularizer)
         variable.overwrite_with_gradient = overwrite_with_gradient
@@ -568,6 +573,17 @@ def _shape_from_json(shape):
     if shape and isinstance(shape[0], (list, tuple)):
         return [_shape_from_json(s) for s in shape]
     return tuple(shape)
+
+
+@contextlib.contextmanager
+def skipping_initializers():
+    """New weights start uninitialised: for loaders that overwrite every variable (or fail)."""
+    previous = _context.skip_initializers
+    _context.skip_initializers = True
+    try:
+        yield
+    finally:
+        _context.skip_initializers = previous
 
 
 def pending_call_losses():

@@ -67,6 +67,15 @@ class Model(Trainer, Layer):
             return
         super()._maybe_build(args, kwargs)
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A Functional config (`layers`, `input_layers`, `output_layers`) rebuilds a Functional model."""
+        if cls is Model and all(key in config for key in ("layers", "input_layers", "output_layers")):
+            from keramic.models.functional import Functional
+
+            return Functional.from_config(config, custom_objects)
+        return super().from_config(config)
+
     def get_layer(self, name=None, index=None):
         """A sub-layer by name or by index in `layers`."""
         if index is not None:
@@ -91,17 +100,19 @@ class Model(Trainer, Layer):
 
         api.save_model(self, filepath, overwrite=overwrite, zipped=zipped, **kwargs)
 
-    def save_weights(self, filepath, overwrite=True):
-        """Weights (and optimizer state when compiled) to `*.weights.h5`."""
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+        """Weights (and optimizer state when compiled) to `*.weights.h5`, sharded `*.weights.json`
+        (`max_shard_size` in GiB), or legacy `.h5`."""
         from keramic.saving import api
 
-        api.save_weights(self, filepath, overwrite=overwrite)
+        api.save_weights(self, filepath, overwrite=overwrite, max_shard_size=max_shard_size)
 
-    def load_weights(self, filepath, skip_mismatch=False):
-        """Weights from `*.weights.h5` or `.keras`; raises on any mismatch unless `skip_mismatch`."""
+    def load_weights(self, filepath, skip_mismatch=False, by_name=False):
+        """Weights from `*.weights.h5`, `*.weights.json`, `.keras` or legacy `.h5`; raises on any
+        mismatch unless `skip_mismatch` (`by_name` only for legacy `.h5`)."""
         from keramic.saving import api
 
-        api.load_weights(self, filepath, skip_mismatch=skip_mismatch)
+        api.load_weights(self, filepath, skip_mismatch=skip_mismatch, by_name=by_name)
 
     def to_json(self, **kwargs):
         """The architecture (and compile config) as a JSON string, as Keras writes it."""

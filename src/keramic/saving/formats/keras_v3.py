@@ -2,23 +2,29 @@
 
 Files written here load in real Keras 3, and Keras's files load here. Members are stored
 uncompressed, as Keras writes them, and read by name only.
+
+Saving streams: the HDF5 weights file is laid out in memory as metadata only (`h5_layout`), then
+written with the tensors straight into its place in the archive, CRC-32 computed on the way.
+`metadata.json` (which Keras never reads) carries an index of tensor offsets, so keramic's own
+files load by reading each tensor directly into its variable once the index checks out against
+the archive; other files are read through h5py.
 """
 
 import datetime
 import json
 import os
-import tempfile
 import zipfile
 
 import h5py
 
 import keramic
 from keramic.errors import FileFormatError, KeramicError, NotBuiltError
+from keramic.layers.base import skipping_initializers
 from keramic.saving import registry
 from keramic.saving.serialize import deserialize_keras_object, safe_mode_scope, serialize_keras_object
-from keramic.saving.stores import h5_weights
+from keramic.saving.stores import bulk_io, h5_layout, h5_weights, weights_index, zip_writer
 from keramic.saving.stores.atomic import write_atomically
-from keramic.saving.stores.zip_member import open_member
+from keramic.saving.stores.zip_member import FileWindow, open_member
 from keramic.saving.tree import variable_groups
 
 CONFIG = "config.json"
@@ -63,34 +69,40 @@ def model_config(model):
 
 def write_weights_file(model, path, include_optimizer=True):
     """Write every variable group of `model` to an HDF5 file at `path` (not atomic by itself)."""
-    with h5py.File(path, "w") as h5file:
-        h5_weights.write_groups(h5file, variable_groups(model, include_optimizer=include_optimizer))
+    image = h5_layout.WeightsImage(variable_groups(model, include_optimizer=include_optimizer))
+    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        bulk_io.write_buffers(fd, image.buffers(), 0, checksum=False)
+    finally:
+        os.close(fd)
 
 
-def save(model, path, include_optimizer=True):
-    """Write `model` to a `.keras` archive at `path`, atomically."""
+def save(model, path, include_optimizer=True, fsync=True):
+    """Write `model` to a `.keras` archive at `path`, atomically (`fsync=False`: skip the flush to disk)."""
     check_saveable(model)
     path = os.fspath(path)
     config = model_config(model)
     if not include_optimizer and "compile_config" in config:
         config["compile_config"] = {}
+    image = h5_layout.WeightsImage(variable_groups(model, include_optimizer=include_optimizer))
     metadata = {
         "keras_version": KERAS_FORMAT_VERSION,
         "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
         "keramic_version": keramic.__version__,
+        weights_index.KEY: weights_index.build(image),
     }
-    with write_atomically(path) as temporary:
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, weights_path = tempfile.mkstemp(prefix=".weights.", suffix=".h5.tmp", dir=directory)
-        os.close(fd)
+    with write_atomically(path, fsync=fsync) as temporary:
+        fd = os.open(temporary, os.O_WRONLY)
         try:
-            write_weights_file(model, weights_path, include_optimizer)
-            with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
-                archive.writestr(METADATA, json.dumps(metadata))
-                archive.writestr(CONFIG, json.dumps(config))
-                archive.write(weights_path, WEIGHTS)
+            writer = zip_writer.StoredZipWriter(fd)
+            writer.add(METADATA, json.dumps(metadata).encode())
+            writer.add(CONFIG, json.dumps(config).encode())
+            zip_writer.write_member_buffers(
+                writer, fd, WEIGHTS, image.size, image.buffers(), zip_writer.now(), h5_layout.DATA_ALIGNMENT
+            )
+            writer.close()
         finally:
-            os.remove(weights_path)
+            os.close(fd)
 
 
 def open_archive(path):
@@ -118,7 +130,8 @@ def load(path, custom_objects=None, compile=True, safe_mode=True):
         if not compile and isinstance(config, dict):
             config = {key: value for key, value in config.items() if key != "compile_config"}
         try:
-            with safe_mode_scope(safe_mode), registry.custom_object_scope(custom_objects):
+            # Every variable is then read from the file (or loading fails), so skip the initializers.
+            with safe_mode_scope(safe_mode), registry.custom_object_scope(custom_objects), skipping_initializers():
                 model = deserialize_keras_object(config, ("keras", "keras.models"), custom_objects, safe_mode)
         except KeramicError as error:
             raise type(error)(f"{path}: entry '{CONFIG}': {error}") from None
@@ -129,17 +142,38 @@ def load(path, custom_objects=None, compile=True, safe_mode=True):
 
 
 def load_weights_from_member(model, path, archive, member, skip_mismatch):
+    """Load weights from an archive member: through keramic's index when it checks out, else via h5py."""
+    filename = f"{path}:{member}"
+    indexed = weights_index.open_index(path, archive, member, METADATA) if member == WEIGHTS else None
+    if indexed is not None:
+        with indexed:
+            _load_weights(model, indexed, filename, skip_mismatch)
+        return
     with open_member(path, archive, member) as handle:
         try:
             h5file = h5py.File(handle, "r")
         except OSError as error:
             raise FileFormatError(f"{path}: entry '{member}' is not a readable HDF5 file ({error}).") from None
         with h5file:
-            load_weights_from_h5(model, h5file, f"{path}:{member}", skip_mismatch)
+            raw = (handle.fd, handle.start, handle.size) if isinstance(handle, FileWindow) else None
+            _load_weights(model, h5_weights.H5Weights(h5file, filename, raw), filename, skip_mismatch)
 
 
 def load_weights_from_h5(model, h5file, filename, skip_mismatch=False):
-    """Read a Keras 3 weights layout into a built model (optimizer slots created from the file)."""
+    """Read a Keras 3 weights layout from an open h5py file into a built model."""
+    raw, fd = None, None
+    if h5file.driver == "sec2":
+        fd = os.open(h5file.filename, os.O_RDONLY)
+        raw = (fd, 0, os.fstat(fd).st_size)
+    try:
+        _load_weights(model, h5_weights.H5Weights(h5file, filename, raw), filename, skip_mismatch)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _load_weights(model, source, filename, skip_mismatch):
+    """Assign the model's variables (optimizer slots created to match the file) from a weights source."""
     if not model.built:
         raise NotBuiltError(
             f"Cannot load weights from {filename} into model '{model.name}' before it is built: "
@@ -147,18 +181,19 @@ def load_weights_from_h5(model, h5file, filename, skip_mismatch=False):
         )
     optimizer = getattr(model, "optimizer", None)
     include_optimizer = optimizer is not None
-    stored = h5_weights.count_datasets(h5file, "optimizer", filename) if include_optimizer else 0
+    stored = len(source.stored("optimizer/vars")) if include_optimizer else 0
     if include_optimizer and stored == 0:
         include_optimizer = False
+    if include_optimizer and not optimizer.built and stored > len(optimizer.variables):
+        optimizer.build(model.trainable_variables)  # slots come from the file, so create them first
     groups = variable_groups(model, include_optimizer=include_optimizer)
-    if include_optimizer:
-        base_count = len(optimizer.variables) if not optimizer.built else None
-        if not optimizer.built and stored > base_count:
-            optimizer.build(model.trainable_variables)
-        elif optimizer.built and stored < len(optimizer.variables) and stored == _unbuilt_count(optimizer):
-            # The file's optimizer was never built (compiled, not trained): only its counters exist.
-            groups = [(p, o, v[:stored] if o is optimizer else v) for p, o, v in groups]
-    h5_weights.read_groups(h5file, groups, filename, skip_mismatch)
+    if include_optimizer and optimizer.built and stored < len(optimizer.variables) and stored == _unbuilt_count(optimizer):
+        # The file's optimizer was never built (compiled, not trained): only its counters exist.
+        groups = [(p, o, v[:stored] if o is optimizer else v) for p, o, v in groups]
+    try:
+        h5_weights.read_groups(source, groups, filename, skip_mismatch)
+    except EOFError as error:
+        raise FileFormatError(f"{filename}: {error} (file truncated?)") from None
 
 
 def _unbuilt_count(optimizer):

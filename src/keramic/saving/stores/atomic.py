@@ -1,11 +1,64 @@
 """The one way keramic writes files: into a temp file beside the target, fsync, then rename.
 
 A crash at any moment leaves either the old file or the complete new one at the target path.
+Temp names carry the writer's PID (`.<target>.keramic-<pid>-<token>.tmp`), so a later save to the
+same target can tell the leftovers of a killed writer from a save still running in another
+process, and remove only those.
 """
 
 import contextlib
 import os
-import tempfile
+import re
+import secrets
+
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_name(target_name, pid=None):
+    """A fresh temp file name for `target_name`, owned by `pid` (default: this process)."""
+    pid = os.getpid() if pid is None else pid
+    return f".{target_name}.keramic-{pid}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+
+
+def _temp_pattern(target_name):
+    return re.compile(rf"\.{re.escape(target_name)}\.keramic-(\d+)-[0-9a-f]{{8}}{re.escape(TEMP_SUFFIX)}")
+
+
+def _pid_alive(pid):
+    if pid <= 0:
+        return True  # not a PID we could have written: never treat it as dead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    return True
+
+
+def remove_stale_temps(path):
+    """Delete temp files of `path` left by keramic writers that no longer run; return their names.
+
+    Only names of this module's exact pattern for this target are considered, and only when the
+    PID in the name is not a live process; anything else in the directory is left alone.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = _temp_pattern(os.path.basename(path))
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        full = os.path.join(directory, name)
+        if os.path.isfile(full) and not os.path.islink(full):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(full)
+                removed.append(name)
+    return removed
 
 
 def _fsync_directory(directory):
@@ -21,9 +74,24 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+def _create_temp(directory, target_name):
+    """Create an empty temp file with the process umask applied (as a plain `open` would)."""
+    while True:
+        temporary = os.path.join(directory, temp_name(target_name))
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return temporary
+
+
 @contextlib.contextmanager
 def write_atomically(path, fsync=True):
     """Yield a temporary path to write; on success it replaces `path` in one rename.
+
+    `fsync=False` skips flushing to the disk (faster; a power cut may then lose the new file, but
+    a killed process still never leaves a broken one).
 
     >>> with write_atomically("model.keras") as temporary:
     ...     write_everything_to(temporary)
@@ -31,13 +99,16 @@ def write_atomically(path, fsync=True):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
+    remove_stale_temps(path)
+    temporary = _create_temp(directory, os.path.basename(path))
     try:
         yield temporary
         if fsync:
-            with open(temporary, "rb+") as handle:
-                os.fsync(handle.fileno())
+            fd = os.open(temporary, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(temporary, path)
         if fsync:
             _fsync_directory(directory)

@@ -1,7 +1,8 @@
 """Variable groups <-> HDF5 in Keras 3's weights layout (`<path>/vars/<index>` datasets).
 
 Reading is defensive: links, external or virtual storage and shapes that disagree with the model
-are refused before any data is read, and data goes straight into each variable's memory.
+are refused before any data is read, and data goes straight into each variable's memory. Whole
+files are written by `h5_layout` (h5py per dataset is slow); `_write_dataset` serves shard writers.
 """
 
 import warnings
@@ -12,19 +13,11 @@ import torch
 
 from keramic import backend
 from keramic.errors import KeramicError, WeightsMismatchError
+from keramic.saving.stores import bulk_io
 
 
 def _group_name(path):
     return f"{path}/vars" if path else "vars"
-
-
-def write_groups(h5file, groups):
-    """Write every `(path, owner, variables)` as datasets `0..n-1` under `<path>/vars`."""
-    for path, owner, variables in groups:
-        group = h5file.require_group(_group_name(path))
-        group.attrs["name"] = str(getattr(owner, "name", ""))
-        for index, variable in enumerate(variables):
-            _write_dataset(group, str(index), variable)
 
 
 def _write_dataset(group, key, variable):
@@ -58,6 +51,9 @@ class FileCheck:
         plist = dataset.id.get_create_plist()
         if dataset.is_virtual or plist.get_external_count() > 0:
             raise self.error(dataset.name, "virtual or external datasets are not allowed in a weights file.")
+        kind = dataset.dtype.kind
+        if kind not in "biufc" and not (dataset.dtype.itemsize == 2 and kind == "V" and _is_bfloat16(dataset)):
+            raise self.error(dataset.name, f"dtype {dataset.dtype} is not a tensor dtype (numbers, booleans or bfloat16).")
         return dataset
 
     def group(self, parent, name):
@@ -72,9 +68,13 @@ class FileCheck:
         return group
 
 
+def _is_bfloat16(dataset):
+    return dataset.attrs.get("dtype") in ("bfloat16", b"bfloat16")
+
+
 def _read_dataset_into(dataset, variable):
     """Copy a dataset's data into the variable's own memory (no intermediate copy on CPU)."""
-    if dataset.attrs.get("dtype") in ("bfloat16", b"bfloat16"):
+    if _is_bfloat16(dataset):
         raw = dataset[()]
         value = torch.from_numpy(np.ascontiguousarray(raw).view(np.int16).copy()).view(torch.bfloat16)
         with torch.no_grad():
@@ -123,17 +123,65 @@ class LoadReport:
             raise WeightsMismatchError(self.message() + "\nPass skip_mismatch=True to load what matches and skip the rest.")
 
 
-def read_groups(h5file, groups, filename, skip_mismatch=False):
-    """Assign every variable of `groups` from `h5file`, after checking counts and shapes of all.
+class H5Weights:
+    """Variable groups read from an open h5py file: `stored(path)` lists datasets, `read(plan)` fills variables.
 
-    Nothing is assigned when a mismatch is found and `skip_mismatch` is false.
+    With `raw=(fd, base, size)`, the file's bytes are also reachable at `fd` offsets [base, base + size):
+    plain contiguous datasets are then read straight from there in bulk (offsets checked against
+    `size`), the rest through h5py.
     """
-    check = FileCheck(filename)
+
+    def __init__(self, h5file, filename, raw=None):
+        self.h5file, self.check, self.raw = h5file, FileCheck(filename), raw
+
+    def stored(self, group_path):
+        group = _find_group(self.check, self.h5file, group_path)
+        return [] if group is None else _numbered_datasets(self.check, group)
+
+    def read(self, plan):
+        jobs, direct = [], []
+        for dataset, variable in plan:
+            span = self._raw_span(dataset, variable)
+            if span is None:
+                _read_dataset_into(dataset, variable)
+            else:
+                jobs.append((variable.detach().numpy(), span))
+                direct.append(variable)
+        if jobs:
+            bulk_io.read_into(self.raw[0], jobs, self.check.filename)
+            for variable in direct:
+                torch.autograd.graph.increment_version(variable)
+
+    def _raw_span(self, dataset, variable):
+        """Absolute offset of a dataset's bytes when they can be copied as they are, else None."""
+        if self.raw is None or variable.device.type != "cpu" or not variable.is_contiguous() or variable.numel() == 0:
+            return None
+        if "dtype" in dataset.attrs or dataset.dtype != np.dtype(backend.standardize_dtype(variable.dtype)):
+            return None
+        if dataset.dtype.byteorder == ">":
+            return None
+        plist = dataset.id.get_create_plist()
+        if plist.get_layout() != h5py.h5d.CONTIGUOUS or plist.get_nfilters():
+            return None
+        offset, size = dataset.id.get_offset(), dataset.id.get_storage_size()
+        _, base, limit = self.raw
+        if offset is None or size != variable.numel() * variable.element_size() or offset + size > limit:
+            return None
+        return base + offset
+
+
+def read_groups(source, groups, filename, skip_mismatch=False):
+    """Assign every variable of `groups` from `source`, after checking counts and shapes of all.
+
+    `source` is an h5py file or anything with `stored(group_path)` and `read(plan)`. Nothing is
+    assigned when a mismatch is found and `skip_mismatch` is false.
+    """
+    if isinstance(source, h5py.Group):
+        source = H5Weights(source, filename)
     report = LoadReport(filename)
     plan = []
     for path, owner, variables in groups:
-        group = _find_group(check, h5file, _group_name(path))
-        stored = [] if group is None else _numbered_datasets(check, group)
+        stored = source.stored(_group_name(path))
         name = getattr(owner, "name", path or "model")
         for index, variable in enumerate(variables):
             entry = f"{_group_name(path)}/{index}"
@@ -148,8 +196,7 @@ def read_groups(h5file, groups, filename, skip_mismatch=False):
         for index in range(len(variables), len(stored)):
             report.unexpected.append(f"{_group_name(path)}/{index} (shape {tuple(stored[index].shape)}; '{name}' has {len(variables)} variables)")
     report.finish(skip_mismatch)
-    for dataset, variable in plan:
-        _read_dataset_into(dataset, variable)
+    source.read(plan)
     return report
 
 
@@ -169,10 +216,3 @@ def _numbered_datasets(check, group):
         if dataset is None:
             return datasets
         datasets.append(dataset)
-
-
-def count_datasets(h5file, path, filename):
-    """How many variables the file stores under `<path>/vars` (0 when absent)."""
-    check = FileCheck(filename)
-    group = _find_group(check, h5file, _group_name(path))
-    return 0 if group is None else len(_numbered_datasets(check, group))

@@ -23,14 +23,18 @@ def member_data_offset(handle, info, filename):
 
 
 class FileWindow(io.RawIOBase):
-    """A read-only, seekable view of bytes [start, start + size) of a file."""
+    """A read-only, seekable view of bytes [start, start + size) of a file.
+
+    `fd`, `start` and `size` stay public so bulk readers can copy checked spans without going
+    through this object's per-call overhead.
+    """
 
     def __init__(self, path, start, size):
         super().__init__()
-        self._fd = os.open(path, os.O_RDONLY)
-        self._start, self._size, self._position = start, size, 0
-        if os.fstat(self._fd).st_size < start + size:
-            os.close(self._fd)
+        self.fd = os.open(path, os.O_RDONLY)
+        self.start, self.size, self._position = start, size, 0
+        if os.fstat(self.fd).st_size < start + size:
+            os.close(self.fd)
             raise FileFormatError(f"{path}: a zip member extends past the end of the file (truncated file).")
 
     def readable(self):
@@ -43,16 +47,16 @@ class FileWindow(io.RawIOBase):
         return self._position
 
     def seek(self, offset, whence=io.SEEK_SET):
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
         self._position = max(0, base + offset)
         return self._position
 
     def readinto(self, buffer):
         view = memoryview(buffer).cast("B")
-        count = max(0, min(len(view), self._size - self._position))
+        count = max(0, min(len(view), self.size - self._position))
         done = 0
         while done < count:
-            chunk = os.preadv(self._fd, [view[done:count]], self._start + self._position + done)
+            chunk = os.preadv(self.fd, [view[done:count]], self.start + self._position + done)
             if chunk <= 0:
                 break
             done += chunk
@@ -61,7 +65,7 @@ class FileWindow(io.RawIOBase):
 
     def close(self):
         if not self.closed:
-            os.close(self._fd)
+            os.close(self.fd)
         super().close()
 
 

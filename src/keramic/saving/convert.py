@@ -1,0 +1,272 @@
+"""`keramic convert IN OUT`: move a model or its weights between `.keras`, legacy `.h5`,
+`.weights.h5` and `.safetensors`, and say what the target kept and what it dropped.
+
+The source's kind comes from its bytes, the target's from its extension. A whole-model source is
+loaded (architecture, compile config, weights, optimizer state) and saved in the target's format.
+Between weights-only formats the tensors are copied key for key with no model at all: a
+`.weights.h5` dataset `<path>/vars/<index>` and the safetensors key of the same name are the same
+entry. A weights-only source becomes a whole model only with its architecture, given as `config`
+(the JSON of `model.to_json()`, or a `.keras` archive's `config.json`).
+"""
+
+import contextlib
+import os
+
+import h5py
+import numpy as np
+import torch
+
+from keramic.errors import FileFormatError, KeramicError
+from keramic.saving import api
+from keramic.saving.formats import legacy_h5, safetensors_weights, sharded_weights
+from keramic.saving.stores import bulk_io, h5_layout, h5_weights
+from keramic.saving.stores.atomic import write_atomically
+
+# kind -> (description, holds a whole model)
+KINDS = {
+    "keras": ("Keras 3 .keras archive", True),
+    "directory": ("Keras 3 model directory", True),
+    "legacy_h5": ("legacy HDF5 model", True),
+    "legacy_weights": ("legacy HDF5 weights, by layer name", False),
+    "weights_h5": ("Keras 3 .weights.h5 weights", False),
+    "weights_json": ("Keras 3 sharded weights", False),
+    "safetensors": ("safetensors weights", False),
+}
+TARGETS = "`.keras`, `.h5` (legacy whole model), `.weights.h5`, `.safetensors` (or `.safetensors.index.json` with a shard size)"
+
+
+def source_kind(path):
+    """What `path` holds, from its bytes (a sharded safetensors index: from its name)."""
+    if safetensors_weights.recognise(path) is not None:
+        return "safetensors"
+    kind = api.sniff(path)
+    if kind == "zip":
+        return "keras"
+    if kind == "directory":
+        return "directory"
+    if kind == "hdf5":
+        with api._open_hdf5(path) as h5file:
+            if legacy_h5.is_legacy_model_file(h5file):
+                return "legacy_h5"
+            return "legacy_weights" if legacy_h5.is_legacy_weights_file(h5file) else "weights_h5"
+    try:
+        sharded_weights.read_index(path)
+    except FileFormatError:
+        raise FileFormatError(
+            f"{path}: a JSON file that is not a sharded weights index; a model config (`model.to_json()`) is "
+            "not a saved model: pass it with --config to convert a weights file into a whole model."
+        ) from None
+    return "weights_json"
+
+
+def target_kind(path, max_shard_size=None):
+    """The format a target path asks for, from its extension."""
+    if safetensors_weights.is_safetensors_path(path):
+        safetensors_weights.target_path(path, max_shard_size)  # refuses an index path without a shard size
+        return "safetensors"
+    if max_shard_size is not None:
+        raise KeramicError(f"{path}: a shard size only applies to a `.safetensors` target.")
+    if path.endswith(".keras"):
+        return "keras"
+    if path.endswith(".weights.h5"):
+        return "weights_h5"
+    if path.endswith((".h5", ".hdf5")):
+        return "legacy_h5"
+    raise KeramicError(f"{path}: cannot tell the target format from its extension; use {TARGETS}.")
+
+
+class Report:
+    """What a conversion kept and dropped, one line per part of a saved model."""
+
+    def __init__(self, source, source_kind, target, target_kind):
+        self.source, self.source_kind, self.target, self.target_kind = source, source_kind, target, target_kind
+        self.parts = []
+
+    def add(self, part, verdict):
+        self.parts.append((part, verdict))
+
+    def __str__(self):
+        lines = [f"{self.source} ({KINDS[self.source_kind][0]}) -> {self.target} ({KINDS[self.target_kind][0]})"]
+        lines.extend(f"  {part}: {verdict}" for part, verdict in self.parts)
+        return "\n".join(lines)
+
+
+def convert(source, target, config=None, max_shard_size=None):
+    """Convert `source` into `target`'s format (by extension); returns the `Report`.
+
+    >>> print(convert("model.keras", "model.safetensors"))
+    >>> convert("model.weights.h5", "model.keras", config="model.json")
+    """
+    source, target = os.fspath(source), os.fspath(target)
+    from_kind, to_kind = source_kind(source), target_kind(target, max_shard_size)
+    if os.path.exists(target) and os.path.realpath(source) == os.path.realpath(target):
+        raise KeramicError(f"{target}: the target is the source file itself; write the conversion to a new path.")
+    report = Report(source, from_kind, target, to_kind)
+    whole_source, whole_target = KINDS[from_kind][1], KINDS[to_kind][1]
+    if whole_source and config is not None:
+        raise KeramicError(f"{source}: holds its own architecture already; --config is only for weights-only sources.")
+    if whole_source:
+        model = api.load_model(source)
+        _describe_model(report, model, "kept", whole_target)
+    elif config is not None:
+        model = _model_from_config(config)
+        stored_optimizer = _stored_optimizer_count(source, from_kind)
+        api.load_weights(model, source)
+        _describe_model(report, model, f"from {config}", whole_target, stored_optimizer)
+    elif whole_target or from_kind == "legacy_weights":
+        why = "a whole model" if whole_target else "keyed weights (a legacy .h5 weights file pairs tensors with layers by name)"
+        raise KeramicError(
+            f"{source}: holds weights only; converting it to {target} ({why}) needs the model's architecture: pass "
+            "--config model.json (the output of `model.to_json()`, or a .keras archive's config.json)."
+        )
+    else:
+        _copy_tensors(report, source, from_kind, target, to_kind, max_shard_size)
+        return report
+    _save(model, target, to_kind, max_shard_size)
+    return report
+
+
+def _model_from_config(config):
+    try:
+        with open(config, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise FileFormatError(f"{config}: cannot read the model config ({error}).") from None
+    try:
+        return api.model_from_json(text)
+    except KeramicError as error:
+        raise type(error)(f"{config}: {error}") from None
+
+
+def _describe_model(report, model, origin, whole_target, stored_optimizer=None):
+    """Fill `report` for a model going to the target; `stored_optimizer` counts the optimizer
+    variables a weights source held (None: the source was a whole model)."""
+    optimizer = getattr(model, "optimizer", None)
+    dropped = "dropped (weights-only target)"
+    report.add("architecture", origin if whole_target else dropped)
+    if optimizer is None:
+        report.add("compile config", "none (the model is not compiled)")
+    else:
+        report.add("compile config", origin if whole_target else dropped)
+    report.add("weights", f"kept ({len(model.weights)} variables)")
+    if optimizer is None:
+        if stored_optimizer:
+            report.add("optimizer state", f"dropped ({stored_optimizer} variables; the config compiles no optimizer)")
+        else:
+            report.add("optimizer state", "none in the source")
+    elif stored_optimizer == 0:
+        report.add("optimizer state", "none in the source")
+    else:
+        report.add("optimizer state", f"kept ({len(optimizer.variables)} variables)")
+
+
+def _save(model, target, kind, max_shard_size):
+    if kind in ("keras", "legacy_h5"):
+        api.save_model(model, target)
+    else:
+        api.save_weights(model, target, max_shard_size=max_shard_size)
+
+
+# ---------------------------------------------------------------- weights-only, key for key
+def _stored_optimizer_count(source, kind):
+    if kind == "legacy_weights":
+        return 0  # that layout never holds optimizer state
+    with _open_tensors(source, kind) as (tensors, aliases):
+        return sum(1 for key in [*(k for k, _ in tensors), *aliases] if key.startswith("optimizer/"))
+
+
+def _copy_tensors(report, source, from_kind, target, to_kind, max_shard_size):
+    with _open_tensors(source, from_kind) as (tensors, aliases):
+        keys = [key for key, _ in tensors] + list(aliases)
+        if to_kind == "safetensors":
+            safetensors_weights.write_tensors(target, tensors, aliases, max_shard_size)
+        else:
+            _write_weights_h5(source, target, tensors, aliases)
+    optimizer = sum(1 for key in keys if key.startswith("optimizer/"))
+    report.add("architecture", "none in the source (weights only)")
+    report.add("weights", f"kept ({len(keys) - optimizer} variables)")
+    report.add("optimizer state", f"kept ({optimizer} variables)" if optimizer else "none in the source")
+
+
+@contextlib.contextmanager
+def _open_tensors(source, kind):
+    """Yield ([(key, tensor)], {alias: key}) for a keyed weights source; safetensors tensors are
+    lazy views of the file, HDF5 datasets are read into memory."""
+    if kind == "safetensors":
+        with safetensors_weights.open_weights(safetensors_weights.recognise(source)) as weights:
+            yield [(key, weights.tensor(key)) for key in weights.located], dict(weights.aliases)
+        return
+    if kind == "weights_h5":
+        with api._open_hdf5(source) as h5file:
+            check = h5_weights.FileCheck(source)
+            reader = h5_weights.H5Weights(h5file, source)
+            yield _read_groups(source, reader, _vars_groups(check, h5file)), {}
+        return
+    with contextlib.ExitStack() as open_files:
+        mapping = sharded_weights.read_index(source)
+        directory = os.path.dirname(os.path.abspath(source))
+        shards = {}
+        for name in dict.fromkeys(name for names in mapping.values() for name in names):
+            path = os.path.join(directory, name)
+            shards[path] = h5_weights.H5Weights(open_files.enter_context(sharded_weights._open_shard(source, path)), path)
+        reader = sharded_weights.ShardedWeights(source, mapping, shards)
+        yield _read_groups(source, reader, [key[1:] for key in mapping]), {}
+
+
+def _vars_groups(check, node, path=""):
+    """Paths of every `vars` group under `node` (hard links only), in the file's order."""
+    found = []
+    for name in node.keys():
+        link = node.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise check.error(f"{node.name.rstrip('/')}/{name}", f"{type(link).__name__} entries are not allowed in a weights file.")
+        child = node[name]
+        child_path = f"{path}/{name}" if path else name
+        if isinstance(child, h5py.Group):
+            found.extend([child_path] if name == "vars" else _vars_groups(check, child, child_path))
+    return found
+
+
+def _read_groups(filename, reader, group_paths):
+    tensors = []
+    for group_path in group_paths:
+        for index, dataset in enumerate(reader.stored(group_path)):
+            if h5_weights._is_bfloat16(dataset):
+                dtype = torch.bfloat16
+            else:
+                dtype = torch.from_numpy(np.empty(0, dataset.dtype.newbyteorder("="))).dtype
+            tensor = torch.empty(dataset.shape, dtype=dtype)
+            try:
+                h5_weights._read_dataset_into(dataset, tensor)
+            except (OSError, ValueError, TypeError) as error:
+                raise FileFormatError(f"{filename}: entry '{group_path}/{index}': cannot be read ({error}).") from None
+            tensors.append((f"{group_path}/{index}", tensor))
+    return tensors
+
+
+def _write_weights_h5(source, target, tensors, aliases):
+    """Write keyed tensors in Keras 3's weights layout; every key must be `<path>/vars/<index>`."""
+    by_key = dict(tensors)
+    groups = {}
+    for key in [*by_key, *aliases]:
+        split = safetensors_weights.split_key(key)
+        if split is None:
+            raise KeramicError(
+                f"{source}: entry '{key}': not a keramic variable path ('<object path>/vars/<index>'), so it has no "
+                f"place in {target}; convert to `.safetensors` instead, or load it into a model in code."
+            )
+        groups.setdefault(split[0], {})[split[1]] = by_key[aliases.get(key, key)]
+    planned = []
+    for path, items in groups.items():
+        group = f"{path}/vars" if path else "vars"
+        missing = [index for index in range(len(items)) if index not in items]
+        if missing:
+            raise KeramicError(f"{source}: entry '{group}/{missing[0]}': missing, while '{group}/{max(items)}' exists.")
+        planned.append((path, None, [items[index] for index in range(len(items))]))
+    image = h5_layout.WeightsImage(planned)
+    with write_atomically(target) as temporary:
+        fd = os.open(temporary, os.O_WRONLY)
+        try:
+            bulk_io.write_buffers(fd, image.buffers(), 0, checksum=False)
+        finally:
+            os.close(fd)

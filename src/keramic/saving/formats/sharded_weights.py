@@ -1,0 +1,292 @@
+"""Sharded weights, as Keras 3 writes them with `max_shard_size` (keras-v3-format.md section 7).
+
+`name.weights.json` is an index: `{"metadata": {"total_size": bytes}, "weight_map": {"/<path>/vars":
+shard or [shards]}}`; the shards `name_00000.weights.h5`, ... use the `.weights.h5` layout, and a
+group's datasets may be spread over several of them. The index names the files to open, so each
+name must be a plain file name in the index's own directory before anything is opened.
+"""
+
+import contextlib
+import json
+import os
+import warnings
+
+import h5py
+
+from keramic.errors import FileFormatError, KeramicError, NotBuiltError
+from keramic.saving.formats import keras_v3
+from keramic.saving.stores import h5_weights
+from keramic.saving.stores.atomic import write_atomically
+from keramic.saving.tree import variable_groups
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+# An index lists each group once; a model whose index passes this has millions of groups.
+INDEX_SIZE_LIMIT = 64 * 1024**2
+
+
+def _group_name(path):
+    return f"{path}/vars" if path else "vars"
+
+
+def index_path(filepath):
+    """The index path Keras uses: a `*.weights.h5` path becomes `*.weights.json` (with a warning)."""
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(("weights.h5", "weights.json")):
+        raise FileFormatError(
+            f"The filename must end in `.weights.json` when `max_shard_size` is given. Received: filepath={filepath}"
+        )
+    if filepath.endswith(".h5"):
+        renamed = filepath[: -len(".h5")] + ".json"
+        warnings.warn(f"Saving sharded weights requires `*.json` as the extension; writing {renamed} instead of {filepath}.", stacklevel=3)
+        return renamed
+    return filepath
+
+
+def shard_file_name(filepath, number):
+    """`dir/name.weights.json` -> `name_00003.weights.h5` (Keras's numbering)."""
+    stem = os.path.basename(filepath)[: -len(".json")]
+    base = stem[: -len(".weights")] if stem.endswith(".weights") else stem
+    return f"{base}_{number:05d}.weights.h5"
+
+
+def plan_shards(groups, max_bytes):
+    """Split `(path, owner, variables)` groups into shards in Keras's order.
+
+    Returns `(shards, total_bytes)`; each shard is a list of `(group name, name attribute or None,
+    [(index, variable), ...])`. A group is opened (with its `name`) in the shard current when it is
+    reached; it continues, without `name`, in the next shard when a variable would overflow.
+    """
+    shards, used, total = [[]], 0, 0
+    for path, owner, variables in groups:
+        name = _group_name(path)
+        shards[-1].append((name, str(getattr(owner, "name", "")), []))
+        for index, variable in enumerate(variables):
+            size = variable.numel() * variable.element_size()
+            if size > max_bytes:
+                raise KeramicError(
+                    f"Variable '{variable.path}' (entry '/{name}/{index}', shape {tuple(variable.shape)}) takes "
+                    f"{size} bytes, more than max_shard_size ({max_bytes:.0f} bytes); increase `max_shard_size`."
+                )
+            total += size
+            used += size
+            if used > max_bytes:
+                shards.append([])
+                used = size
+            if shards[-1][-1:] and shards[-1][-1][0] == name:
+                shards[-1][-1][2].append((index, variable))
+            else:
+                shards[-1].append((name, None, [(index, variable)]))
+    return shards, total
+
+
+def weight_map(shards, file_names):
+    """`/<path>/vars` -> shard name when the group has one dataset, else the list of its shards."""
+    files, counts = {}, {}
+    for shard, file_name in zip(shards, file_names):
+        for name, _, datasets in shard:
+            if not datasets:
+                continue
+            key = f"/{name}"
+            counts[key] = counts.get(key, 0) + len(datasets)
+            if file_name not in files.setdefault(key, []):
+                files[key].append(file_name)
+    return {key: names[0] if counts[key] == 1 else names for key, names in files.items()}
+
+
+def save(model, filepath, max_shard_size):
+    """Write the model's variables as shards plus an index; each file atomically, the index last.
+
+    >>> save(model, "ckpt/model.weights.json", max_shard_size=2.0)  # GiB per shard
+    """
+    filepath = index_path(filepath)
+    try:
+        max_bytes = float(max_shard_size) * 1024**3
+    except (TypeError, ValueError):
+        max_bytes = 0.0
+    if not max_bytes > 0:
+        raise KeramicError(f"max_shard_size must be a positive number of GiB; got {max_shard_size!r}.")
+    shards, total = plan_shards(variable_groups(model), max_bytes)
+    directory = os.path.dirname(os.path.abspath(filepath))
+    file_names = [shard_file_name(filepath, number) for number in range(len(shards))]
+    index = {"metadata": {"total_size": float(total)}, "weight_map": weight_map(shards, file_names)}
+    with contextlib.ExitStack() as commits:
+        # Entered first, so committed last: the index only ever names complete shards.
+        index_temporary = commits.enter_context(write_atomically(filepath))
+        for shard, file_name in zip(shards, file_names):
+            _write_shard(commits.enter_context(write_atomically(os.path.join(directory, file_name))), shard)
+        with open(index_temporary, "w", encoding="utf-8") as handle:
+            json.dump(index, handle, indent=4)
+        # From the first shard rename on, an old index would pair old shards with new ones: drop it.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(filepath)
+
+
+def _write_shard(path, shard):
+    with h5py.File(path, "w") as h5file:
+        for name, owner_name, datasets in shard:
+            group = h5file.require_group(name)
+            if owner_name is not None:
+                group.attrs["name"] = owner_name
+            for index, variable in datasets:
+                h5_weights._write_dataset(group, str(index), variable)
+
+
+def read_index(filepath):
+    """The index's `weight_map` as `{"/<path>/vars": [shard names]}`, every name checked to be plain."""
+    try:
+        size = os.path.getsize(filepath)
+    except OSError as error:
+        raise FileFormatError(f"{filepath}: cannot read the sharded weights index ({error}).") from None
+    if size > INDEX_SIZE_LIMIT:
+        raise FileFormatError(f"{filepath}: the sharded weights index is {size} bytes, over the {INDEX_SIZE_LIMIT}-byte limit.")
+    try:
+        with open(filepath, "rb") as handle:
+            index = json.loads(handle.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise FileFormatError(f"{filepath}: not a valid JSON sharded weights index ({error}).") from None
+    mapping = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(mapping, dict):
+        raise FileFormatError(f"{filepath}: entry 'weight_map': missing or not an object, so this is not a sharded weights index.")
+    checked = {}
+    for key, names in mapping.items():
+        if not (key == "/vars" or (key.startswith("/") and key.endswith("/vars"))):
+            raise FileFormatError(f"{filepath}: weight_map entry '{key}': expected a '/<path>/vars' group name.")
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not names:
+            raise FileFormatError(f"{filepath}: weight_map entry '{key}': expected a shard file name or a list of them.")
+        for name in names:
+            _check_shard_name(filepath, key, name)
+        checked[key] = list(dict.fromkeys(names))
+    return checked
+
+
+def _check_shard_name(filepath, key, name):
+    """A shard must be a plain file name: nothing in the index may point outside its directory."""
+    plain = (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+        and not os.path.isabs(name)
+        and os.path.basename(name) == name
+    )
+    if not plain:
+        raise FileFormatError(
+            f"{filepath}: weight_map entry '{key}': shard {name!r} is not a plain file name in the index's directory; "
+            "shard names may not contain path separators or '..'."
+        )
+
+
+def _open_shard(index_file, path):
+    if not os.path.isfile(path):
+        raise FileFormatError(f"{index_file}: shard '{os.path.basename(path)}' named in the index does not exist ({path}).")
+    with open(path, "rb") as handle:
+        head = handle.read(len(HDF5_MAGIC))
+    if head != HDF5_MAGIC:
+        raise FileFormatError(f"{path}: shard named in {index_file} is not an HDF5 file (starts with {head!r}).")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise FileFormatError(f"{path}: shard named in {index_file} is not a readable HDF5 file ({error}).") from None
+
+
+class ShardedWeights:
+    """A weights source for `h5_weights.read_groups` over the shards an index names: each group's
+    numbered datasets are gathered from every shard the index lists for it."""
+
+    def __init__(self, index_file, mapping, shards):
+        self.index_file = index_file
+        self.directory = os.path.dirname(os.path.abspath(index_file))
+        self.mapping = mapping
+        self.shards = shards  # shard path -> h5_weights.H5Weights over that open shard
+
+    def stored(self, group_path):
+        """The datasets `0, 1, ...` of `group_path` ("layers/dense/vars"), every entry checked."""
+        found = {}
+        for name in self.mapping.get(f"/{group_path}", ()):
+            path = os.path.join(self.directory, name)
+            shard = self.shards[path]
+            group = shard.h5file
+            for part in group_path.split("/"):
+                group = shard.check.group(group, part)
+                if group is None:
+                    break
+            if group is None:
+                continue
+            for key in group.keys():
+                if not key.isdigit() or str(int(key)) != key:
+                    continue
+                if int(key) in found:
+                    raise FileFormatError(
+                        f"{path}: entry '/{group_path}/{key}' is also stored in {found[int(key)].file.filename}; "
+                        f"the shards named by {self.index_file} overlap."
+                    )
+                dataset = shard.check.dataset(group, key)
+                _check_dtype(shard.check, dataset)
+                found[int(key)] = dataset
+        datasets = []
+        while len(datasets) in found:
+            datasets.append(found[len(datasets)])
+        return datasets
+
+    def read(self, plan):
+        """Fill the variables, each shard's part by that shard's own (bulk) reader."""
+        by_shard = {}
+        for dataset, variable in plan:
+            by_shard.setdefault(dataset.file.filename, []).append((dataset, variable))
+        for path, part in by_shard.items():
+            self.shards[path].read(part)
+
+
+def _check_dtype(check, dataset):
+    """Numbers, booleans or Keras's bfloat16 (2-byte opaque + `dtype` attribute) only: anything else
+    would fail half-way through assigning, after other variables already changed."""
+    if dataset.dtype.kind in "biuf":
+        return
+    marker = dataset.attrs.get("dtype")
+    if isinstance(marker, bytes):
+        marker = marker.decode("utf-8", "replace")
+    if dataset.dtype.kind == "V" and dataset.dtype.itemsize == 2 and marker == "bfloat16":
+        return
+    raise check.error(dataset.name, f"holds {dataset.dtype} data, not numbers; a weights file stores numeric tensors only.")
+
+
+def load(model, filepath, skip_mismatch=False):
+    """Load an index and its shards into a built model: strict, and nothing assigned unless all fits.
+
+    >>> load(model, "ckpt/model.weights.json")
+    """
+    filepath = os.fspath(filepath)
+    if not model.built:
+        raise NotBuiltError(
+            f"Cannot load weights from {filepath} into model '{model.name}' before it is built: "
+            "call it on a batch of data or `build()` it first."
+        )
+    mapping = read_index(filepath)
+    directory = os.path.dirname(os.path.abspath(filepath))
+    paths = dict.fromkeys(os.path.join(directory, name) for names in mapping.values() for name in names)
+    with contextlib.ExitStack() as open_files:
+        shards = {}
+        for path in paths:
+            h5file = open_files.enter_context(_open_shard(filepath, path))
+            fd = os.open(path, os.O_RDONLY)
+            open_files.callback(os.close, fd)
+            shards[path] = h5_weights.H5Weights(h5file, path, (fd, 0, os.fstat(fd).st_size))
+        source = ShardedWeights(filepath, mapping, shards)
+        h5_weights.read_groups(source, _groups_to_load(model, source), filepath, skip_mismatch)
+
+
+def _groups_to_load(model, source):
+    """The model's variable groups, optimizer included (and built) when the shards hold its state."""
+    optimizer = getattr(model, "optimizer", None)
+    stored = len(source.stored(_group_name("optimizer"))) if optimizer is not None else 0
+    if stored == 0:
+        return variable_groups(model, include_optimizer=False)
+    if not optimizer.built and stored > len(optimizer.variables):
+        optimizer.build(model.trainable_variables)
+    groups = variable_groups(model, include_optimizer=True)
+    if stored < len(optimizer.variables) and stored == keras_v3._unbuilt_count(optimizer):
+        # The file's optimizer was never built (compiled, not trained): only its counters exist.
+        groups = [(p, o, v[:stored] if o is optimizer else v) for p, o, v in groups]
+    return groups
