@@ -112,12 +112,20 @@ def whole_model_saving(model, x_train, y_train, x_test, predictions, workdir):
     assert same_arrays(new_model.get_weights(), model.get_weights())
     checked("one more epoch of training gives identical weights in the original and the loaded model")
 
+    # The legacy single-file HDF5 format (what tf.keras 2 wrote) holds the same, optimizer included.
+    h5_path = os.path.join(workdir, "path_to_my_model.h5")
+    model.save(h5_path)
+    from_h5 = keras.models.load_model(h5_path)
+    assert np.array_equal(from_h5.predict(x_test, verbose=0), model.predict(x_test, verbose=0))
+    assert same_arrays([v.numpy() for v in from_h5.optimizer.variables], [v.numpy() for v in model.optimizer.variables])
+    checked("the legacy .h5 file restores predictions and the optimizer state too")
+
 
 def architecture_only(model, x_test):
     """The config describes the layers and their connections: a new model gets new weights."""
     print("\n== Architecture-only saving ==")
     config = model.get_config()
-    reinitialized_model = type(model).from_config(config)
+    reinitialized_model = keras.Model.from_config(config)
     assert reinitialized_model.get_config() == config
     assert not np.array_equal(reinitialized_model.predict(x_test, verbose=0), model.predict(x_test, verbose=0))
     checked("from_config(get_config()) rebuilds the same architecture, with freshly initialized weights")
@@ -137,7 +145,7 @@ def weights_only(model, x_test, workdir):
     print(f"  get_weights(): {len(weights)} arrays, shapes {[w.shape for w in weights]}")
 
     # Transfer the weights to a fresh model with the same architecture.
-    new_model = type(model).from_config(model.get_config())
+    new_model = keras.Model.from_config(model.get_config())
     new_model.set_weights(weights)
     assert np.array_equal(new_model.predict(x_test, verbose=0), expected)
     checked("a fresh model given these weights with set_weights() predicts identically")
@@ -173,6 +181,11 @@ def r_verbs(model, x_test, workdir):
     r_api.save_model_tf(model, path)
     assert np.array_equal(r_api.load_model_tf(path).predict(x_test, verbose=0), expected)
     checked("save_model_tf() / load_model_tf() (a .keras archive in keramic)")
+
+    path = os.path.join(workdir, "r_model.h5")
+    r_api.save_model_hdf5(model, path)
+    assert np.array_equal(r_api.load_model_hdf5(path).predict(x_test, verbose=0), expected)
+    checked("save_model_hdf5() / load_model_hdf5() (the legacy single-file HDF5 format)")
 
     fresh = r_api.from_config(r_api.get_config(model))
     r_api.set_weights(fresh, r_api.get_weights(model))

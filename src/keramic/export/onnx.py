@@ -343,7 +343,7 @@ def export_function(model, fn, input_specs, names_out, samples, check):
     watch = _LayerWatch(model)
     with watch.installed():
         onnx_bytes, output_specs = _export(model, fn, watch, input_specs, names_out, samples)
-    graph = Graph(onnx_bytes, list(input_specs), output_specs)
+    graph = Graph(_stamp(model, onnx_bytes), list(input_specs), output_specs)
     _check_graph(model, fn, graph, samples, check)
     return graph
 
@@ -387,6 +387,21 @@ def _export(model, fn, watch, input_specs, names_out, samples):
         where = _describe(layer) if layer is not None else f"model '{model.name}'"
         raise ExportError(f"{where} cannot be exported to ONNX: {_first_line(error)}") from error
     return buffer.getvalue(), output_specs
+
+
+def _stamp(model, onnx_bytes):
+    """Name keramic as the producer and run ONNX's own model checker."""
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("onnx is not installed: `pip install keramic[export]` to export ONNX graphs.") from None
+    import keramic
+
+    proto = onnx.load_from_string(onnx_bytes)
+    proto.producer_name, proto.producer_version = "keramic", keramic.__version__
+    proto.doc_string = f"Model '{model.name}' exported by keramic {keramic.__version__}"
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
 
 
 def _check_same_control_flow(model, first, second):

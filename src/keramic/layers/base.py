@@ -10,7 +10,7 @@ import torch
 
 from keramic import backend, dtype_policies
 from keramic.errors import NotBuiltError
-from keramic.saving import serialize
+from keramic.saving import deferred, serialize
 from keramic.saving.registry import keras_export
 from keramic.symbolic import KerasTensor, Node, any_symbolic, flatten, map_structure, run_on_placeholders, shape_of
 from keramic.utils import naming
@@ -208,7 +208,11 @@ class Layer(torch.nn.Module):
         initializer = initializers.get(initializer)
         name = name or "variable"
         path = "/".join([*_context.scopes, name]) if _context.scopes else f"{self.name}/{name}"
-        if _context.skip_initializers:
+        # A checkpoint loaded before this variable existed supplies its value (no initializer run).
+        restored = deferred.take_layer_value(self, name, shape, dtype) if deferred.PENDING else None
+        if restored is not None:
+            value = restored
+        elif _context.skip_initializers:
             value = torch.empty(shape, dtype=backend.torch_dtype(dtype), device=backend.get_device())
         else:
             with torch.no_grad():

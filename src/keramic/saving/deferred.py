@@ -57,7 +57,8 @@ def _child_layers(layer):
 
 
 def layer_paths(model):
-    """{id(layer): (path, layer)} for every layer reachable from `model` (first path wins)."""
+    """{id(layer): (path, layer)} for every layer reachable from `model`, depth first (the dict keeps
+    that order); a layer reached twice keeps its first path."""
     paths = {}
     stack = [("", model)]
     while stack:
@@ -137,7 +138,7 @@ def object_keys(model, include_optimizer=True, include_metrics=True):
             seen.add(id(variable))
             result.append((key, variable))
 
-    for path, layer in sorted(layer_paths(model).values(), key=_path_order(model)):
+    for path, layer in layer_paths(model).values():
         own = _own_variables_in_creation_order(layer)
         for name, variable in zip(_unique_names(own), own):
             add(_join(path, name), variable)
@@ -151,12 +152,6 @@ def object_keys(model, include_optimizer=True, include_metrics=True):
         for key, variable in metric_keys(model):
             add(key, variable)
     return result
-
-
-def _path_order(model):
-    """Sort key giving the depth-first walk order of `layer_paths` (its dict keeps that order)."""
-    order = {id(layer): index for index, (_, layer) in enumerate(layer_paths(model).values())}
-    return lambda item: order[id(item[1])]
 
 
 def metric_keys(model):
@@ -190,16 +185,15 @@ class LoadStatus:
     >>> status.assert_consumed()
     """
 
-    def __init__(self, model, source, keys, restored_metric_ids):
+    def __init__(self, model, source, keys, metric_ids_at_load):
         self._model = weakref.ref(model)
         self.source = source
         self._keys = set(keys)
         self._unmatched = set(keys)
-        self._restored_metric_ids = restored_metric_ids
-        self._expect_partial = False
+        self._metric_ids_at_load = metric_ids_at_load
         self.training_state = {}
-        self._finalizer = weakref.finalize(self, _warn_unmatched, source, self._unmatched, [False])
-        self._silenced = self._finalizer.args[2]
+        self._silenced = [False]
+        weakref.finalize(self, _warn_unmatched, source, self._unmatched, self._silenced)
 
     def _matched(self, key):
         self._unmatched.discard(key)
@@ -214,13 +208,8 @@ class LoadStatus:
         model = self._model()
         if model is None:
             return []
-        missing = []
-        for key, variable in object_keys(model, include_metrics=False):
-            if key not in self._keys:
-                missing.append(key)
-        for key, variable in metric_keys(model):
-            if id(variable) in self._restored_metric_ids and key not in self._keys:
-                missing.append(key)
+        missing = [key for key, _ in object_keys(model, include_metrics=False) if key not in self._keys]
+        missing += [key for key, v in metric_keys(model) if id(v) in self._metric_ids_at_load and key not in self._keys]
         return missing
 
     def assert_existing_objects_matched(self):
@@ -289,19 +278,27 @@ class PendingRestore:
         self.status._matched(key)
         if not self.values:
             self._forget()
-        return value.to(backend.torch_dtype(dtype))
+        # A tensor of its own on the variable's device: the variable wraps it without another copy.
+        return value.to(device=backend.get_device(), dtype=backend.torch_dtype(dtype), copy=True)
 
     def _layer_path(self, layer):
+        """The layer's path in the model; layers attached since the last walk are found by walking again."""
         found = self._paths.get(id(layer))
-        if (found is None or found[1] is not layer) and layer not in self._foreign:
-            model = self.model()
-            if model is not None:
-                self._paths = layer_paths(model)
-                found = self._paths.get(id(layer))
-            if found is None or found[1] is not layer:
-                self._foreign.add(layer)
-                return None
-        return None if found is None or found[1] is not layer else found[0]
+        if found is not None and found[1] is layer:
+            return found[0]
+        if layer in self._foreign:
+            return None
+        model = self.model()
+        if model is not None:
+            paths = layer_paths(model)
+            if paths.keys() != self._paths.keys():
+                self._foreign = weakref.WeakSet()  # the model gained layers: earlier verdicts may be stale
+            self._paths = paths
+            found = paths.get(id(layer))
+            if found is not None and found[1] is layer:
+                return found[0]
+        self._foreign.add(layer)  # a layer of another model: do not walk again for each of its weights
+        return None
 
     def take_for_layer(self, layer, name, shape, dtype):
         path = self._layer_path(layer)
