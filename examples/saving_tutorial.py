@@ -9,7 +9,9 @@ It follows the Keras / R "Saving and serializing models" tutorial:
 3. Architecture only: `get_config` / `from_config`, `to_json` / `model_from_json`.
 4. Weights only: `get_weights` / `set_weights`, moving weights to a fresh model,
    `save_weights("...weights.h5")` / `load_weights`, and the strict check on a wrong model.
-5. The same steps with the R interface's verbs (`keramic.r_api`).
+5. Export (the role of TensorFlow's SavedModel): a directory with an ONNX serving graph that runs
+   without keramic, and that reloads as the full model.
+6. The same steps with the R interface's verbs (`keramic.r_api`).
 
 Every check is an assertion and prints what it checked. Files go to a temporary directory.
 The data is the UCI 8x8 handwritten digits shipped inside keramic (no network needed); pass
@@ -75,6 +77,7 @@ def main(argv=None):
         whole_model_saving(model, x_train, y_train, x_test, predictions, workdir)
         architecture_only(model, x_test)
         weights_only(model, x_test, workdir)
+        export_section(model, x_train, y_train, x_test, workdir)
         r_verbs(model, x_test, workdir)
     return model, history, predictions
 
@@ -171,6 +174,29 @@ def weights_only(model, x_test, workdir):
         checked(f"loading into a different architecture raises {type(error).__name__} and assigns nothing")
     else:
         raise AssertionError("weights of another architecture were loaded without an error")
+
+
+def export_section(model, x_train, y_train, x_test, workdir):
+    """An exported directory serves predictions with onnxruntime alone and reloads as a model."""
+    print("\n== Export (SavedModel's role: an ONNX serving artifact) ==")
+    from keramic import export
+
+    expected = model.predict(x_test, verbose=0)
+    path = os.path.join(workdir, "exported_model")
+    model.export(path)
+    print(f"  exported {path}: {sorted(os.listdir(path))}")
+    served = export.predict_artifact(x_test, path)
+    served = served if isinstance(served, np.ndarray) else next(iter(served.values()))
+    assert np.allclose(served, expected, atol=1e-5)
+    checked("serving.onnx run by onnxruntime gives model.predict's outputs (within 1e-5)")
+
+    restored = keras.models.load_model(path)
+    assert np.array_equal(restored.predict(x_test, verbose=0), expected)
+    for each in (model, restored):
+        keras.utils.set_random_seed(7)
+        each.fit(x_train, y_train, batch_size=64, epochs=1, verbose=0)
+    assert same_arrays(restored.get_weights(), model.get_weights())
+    checked("load_model(directory) returns the compiled model, and training continues identically")
 
 
 def r_verbs(model, x_test, workdir):

@@ -1,6 +1,6 @@
 """A save killed at any moment never breaks the file already at the path.
 
-A child process saves a ~100 MB model over and over to the same `.keras` and `.weights.h5` paths,
+A child process saves a ~50 MB model over and over to the same `.keras` and `.weights.h5` paths,
 every weight set to the save's number; the test SIGKILLs it at varied moments (after random
 delays, or as soon as a temp file appears), then checks that each path loads and holds exactly one
 complete earlier save. The next save removes the killed writers' temp files.
@@ -21,9 +21,9 @@ import pytest
 import keramic
 from keramic import layers
 
-WIDTH, DEPTH = 1792, 8  # 8 Dense(1792) layers: ~103 MB of float32 weights
+WIDTH, DEPTH = 1280, 8  # 8 Dense(1280) layers: ~52 MB of float32 weights
 KILLS = 10
-TIME_BUDGET_S = 32
+TIME_BUDGET_S = 120  # generous: CI runs this beside other heavy tests on 2 cores
 
 CHILD = r"""
 import sys

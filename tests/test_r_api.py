@@ -166,5 +166,17 @@ def test_every_verb_is_in_the_documented_table(document):
     text = (ROOT / document).read_text()
     rows = set(re.findall(r"^\| `(\w+)\(", text, flags=re.MULTILINE))
     assert set(r_api.__all__) <= rows
-    for planned in ("model_to_saved_model", "export_savedmodel", "save_model_weights_tf"):
+    for planned in ("save_model_weights_tf", "load_model_weights_tf"):
         assert planned in rows and not hasattr(r_api, planned)
+
+
+def test_saved_model_verbs_export_reload_and_predict(tmp_path):
+    pytest.importorskip("onnxruntime", reason="export needs onnx and onnxruntime (the `export` extra)")
+    model = trained_model()
+    r_api.model_to_saved_model(model, tmp_path / "artifact")
+    restored = r_api.model_from_saved_model(tmp_path / "artifact")
+    np.testing.assert_array_equal(restored.predict(X, verbose=0), model.predict(X, verbose=0))
+    r_api.export_savedmodel(model, tmp_path / "serving")
+    predictions = r_api.predict_savedmodel(X, str(tmp_path / "serving"))
+    predictions = predictions if isinstance(predictions, np.ndarray) else list(predictions.values())[0]
+    np.testing.assert_allclose(predictions, model.predict(X, verbose=0), atol=1e-5)

@@ -12,8 +12,10 @@ from keramic.training.callbacks import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
+from keramic.training.checkpoint_callbacks import BackupAndRestore, ModelCheckpoint
 
 __all__ = [
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "CallbackList",
@@ -21,6 +23,7 @@ __all__ = [
     "History",
     "LambdaCallback",
     "LearningRateScheduler",
+    "ModelCheckpoint",
     "ProgbarLogger",
     "ReduceLROnPlateau",
     "TerminateOnNaN",

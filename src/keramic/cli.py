@@ -1,4 +1,4 @@
-"""The `keramic` command: `keramic demo` runs the saving tutorial; `keramic inspect FILE`; `keramic convert IN OUT`; `keramic version`."""
+"""The `keramic` command: `keramic demo` runs the saving tutorial; `keramic inspect FILE`; `keramic convert IN OUT`; `keramic serve`; `keramic version`."""
 
 import argparse
 import json
@@ -41,6 +41,7 @@ def main(argv=None):
         "--max-shard-size", type=float, help="GiB per shard: write OUT (.safetensors) as shards plus a .safetensors.index.json"
     )
     commands.add_parser("version", help="print keramic's version")
+    _add_serve_parser(commands)
     options, rest = parser.parse_known_args(argv)
     if rest and options.command != "demo":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -51,6 +52,8 @@ def main(argv=None):
         return _inspect(options.file, options.json)
     if options.command == "convert":
         return _convert(options.source, options.target, options.config, options.max_shard_size)
+    if options.command == "serve":
+        return _serve(options)
     if not TUTORIAL.exists():
         parser.error(f"the tutorial script is not installed with the package; expected it at {TUTORIAL}")
     sys.argv = [str(TUTORIAL), *rest]
@@ -77,6 +80,61 @@ def _convert(source, target, config, max_shard_size):
         print(f"keramic convert: error: {error}", file=sys.stderr)
         return 1
     print(report)
+    return 0
+
+
+def _flag(text):
+    """TF Serving's boolean flags: `--enable_batching`, `--enable_batching=true|false`."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_serve_parser(commands):
+    serve = commands.add_parser(
+        "serve",
+        help="serve exported models over TensorFlow Serving's REST API",
+        description="Serve DIR/<version>/ artifacts (keramic.export.export_model) with onnxruntime over TensorFlow "
+        "Serving's REST API: the newest version is served, new version folders are picked up while running. "
+        "Flag names are TF Serving's. Stops gracefully on SIGINT/SIGTERM.",
+    )
+    serve.add_argument("--model_name", required=True, help="the name clients use in /v1/models/NAME")
+    serve.add_argument("--model_base_path", required=True, help="directory holding numbered version folders")
+    serve.add_argument("--rest_api_port", type=int, default=8501, help="HTTP port (default 8501, as TF Serving)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: every interface)")
+    serve.add_argument("--enable_batching", type=_flag, nargs="?", const=True, default=False, help="merge concurrent requests")
+    serve.add_argument("--max_batch_size", type=int, default=64, help="samples per batch at most (default 64)")
+    serve.add_argument("--batch_timeout_micros", type=int, default=0, help="how long a batch that is not full waits for more")
+    serve.add_argument("--max_enqueued_batches", type=int, default=100, help="queue limit in batches; beyond it requests get 503")
+    serve.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0, help="how often to look for new versions")
+    serve.add_argument("--max_request_bytes", type=int, default=64 * 1024**2, help="larger bodies get 413 (default 64 MiB)")
+    serve.add_argument("--rest_api_timeout_in_ms", type=int, default=30000, help="answer 504 after this long (0: no limit)")
+    serve.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0, help="onnxruntime threads per call (0: default)")
+
+
+def _serve(options):
+    """Run the server until SIGINT/SIGTERM; exit status 1 when the serving extra is missing."""
+    try:
+        from keramic.serving import serve
+    except ImportError as error:
+        print(f"keramic serve: error: {error.name} is not installed; `pip install keramic[serve]`", file=sys.stderr)
+        return 1
+    serve(
+        options.model_name,
+        options.model_base_path,
+        options.rest_api_port,
+        host=options.host,
+        enable_batching=options.enable_batching,
+        max_batch_size=options.max_batch_size,
+        batch_timeout_micros=options.batch_timeout_micros,
+        max_enqueued_batches=options.max_enqueued_batches,
+        poll_seconds=options.file_system_poll_wait_seconds,
+        max_request_bytes=options.max_request_bytes,
+        rest_api_timeout_in_ms=options.rest_api_timeout_in_ms,
+        intra_op_threads=options.tensorflow_intra_op_parallelism,
+    )
     return 0
 
 

@@ -36,6 +36,10 @@ __all__ = [
     "save_model_weights",
     "save_model_weights_hdf5",
     "set_weights",
+    "model_to_saved_model",
+    "model_from_saved_model",
+    "export_savedmodel",
+    "predict_savedmodel",
 ]
 
 
@@ -165,3 +169,33 @@ def load_model_weights_hdf5(object, filepath, skip_mismatch=False):
     """`model.load_weights(filepath, skip_mismatch)`; returns `object`."""
     api.load_weights(object, filepath, skip_mismatch=skip_mismatch)
     return object
+
+
+def model_to_saved_model(model, path):
+    """`keramic.export.export_model(model, path)`: the serving artifact (ONNX graphs, signatures) that
+    also reloads as a full model; keramic's stand-in for TensorFlow's SavedModel."""
+    from keramic.export import export_model
+
+    export_model(model, path)
+
+
+def model_from_saved_model(path, custom_objects=None):
+    """`keramic.export.load_artifact(path)`: the compiled model back from an exported directory."""
+    from keramic.export import load_artifact
+
+    return load_artifact(path, custom_objects=custom_objects)
+
+
+def export_savedmodel(object, path):
+    """`keramic.export.export_serving(object, path)`: the serving graph and signatures only."""
+    from keramic.export import export_serving
+
+    export_serving(object, path)
+
+
+def predict_savedmodel(instances, model):
+    """`keramic.export.predict_artifact(instances, model)`: run an exported artifact (a directory path)
+    with onnxruntime; R's argument order, data first."""
+    from keramic.export import predict_artifact
+
+    return predict_artifact(instances, model)

@@ -68,6 +68,7 @@ _DT_NAMES = {
     "uint32": "DT_UINT32",
     "uint64": "DT_UINT64",
     "bool": "DT_BOOL",
+    "object": "DT_STRING",  # onnxruntime's string tensors
 }
 NUMPY_DTYPES = {tf_name: numpy_name for numpy_name, tf_name in _DT_NAMES.items()}
 

@@ -8,8 +8,9 @@ dependency. Two things make a trace of keramic code exact and batch-independent:
   recorded. During the trace, sizes that were equal in both runs are handed to the layer code as
   plain ints (so kernel sizes, paddings and normalized shapes become constants), and only sizes
   that changed stay symbolic (the batch axis, and sequence axes left open by the model).
-- `movedim` is rewritten as `permute` (the exporter mistranslates its negative axes), and
-  `binary_cross_entropy` as its formula (the exporter has no translation for it).
+- `movedim` is rewritten as `permute` (the exporter mistranslates its negative axes),
+  `binary_cross_entropy` as its formula (the exporter has no translation for it) and `index_add`
+  as a one-hot matmul (the exporter's scatter loses repeated indices).
 
 Python loops over time steps (RNN layers without a fused torch kernel, e.g. masked or LSTM on the
 CPU) are unrolled by the trace, so their sequence length is fixed in the graph. Every exported
@@ -19,6 +20,7 @@ when a layer cannot be exported, or its exported outputs differ, the error names
 
 import contextlib
 import io
+import re
 import warnings
 from typing import NamedTuple
 
@@ -32,7 +34,7 @@ from keramic.errors import KeramicError, NotBuiltError
 from keramic.symbolic import flatten
 
 OPSET = 17
-TRACE_BATCH, SECOND_BATCH, CHECK_BATCH = 3, 5, 4
+TRACE_BATCH, SECOND_BATCH, CHECK_BATCH = 3, 5, 16
 # Lengths used for axes the model leaves open (None) other than the batch axis.
 TRACE_LENGTH, SECOND_LENGTH, CHECK_LENGTH = 6, 9, 7
 TOLERANCE = 1e-5
@@ -40,6 +42,7 @@ TOLERANCE = 1e-5
 _SIZE = torch.Tensor.size
 _SHAPE = torch.Tensor.shape.__get__
 _MOVEDIM = (torch.movedim, torch.Tensor.movedim)
+_INDEX_ADD = (torch.index_add, torch.Tensor.index_add, torch.Tensor.index_add_)
 
 
 class ExportError(KeramicError, ValueError):
@@ -192,6 +195,8 @@ class _TraceMode(TorchFunctionMode):
             return _movedim_as_permute(*args, **kwargs)
         if func is torch.nn.functional.binary_cross_entropy:
             return _binary_cross_entropy(*args, **kwargs)
+        if func in _INDEX_ADD:
+            return _index_add(*args, **kwargs)
         result = func(*args, **kwargs)
         if func == _SIZE or func == _SHAPE:
             return self.recorder(result)
@@ -218,6 +223,15 @@ def _binary_cross_entropy(input, target, weight=None, size_average=None, reduce=
     if size_average is not None or reduce is not None:
         reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
     return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+
+
+def _index_add(x, dim, index, source, alpha=1):
+    """`x.index_add(dim, index, source)` as a one-hot matmul: the exporter's translation drops
+    repeated indices (a scatter that overwrites), which histogram-style metrics rely on."""
+    moved = _movedim_as_permute(source, dim, 0)
+    one_hot = torch.nn.functional.one_hot(index, x.shape[dim]).to(source.dtype)
+    added = (one_hot.T @ moved.reshape(moved.shape[0], -1)).reshape((x.shape[dim],) + tuple(moved.shape[1:]))
+    return x + alpha * _movedim_as_permute(added, 0, dim)
 
 
 class _LayerWatch:
@@ -383,7 +397,11 @@ def _export(model, fn, watch, input_specs, names_out, samples):
     except ExportError:
         raise
     except Exception as error:
-        layer = getattr(error, "_keramic_layer", None) or _layer_in_message(watch, str(error))
+        layer = (
+            getattr(error, "_keramic_layer", None)
+            or _layer_in_message(watch, str(error))
+            or _layer_using_operator(watch, fn, model, samples[0], first, second, str(error))
+        )
         where = _describe(layer) if layer is not None else f"model '{model.name}'"
         raise ExportError(f"{where} cannot be exported to ONNX: {_first_line(error)}") from error
     return buffer.getvalue(), output_specs
@@ -425,6 +443,25 @@ def _layer_in_message(watch, message):
     found = [(message.rfind(f"{type(layer).__name__}::{layer.name}"), layer) for layer in watch.layers]
     found = [pair for pair in found if pair[0] >= 0]
     return max(found, key=lambda pair: pair[0])[1] if found else None
+
+
+def _layer_using_operator(watch, fn, model, arrays, first, second, message):
+    """For "operator 'aten::x' is not supported": trace again and find the layer whose scope holds it."""
+    match = re.search(r"'(aten::\w+)'", message)
+    if match is None:
+        return None
+    traced = _Traced(fn, [v for v in model.weights if isinstance(v, torch.nn.Parameter)])
+    traced.mode = _TraceMode(_SizeReplay(first, second))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph, _ = torch.jit._get_trace_graph(traced, tuple(_as_tensors(arrays)))
+    except Exception:  # best effort: the caller then names the model instead
+        return None
+    for node in graph.nodes():
+        if node.kind() == match.group(1):
+            return _layer_in_message(watch, node.scopeName())
+    return None
 
 
 def _first_line(error):
@@ -522,6 +559,12 @@ def serving_graph(model, input_shapes=None):
     >>> graph = serving_graph(model)
     >>> open("serving.onnx", "wb").write(graph.onnx_bytes)
     """
+    stateful = [layer for layer in model._flatten_layers() if getattr(layer, "stateful", False)]
+    if stateful:
+        raise ExportError(
+            f"{_describe(stateful[0])} is stateful: its state lives between calls, which a serving graph cannot "
+            "hold. Rebuild the model with stateful=False (same weights) to export it."
+        )
     specs, pack = model_inputs(model, input_shapes)
     samples, check = _samples(model, specs)
     with torch.no_grad():

@@ -114,6 +114,21 @@ class Model(Trainer, Layer):
 
         api.load_weights(self, filepath, skip_mismatch=skip_mismatch, by_name=by_name)
 
+    def export(self, filepath, format="tf_saved_model", input_shapes=None):
+        """A serving artifact directory (ONNX graph + signatures + the model itself); `format="onnx"`
+        writes the single serving graph file instead. See docs/export.md."""
+        from keramic.export import export_model
+        from keramic.export.onnx import serving_graph
+        from keramic.saving.stores.atomic import write_atomically
+
+        if format == "onnx":
+            with write_atomically(filepath) as temporary, open(temporary, "wb") as handle:
+                handle.write(serving_graph(self, input_shapes).onnx_bytes)
+        elif format == "tf_saved_model":
+            export_model(self, filepath, input_shapes=input_shapes)
+        else:
+            raise ValueError(f"Unknown export format {format!r}; use 'tf_saved_model' (a directory) or 'onnx'.")
+
     def to_json(self, **kwargs):
         """The architecture (and compile config) as a JSON string, as Keras writes it."""
         import json

@@ -82,6 +82,10 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     if kind == "zip":
         return keras_v3.load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
     if kind == "directory":
+        from keramic.export import artifact
+
+        if artifact.is_artifact(filepath):
+            return artifact.load_artifact(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
         return keras_directory.load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
     if kind == "hdf5":
         with _open_hdf5(filepath) as h5file:

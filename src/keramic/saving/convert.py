@@ -62,7 +62,6 @@ def source_kind(path):
 def target_kind(path, max_shard_size=None):
     """The format a target path asks for, from its extension."""
     if safetensors_weights.is_safetensors_path(path):
-        safetensors_weights.target_path(path, max_shard_size)  # refuses an index path without a shard size
         return "safetensors"
     if max_shard_size is not None:
         raise KeramicError(f"{path}: a shard size only applies to a `.safetensors` target.")
@@ -99,6 +98,8 @@ def convert(source, target, config=None, max_shard_size=None):
     """
     source, target = os.fspath(source), os.fspath(target)
     from_kind, to_kind = source_kind(source), target_kind(target, max_shard_size)
+    if to_kind == "safetensors":
+        target = safetensors_weights.target_path(target, max_shard_size)  # with shards: the index
     if os.path.exists(target) and os.path.realpath(source) == os.path.realpath(target):
         raise KeramicError(f"{target}: the target is the source file itself; write the conversion to a new path.")
     report = Report(source, from_kind, target, to_kind)
@@ -171,17 +172,18 @@ def _save(model, target, kind, max_shard_size):
 def _stored_optimizer_count(source, kind):
     if kind == "legacy_weights":
         return 0  # that layout never holds optimizer state
-    with _open_tensors(source, kind) as (tensors, aliases):
-        return sum(1 for key in [*(k for k, _ in tensors), *aliases] if key.startswith("optimizer/"))
+    with _open_entries(source, kind) as (entries, aliases, _):
+        return sum(1 for key in [*(key for key, _ in entries), *aliases] if key.startswith("optimizer/"))
 
 
 def _copy_tensors(report, source, from_kind, target, to_kind, max_shard_size):
-    with _open_tensors(source, from_kind) as (tensors, aliases):
-        keys = [key for key, _ in tensors] + list(aliases)
+    with _open_entries(source, from_kind) as (entries, aliases, tensor_of):
+        tensors = [(key, tensor_of(key, item)) for key, item in entries]
         if to_kind == "safetensors":
             safetensors_weights.write_tensors(target, tensors, aliases, max_shard_size)
         else:
             _write_weights_h5(source, target, tensors, aliases)
+    keys = [key for key, _ in entries] + list(aliases)
     optimizer = sum(1 for key in keys if key.startswith("optimizer/"))
     report.add("architecture", "none in the source (weights only)")
     report.add("weights", f"kept ({len(keys) - optimizer} variables)")
@@ -189,18 +191,19 @@ def _copy_tensors(report, source, from_kind, target, to_kind, max_shard_size):
 
 
 @contextlib.contextmanager
-def _open_tensors(source, kind):
-    """Yield ([(key, tensor)], {alias: key}) for a keyed weights source; safetensors tensors are
-    lazy views of the file, HDF5 datasets are read into memory."""
+def _open_entries(source, kind):
+    """Yield ([(key, item)], {alias: key}, tensor_of) for a keyed weights source, reading no data:
+    `tensor_of(key, item)` gives the tensor (safetensors: a lazy view of the file; HDF5: read into
+    memory)."""
     if kind == "safetensors":
         with safetensors_weights.open_weights(safetensors_weights.recognise(source)) as weights:
-            yield [(key, weights.tensor(key)) for key in weights.located], dict(weights.aliases)
+            yield [(key, None) for key in weights.located], dict(weights.aliases), lambda key, _: weights.tensor(key)
         return
     if kind == "weights_h5":
         with api._open_hdf5(source) as h5file:
-            check = h5_weights.FileCheck(source)
             reader = h5_weights.H5Weights(h5file, source)
-            yield _read_groups(source, reader, _vars_groups(check, h5file)), {}
+            groups = _vars_groups(reader.check, h5file)
+            yield _datasets(reader, groups), {}, lambda key, dataset: _dataset_tensor(source, key, dataset)
         return
     with contextlib.ExitStack() as open_files:
         mapping = sharded_weights.read_index(source)
@@ -210,7 +213,7 @@ def _open_tensors(source, kind):
             path = os.path.join(directory, name)
             shards[path] = h5_weights.H5Weights(open_files.enter_context(sharded_weights._open_shard(source, path)), path)
         reader = sharded_weights.ShardedWeights(source, mapping, shards)
-        yield _read_groups(source, reader, [key[1:] for key in mapping]), {}
+        yield _datasets(reader, [key[1:] for key in mapping]), {}, lambda key, dataset: _dataset_tensor(source, key, dataset)
 
 
 def _vars_groups(check, node, path=""):
@@ -227,21 +230,23 @@ def _vars_groups(check, node, path=""):
     return found
 
 
-def _read_groups(filename, reader, group_paths):
-    tensors = []
-    for group_path in group_paths:
-        for index, dataset in enumerate(reader.stored(group_path)):
-            if h5_weights._is_bfloat16(dataset):
-                dtype = torch.bfloat16
-            else:
-                dtype = torch.from_numpy(np.empty(0, dataset.dtype.newbyteorder("="))).dtype
-            tensor = torch.empty(dataset.shape, dtype=dtype)
-            try:
-                h5_weights._read_dataset_into(dataset, tensor)
-            except (OSError, ValueError, TypeError) as error:
-                raise FileFormatError(f"{filename}: entry '{group_path}/{index}': cannot be read ({error}).") from None
-            tensors.append((f"{group_path}/{index}", tensor))
-    return tensors
+def _datasets(reader, group_paths):
+    """[(`<group>/<index>`, dataset)] for the numbered datasets of each group, every entry checked."""
+    return [(f"{group}/{index}", dataset) for group in group_paths for index, dataset in enumerate(reader.stored(group))]
+
+
+def _dataset_tensor(filename, key, dataset):
+    """A dataset's values as a CPU tensor of its own dtype (bfloat16 from Keras's marked 2-byte type)."""
+    if h5_weights._is_bfloat16(dataset):
+        dtype = torch.bfloat16
+    else:
+        dtype = torch.from_numpy(np.empty(0, dataset.dtype.newbyteorder("="))).dtype
+    tensor = torch.empty(dataset.shape, dtype=dtype)
+    try:
+        h5_weights._read_dataset_into(dataset, tensor)
+    except (OSError, ValueError, TypeError) as error:
+        raise FileFormatError(f"{filename}: entry '{key}': cannot be read ({error}).") from None
+    return tensor
 
 
 def _write_weights_h5(source, target, tensors, aliases):

@@ -180,16 +180,23 @@ class LoadStatus:
     """What a checkpoint load matched: values wait for variables created later, and entries that
     never find one are reported (by the assertions, or as a warning when the status is dropped).
 
+    Metric entries are reported apart, in `unmatched_metrics`, and never fail an assertion: `fit`
+    and `evaluate` reset metrics before using them and create most of them at their first batch,
+    so their saved state matters only to exact resumption (`BackupAndRestore` restores it with
+    `restore_metric_state`). Metrics that exist at load time take their values at once.
+
     >>> status = load_checkpoint(model, "ckpt")
     >>> model.compile(optimizer="adam", loss="mse"); model.fit(x, y)
     >>> status.assert_consumed()
     """
 
-    def __init__(self, model, source, keys, metric_ids_at_load):
+    def __init__(self, model, source, keys, metric_values, metric_ids_at_load):
         self._model = weakref.ref(model)
         self.source = source
         self._keys = set(keys)
-        self._unmatched = set(keys)
+        self._unmatched = {key for key in keys if key not in metric_values}
+        self._metric_values = metric_values  # key -> saved value of each metric variable
+        self._unmatched_metrics = set(metric_values)
         self._metric_ids_at_load = metric_ids_at_load
         self.training_state = {}
         self._silenced = [False]
@@ -197,33 +204,44 @@ class LoadStatus:
 
     def _matched(self, key):
         self._unmatched.discard(key)
+        self._unmatched_metrics.discard(key)
 
     @property
     def unmatched(self):
-        """Checkpoint entries that have not found a variable (yet), sorted."""
+        """Checkpoint entries (metrics aside) that have not found a variable yet, sorted."""
         return sorted(self._unmatched)
 
+    @property
+    def unmatched_metrics(self):
+        """Metric entries whose metric did not exist when they were restored, sorted."""
+        return sorted(self._unmatched_metrics)
+
     def _missing(self):
-        """Keys of variables the model has now that got no value from the checkpoint."""
+        """Keys of variables the model has now that got no value from the checkpoint.
+
+        Waiting values first go to variables created since without asking for them (the
+        optimizer's step counter when `compile` came after the load)."""
         model = self._model()
         if model is None:
             return []
-        missing = [key for key, _ in object_keys(model, include_metrics=False) if key not in self._keys]
+        for restore in list(PENDING):
+            if restore.status is self:
+                restore.assign_existing(model)
+        missing = [key for key, _ in object_keys(model, include_metrics=False) if key not in self._keys or key in self._unmatched]
         missing += [key for key, v in metric_keys(model) if id(v) in self._metric_ids_at_load and key not in self._keys]
         return missing
 
     def assert_existing_objects_matched(self):
         """Raise unless every variable the model has now (metrics: those that existed at load time)
-        took its value from the checkpoint; entries with no variable yet are allowed."""
+        has its value from the checkpoint; entries with no variable yet are allowed."""
         missing = self._missing()
         if missing:
-            raise WeightsMismatchError(
-                f"{self.source}: the model has variables the checkpoint does not hold: {_listing(missing)}."
-            )
+            raise WeightsMismatchError(f"{self.source}: variables of the model that have no value from the checkpoint: {_listing(missing)}.")
         return self
 
     def assert_consumed(self):
-        """Raise unless every checkpoint entry found its variable and every variable got a value."""
+        """Raise unless every checkpoint entry (metrics aside) found its variable and every
+        variable got a value."""
         self.assert_existing_objects_matched()
         if self._unmatched:
             raise WeightsMismatchError(
@@ -284,18 +302,19 @@ class PendingRestore:
     def _layer_path(self, layer):
         """The layer's path in the model; layers attached since the last walk are found by walking again."""
         found = self._paths.get(id(layer))
-        if found is not None and found[1] is layer:
+        if found is not None and found[1]() is layer:
             return found[0]
         if layer in self._foreign:
             return None
         model = self.model()
         if model is not None:
-            paths = layer_paths(model)
+            # Weak references: a pending restore must not keep the model it waits for alive.
+            paths = {key: (path, weakref.ref(item)) for key, (path, item) in layer_paths(model).items()}
             if paths.keys() != self._paths.keys():
                 self._foreign = weakref.WeakSet()  # the model gained layers: earlier verdicts may be stale
             self._paths = paths
             found = paths.get(id(layer))
-            if found is not None and found[1] is layer:
+            if found is not None and found[1]() is layer:
                 return found[0]
         self._foreign.add(layer)  # a layer of another model: do not walk again for each of its weights
         return None

@@ -267,6 +267,9 @@ class Trainer:
         )
         self.stop_training = False
         callback_list.on_train_begin()
+        # `BackupAndRestore` resumes an interrupted fit: at its epoch, skipping the batches that epoch
+        # had trained (drawn in the same order: the callback restored the RNG at the epoch's start).
+        initial_epoch, skip = self.__dict__.pop("_resume_at", (initial_epoch, 0))
         epoch_logs = {}
         variables = None
         for epoch in range(initial_epoch, epochs):
@@ -274,6 +277,9 @@ class Trainer:
             callback_list.on_epoch_begin(epoch)
             step = -1
             for step, (bx, by, bw) in enumerate(batches):
+                if skip:
+                    skip -= 1
+                    continue
                 if variables is None:
                     self._build_before_training(bx)
                     variables = self._trainable_for_step()

@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import re
+import threading
 
 from keramic.errors import FileFormatError, KeramicError, NotBuiltError, WeightsMismatchError
 from keramic.saving.formats.sharded_weights import _check_shard_name, _groups_to_load
@@ -31,6 +32,7 @@ _KEY = re.compile(r"(?:(.+)/)?vars/(0|[1-9][0-9]*)")
 
 
 def is_safetensors_path(filepath):
+    """Whether a save path asks for safetensors (by extension: a save has no bytes to read yet)."""
     return os.fspath(filepath).endswith((SUFFIX, INDEX_SUFFIX))
 
 
@@ -130,11 +132,29 @@ def write_tensors(filepath, tensors, aliases=None, max_shard_size=None, fsync=Tr
         metadata = {"format": "pt"}
         if aliases:
             metadata[ALIASES_KEY] = json.dumps(aliases, separators=(",", ":"))
-        with write_atomically(filepath, fsync=fsync) as temporary:
+        with _old_file_released_later(filepath), write_atomically(filepath, fsync=fsync) as temporary:
             safetensors_file.write(temporary, tensors, metadata, name=filepath)
         return filepath
     _write_sharded(filepath, tensors, aliases, _shard_bytes(max_shard_size), fsync)
     return filepath
+
+
+@contextlib.contextmanager
+def _old_file_released_later(path):
+    """Hold the file a save replaces open across the rename, then close it on a background thread.
+
+    The kernel frees a file's cached pages and blocks when its last reference goes; without this
+    that happens inside the rename, on the caller's clock (~0.25 s per GiB on the benchmark VM).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # nothing to replace (or not ours to read): nothing to hold
+        yield
+        return
+    try:
+        yield
+    finally:
+        threading.Thread(target=os.close, args=(fd,), daemon=True).start()
 
 
 def _shard_bytes(max_shard_size):
@@ -185,6 +205,7 @@ def _write_sharded(index_file, tensors, aliases, max_bytes, fsync):
         index_temporary = commits.enter_context(write_atomically(index_file, fsync=fsync))
         for shard, name in zip(shards, names):
             path = os.path.join(directory, name)
+            commits.enter_context(_old_file_released_later(path))
             safetensors_file.write(commits.enter_context(write_atomically(path, fsync=fsync)), shard, {"format": "pt"}, name=path)
         with open(index_temporary, "w", encoding="utf-8") as handle:
             json.dump(index, handle, indent=2)
@@ -245,9 +266,7 @@ class SafetensorsWeights:
     fills variables, reading only the tensors in the plan.
     """
 
-    def __init__(self, filename, files, located, aliases):
-        self.filename = filename
-        self.files = files  # the open SafetensorsFile objects
+    def __init__(self, filename, located, aliases):
         self.located = located  # key -> SafetensorsFile holding it
         self.aliases = aliases  # alias key -> stored key
         for alias, key in aliases.items():
@@ -307,7 +326,7 @@ def open_weights(filepath):
             except ValueError as error:
                 raise FileFormatError(f"{filepath}: entry '__metadata__/{ALIASES_KEY}': not valid JSON ({error}).") from None
             aliases = _checked_aliases(filepath, aliases)
-            yield SafetensorsWeights(filepath, [file], {key: file for key in file.entries}, aliases)
+            yield SafetensorsWeights(filepath, {key: file for key in file.entries}, aliases)
             return
         mapping, aliases = read_index(filepath)
         directory = os.path.dirname(os.path.abspath(filepath))
@@ -322,7 +341,7 @@ def open_weights(filepath):
             if key not in files[name].entries:
                 raise FileFormatError(f"{filepath}: weight_map entry '{key}': shard '{name}' holds no tensor of that name.")
             located[key] = files[name]
-        yield SafetensorsWeights(filepath, list(files.values()), located, aliases)
+        yield SafetensorsWeights(filepath, located, aliases)
 
 
 def load(model, filepath, skip_mismatch=False):

@@ -91,10 +91,7 @@ class SafetensorsFile:
     def __init__(self, path):
         self.path = os.fspath(path)
         self._map = None
-        try:
-            self.fd = os.open(self.path, os.O_RDONLY)
-        except IsADirectoryError:
-            raise FileFormatError(f"{self.path}: is a directory, not a safetensors file.") from None
+        self.fd = os.open(self.path, os.O_RDONLY)
         try:
             self.size = os.fstat(self.fd).st_size
             self.metadata, self.entries, self.data_start = _read_header(self.fd, self.path, self.size)
@@ -115,9 +112,6 @@ class SafetensorsFile:
             self.fd = None
         self._map = None
 
-    def error(self, key, message):
-        return FileFormatError(f"{self.path}: entry '{key}': {message}")
-
     def tensor(self, key):
         """A CPU tensor over a private (copy-on-write) map of the file: pages are read when touched."""
         entry = self.entries[key]
@@ -125,7 +119,7 @@ class SafetensorsFile:
             return torch.empty(entry.shape, dtype=entry.dtype)
         if self._map is None:
             self._map = mmap.mmap(self.fd, 0, access=mmap.ACCESS_COPY)
-        count = entry.nbytes // _itemsize(entry.dtype)
+        count = entry.nbytes // _ITEMSIZES[entry.dtype_name]
         return torch.frombuffer(self._map, dtype=entry.dtype, count=count, offset=entry.begin).reshape(entry.shape)
 
     def read_into(self, pairs):
@@ -318,8 +312,10 @@ def tensor_bytes(path, key, tensor):
 def layout(path, tensors, metadata=None):
     """The file as buffers: (header bytes with their length prefix, [tensor bytes in data order]).
 
-    `tensors` is [(key, tensor)]; `path` only names the file in errors. Tensors are ordered by
-    element size, largest first (stable), so each starts at an offset aligned to its element size.
+    `tensors` is [(key, tensor)]; `path` only names the file in errors. The tensor buffers are
+    non-empty C-contiguous numpy arrays over the tensors' own memory (CPU tensors are not copied),
+    of any shape: write them through `memoryview(buffer).cast("B")`. Tensors are ordered by element
+    size, largest first (stable), so each starts at an offset aligned to its element size.
     """
     described = [(key, *tensor_bytes(path, key, tensor)) for key, tensor in tensors]
     described.sort(key=lambda item: -_ITEMSIZES[item[1]])

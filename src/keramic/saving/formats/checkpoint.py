@@ -1,0 +1,494 @@
+"""The checkpoint format: a directory of safetensors shards and a JSON index, keyed by object path.
+
+`save_checkpoint` writes everything training needs to go on (layer variables, optimizer slots and
+step counter, stateful metrics, and optionally a training state with epoch, step and RNG states)
+into a temporary directory beside the target, then makes it visible with one rename: a crash
+leaves the previous checkpoint or the new one, never a half-written one. `load_checkpoint`
+checks sizes (always) and SHA-256 hashes (`verify=True`) of every file before it assigns
+anything; values for variables the model has not created yet wait for them (`deferred.py`).
+The layout is specified in `docs/checkpoint.md`.
+"""
+
+import concurrent.futures
+import contextlib
+import ctypes
+import hashlib
+import json
+import mmap
+import os
+import random
+import re
+import shutil
+import sys
+
+import numpy as np
+import torch
+
+from keramic import backend
+from keramic.errors import FileFormatError, KeramicError, WeightsMismatchError
+from keramic.saving import deferred
+from keramic.saving.stores import atomic, safetensors_file
+
+FORMAT = "keramic.checkpoint"
+VERSION = 1
+INDEX = "checkpoint.json"
+DEFAULT_SHARD_BYTES = 256 * 2**20  # several files hash in parallel, on save and on verify
+TRAINING_STATE = "training_state"
+INDEX_SIZE_LIMIT = 64 * 2**20
+_DATA_FILE = re.compile(r"data-\d{5}-of-\d{5}\.safetensors")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class CheckpointExistsError(KeramicError, FileExistsError):
+    """The target exists and is not a checkpoint: it is never replaced."""
+
+
+# ---------------------------------------------------------------- RNG state
+class RngState:
+    """The global random generators' states (torch CPU, each CUDA device, NumPy, Python `random`):
+    restoring them makes dropout, shuffling and initialisers draw the same numbers again.
+
+    >>> state = RngState.capture()
+    >>> ...  # anything that draws random numbers
+    >>> state.restore()
+    """
+
+    def __init__(self, torch_cpu, torch_cuda, numpy_state, python_state):
+        self.torch_cpu = torch_cpu
+        self.torch_cuda = list(torch_cuda)
+        self.numpy_state = numpy_state
+        self.python_state = python_state
+
+    @classmethod
+    def capture(cls):
+        kind, keys, position, has_gauss, cached = np.random.get_state()
+        version, words, gauss_next = random.getstate()
+        return cls(
+            torch.get_rng_state(),
+            torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            {"kind": kind, "keys": keys.tolist(), "pos": int(position), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            {"version": version, "state": list(words), "gauss_next": gauss_next},
+        )
+
+    def restore(self):
+        torch.set_rng_state(self.torch_cpu)
+        if torch.cuda.is_available():
+            for device, state in enumerate(self.torch_cuda[: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(state, device)
+        numpy_state = self.numpy_state
+        np.random.set_state(
+            (numpy_state["kind"], np.asarray(numpy_state["keys"], dtype=np.uint32), numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+        )
+        python_state = self.python_state
+        random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss_next"]))
+
+    def _entries(self, prefix):
+        """(tensors {key: tensor}, JSON description) as stored in a checkpoint."""
+        tensors = {f"{prefix}/torch_cpu": self.torch_cpu}
+        tensors.update({f"{prefix}/torch_cuda_{i}": state for i, state in enumerate(self.torch_cuda)})
+        return tensors, {"rng": {"cuda_devices": len(self.torch_cuda), "numpy": self.numpy_state, "python": self.python_state}}
+
+    @classmethod
+    def _from_entries(cls, prefix, description, tensor, where):
+        try:
+            cuda = [tensor(f"{prefix}/torch_cuda_{i}") for i in range(int(description["cuda_devices"]))]
+            return cls(tensor(f"{prefix}/torch_cpu"), cuda, dict(description["numpy"]), dict(description["python"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise FileFormatError(f"{where}: entry '{prefix}': not a valid RNG state ({error!r}).") from None
+
+
+# ---------------------------------------------------------------- snapshot
+class Snapshot:
+    """What one checkpoint holds, taken at one moment: [(key, tensor)] and the index's JSON parts.
+    The tensors are the live variables until someone copies them (`CheckpointManager` does, for
+    async saves)."""
+
+    def __init__(self, entries, training_state, model_class):
+        self.entries = entries
+        self.training_state = training_state
+        self.model_class = model_class
+
+
+def take_snapshot(model, training_state=None, include_optimizer=True, include_metrics=True):
+    """The model's variables by checkpoint key, plus `training_state` (JSON values and `RngState`s).
+
+    >>> snapshot = take_snapshot(model, {"epoch": 3, "rng": RngState.capture()})
+    """
+    entries = deferred.object_keys(model, include_optimizer, include_metrics)
+    state_json = {}
+    for name, value in (training_state or {}).items():
+        if not isinstance(name, str) or not name or "/" in name:
+            raise KeramicError(f"training_state: entry {name!r}: names must be non-empty strings without '/'.")
+        if isinstance(value, RngState):
+            tensors, state_json[name] = value._entries(f"{TRAINING_STATE}/{name}")
+            entries.extend(tensors.items())
+        else:
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as error:
+                raise KeramicError(f"training_state: entry '{name}': must be JSON (numbers, strings, lists, dicts) or an RngState ({error}).") from None
+            state_json[name] = {"value": value}
+    return Snapshot(entries, state_json, type(model).__name__)
+
+
+# ---------------------------------------------------------------- writing
+def _shards(entries, max_shard_bytes):
+    shards, current, size = [], [], 0
+    for key, tensor in entries:
+        nbytes = tensor.numel() * tensor.element_size()
+        if current and size + nbytes > max_shard_bytes:
+            shards.append(current)
+            current, size = [], 0
+        current.append((key, tensor))
+        size += nbytes
+    shards.append(current)
+    return shards
+
+
+_CHUNK = 64 * 2**20
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback():
+    """`sync_file_range(fd, offset, n, SYNC_FILE_RANGE_WRITE)` where libc has it: the disk starts
+    writing a chunk while the next ones are hashed, so the final fsync waits only for the tail."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):
+        return lambda fd, offset, size: None
+    call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return lambda fd, offset, size: call(fd, offset, size, _SYNC_FILE_RANGE_WRITE)
+
+
+_writeback = _start_writeback()
+
+
+def _write_chunks(fd, buffers, fsync):
+    """Write the buffers back to back from offset 0, starting the disk on each chunk as it lands."""
+    position = 0
+    for buffer in buffers:
+        view = memoryview(buffer).cast("B")
+        for start in range(0, len(view), _CHUNK):
+            chunk, begin = view[start : start + _CHUNK], position
+            while len(chunk):
+                written = os.pwrite(fd, chunk, position)
+                chunk, position = chunk[written:], position + written
+            if fsync:
+                _writeback(fd, begin, position - begin)
+    return position
+
+
+def _write_hashed(path, head, buffers, fsync):
+    """Write one data file while hashing the same bytes from memory on another core; (size, sha256)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        digest = hashlib.sha256(head)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            writing = pool.submit(_write_chunks, fd, [head, *buffers], fsync)
+            for buffer in buffers:
+                digest.update(buffer)  # hashlib releases the GIL on large buffers
+            size = writing.result()
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return size, digest.hexdigest()
+
+
+def _workers(count):
+    return max(1, min(count, os.cpu_count() or 1))
+
+
+def _fsync_directory(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_checkpoint(path):
+    """True when `path` is a checkpoint directory (it holds the index file)."""
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, INDEX))
+
+
+def _remove_stale_temps(target):
+    """Delete temporary directories of `target` left by writers that were killed (their PID is gone)."""
+    parent, name = os.path.split(target)
+    pattern = atomic._temp_pattern(name)
+    for entry in os.listdir(parent):
+        match = pattern.fullmatch(entry)
+        if match and not atomic._pid_alive(int(match.group(1))):
+            path = os.path.join(parent, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(first, second):
+    """Swap two paths in one step (Linux `renameat2(RENAME_EXCHANGE)`); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
+    return result == 0
+
+
+def _publish(temporary, target):
+    """Make the complete `temporary` directory appear at `target` by rename; an older checkpoint
+    there is swapped out atomically (or, where swapping is unsupported, renamed aside first)."""
+    if not os.path.lexists(target):
+        os.rename(temporary, target)
+    elif _exchange(temporary, target):
+        shutil.rmtree(temporary)
+    else:
+        aside = os.path.join(os.path.dirname(target), atomic.temp_name(os.path.basename(target)))
+        os.rename(target, aside)
+        os.rename(temporary, target)
+        shutil.rmtree(aside)
+    _fsync_directory(os.path.dirname(target))
+
+
+def write_snapshot(snapshot, directory, max_shard_size=DEFAULT_SHARD_BYTES, fsync=True, metadata=None):
+    """Write `snapshot` as a checkpoint at `directory`, atomically; returns the directory.
+
+    An existing checkpoint there is replaced; anything else there is refused, never deleted.
+    `metadata` (JSON) is stored in the index as is, for whoever wrote the checkpoint.
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    if os.path.lexists(directory) and not is_checkpoint(directory) and not (os.path.isdir(directory) and not os.listdir(directory)):
+        raise CheckpointExistsError(f"{directory}: exists and is not a keramic checkpoint (no {INDEX}); refusing to replace it.")
+    if sys.byteorder != "little":
+        raise KeramicError(f"{directory}: checkpoints are little-endian; this machine is not.")
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    _remove_stale_temps(directory)
+    temporary = os.path.join(parent, atomic.temp_name(os.path.basename(directory)))
+    os.mkdir(temporary)
+    try:
+        shards = _shards(snapshot.entries, max_shard_size)
+        names = [f"data-{number:05d}-of-{len(shards):05d}.safetensors" for number in range(len(shards))]
+
+        def write_shard(name, shard):
+            head, buffers = safetensors_file.layout(os.path.join(directory, name), shard, {"format": "pt"})
+            return _write_hashed(os.path.join(temporary, name), head, buffers, fsync)
+
+        with concurrent.futures.ThreadPoolExecutor(_workers(len(shards))) as pool:
+            written = list(pool.map(write_shard, names, shards))
+        files, tensors = {}, {}
+        for name, shard, (size, sha256) in zip(names, shards, written):
+            files[name] = {"size": size, "sha256": sha256}
+            for key, tensor in shard:
+                tensors[key] = {"file": name, "dtype": backend.standardize_dtype(tensor.dtype), "shape": list(tensor.shape)}
+        index = {
+            "format": FORMAT,
+            "version": VERSION,
+            "keramic_version": _keramic_version(),
+            "model_class": snapshot.model_class,
+            "files": files,
+            "tensors": tensors,
+            "training_state": snapshot.training_state,
+            "metadata": metadata or {},
+        }
+        with open(os.path.join(temporary, INDEX), "w", encoding="utf-8") as handle:
+            json.dump(index, handle, indent=1)
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        if fsync:
+            _fsync_directory(temporary)
+        _publish(temporary, directory)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return directory
+
+
+def _keramic_version():
+    from keramic import __version__
+
+    return __version__
+
+
+def save_checkpoint(model, directory, training_state=None, include_optimizer=True, include_metrics=True, max_shard_size=DEFAULT_SHARD_BYTES, fsync=True):
+    """Save every variable of `model` (and its optimizer and metrics) as a checkpoint directory.
+
+    `training_state` adds JSON values and `RngState`s (e.g. epoch, step, RNG states);
+    `max_shard_size` (bytes) splits the data over several files. The directory appears only once
+    complete.
+
+    >>> save_checkpoint(model, "ckpt")
+    >>> save_checkpoint(model, "ckpt", training_state={"epoch": 3, "rng": RngState.capture()})
+    """
+    snapshot = take_snapshot(model, training_state, include_optimizer, include_metrics)
+    return write_snapshot(snapshot, directory, max_shard_size, fsync)
+
+
+# ---------------------------------------------------------------- reading
+def _index_error(directory, entry, message):
+    return FileFormatError(f"{os.path.join(directory, INDEX)}: entry '{entry}': {message}")
+
+
+def read_index(directory):
+    """The validated index of the checkpoint at `directory`."""
+    path = os.path.join(directory, INDEX)
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > INDEX_SIZE_LIMIT:
+                raise _index_error(directory, "index", f"{size} bytes is over the {INDEX_SIZE_LIMIT}-byte limit.")
+            index = json.loads(handle.read().decode("utf-8"))
+    except FileNotFoundError:
+        raise FileFormatError(f"{directory}: not a keramic checkpoint (no {INDEX}).") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise _index_error(directory, "index", f"not valid JSON ({error}).") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise _index_error(directory, "format", f"expected '{FORMAT}'.")
+    if not isinstance(index.get("version"), int) or index["version"] > VERSION:
+        raise _index_error(directory, "version", f"{index.get('version')!r} is not a version this keramic reads (up to {VERSION}).")
+    files, tensors = index.get("files"), index.get("tensors")
+    if not isinstance(files, dict) or not isinstance(tensors, dict) or not isinstance(index.get("training_state", {}), dict):
+        raise _index_error(directory, "files", "expected objects 'files', 'tensors' and 'training_state'.")
+    for name, record in files.items():
+        if not _DATA_FILE.fullmatch(name):
+            raise _index_error(directory, f"files/{name}", "not a data file name of this format.")
+        if not isinstance(record, dict) or type(record.get("size")) is not int or not _SHA256.fullmatch(str(record.get("sha256"))):
+            raise _index_error(directory, f"files/{name}", "expected an integer 'size' and a hex 'sha256'.")
+    for key, record in tensors.items():
+        if not isinstance(record, dict) or record.get("file") not in files:
+            raise _index_error(directory, f"tensors/{key}", "names no data file listed under 'files'.")
+    return index
+
+
+def _hash_file(fd, size):
+    if size == 0:
+        return hashlib.sha256().hexdigest()
+    with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
+        return hashlib.sha256(mapped).hexdigest()
+
+
+def _open_data_file(directory, name, record, expected, verify):
+    """Open one data file after checking its size, hash and header against the index."""
+    path = os.path.join(directory, name)
+    try:
+        data = safetensors_file.SafetensorsFile(path)
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: entry 'files/{name}': the data file is missing.") from None
+    except FileFormatError:
+        size = os.path.getsize(path)
+        if size != record["size"]:
+            raise FileFormatError(f"{path}: entry 'size': the file has {size} bytes, the index records {record['size']} (truncated or replaced).") from None
+        raise
+    try:
+        if data.size != record["size"]:
+            raise FileFormatError(f"{path}: entry 'size': the file has {data.size} bytes, the index records {record['size']} (truncated or replaced).")
+        if verify:
+            found = _hash_file(data.fd, data.size)
+            if found != record["sha256"]:
+                raise FileFormatError(f"{path}: entry 'sha256': the file hashes to {found}, the index records {record['sha256']} (altered or damaged).")
+        if set(data.entries) != set(expected):
+            extra = sorted(set(data.entries) ^ set(expected))[:5]
+            raise FileFormatError(f"{path}: entry '{extra[0]}': the file's tensors differ from the index ({extra}).")
+        for key, record_of_tensor in expected.items():
+            entry = data.entries[key]
+            if entry.dtype != backend.torch_dtype(record_of_tensor.get("dtype")) or list(entry.shape) != record_of_tensor.get("shape"):
+                raise FileFormatError(
+                    f"{path}: entry '{key}': the file holds {entry.dtype_name} {entry.shape}, the index records "
+                    f"{record_of_tensor.get('dtype')} {record_of_tensor.get('shape')}."
+                )
+    except BaseException:
+        data.close()
+        raise
+    return data
+
+
+def _training_state(directory, index, tensor):
+    state = {}
+    for name, description in index.get("training_state", {}).items():
+        where = os.path.join(directory, INDEX)
+        if isinstance(description, dict) and "rng" in description:
+            state[name] = RngState._from_entries(f"{TRAINING_STATE}/{name}", description["rng"], tensor, where)
+        elif isinstance(description, dict) and "value" in description:
+            state[name] = description["value"]
+        else:
+            raise FileFormatError(f"{where}: entry 'training_state/{name}': expected a 'value' or an 'rng' object.")
+    return state
+
+
+def load_checkpoint(model, directory, verify=True):
+    """Restore `model` (built or not) from a checkpoint directory; returns a `LoadStatus`.
+
+    Every file's size, and with `verify=True` its SHA-256, is checked before anything is
+    assigned. Variables that exist take their values now (all or nothing on a shape mismatch);
+    the others take theirs when created (the model's first call or `build`, the optimizer's first
+    step or `optimizer.build`). `status.training_state` holds the saved training state.
+
+    >>> status = load_checkpoint(model, "ckpt")
+    >>> model.compile(optimizer="adam", loss="mse"); model(x)
+    >>> status.assert_existing_objects_matched()
+    """
+    directory = os.fspath(directory)
+    index = read_index(directory)
+    expected = {name: {} for name in index["files"]}
+    for key, record in index["tensors"].items():
+        expected[record["file"]][key] = record
+    opened = []
+    try:
+        with concurrent.futures.ThreadPoolExecutor(_workers(len(index["files"]))) as pool:
+            futures = [pool.submit(_open_data_file, directory, name, record, expected[name], verify) for name, record in index["files"].items()]
+            for future in futures:  # every file is opened (or fails) before the first error is raised
+                with contextlib.suppress(Exception):
+                    opened.append(future.result())
+        for future in futures:
+            future.result()
+        location = {key: data for data in opened for key in data.entries}
+
+        def tensor(key):
+            if key not in location:
+                raise FileFormatError(f"{os.path.join(directory, INDEX)}: entry '{key}': listed nowhere in the data files.")
+            return location[key].tensor(key).clone()
+
+        training_state = _training_state(directory, index, tensor)
+        model_keys = [key for key in location if not key.startswith(f"{TRAINING_STATE}/")]
+        existing = deferred.object_keys(model)
+        metric_ids = {id(variable) for _, variable in deferred.metric_keys(model)}
+        mismatched, pairs = [], []
+        for key, variable in existing:
+            data = location.get(key)
+            if data is None:
+                continue
+            entry = data.entries[key]
+            if tuple(entry.shape) != tuple(variable.shape):
+                mismatched.append(f"'{key}': checkpoint {tuple(entry.shape)}, model {tuple(variable.shape)}")
+            pairs.append((key, data, entry, variable))
+        if mismatched:
+            raise WeightsMismatchError(f"{directory}: shapes differ, nothing was loaded: " + "; ".join(mismatched[:20]))
+        metric_values = {key: tensor(key) for key in model_keys if key.startswith(f"{deferred.METRICS_PREFIX}/")}
+        status = deferred.LoadStatus(model, directory, model_keys, metric_values, metric_ids)
+        status.training_state = training_state
+        for data in opened:
+            data.read_into([(entry, variable) for _, owner, entry, variable in pairs if owner is data])
+        for key, *_ in pairs:
+            status._matched(key)
+        matched = {key for key, *_ in pairs}
+        waiting = {key: location[key].tensor(key) for key in model_keys if key not in matched and key not in metric_values}
+        deferred.register(model, waiting, status)
+    finally:
+        for data in opened:
+            data.close()
+    return status
+
+
+def restore_metric_state(model, status):
+    """Set the model's metrics that exist now to the values of the checkpoint `status` came from
+    (used after `fit` resets its trackers at an epoch's start)."""
+    with torch.no_grad():
+        for key, variable in deferred.metric_keys(model):
+            value = status._metric_values.get(key)
+            if value is not None and tuple(value.shape) == tuple(variable.shape):
+                variable.copy_(value)
+                status._matched(key)
