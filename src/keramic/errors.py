@@ -35,3 +35,7 @@ class WeightsMismatchError(KeramicError, ValueError):
 
 class FileFormatError(KeramicError, ValueError):
     """A file is not in the format its name or contents claim, or is damaged."""
+
+
+class ExportError(KeramicError, ValueError):
+    """A model (or one of its layers) cannot be written as an ONNX graph."""

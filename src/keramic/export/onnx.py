@@ -30,7 +30,7 @@ from torch.overrides import TorchFunctionMode
 
 from keramic import backend, losses
 from keramic import metrics as metrics_module
-from keramic.errors import KeramicError, NotBuiltError
+from keramic.errors import ExportError, NotBuiltError
 from keramic.symbolic import flatten
 
 OPSET = 17
@@ -43,10 +43,6 @@ _SIZE = torch.Tensor.size
 _SHAPE = torch.Tensor.shape.__get__
 _MOVEDIM = (torch.movedim, torch.Tensor.movedim)
 _INDEX_ADD = (torch.index_add, torch.Tensor.index_add, torch.Tensor.index_add_)
-
-
-class ExportError(KeramicError, ValueError):
-    """A model (or one of its layers) cannot be written as an ONNX graph."""
 
 
 class TensorSpec(NamedTuple):

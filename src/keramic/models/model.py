@@ -101,15 +101,16 @@ class Model(Trainer, Layer):
         api.save_model(self, filepath, overwrite=overwrite, zipped=zipped, **kwargs)
 
     def save_weights(self, filepath, overwrite=True, max_shard_size=None):
-        """Weights (and optimizer state when compiled) to `*.weights.h5`, sharded `*.weights.json`
-        (`max_shard_size` in GiB), or legacy `.h5`."""
+        """Weights (and optimizer state when compiled) to `*.weights.h5`, `*.safetensors`, sharded
+        `*.weights.json` / `*.safetensors` (`max_shard_size` in GiB), or legacy `.h5`."""
         from keramic.saving import api
 
         api.save_weights(self, filepath, overwrite=overwrite, max_shard_size=max_shard_size)
 
     def load_weights(self, filepath, skip_mismatch=False, by_name=False):
-        """Weights from `*.weights.h5`, `*.weights.json`, `.keras` or legacy `.h5`; raises on any
-        mismatch unless `skip_mismatch` (`by_name` only for legacy `.h5`)."""
+        """Weights from `*.weights.h5`, `*.weights.json`, `*.safetensors`, `.keras` or legacy `.h5`
+        (recognised by their bytes); raises on any mismatch unless `skip_mismatch` (`by_name` only
+        for legacy `.h5`)."""
         from keramic.saving import api
 
         api.load_weights(self, filepath, skip_mismatch=skip_mismatch, by_name=by_name)
