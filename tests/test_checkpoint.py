@@ -285,6 +285,29 @@ def test_an_altered_data_file_is_refused_unless_verify_is_off(tmp_path):
     assert not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), fresh.get_weights()))
 
 
+def test_random_damage_is_refused_or_harmless_never_a_crash(tmp_path):
+    model = keramic.Sequential([keramic.Input((3,)), layers.Dense(2)])
+    save_checkpoint(model, tmp_path / "ckpt")
+    target = _data_file(tmp_path / "ckpt")
+    pristine = target.read_bytes()
+    header_end = 8 + struct.unpack("<Q", pristine[:8])[0]
+    rng = np.random.default_rng(7)
+    for position in [*rng.integers(0, header_end, 40), *rng.integers(header_end, len(pristine), 10)]:
+        damaged = bytearray(pristine)
+        damaged[position] ^= 1 << int(rng.integers(0, 8))
+        target.write_bytes(bytes(damaged))
+        with pytest.raises(FileFormatError, match=target.name):
+            load_checkpoint(keramic.Sequential([keramic.Input((3,)), layers.Dense(2)]), tmp_path / "ckpt")
+        try:  # without hashing: refused by the header checks, or (a flip in the data) loaded
+            load_checkpoint(keramic.Sequential([keramic.Input((3,)), layers.Dense(2)]), tmp_path / "ckpt", verify=False)
+        except FileFormatError as error:
+            assert target.name in str(error) and position < header_end
+    for length in rng.integers(0, len(pristine), 10):
+        target.write_bytes(pristine[:length])
+        with pytest.raises(FileFormatError, match=target.name):
+            load_checkpoint(keramic.Sequential([keramic.Input((3,)), layers.Dense(2)]), tmp_path / "ckpt", verify=False)
+
+
 def test_a_missing_or_foreign_index_is_refused(tmp_path):
     save_checkpoint(_trained(), tmp_path / "ckpt")
     index_path = tmp_path / "ckpt" / INDEX
