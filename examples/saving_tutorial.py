@@ -9,9 +9,11 @@ It follows the Keras / R "Saving and serializing models" tutorial:
 3. Architecture only: `get_config` / `from_config`, `to_json` / `model_from_json`.
 4. Weights only: `get_weights` / `set_weights`, moving weights to a fresh model,
    `save_weights("...weights.h5")` / `load_weights`, and the strict check on a wrong model.
-5. Export (the role of TensorFlow's SavedModel): a directory with an ONNX serving graph that runs
+5. Subclassed models: weights and optimizer state in a checkpoint, restored into a fresh instance
+   that was never called (the values wait for their variables).
+6. Export (the role of TensorFlow's SavedModel): a directory with an ONNX serving graph that runs
    without keramic, and that reloads as the full model.
-6. The same steps with the R interface's verbs (`keramic.r_api`).
+7. The same steps with the R interface's verbs (`keramic.r_api`).
 
 Every check is an assertion and prints what it checked. Files go to a temporary directory.
 The data is the UCI 8x8 handwritten digits shipped inside keramic (no network needed); pass
@@ -77,6 +79,7 @@ def main(argv=None):
         whole_model_saving(model, x_train, y_train, x_test, predictions, workdir)
         architecture_only(model, x_test)
         weights_only(model, x_test, workdir)
+        subclassed_models(x_train, y_train, x_test, workdir)
         export_section(model, x_train, y_train, x_test, workdir)
         r_verbs(model, x_test, workdir)
     return model, history, predictions
@@ -174,6 +177,49 @@ def weights_only(model, x_test, workdir):
         checked(f"loading into a different architecture raises {type(error).__name__} and assigns nothing")
     else:
         raise AssertionError("weights of another architecture were loaded without an error")
+
+
+class CustomModel(keras.Model):
+    """The tutorial's subclassed MLP: layers made in __init__, the forward pass in call()."""
+
+    def __init__(self, hidden_units, **kwargs):
+        super().__init__(**kwargs)
+        self.dense_layers = [layers.Dense(units, activation="relu") for units in hidden_units]
+        self.classifier = layers.Dense(10, activation="softmax")
+
+    def call(self, inputs):
+        x = inputs
+        for layer in self.dense_layers:
+            x = layer(x)
+        return self.classifier(x)
+
+
+def subclassed_models(x_train, y_train, x_test, workdir):
+    """Subclassed models: save the weights as a checkpoint, rebuild the model from code, restore."""
+    print("\n== Saving subclassed models ==")
+    keras.utils.set_random_seed(99)
+    model = CustomModel((64, 64))
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.RMSprop())
+    model.fit(x_train, y_train, batch_size=64, epochs=1, verbose=0)
+    predictions = model.predict(x_test, verbose=0)
+    path = os.path.join(workdir, "path_to_my_weights")
+    model.save_weights(path, format="checkpoint")
+
+    # Recreate the model from code: it has never been called, so it has no variables yet.
+    new_model = CustomModel((64, 64))
+    new_model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.RMSprop())
+    status = new_model.load_weights(path)
+    new_model.build((None, x_train.shape[1]))
+    new_model.optimizer.build(new_model.trainable_variables)
+    status.assert_consumed()
+    assert np.array_equal(new_model.predict(x_test, verbose=0), predictions)
+    checked("a never-called instance takes every value the moment its variables are created; predictions equal")
+
+    # The optimizer state came back too, so training continues exactly as the original would.
+    first_batch_loss = model.train_on_batch(x_train[:64], y_train[:64])
+    new_first_batch_loss = new_model.train_on_batch(x_train[:64], y_train[:64])
+    assert first_batch_loss == new_first_batch_loss and same_arrays(new_model.get_weights(), model.get_weights())
+    checked("the next training step gives the same loss and weights in both models")
 
 
 def export_section(model, x_train, y_train, x_test, workdir):

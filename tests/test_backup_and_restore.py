@@ -171,10 +171,16 @@ def test_model_checkpoint_formats_by_extension(tmp_path):
         ModelCheckpoint(tmp_path / "full-{epoch:02d}.keras"),
         ModelCheckpoint(tmp_path / "w-{epoch}.weights.h5", save_weights_only=True),
         ModelCheckpoint(tmp_path / "ckpt" / "epoch{epoch}-loss{loss:.3f}"),
+        ModelCheckpoint(tmp_path / "legacy.h5"),
+        ModelCheckpoint(tmp_path / "w.safetensors", save_weights_only=True),
     ]
     history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=callbacks)
     names = sorted(os.listdir(tmp_path))
-    assert names == ["ckpt", "full-01.keras", "full-02.keras", "w-1.weights.h5", "w-2.weights.h5"]
+    assert names == ["ckpt", "full-01.keras", "full-02.keras", "legacy.h5", "w-1.weights.h5", "w-2.weights.h5", "w.safetensors"]
+    for weights_file in ("w-2.weights.h5", "w.safetensors"):
+        copy = _model()
+        copy.load_weights(tmp_path / weights_file)
+        np.testing.assert_array_equal(copy.predict(x, verbose=0), model.predict(x, verbose=0))
     loaded = keramic.saving.load_model(tmp_path / "full-02.keras")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     last = tmp_path / "ckpt" / f"epoch2-loss{history.history['loss'][-1]:.3f}"
@@ -217,3 +223,9 @@ def test_model_checkpoint_refuses_unknown_extensions():
         ModelCheckpoint("ckpt", save_freq="often")
     with pytest.raises(ValueError, match="save_freq"):
         BackupAndRestore("backup", save_freq=0)
+
+
+def test_model_checkpoint_names_a_missing_log_value(tmp_path):
+    x, y = _data()
+    with pytest.raises(keramic.errors.ConfigError, match=r"val_loss.*entry 'val_loss'"):
+        _model().fit(x, y, epochs=1, verbose=0, callbacks=[ModelCheckpoint(tmp_path / "m-{val_loss:.2f}.keras")])

@@ -238,7 +238,7 @@ def test_shape_mismatch_at_creation_names_the_entry(tmp_path):
 def test_index_and_shards_are_plain_safetensors(tmp_path):
     safetensors = pytest.importorskip("safetensors")
     model = _trained()
-    save_checkpoint(model, tmp_path / "ckpt", max_shard_size=2048)
+    save_checkpoint(model, tmp_path / "ckpt", max_shard_size=2048 / 2**30)
     index = json.loads((tmp_path / "ckpt" / INDEX).read_text())
     assert index["format"] == checkpoint.FORMAT and len(index["files"]) > 1
     stored = {}
@@ -319,6 +319,8 @@ def test_a_missing_or_foreign_index_is_refused(tmp_path):
     index_path.unlink()
     with pytest.raises(FileFormatError, match="not a keramic checkpoint"):
         load_checkpoint(Net(), tmp_path / "ckpt")
+    with pytest.raises(FileFormatError, match="not a keramic checkpoint"):
+        load_checkpoint(Net(), _data_file(tmp_path / "ckpt"))  # a file, not a directory
 
 
 def test_saving_over_a_checkpoint_replaces_it_and_never_replaces_anything_else(tmp_path):
@@ -341,7 +343,7 @@ def test_saving_over_a_checkpoint_replaces_it_and_never_replaces_anything_else(t
 
 def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     model = _trained()
-    save_checkpoint(model, tmp_path / "ckpt", max_shard_size=2048)
+    save_checkpoint(model, tmp_path / "ckpt", max_shard_size=2048 / 2**30)
     before = {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()}
     calls = []
 
@@ -355,7 +357,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "_write_hashed", failing)
     model.stem.kernel.assign(np.zeros((8, 16), "float32"))
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(model, tmp_path / "ckpt", max_shard_size=2048)
+        save_checkpoint(model, tmp_path / "ckpt", max_shard_size=2048 / 2**30)
     assert {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()} == before
     assert sorted(os.listdir(tmp_path)) == ["ckpt"]
 

@@ -127,7 +127,7 @@ def test_never_deletes_what_it_did_not_write(tmp_path):
 def test_a_crash_mid_save_leaves_the_previous_latest(tmp_path, monkeypatch):
     model = _model()
     model.train_on_batch(*_data())
-    manager = CheckpointManager(model, tmp_path, max_shard_size=4096)
+    manager = CheckpointManager(model, tmp_path, max_shard_size=4096 / 2**30)
     manager.save(1)
     expected = _state(model)
     calls = []

@@ -22,7 +22,7 @@ def test_saving_tutorial_runs_learns_and_checks_every_section(capsys):
     positions = [out.index(f"\n== {title}") for title in SECTIONS]
     assert positions == sorted(positions)
     checks = re.findall(r"^  checked: (.*)$", out, flags=re.MULTILINE)
-    assert len(checks) == 15
+    assert len(checks) == 17
     assert any("identical to the original" in check for check in checks)
     assert any("optimizer state came back (8 variables, 69 steps taken)" in check for check in checks)
     assert any("raises WeightsMismatchError" in check for check in checks)

@@ -3,7 +3,7 @@
 Code and tutorials written for R's `keras`/`keras3` packages (`save_model_hdf5(model, path)`,
 `model_to_json(model)`, ...) translate line by line: each verb here does exactly what the Python
 call in its docstring does, so the two APIs cannot drift apart. The table in `docs/saving.md`
-maps every verb, including the ones still planned.
+maps every verb.
 
 >>> from keramic.r_api import save_model_tf, load_model_tf
 >>> save_model_tf(model, "my_model.keras")
@@ -36,6 +36,8 @@ __all__ = [
     "save_model_weights",
     "save_model_weights_hdf5",
     "set_weights",
+    "save_model_weights_tf",
+    "load_model_weights_tf",
     "model_to_saved_model",
     "model_from_saved_model",
     "export_savedmodel",
@@ -199,3 +201,16 @@ def predict_savedmodel(instances, model):
     from keramic.export import predict_artifact
 
     return predict_artifact(instances, model)
+
+
+def save_model_weights_tf(object, filepath, overwrite=True):
+    """`object.save_weights(filepath, format="checkpoint")`: keramic's checkpoint directory, the
+    tutorial's recommended way to save a subclassed model (works before it was ever called)."""
+    object.save_weights(filepath, overwrite=overwrite, format="checkpoint")
+
+
+def load_model_weights_tf(object, filepath, verify=True):
+    """`object.load_weights(filepath)` from a checkpoint directory; values wait for variables that
+    do not exist yet (deferred restoration). Returns `object`."""
+    object.load_weights(filepath, verify=verify)
+    return object

@@ -100,20 +100,21 @@ class Model(Trainer, Layer):
 
         api.save_model(self, filepath, overwrite=overwrite, zipped=zipped, **kwargs)
 
-    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None, format=None):
         """Weights (and optimizer state when compiled) to `*.weights.h5`, `*.safetensors`, sharded
-        `*.weights.json` / `*.safetensors` (`max_shard_size` in GiB), or legacy `.h5`."""
+        `*.weights.json` / `*.safetensors` (`max_shard_size` in GiB), legacy `.h5`, or with
+        `format="checkpoint"` a checkpoint directory (restorable into an unbuilt model)."""
         from keramic.saving import api
 
-        api.save_weights(self, filepath, overwrite=overwrite, max_shard_size=max_shard_size)
+        api.save_weights(self, filepath, overwrite=overwrite, max_shard_size=max_shard_size, format=format)
 
-    def load_weights(self, filepath, skip_mismatch=False, by_name=False):
+    def load_weights(self, filepath, skip_mismatch=False, by_name=False, verify=True):
         """Weights from `*.weights.h5`, `*.weights.json`, `*.safetensors`, `.keras` or legacy `.h5`
         (recognised by their bytes); raises on any mismatch unless `skip_mismatch` (`by_name` only
-        for legacy `.h5`)."""
+        for legacy `.h5`). A checkpoint directory returns a restore status."""
         from keramic.saving import api
 
-        api.load_weights(self, filepath, skip_mismatch=skip_mismatch, by_name=by_name)
+        return api.load_weights(self, filepath, skip_mismatch=skip_mismatch, by_name=by_name, verify=verify)
 
     def export(self, filepath, format="tf_saved_model", input_shapes=None):
         """A serving artifact directory (ONNX graph + signatures + the model itself); `format="onnx"`

@@ -8,7 +8,7 @@ import h5py
 
 from keramic.errors import FileFormatError, NotBuiltError
 from keramic.saving import registry
-from keramic.saving.formats import keras_directory, keras_v3, legacy_h5, safetensors_weights, sharded_weights
+from keramic.saving.formats import checkpoint, keras_directory, keras_v3, legacy_h5, safetensors_weights, sharded_weights
 from keramic.saving.serialize import deserialize_keras_object, safe_mode_scope
 from keramic.saving.stores.atomic import write_atomically
 
@@ -103,7 +103,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     )
 
 
-def save_weights(model, filepath, overwrite=True, max_shard_size=None):
+def save_weights(model, filepath, overwrite=True, max_shard_size=None, format=None):
     """Save weights (and optimizer state when compiled) in Keras 3's layout.
 
     `*.weights.h5` -> one file; with `max_shard_size` (GiB) -> `*.weights.json` plus its shards;
@@ -113,8 +113,19 @@ def save_weights(model, filepath, overwrite=True, max_shard_size=None):
     >>> save_weights(model, "model.weights.h5")
     >>> save_weights(model, "big/model.weights.json", max_shard_size=2.0)
     >>> save_weights(model, "model.safetensors")
+    >>> save_weights(model, "ckpt", format="checkpoint")  # object-keyed, deferred restoration
+
+    `format="checkpoint"` writes keramic's checkpoint directory (docs/checkpoint.md); it also works
+    for a model that was never called.
     """
     filepath = os.fspath(filepath)
+    if format == "checkpoint":
+        if not overwrite and os.path.exists(filepath):
+            raise FileExistsError(f"{filepath} exists and overwrite=False.")
+        options = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+        return checkpoint.save_checkpoint(model, filepath, **options)
+    if format is not None:
+        raise ValueError(f"Unknown weights format {format!r}; use None (chosen by extension) or 'checkpoint'.")
     safetensors = safetensors_weights.is_safetensors_path(filepath)
     legacy = max_shard_size is None and filepath.endswith((".h5", ".hdf5")) and not filepath.endswith(".weights.h5")
     if safetensors:
@@ -140,15 +151,22 @@ def save_weights(model, filepath, overwrite=True, max_shard_size=None):
         keras_v3.write_weights_file(model, temporary)
 
 
-def load_weights(model, filepath, skip_mismatch=False, by_name=False):
+def load_weights(model, filepath, skip_mismatch=False, by_name=False, verify=True):
     """Load weights into a built model from `*.weights.h5`, a sharded `*.weights.json` index, a
     `.keras` archive, a legacy `.h5` file or safetensors (recognised by their bytes; a sharded
     `*.safetensors.index.json` by its name); strict by default, nothing assigned on a mismatch.
     `by_name` matches layers by name, for legacy `.h5` files only (as Keras).
 
     >>> load_weights(model, "model.weights.h5")
+
+    A checkpoint directory restores even into a model that is not built yet (values wait for their
+    variables) and returns a status (`assert_consumed()`, ...); `verify` checks its file hashes.
     """
     filepath = os.fspath(filepath)
+    if checkpoint.is_checkpoint(filepath):
+        if by_name:
+            raise FileFormatError(f"{filepath}: `by_name` only supports loading legacy '.h5' or '.hdf5' files.")
+        return checkpoint.load_checkpoint(model, filepath, verify=verify)
     safetensors = safetensors_weights.recognise(filepath)
     if safetensors is not None:
         if by_name:

@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from keramic.errors import FileFormatError, KeramicError
+from keramic.errors import ConfigError, FileFormatError, KeramicError
 from keramic.saving.formats import checkpoint
 from keramic.saving.stores import atomic
 from keramic.saving.stores.atomic import write_atomically
@@ -35,6 +35,7 @@ STATE_FILE = "checkpoint-manager.json"
 _NAME = re.compile(r"ckpt-(0|[1-9][0-9]*)")
 _TEMP_NAME = re.compile(r"\.ckpt-(?:0|[1-9][0-9]*)\.keramic-(\d+)-[0-9a-f]{8}\.tmp")
 _BACKGROUND_BYTES = 64 * 1024  # smaller tensors are copied before `save` returns: cheaper than tracking them
+_WRITER_NICENESS = 10
 
 
 class _Record:
@@ -65,11 +66,11 @@ class CheckpointManager:
         keep_every_n_hours=None,
         keep_every_n_steps=None,
         async_save=False,
-        max_shard_size=checkpoint.DEFAULT_SHARD_BYTES,
+        max_shard_size=checkpoint.DEFAULT_SHARD_SIZE,
         fsync=True,
     ):
         if max_to_keep is not None and max_to_keep < 1:
-            raise ValueError(f"max_to_keep must be at least 1 or None, got {max_to_keep}.")
+            raise ConfigError(f"{directory}: max_to_keep must be at least 1 or None, got {max_to_keep}.")
         self.model = model
         self.directory = os.path.abspath(os.fspath(directory))
         self.max_to_keep = max_to_keep
@@ -230,6 +231,7 @@ class CheckpointManager:
                 ready.set()
             if cuda_event is not None:
                 cuda_event.synchronize()
+            _yield_to_training()
             self._write(step, snapshot, saved_at)
         except BaseException as error:  # reported by the next save or wait_until_finished
             self._error = error
@@ -318,6 +320,13 @@ class CheckpointManager:
             os.remove(self._state_path())
         if not os.listdir(self.directory):
             os.rmdir(self.directory)
+
+
+def _yield_to_training():
+    """Lower this thread's CPU priority (Linux: per thread; the hashing threads it starts inherit
+    it), so hashing and writing take the cores training leaves idle rather than slow its steps."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _WRITER_NICENESS)
 
 
 def _hold_optimizer(optimizer, ready):

@@ -7,13 +7,14 @@ import os
 import re
 import warnings
 
+from keramic.errors import ConfigError
 from keramic.saving.checkpoint_manager import CheckpointManager
 from keramic.saving.formats.checkpoint import RngState, restore_metric_state, save_checkpoint
 from keramic.saving.registry import keras_export
 from keramic.training.callbacks import Callback, _MonitorCallback
 
 _MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
-_WEIGHTS_SUFFIXES = (".weights.h5", ".weights.json", ".safetensors", ".h5", ".hdf5")
+_WEIGHTS_SUFFIXES = (".weights.h5", ".safetensors", ".h5", ".hdf5")
 
 
 def _save_kind(filepath, save_weights_only):
@@ -24,8 +25,8 @@ def _save_kind(filepath, save_weights_only):
         return "model"
     if "." not in re.sub(r"\{[^}]*\}", "", os.path.basename(filepath)):
         return "checkpoint"
-    expected = "`.weights.h5`, `.weights.json`, `.safetensors`, `.h5`" if save_weights_only else "`.keras` or `.h5`"
-    raise ValueError(
+    expected = "`.weights.h5`, `.safetensors` or `.h5`" if save_weights_only else "`.keras` or `.h5`"
+    raise ConfigError(
         f"ModelCheckpoint: the filepath must end in {expected}"
         f"{' with save_weights_only=True' if save_weights_only else ''}, or have no extension to write a "
         f"checkpoint directory. Received: filepath={filepath}"
@@ -48,7 +49,7 @@ def _counts_batch(callback, batch):
 
 def _check_save_freq(save_freq):
     if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
-        raise ValueError(f"Unrecognized save_freq: {save_freq!r}. Expected 'epoch' or a positive integer.")
+        raise ConfigError(f"Unrecognized save_freq: {save_freq!r}. Expected 'epoch' or a positive integer.")
 
 
 @keras_export("keras.callbacks")
@@ -103,7 +104,7 @@ class ModelCheckpoint(_MonitorCallback):
                 return self.filepath.format(epoch=epoch + 1, **logs)
             return self.filepath.format(epoch=epoch + 1, batch=batch + 1, **logs)
         except KeyError as error:
-            raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". Reason: {error}') from None
+            raise ConfigError(f"{self.filepath}: entry {error}: the filepath names a value the logs do not have ({sorted(logs)}).") from None
 
     def _should_save(self, epoch, logs, filepath):
         if not self.save_best_only:
@@ -158,7 +159,7 @@ class BackupAndRestore(Callback):
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True):
         super().__init__()
         if not backup_dir:
-            raise ValueError("Empty `backup_dir` argument passed")
+            raise ConfigError("BackupAndRestore: empty `backup_dir` argument passed.")
         _check_save_freq(save_freq)
         self.backup_dir = os.fspath(backup_dir)
         self.save_freq = save_freq

@@ -32,7 +32,7 @@ from keramic.saving.stores import atomic, safetensors_file
 FORMAT = "keramic.checkpoint"
 VERSION = 1
 INDEX = "checkpoint.json"
-DEFAULT_SHARD_BYTES = 256 * 2**20  # several files hash in parallel, on save and on verify
+DEFAULT_SHARD_SIZE = 0.25  # GiB; several files hash in parallel, on save and on verify
 TRAINING_STATE = "training_state"
 INDEX_SIZE_LIMIT = 64 * 2**20
 _DATA_FILE = re.compile(r"data-\d{5}-of-\d{5}\.safetensors")
@@ -253,7 +253,7 @@ def _publish(temporary, target):
     _fsync_directory(os.path.dirname(target))
 
 
-def write_snapshot(snapshot, directory, max_shard_size=DEFAULT_SHARD_BYTES, fsync=True, metadata=None):
+def write_snapshot(snapshot, directory, max_shard_size=DEFAULT_SHARD_SIZE, fsync=True, metadata=None):
     """Write `snapshot` as a checkpoint at `directory`, atomically; returns the directory.
 
     An existing checkpoint there is replaced; anything else there is refused, never deleted.
@@ -270,7 +270,7 @@ def write_snapshot(snapshot, directory, max_shard_size=DEFAULT_SHARD_BYTES, fsyn
     temporary = os.path.join(parent, atomic.temp_name(os.path.basename(directory)))
     os.mkdir(temporary)
     try:
-        shards = _shards(snapshot.entries, max_shard_size)
+        shards = _shards(snapshot.entries, max_shard_size * 2**30)
         names = [f"data-{number:05d}-of-{len(shards):05d}.safetensors" for number in range(len(shards))]
 
         def write_shard(name, shard):
@@ -314,11 +314,11 @@ def _keramic_version():
     return __version__
 
 
-def save_checkpoint(model, directory, training_state=None, include_optimizer=True, include_metrics=True, max_shard_size=DEFAULT_SHARD_BYTES, fsync=True):
+def save_checkpoint(model, directory, training_state=None, include_optimizer=True, include_metrics=True, max_shard_size=DEFAULT_SHARD_SIZE, fsync=True):
     """Save every variable of `model` (and its optimizer and metrics) as a checkpoint directory.
 
     `training_state` adds JSON values and `RngState`s (e.g. epoch, step, RNG states);
-    `max_shard_size` (bytes) splits the data over several files. The directory appears only once
+    `max_shard_size` (GiB, as for `save_weights`) splits the data over several files. The directory appears only once
     complete.
 
     >>> save_checkpoint(model, "ckpt")
@@ -342,7 +342,7 @@ def read_index(directory):
             if size > INDEX_SIZE_LIMIT:
                 raise _index_error(directory, "index", f"{size} bytes is over the {INDEX_SIZE_LIMIT}-byte limit.")
             index = json.loads(handle.read().decode("utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise FileFormatError(f"{directory}: not a keramic checkpoint (no {INDEX}).") from None
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise _index_error(directory, "index", f"not valid JSON ({error}).") from None
