@@ -186,7 +186,8 @@ def worker(case, contender, directory, repeat, quick):
 
             loaded = load()
             with torch.no_grad():
-                for variable, value in zip(target, loaded.values()):
+                # Keys are "<index>.<path>"; the loaders may return them in another order.
+                for variable, (_, value) in zip(target, sorted(loaded.items(), key=lambda item: int(item[0].split(".")[0]))):
                     variable.copy_(value)
 
         result["load_into_s"] = statistics.median(_measure(load_into, slack)[0] for _ in range(repeat))

@@ -14,29 +14,13 @@ import keramic
 from keramic import layers
 from keramic.errors import FileFormatError, KeramicError, NotBuiltError, UnknownObjectError, WeightsMismatchError
 
+import helpers
+
 FIXTURES = Path(__file__).parent / "fixtures" / "keras3"
 CASES = ["seed_mlp", "sequential_mlp_adam", "cnn_small", "functional_two_in_two_out", "nested_shared", "rnn_text", "subclassed"]
 
 
-@keramic.saving.register_keras_serializable(package="keras3_fixtures")
-class TinyResidualNet(keramic.Model):
-    """keramic's own version of the fixture's registered subclass (same config and attributes)."""
-
-    def __init__(self, hidden_units=8, num_classes=3, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_units = hidden_units
-        self.num_classes = num_classes
-        self.hidden = layers.Dense(hidden_units, name="hidden")
-        self.norm = layers.BatchNormalization(name="norm")
-        self.skip = layers.Dense(hidden_units, use_bias=False, name="skip")
-        self.head = layers.Dense(num_classes, name="head")
-
-    def call(self, inputs, training=False):
-        h = torch.relu(self.norm(self.hidden(inputs), training=training))
-        return self.head(h + self.skip(inputs))
-
-    def get_config(self):
-        return {**super().get_config(), "hidden_units": self.hidden_units, "num_classes": self.num_classes}
+TinyResidualNet = keramic.saving.register_keras_serializable(package="keras3_fixtures")(helpers.TinyResidualNet)
 
 
 NOISE_ONLY_GRADIENTS = {"subclassed": ("hidden/bias",)}

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import keramic
 from keramic import layers
 from keramic.errors import UnknownObjectError, UnsafeDeserializationError
 from keramic.models import Functional, Sequential
 from keramic.saving import deserialize_keras_object
+
+import helpers
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras3"
 X = np.linspace(-1, 1, 12, dtype="float32").reshape(4, 3)
@@ -225,26 +226,6 @@ def test_keras_registered_custom_layer_loads_with_package_key(keras, tmp_path):
 
 
 # ---------------------------------------------------------------- no pickle, no marshal
-class TinyResidualNet(keramic.Model):
-    """The `subclassed` fixture's class, passed through custom_objects (not registered here)."""
-
-    def __init__(self, hidden_units=8, num_classes=3, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_units = hidden_units
-        self.num_classes = num_classes
-        self.hidden = layers.Dense(hidden_units, name="hidden")
-        self.norm = layers.BatchNormalization(name="norm")
-        self.skip = layers.Dense(hidden_units, use_bias=False, name="skip")
-        self.head = layers.Dense(num_classes, name="head")
-
-    def call(self, inputs, training=False):
-        h = torch.relu(self.norm(self.hidden(inputs), training=training))
-        return self.head(h + self.skip(inputs))
-
-    def get_config(self):
-        return {**super().get_config(), "hidden_units": self.hidden_units, "num_classes": self.num_classes}
-
-
 def forbid_pickle_and_marshal(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("pickle/marshal used while loading")
@@ -261,7 +242,7 @@ def no_pickle_or_marshal(monkeypatch):
 
 @pytest.mark.parametrize("archive", sorted(FIXTURES.glob("*/model.keras")), ids=lambda p: p.parent.name)
 def test_fixtures_load_without_pickle_or_marshal(no_pickle_or_marshal, archive):
-    model = keramic.models.load_model(archive, custom_objects={"keras3_fixtures>TinyResidualNet": TinyResidualNet})
+    model = keramic.models.load_model(archive, custom_objects={"keras3_fixtures>TinyResidualNet": helpers.TinyResidualNet})
     assert model.built
     model.load_weights(archive)
 

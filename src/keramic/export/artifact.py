@@ -18,7 +18,6 @@ Only `serving.onnx` and `signatures.json` are needed to serve: any onnxruntime b
 """
 
 import collections
-import datetime
 import hashlib
 import json
 import os
@@ -28,7 +27,6 @@ import threading
 
 import numpy as np
 
-import keramic
 from keramic.errors import FileFormatError, KeramicError
 from keramic.export import onnx as onnx_export
 from keramic.saving.formats import keras_directory, keras_v3
@@ -88,16 +86,14 @@ def export_model(model, directory, input_shapes=None, include_optimizer=True, ov
     evaluation, left_out = None, []
     if model.compiled and model._compile_args.get("loss") is not None:
         evaluation, left_out = onnx_export.evaluation_graph(model, serving, input_shapes)
-    config = keras_v3.model_config(model)
-    if not include_optimizer and "compile_config" in config:
-        config["compile_config"] = {}
+    config = keras_v3.model_config(model, include_optimizer)
 
     def write_model(temporary):
         _write_json(os.path.join(temporary, keras_v3.CONFIG), config)
-        _write_json(os.path.join(temporary, keras_v3.METADATA), _metadata())
+        _write_json(os.path.join(temporary, keras_v3.METADATA), keras_v3.saving_metadata())
         weights = os.path.join(temporary, keras_v3.WEIGHTS)
         keras_v3.write_weights_file(model, weights, include_optimizer)
-        _fsync(weights)
+        keras_directory.fsync(weights)
 
     _write_artifact(directory, serving, evaluation, left_out, overwrite, write_model)
 
@@ -115,7 +111,7 @@ def _write_artifact(directory, serving, evaluation, left_out, overwrite, write_m
     if os.path.lexists(path):
         if not overwrite:
             raise FileExistsError(f"{path} exists and overwrite=False.")
-        _check_replaceable(path)
+        keras_directory.check_replaceable(path, ARTIFACT_ENTRIES, "export a model", "an exported model")
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     temporary = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
@@ -139,9 +135,9 @@ def _write_artifact(directory, serving, evaluation, left_out, overwrite, write_m
         if write_model is not None:
             write_model(temporary)
         _write_json(os.path.join(temporary, FINGERPRINT), fingerprint(temporary))
-        _fsync(os.path.join(temporary, ASSETS))
-        _fsync(temporary)
-        _move_into_place(temporary, path)
+        keras_directory.fsync(os.path.join(temporary, ASSETS))
+        keras_directory.fsync(temporary)
+        keras_directory.move_into_place(temporary, path)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -165,14 +161,6 @@ def _tensor_info(spec):
             "unknown_rank": False,
         },
         "name": spec.name,
-    }
-
-
-def _metadata():
-    return {
-        "keras_version": keras_v3.KERAS_FORMAT_VERSION,
-        "keramic_version": keramic.__version__,
-        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
     }
 
 
@@ -207,43 +195,6 @@ def _write_bytes(path, data):
 
 def _write_json(path, value):
     _write_bytes(path, json.dumps(value, indent=1).encode())
-
-
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _check_replaceable(path):
-    """Only an artifact may be replaced: exporting onto any other directory would delete it."""
-    if not os.path.isdir(path) or os.path.islink(path):
-        raise KeramicError(f"{path}: exists and is not a plain directory; cannot export a model there.")
-    foreign = sorted(set(os.listdir(path)) - ARTIFACT_ENTRIES)
-    if foreign:
-        raise KeramicError(
-            f"{path}: exists and holds entries that are not part of an exported model ({', '.join(foreign[:5])}); "
-            "refusing to replace it. Choose a new path or remove the directory first."
-        )
-
-
-def _move_into_place(temporary, path):
-    """Rename the finished directory onto `path`; an old one is moved aside first, then deleted."""
-    parent = os.path.dirname(path)
-    if os.path.lexists(path):
-        aside = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)
-        os.replace(path, aside)  # onto the empty directory just made
-        try:
-            os.rename(temporary, path)
-        except BaseException:
-            os.replace(aside, path)
-            raise
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.rename(temporary, path)
-    _fsync(parent)
 
 
 # ------------------------------------------------------------------------------ reading

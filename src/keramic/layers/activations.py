@@ -6,13 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from keramic import activations, constraints, initializers, regularizers
-from keramic.layers.base import Layer
+from keramic.layers.base import Layer, weight_settings
 from keramic.saving.registry import keras_export
-from keramic.saving.serialize import serialize_keras_object
 
-
-def _serialize(obj):
-    return serialize_keras_object(obj) if obj is not None else None
 
 
 @keras_export("keras.layers")
@@ -132,9 +128,7 @@ class PReLU(Layer):
         config = super().get_config()
         config.update(
             {
-                "alpha_initializer": _serialize(self.alpha_initializer),
-                "alpha_regularizer": _serialize(self.alpha_regularizer),
-                "alpha_constraint": _serialize(self.alpha_constraint),
+                **weight_settings(self, ("alpha",)),
                 "shared_axes": self.shared_axes,
             }
         )

@@ -12,7 +12,7 @@ import torch
 
 from keramic import activations, backend, constraints, initializers, regularizers
 from keramic.layers.activations import Softmax
-from keramic.layers.base import Layer
+from keramic.layers.base import Layer, weight_settings
 from keramic.layers.core import Dropout
 from keramic.saving.registry import keras_export
 from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
@@ -20,9 +20,6 @@ from keramic.symbolic import run_on_placeholders
 
 _EQUATION = re.compile(r"(\.\.\.)?([a-zA-Z]+)(\.\.\.)?,([a-zA-Z]+)->(\.\.\.)?([a-zA-Z]+)(\.\.\.)?")
 
-
-def _serialize(obj):
-    return serialize_keras_object(obj) if obj is not None else None
 
 
 def _analyze_equation(equation, bias_axes, input_shape, output_shape):
@@ -182,13 +179,7 @@ class EinsumDense(Layer):
                 "equation": self.equation,
                 "activation": activations.serialize(self.activation),
                 "bias_axes": self.bias_axes,
-                "kernel_initializer": _serialize(self.kernel_initializer),
-                "bias_initializer": _serialize(self.bias_initializer),
-                "kernel_regularizer": _serialize(self.kernel_regularizer),
-                "bias_regularizer": _serialize(self.bias_regularizer),
-                "activity_regularizer": _serialize(self.activity_regularizer),
-                "kernel_constraint": _serialize(self.kernel_constraint),
-                "bias_constraint": _serialize(self.bias_constraint),
+                **weight_settings(self, ("kernel", "bias"), activity=True),
                 "quantization_config": None,
             }
         )
@@ -530,13 +521,7 @@ class MultiHeadAttention(Layer):
                 "output_shape": serialize_keras_object(self._output_shape),
                 "attention_axes": serialize_keras_object(self._attention_axes),
                 "sliding_window": self._sliding_window,
-                "kernel_initializer": _serialize(self._kernel_initializer),
-                "bias_initializer": _serialize(self._bias_initializer),
-                "kernel_regularizer": _serialize(self._kernel_regularizer),
-                "bias_regularizer": _serialize(self._bias_regularizer),
-                "activity_regularizer": _serialize(self._activity_regularizer),
-                "kernel_constraint": _serialize(self._kernel_constraint),
-                "bias_constraint": _serialize(self._bias_constraint),
+                **weight_settings(self, ("kernel", "bias"), activity=True, prefix="_"),
                 "seed": self.seed,
             }
         )

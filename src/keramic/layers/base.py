@@ -598,3 +598,15 @@ def pending_call_losses():
 def current_training():
     """The training flag of the call in progress (None outside any call)."""
     return _context.training
+
+
+def serialize_or_none(obj):
+    """The Keras config of `obj`, or None for None."""
+    return serialize.serialize_keras_object(obj) if obj is not None else None
+
+
+def weight_settings(layer, names, activity=False, prefix=""):
+    """`<name>_initializer`, `_regularizer` (then `activity_regularizer`) and `_constraint` configs of each weight name."""
+    kinds = [[f"{name}_{kind}" for name in names] for kind in ("initializer", "regularizer", "constraint")]
+    keys = kinds[0] + kinds[1] + (["activity_regularizer"] if activity else []) + kinds[2]
+    return {key: serialize_or_none(getattr(layer, prefix + key)) for key in keys}

@@ -8,15 +8,11 @@ one `torch.nn.functional` convolution. channels_last inputs are viewed as NCHW w
 import torch.nn.functional as F
 
 from keramic import activations, constraints, initializers, regularizers
-from keramic.layers.base import Layer
+from keramic.layers.base import Layer, weight_settings
 from keramic.saving.registry import keras_export
-from keramic.saving.serialize import serialize_keras_object
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
 
-
-def _serialize(obj):
-    return serialize_keras_object(obj) if obj is not None else None
 
 
 def normalize_tuple(value, n, name, allow_zero=False):
@@ -241,13 +237,7 @@ class _Conv(Layer):
                 "groups": self.groups,
                 "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias,
-                "kernel_initializer": _serialize(self.kernel_initializer),
-                "bias_initializer": _serialize(self.bias_initializer),
-                "kernel_regularizer": _serialize(self.kernel_regularizer),
-                "bias_regularizer": _serialize(self.bias_regularizer),
-                "activity_regularizer": _serialize(self.activity_regularizer),
-                "kernel_constraint": _serialize(self.kernel_constraint),
-                "bias_constraint": _serialize(self.bias_constraint),
+                **weight_settings(self, ("kernel", "bias"), activity=True),
             }
         )
         return config
@@ -447,13 +437,7 @@ class Conv2DTranspose(Layer):
                 "dilation_rate": self.dilation_rate,
                 "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias,
-                "kernel_initializer": _serialize(self.kernel_initializer),
-                "bias_initializer": _serialize(self.bias_initializer),
-                "kernel_regularizer": _serialize(self.kernel_regularizer),
-                "bias_regularizer": _serialize(self.bias_regularizer),
-                "activity_regularizer": _serialize(self.activity_regularizer),
-                "kernel_constraint": _serialize(self.kernel_constraint),
-                "bias_constraint": _serialize(self.bias_constraint),
+                **weight_settings(self, ("kernel", "bias"), activity=True),
             }
         )
         return config
@@ -612,13 +596,7 @@ class DepthwiseConv2D(_DepthwiseBase):
         config.update(self._base_config())
         config.update(
             {
-                "depthwise_initializer": _serialize(self.depthwise_initializer),
-                "bias_initializer": _serialize(self.bias_initializer),
-                "depthwise_regularizer": _serialize(self.depthwise_regularizer),
-                "bias_regularizer": _serialize(self.bias_regularizer),
-                "activity_regularizer": _serialize(self.activity_regularizer),
-                "depthwise_constraint": _serialize(self.depthwise_constraint),
-                "bias_constraint": _serialize(self.bias_constraint),
+                **weight_settings(self, ("depthwise", "bias"), activity=True),
             }
         )
         return config
@@ -724,16 +702,7 @@ class SeparableConv2D(_DepthwiseBase):
         config.update(self._base_config())
         config.update(
             {
-                "depthwise_initializer": _serialize(self.depthwise_initializer),
-                "pointwise_initializer": _serialize(self.pointwise_initializer),
-                "bias_initializer": _serialize(self.bias_initializer),
-                "depthwise_regularizer": _serialize(self.depthwise_regularizer),
-                "pointwise_regularizer": _serialize(self.pointwise_regularizer),
-                "bias_regularizer": _serialize(self.bias_regularizer),
-                "activity_regularizer": _serialize(self.activity_regularizer),
-                "depthwise_constraint": _serialize(self.depthwise_constraint),
-                "pointwise_constraint": _serialize(self.pointwise_constraint),
-                "bias_constraint": _serialize(self.bias_constraint),
+                **weight_settings(self, ("depthwise", "pointwise", "bias"), activity=True),
             }
         )
         return config

@@ -6,13 +6,9 @@ import numpy as np
 import torch
 
 from keramic import activations, constraints, initializers, regularizers
-from keramic.layers.base import Layer
+from keramic.layers.base import Layer, weight_settings
 from keramic.saving.registry import keras_export
-from keramic.saving.serialize import serialize_keras_object
 
-
-def _serialize(obj):
-    return serialize_keras_object(obj) if obj is not None else None
 
 
 @keras_export("keras.layers")
@@ -88,12 +84,7 @@ class Dense(Layer):
                 "units": self.units,
                 "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias,
-                "kernel_initializer": _serialize(self.kernel_initializer),
-                "bias_initializer": _serialize(self.bias_initializer),
-                "kernel_regularizer": _serialize(self.kernel_regularizer),
-                "bias_regularizer": _serialize(self.bias_regularizer),
-                "kernel_constraint": _serialize(self.kernel_constraint),
-                "bias_constraint": _serialize(self.bias_constraint),
+                **weight_settings(self, ("kernel", "bias")),
                 "quantization_config": None,
             }
         )

@@ -5,13 +5,10 @@ import warnings
 import torch
 
 from keramic import backend, constraints, initializers, regularizers
-from keramic.layers.base import Layer
+from keramic.layers.base import Layer, weight_settings
 from keramic.saving.registry import keras_export
 from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
 
-
-def _serialize(obj):
-    return serialize_keras_object(obj) if obj is not None else None
 
 
 @keras_export("keras.layers")
@@ -92,10 +89,7 @@ class Embedding(Layer):
             {
                 "input_dim": self.input_dim,
                 "output_dim": self.output_dim,
-                "embeddings_initializer": _serialize(self.embeddings_initializer),
-                "embeddings_regularizer": _serialize(self.embeddings_regularizer),
-                "activity_regularizer": _serialize(self.activity_regularizer),
-                "embeddings_constraint": _serialize(self.embeddings_constraint),
+                **weight_settings(self, ("embeddings",), activity=True),
                 "mask_zero": self.mask_zero,
                 "quantization_config": None,
             }

@@ -8,16 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from keramic import backend, constraints, initializers, regularizers
-from keramic.layers.base import Layer
+from keramic.layers.base import Layer, serialize_or_none, weight_settings
 from keramic.saving.registry import keras_export
-from keramic.saving.serialize import serialize_keras_object
 
 # Keras's backend.epsilon(): guards the masked-moments division.
 _EPSILON = 1e-7
 
-
-def _serialize(obj):
-    return serialize_keras_object(obj) if obj is not None else None
 
 
 def _at_least_float32(x):
@@ -170,14 +166,14 @@ class BatchNormalization(Layer):
                 "epsilon": self.epsilon,
                 "center": self.center,
                 "scale": self.scale,
-                "beta_initializer": _serialize(self.beta_initializer),
-                "gamma_initializer": _serialize(self.gamma_initializer),
-                "moving_mean_initializer": _serialize(self.moving_mean_initializer),
-                "moving_variance_initializer": _serialize(self.moving_variance_initializer),
-                "beta_regularizer": _serialize(self.beta_regularizer),
-                "gamma_regularizer": _serialize(self.gamma_regularizer),
-                "beta_constraint": _serialize(self.beta_constraint),
-                "gamma_constraint": _serialize(self.gamma_constraint),
+                "beta_initializer": serialize_or_none(self.beta_initializer),
+                "gamma_initializer": serialize_or_none(self.gamma_initializer),
+                "moving_mean_initializer": serialize_or_none(self.moving_mean_initializer),
+                "moving_variance_initializer": serialize_or_none(self.moving_variance_initializer),
+                "beta_regularizer": serialize_or_none(self.beta_regularizer),
+                "gamma_regularizer": serialize_or_none(self.gamma_regularizer),
+                "beta_constraint": serialize_or_none(self.beta_constraint),
+                "gamma_constraint": serialize_or_none(self.gamma_constraint),
                 "synchronized": self.synchronized,
                 "renorm": self.renorm,
                 "renorm_clipping": self.renorm_clipping,
@@ -299,12 +295,7 @@ class LayerNormalization(Layer):
                 "center": self.center,
                 "scale": self.scale,
                 "rms_scaling": self.rms_scaling,
-                "beta_initializer": _serialize(self.beta_initializer),
-                "gamma_initializer": _serialize(self.gamma_initializer),
-                "beta_regularizer": _serialize(self.beta_regularizer),
-                "gamma_regularizer": _serialize(self.gamma_regularizer),
-                "beta_constraint": _serialize(self.beta_constraint),
-                "gamma_constraint": _serialize(self.gamma_constraint),
+                **weight_settings(self, ("beta", "gamma")),
             }
         )
         return config

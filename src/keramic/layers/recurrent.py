@@ -13,13 +13,10 @@ import inspect
 import torch
 
 from keramic import activations, backend, constraints, initializers, regularizers
-from keramic.layers.base import Layer, _call_signature_flags
+from keramic.layers.base import Layer, _call_signature_flags, serialize_or_none, weight_settings
 from keramic.saving.registry import keras_export
 from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
 
-
-def _serialize(obj):
-    return serialize_keras_object(obj) if obj is not None else None
 
 
 def _masked_matmul(x, weight, masks):
@@ -192,15 +189,7 @@ class _RecurrentCell(Layer):
             "activation": activations.serialize(self.activation),
             "recurrent_activation": activations.serialize(self.recurrent_activation),
             "use_bias": self.use_bias,
-            "kernel_initializer": _serialize(self.kernel_initializer),
-            "recurrent_initializer": _serialize(self.recurrent_initializer),
-            "bias_initializer": _serialize(self.bias_initializer),
-            "kernel_regularizer": _serialize(self.kernel_regularizer),
-            "recurrent_regularizer": _serialize(self.recurrent_regularizer),
-            "bias_regularizer": _serialize(self.bias_regularizer),
-            "kernel_constraint": _serialize(self.kernel_constraint),
-            "recurrent_constraint": _serialize(self.recurrent_constraint),
-            "bias_constraint": _serialize(self.bias_constraint),
+            **weight_settings(self, ("kernel", "recurrent", "bias")),
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed,
@@ -720,7 +709,7 @@ class _BuiltinRNN(RNN):
 
     def get_config(self):
         config = self._rnn_config()
-        values = {**self.cell._config_values(), "activity_regularizer": _serialize(self.activity_regularizer)}
+        values = {**self.cell._config_values(), "activity_regularizer": serialize_or_none(self.activity_regularizer)}
         config.update({key: values[key] for key in self._CONFIG_KEYS})
         return config
 

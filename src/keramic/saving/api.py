@@ -4,16 +4,15 @@ and by the file's own bytes on load (never by trusting the name alone)."""
 import json
 import os
 
-import h5py
-
 from keramic.errors import FileFormatError, NotBuiltError
 from keramic.saving import registry
 from keramic.saving.formats import checkpoint, keras_directory, keras_v3, legacy_h5, safetensors_weights, sharded_weights
 from keramic.saving.serialize import deserialize_keras_object, safe_mode_scope
+from keramic.saving.stores import h5_weights
 from keramic.saving.stores.atomic import write_atomically
+from keramic.saving.stores.h5_layout import SIGNATURE as HDF5_MAGIC
 
 ZIP_MAGIC = b"PK\x03\x04"
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 def sniff(path):
@@ -88,7 +87,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
             return artifact.load_artifact(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
         return keras_directory.load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
     if kind == "hdf5":
-        with _open_hdf5(filepath) as h5file:
+        with h5_weights.open_hdf5(filepath, f"{filepath}:") as h5file:
             whole_model = legacy_h5.is_legacy_model_file(h5file)
         if whole_model:
             return legacy_h5.load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
@@ -174,7 +173,7 @@ def load_weights(model, filepath, skip_mismatch=False, by_name=False, verify=Tru
         return safetensors_weights.load(model, safetensors, skip_mismatch)
     kind = sniff(filepath)
     if kind == "hdf5":
-        with _open_hdf5(filepath) as h5file:
+        with h5_weights.open_hdf5(filepath, f"{filepath}:") as h5file:
             legacy = legacy_h5.is_legacy_weights_file(h5file)
             if not legacy and not by_name:
                 return keras_v3.load_weights_from_h5(model, h5file, filepath, skip_mismatch)
@@ -191,14 +190,6 @@ def load_weights(model, filepath, skip_mismatch=False, by_name=False, verify=Tru
     if kind == "json":
         return sharded_weights.load(model, filepath, skip_mismatch)
     raise FileFormatError(f"{filepath}: a directory is not a weights file; pass its model.weights.h5 or load_model() it.")
-
-
-def _open_hdf5(filepath):
-    """An HDF5 file opened read-only; damage (truncation, bad superblock) is a FileFormatError."""
-    try:
-        return h5py.File(filepath, "r")
-    except OSError as error:
-        raise FileFormatError(f"{filepath}: not a readable HDF5 file, it may be truncated or damaged ({error}).") from None
 
 
 def model_from_json(json_string, custom_objects=None, safe_mode=True):

@@ -45,7 +45,7 @@ def source_kind(path):
     if kind == "directory":
         return "directory"
     if kind == "hdf5":
-        with api._open_hdf5(path) as h5file:
+        with h5_weights.open_hdf5(path, f"{path}:") as h5file:
             if legacy_h5.is_legacy_model_file(h5file):
                 return "legacy_h5"
             return "legacy_weights" if legacy_h5.is_legacy_weights_file(h5file) else "weights_h5"
@@ -200,7 +200,7 @@ def _open_entries(source, kind):
             yield [(key, None) for key in weights.located], dict(weights.aliases), lambda key, _: weights.tensor(key)
         return
     if kind == "weights_h5":
-        with api._open_hdf5(source) as h5file:
+        with h5_weights.open_hdf5(source, f"{source}:") as h5file:
             reader = h5_weights.H5Weights(h5file, source)
             groups = _vars_groups(reader.check, h5file)
             yield _datasets(reader, groups), {}, lambda key, dataset: _dataset_tensor(source, key, dataset)

@@ -5,23 +5,17 @@ The directory is written whole under a temporary name beside the target and rena
 so readers see the old model or the new one, never a mix.
 """
 
-import datetime
 import json
 import os
 import shutil
 import tempfile
 
-import h5py
-
-import keramic
 from keramic.errors import FileFormatError, KeramicError
-from keramic.saving import registry
 from keramic.saving.formats import keras_v3
-from keramic.saving.serialize import deserialize_keras_object, safe_mode_scope
+from keramic.saving.stores import h5_weights
 
 # What a saved model directory may hold; anything else in a target means it is someone's directory.
 MODEL_ENTRIES = {keras_v3.CONFIG, keras_v3.METADATA, keras_v3.WEIGHTS, "assets"}
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 CONFIG_SIZE_LIMIT = 64 * 1024**2
 
 
@@ -33,15 +27,9 @@ def save(model, path, include_optimizer=True):
     keras_v3.check_saveable(model)
     path = os.path.abspath(os.fspath(path))
     if os.path.lexists(path):
-        _check_replaceable(path)
-    config = keras_v3.model_config(model)
-    if not include_optimizer and "compile_config" in config:
-        config["compile_config"] = {}
-    metadata = {
-        "keras_version": keras_v3.KERAS_FORMAT_VERSION,
-        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
-        "keramic_version": keramic.__version__,
-    }
+        check_replaceable(path, MODEL_ENTRIES, "save a model directory", "a saved model")
+    config = keras_v3.model_config(model, include_optimizer)
+    metadata = keras_v3.saving_metadata()
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     temporary = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
@@ -50,22 +38,22 @@ def save(model, path, include_optimizer=True):
         _write_json(os.path.join(temporary, keras_v3.CONFIG), config)
         weights = os.path.join(temporary, keras_v3.WEIGHTS)
         keras_v3.write_weights_file(model, weights, include_optimizer)
-        _fsync(weights)
-        _fsync(temporary)
-        _move_into_place(temporary, path)
+        fsync(weights)
+        fsync(temporary)
+        move_into_place(temporary, path)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
 
 
-def _check_replaceable(path):
-    """Only a model directory may be replaced: saving onto any other directory would delete it."""
+def check_replaceable(path, entries, action, kind):
+    """Only a directory holding nothing but `entries` may be replaced: writing onto any other would delete it."""
     if not os.path.isdir(path) or os.path.islink(path):
-        raise KeramicError(f"{path}: exists and is not a plain directory (a file or a link); cannot save a model directory there.")
-    foreign = sorted(set(os.listdir(path)) - MODEL_ENTRIES)
+        raise KeramicError(f"{path}: exists and is not a plain directory (a file or a link); cannot {action} there.")
+    foreign = sorted(set(os.listdir(path)) - entries)
     if foreign:
         raise KeramicError(
-            f"{path}: exists and holds entries that are not part of a saved model ({', '.join(foreign[:5])}); "
+            f"{path}: exists and holds entries that are not part of {kind} ({', '.join(foreign[:5])}); "
             "refusing to replace it. Choose a new path or remove the directory first."
         )
 
@@ -77,7 +65,7 @@ def _write_json(path, value):
         os.fsync(handle.fileno())
 
 
-def _fsync(path):
+def fsync(path):
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -85,12 +73,12 @@ def _fsync(path):
         os.close(fd)
 
 
-def _move_into_place(temporary, path):
+def move_into_place(temporary, path):
     """Rename the finished directory onto `path`; an old one is first moved aside, then deleted."""
     parent = os.path.dirname(path)
     if not os.path.lexists(path):
         os.rename(temporary, path)
-        _fsync(parent)
+        fsync(parent)
         return
     aside = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)
     os.replace(path, aside)  # onto the empty directory just made: the name is ours, nothing is lost
@@ -99,7 +87,7 @@ def _move_into_place(temporary, path):
     except BaseException:
         os.replace(aside, path)
         raise
-    _fsync(parent)
+    fsync(parent)
     shutil.rmtree(aside, ignore_errors=True)
 
 
@@ -109,14 +97,7 @@ def load(path, custom_objects=None, compile=True, safe_mode=True):
     config_path = os.path.join(path, keras_v3.CONFIG)
     if not os.path.isfile(config_path):
         raise FileFormatError(f"{path}: a directory without '{keras_v3.CONFIG}' is not a saved model.")
-    config = _read_config(config_path)
-    if not compile and isinstance(config, dict):
-        config = {key: value for key, value in config.items() if key != "compile_config"}
-    try:
-        with safe_mode_scope(safe_mode), registry.custom_object_scope(custom_objects):
-            model = deserialize_keras_object(config, ("keras", "keras.models"), custom_objects, safe_mode)
-    except KeramicError as error:
-        raise type(error)(f"{config_path}: {error}") from None
+    model = keras_v3.model_from_config(_read_config(config_path), config_path, custom_objects, compile, safe_mode)
     weights_path = os.path.join(path, keras_v3.WEIGHTS)
     with _open_weights(path, weights_path) as h5file:
         keras_v3.load_weights_from_h5(model, h5file, weights_path, skip_mismatch=False)
@@ -137,11 +118,4 @@ def _read_config(config_path):
 def _open_weights(path, weights_path):
     if not os.path.isfile(weights_path):
         raise FileFormatError(f"{path}: the model directory has no '{keras_v3.WEIGHTS}'.")
-    with open(weights_path, "rb") as handle:
-        head = handle.read(len(HDF5_MAGIC))
-    if head != HDF5_MAGIC:
-        raise FileFormatError(f"{weights_path}: not an HDF5 file (starts with {head!r}).")
-    try:
-        return h5py.File(weights_path, "r")
-    except OSError as error:
-        raise FileFormatError(f"{weights_path}: not a readable HDF5 file, it may be truncated or damaged ({error}).") from None
+    return h5_weights.open_hdf5(weights_path, f"{weights_path}:")

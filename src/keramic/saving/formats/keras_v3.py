@@ -63,8 +63,32 @@ def check_saveable(model):
         )
 
 
-def model_config(model):
-    return serialize_keras_object(model)
+def model_config(model, include_optimizer=True):
+    """The model's config, with an empty `compile_config` when the optimizer is left out."""
+    config = serialize_keras_object(model)
+    if not include_optimizer and "compile_config" in config:
+        config["compile_config"] = {}
+    return config
+
+
+def saving_metadata():
+    """The metadata.json of a saved model."""
+    return {
+        "keras_version": KERAS_FORMAT_VERSION,
+        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+        "keramic_version": keramic.__version__,
+    }
+
+
+def model_from_config(config, where, custom_objects=None, compile=True, safe_mode=True):
+    """Rebuild a model from its config, initializers skipped (the weights are read next); `where` prefixes errors."""
+    if not compile and isinstance(config, dict):
+        config = {key: value for key, value in config.items() if key != "compile_config"}
+    try:
+        with safe_mode_scope(safe_mode), registry.custom_object_scope(custom_objects), skipping_initializers():
+            return deserialize_keras_object(config, ("keras", "keras.models"), custom_objects, safe_mode)
+    except KeramicError as error:
+        raise type(error)(f"{where}: {error}") from None
 
 
 def write_weights_file(model, path, include_optimizer=True):
@@ -81,16 +105,9 @@ def save(model, path, include_optimizer=True, fsync=True):
     """Write `model` to a `.keras` archive at `path`, atomically (`fsync=False`: skip the flush to disk)."""
     check_saveable(model)
     path = os.fspath(path)
-    config = model_config(model)
-    if not include_optimizer and "compile_config" in config:
-        config["compile_config"] = {}
+    config = model_config(model, include_optimizer)
     image = h5_layout.WeightsImage(variable_groups(model, include_optimizer=include_optimizer))
-    metadata = {
-        "keras_version": KERAS_FORMAT_VERSION,
-        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
-        "keramic_version": keramic.__version__,
-        weights_index.KEY: weights_index.build(image),
-    }
+    metadata = {**saving_metadata(), weights_index.KEY: weights_index.build(image)}
     with write_atomically(path, fsync=fsync) as temporary:
         fd = os.open(temporary, os.O_WRONLY)
         try:
@@ -126,15 +143,7 @@ def load(path, custom_objects=None, compile=True, safe_mode=True):
     """Rebuild a model from a `.keras` archive: architecture, weights, compile state, optimizer state."""
     path = os.fspath(path)
     with open_archive(path) as archive:
-        config = read_config(path, archive)
-        if not compile and isinstance(config, dict):
-            config = {key: value for key, value in config.items() if key != "compile_config"}
-        try:
-            # Every variable is then read from the file (or loading fails), so skip the initializers.
-            with safe_mode_scope(safe_mode), registry.custom_object_scope(custom_objects), skipping_initializers():
-                model = deserialize_keras_object(config, ("keras", "keras.models"), custom_objects, safe_mode)
-        except KeramicError as error:
-            raise type(error)(f"{path}: entry '{CONFIG}': {error}") from None
+        model = model_from_config(read_config(path, archive), f"{path}: entry '{CONFIG}'", custom_objects, compile, safe_mode)
         if WEIGHTS not in archive.namelist():
             raise FileFormatError(f"{path}: the archive has no '{WEIGHTS}' entry.")
         load_weights_from_member(model, path, archive, WEIGHTS, skip_mismatch=False)
@@ -172,26 +181,35 @@ def load_weights_from_h5(model, h5file, filename, skip_mismatch=False):
             os.close(fd)
 
 
-def _load_weights(model, source, filename, skip_mismatch):
-    """Assign the model's variables (optimizer slots created to match the file) from a weights source."""
+def check_built(model, filename):
+    """Refuse to load weights from `filename` into a model that has no variables yet."""
     if not model.built:
         raise NotBuiltError(
             f"Cannot load weights from {filename} into model '{model.name}' before it is built: "
             "call it on a batch of data or `build()` it first."
         )
+
+
+def groups_to_load(model, source):
+    """The model's variable groups, optimizer included (its slots created to match) when `source` holds its state."""
     optimizer = getattr(model, "optimizer", None)
-    include_optimizer = optimizer is not None
-    stored = len(source.stored("optimizer/vars")) if include_optimizer else 0
-    if include_optimizer and stored == 0:
-        include_optimizer = False
-    if include_optimizer and not optimizer.built and stored > len(optimizer.variables):
+    stored = len(source.stored("optimizer/vars")) if optimizer is not None else 0
+    if stored == 0:
+        return variable_groups(model, include_optimizer=False)
+    if not optimizer.built and stored > len(optimizer.variables):
         optimizer.build(model.trainable_variables)  # slots come from the file, so create them first
-    groups = variable_groups(model, include_optimizer=include_optimizer)
-    if include_optimizer and optimizer.built and stored < len(optimizer.variables) and stored == _unbuilt_count(optimizer):
+    groups = variable_groups(model, include_optimizer=True)
+    if optimizer.built and stored < len(optimizer.variables) and stored == _unbuilt_count(optimizer):
         # The file's optimizer was never built (compiled, not trained): only its counters exist.
         groups = [(p, o, v[:stored] if o is optimizer else v) for p, o, v in groups]
+    return groups
+
+
+def _load_weights(model, source, filename, skip_mismatch):
+    """Assign the model's variables (optimizer slots created to match the file) from a weights source."""
+    check_built(model, filename)
     try:
-        h5_weights.read_groups(source, groups, filename, skip_mismatch)
+        h5_weights.read_groups(source, groups_to_load(model, source), filename, skip_mismatch)
     except EOFError as error:
         raise FileFormatError(f"{filename}: {error} (file truncated?)") from None
 

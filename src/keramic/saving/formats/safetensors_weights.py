@@ -18,7 +18,8 @@ import re
 import threading
 
 from keramic.errors import FileFormatError, KeramicError, NotBuiltError, WeightsMismatchError
-from keramic.saving.formats.sharded_weights import _check_shard_name, _groups_to_load
+from keramic.saving.formats import keras_v3
+from keramic.saving.formats.sharded_weights import _check_shard_name
 from keramic.saving.stores import h5_weights, safetensors_file
 from keramic.saving.stores.atomic import write_atomically
 from keramic.saving.tree import variable_groups
@@ -351,11 +352,7 @@ def load(model, filepath, skip_mismatch=False):
     >>> load(model, "model.safetensors")
     """
     filepath = os.fspath(filepath)
-    if not model.built:
-        raise NotBuiltError(
-            f"Cannot load weights from {filepath} into model '{model.name}' before it is built: "
-            "call it on a batch of data or `build()` it first."
-        )
+    keras_v3.check_built(model, filepath)
     with paused_gc(), open_weights(filepath) as source:
         keys = source.keys()
         if keys and not any(split_key(key) for key in keys):
@@ -365,4 +362,4 @@ def load(model, filepath, skip_mismatch=False):
                 f"{', '.join(repr(k) for k in keys[:3])}{', ...' if len(keys) > 3 else ''}: it was written for "
                 "another model or library."
             )
-        h5_weights.read_groups(source, _groups_to_load(model, source), filepath, skip_mismatch)
+        h5_weights.read_groups(source, keras_v3.groups_to_load(model, source), filepath, skip_mismatch)

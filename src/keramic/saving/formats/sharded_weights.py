@@ -13,13 +13,12 @@ import warnings
 
 import h5py
 
-from keramic.errors import FileFormatError, KeramicError, NotBuiltError
+from keramic.errors import FileFormatError, KeramicError
 from keramic.saving.formats import keras_v3
 from keramic.saving.stores import h5_weights
 from keramic.saving.stores.atomic import write_atomically
 from keramic.saving.tree import variable_groups
 
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # An index lists each group once; a model whose index passes this has millions of groups.
 INDEX_SIZE_LIMIT = 64 * 1024**2
 
@@ -181,14 +180,7 @@ def _check_shard_name(filepath, key, name):
 def _open_shard(index_file, path):
     if not os.path.isfile(path):
         raise FileFormatError(f"{index_file}: shard '{os.path.basename(path)}' named in the index does not exist ({path}).")
-    with open(path, "rb") as handle:
-        head = handle.read(len(HDF5_MAGIC))
-    if head != HDF5_MAGIC:
-        raise FileFormatError(f"{path}: shard named in {index_file} is not an HDF5 file (starts with {head!r}).")
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        raise FileFormatError(f"{path}: shard named in {index_file} is not a readable HDF5 file ({error}).") from None
+    return h5_weights.open_hdf5(path, f"{path}: shard named in {index_file} is")
 
 
 class ShardedWeights:
@@ -258,11 +250,7 @@ def load(model, filepath, skip_mismatch=False):
     >>> load(model, "ckpt/model.weights.json")
     """
     filepath = os.fspath(filepath)
-    if not model.built:
-        raise NotBuiltError(
-            f"Cannot load weights from {filepath} into model '{model.name}' before it is built: "
-            "call it on a batch of data or `build()` it first."
-        )
+    keras_v3.check_built(model, filepath)
     mapping = read_index(filepath)
     directory = os.path.dirname(os.path.abspath(filepath))
     paths = dict.fromkeys(os.path.join(directory, name) for names in mapping.values() for name in names)
@@ -274,19 +262,4 @@ def load(model, filepath, skip_mismatch=False):
             open_files.callback(os.close, fd)
             shards[path] = h5_weights.H5Weights(h5file, path, (fd, 0, os.fstat(fd).st_size))
         source = ShardedWeights(filepath, mapping, shards)
-        h5_weights.read_groups(source, _groups_to_load(model, source), filepath, skip_mismatch)
-
-
-def _groups_to_load(model, source):
-    """The model's variable groups, optimizer included (and built) when the shards hold its state."""
-    optimizer = getattr(model, "optimizer", None)
-    stored = len(source.stored(_group_name("optimizer"))) if optimizer is not None else 0
-    if stored == 0:
-        return variable_groups(model, include_optimizer=False)
-    if not optimizer.built and stored > len(optimizer.variables):
-        optimizer.build(model.trainable_variables)
-    groups = variable_groups(model, include_optimizer=True)
-    if stored < len(optimizer.variables) and stored == keras_v3._unbuilt_count(optimizer):
-        # The file's optimizer was never built (compiled, not trained): only its counters exist.
-        groups = [(p, o, v[:stored] if o is optimizer else v) for p, o, v in groups]
-    return groups
+        h5_weights.read_groups(source, keras_v3.groups_to_load(model, source), filepath, skip_mismatch)

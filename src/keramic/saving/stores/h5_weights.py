@@ -12,8 +12,21 @@ import numpy as np
 import torch
 
 from keramic import backend
-from keramic.errors import KeramicError, WeightsMismatchError
+from keramic.errors import FileFormatError, KeramicError, WeightsMismatchError
 from keramic.saving.stores import bulk_io
+from keramic.saving.stores.h5_layout import SIGNATURE
+
+
+def open_hdf5(path, subject):
+    """Open an HDF5 file for reading once its signature checks out; errors start with `subject`."""
+    with open(path, "rb") as handle:
+        head = handle.read(len(SIGNATURE))
+    if head != SIGNATURE:
+        raise FileFormatError(f"{subject} not an HDF5 file (starts with {head!r}).")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise FileFormatError(f"{subject} not a readable HDF5 file, it may be truncated or damaged ({error}).") from None
 
 
 def _group_name(path):
