@@ -944,3 +944,144 @@ def test_our_h5_loads_in_keras3(keras, tmp_path, name):
     fresh = INTEROP[name](keras)
     fresh.load_weights(tmp_path / "ours_weights.h5")  # Keras's legacy weights reader (tf.keras's layout)
     assert_close(ours.predict(x, verbose=0), fresh.predict(x, verbose=0))
+
+
+# ---------------------------------------------------------------- real tf.keras 2
+TF_PYTHON = os.environ.get("KERAMIC_TF_PYTHON")
+
+# Run by the TensorFlow interpreter: loads every `<name>.h5` compiled and compares predictions
+# with `<name>.npz` (inputs x0.., predictions p0..); prints one line per model.
+TF_KERAS_LOADER = r"""
+import glob, os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+import tf_keras
+failed = 0
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.h5"))):
+    name = os.path.basename(path)[:-3]
+    data = np.load(path[:-3] + ".npz")
+    xs = [data[k] for k in sorted(k for k in data.files if k.startswith("x"))]
+    expected = [data[k] for k in sorted(k for k in data.files if k.startswith("p"))]
+    try:
+        model = tf_keras.models.load_model(path, compile=True)
+        got = model.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+        got = got if isinstance(got, list) else [got]
+        error = max(float(np.max(np.abs(np.asarray(a) - b))) for a, b in zip(got, expected))
+        ok = error <= 1e-5 and model.optimizer is not None
+        print(f"{name}: {'OK' if ok else 'FAIL'} error={error:.2e} optimizer={type(model.optimizer).__name__}")
+    except Exception as exc:
+        ok = False
+        print(f"{name}: FAIL {type(exc).__name__}: {exc}")
+    failed += not ok
+sys.exit(1 if failed else 0)
+"""
+
+
+def tf_mlp():
+    inputs = keramic.Input((6,), name="x")
+    h = layers.Dense(8, activation="relu")(inputs)
+    h = layers.Dropout(0.2)(layers.BatchNormalization()(h))
+    model = keramic.Model(inputs, layers.Dense(3, activation="softmax")(h))
+    model.compile(optimizer=keramic.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model, np.ones((1, 6), "float32"), "features"
+
+
+def tf_sequential():
+    model = keramic.Sequential([keramic.Input((6,)), layers.Dense(8, activation="tanh"), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keramic.optimizers.RMSprop(momentum=0.5, centered=True), loss="sparse_categorical_crossentropy")
+    return model, None, "features"
+
+
+def tf_cnn():
+    inputs = keramic.Input((8, 8, 1))
+    h = layers.Flatten()(layers.MaxPooling2D()(layers.Conv2D(4, 3, activation="relu")(inputs)))
+    model = keramic.Model(inputs, layers.Dense(2, activation="softmax")(h))
+    model.compile(optimizer=keramic.optimizers.SGD(0.05, momentum=0.9), loss="sparse_categorical_crossentropy")
+    return model, None, "image"
+
+
+TF_MODELS = {
+    "mlp": tf_mlp,
+    "sequential": tf_sequential,
+    "cnn": tf_cnn,
+    "text": lambda: (interop_text(keramic), None, "text"),
+    "two_heads": lambda: (interop_two_heads(keramic), None, "two_heads"),
+}
+
+
+def tf_batch(kind, rng):
+    y = rng.integers(0, 2, size=8)
+    if kind == "image":
+        return rng.normal(size=(8, 8, 8, 1)).astype("float32"), y
+    if kind == "features":
+        return rng.normal(size=(8, 6)).astype("float32"), y
+    return interop_batch(kind)
+
+
+def test_our_h5_config_is_the_keras2_form(tmp_path):
+    model, _, _ = tf_mlp()
+    legacy_h5.save(model, tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r") as h5file:
+        config = json.loads(h5file.attrs["model_config"])
+        training = json.loads(h5file.attrs["training_config"])
+    entries = {}
+    for entry in config["config"]["layers"]:
+        entries.setdefault(entry["class_name"], entry)  # the first Dense: the hidden one
+    assert entries["InputLayer"]["config"]["batch_input_shape"] == [None, 6]
+    assert "batch_shape" not in entries["InputLayer"]["config"] and "optional" not in entries["InputLayer"]["config"]
+    dense = entries["Dense"]["config"]
+    assert dense["dtype"] == "float32" and "quantization_config" not in dense
+    assert "input_axes" not in dense["kernel_initializer"]["config"] and "module" not in dense["kernel_initializer"]
+    assert entries["BatchNormalization"]["inbound_nodes"] == [[[entries["Dense"]["config"]["name"], 0, 0, {}]]]
+    assert config["config"]["input_layers"] == [["x", 0, 0]]
+    assert "weight_decay" not in training["optimizer_config"]["config"]
+
+
+def test_our_h5_loads_in_tf_keras2(tmp_path):
+    """tf.keras 2 loads our `.h5` files, compiled, predicting what we predict (needs an
+    interpreter with TensorFlow and tf_keras in KERAMIC_TF_PYTHON)."""
+    import subprocess
+
+    if not TF_PYTHON or not os.path.exists(TF_PYTHON):
+        pytest.skip("set KERAMIC_TF_PYTHON to a Python with tensorflow and tf_keras 2 installed to check tf.keras 2 loading")
+    rng = np.random.default_rng(0)
+    for name, make in TF_MODELS.items():
+        keramic.utils.set_random_seed(0)
+        model, _, kind = make()
+        x, y = tf_batch(kind, rng)
+        model.train_on_batch(x, y)
+        legacy_h5.save(model, tmp_path / f"{name}.h5")
+        xs = as_list(x)
+        predictions = as_list(model.predict(x, verbose=0))
+        arrays = {f"x{i}": value for i, value in enumerate(xs)} | {f"p{i}": np.asarray(v) for i, v in enumerate(predictions)}
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        again = legacy_h5.load(tmp_path / f"{name}.h5")  # and we still read what we wrote
+        assert_close(again.predict(x, verbose=0), predictions)
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(
+        [TF_PYTHON, "-c", TF_KERAS_LOADER, str(tmp_path)], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    report = "\n".join(line for line in result.stdout.splitlines() if ": " in line)
+    assert result.returncode == 0, f"tf.keras 2 could not load our files:\n{report}\n{result.stderr[-3000:]}"
+    assert sum(": OK" in line for line in report.splitlines()) == len(TF_MODELS), report
+
+
+def test_graphs_the_keras2_form_cannot_express_keep_keras3_form(tmp_path):
+    """Several positional call inputs or dict model inputs: saved in Keras 3's form, still exact."""
+    q = keramic.Input((4, 5), name="q")
+    v = keramic.Input((6, 5), name="v")
+    attention = keramic.Model([q, v], keramic.layers.MultiHeadAttention(2, 3)(q, v))
+    a = keramic.Input((3,), name="a")
+    b = keramic.Input((2,), name="b")
+    by_name = keramic.Model({"a": a, "b": b}, keramic.layers.Dense(1)(keramic.layers.Concatenate()([a, b])))
+    rng = np.random.default_rng(0)
+    cases = [
+        (attention, [rng.normal(size=(2, 4, 5)).astype("float32"), rng.normal(size=(2, 6, 5)).astype("float32")]),
+        (by_name, {"a": rng.normal(size=(2, 3)).astype("float32"), "b": rng.normal(size=(2, 2)).astype("float32")}),
+    ]
+    for index, (model, x) in enumerate(cases):
+        path = tmp_path / f"m{index}.h5"
+        model.save(path)
+        np.testing.assert_array_equal(keramic.models.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0))

@@ -2,8 +2,8 @@
 
 Whole models (`model_config`, `training_config`, `model_weights`, `optimizer_weights`) and
 weights-only files (the `model_weights` layout at the file root); see
-keras-legacy-h5-format.md. Files are written in Keras 3's form, so real Keras 3 loads them; any
-writer's files are read, and training resumes with the saved optimizer state. Reading is
+keras-legacy-h5-format.md. Configs are written in tf.keras 2's form (Keras 3 reads it too), so
+both tf.keras 2 and real Keras 3 load the files; any writer's files are read, and training resumes with the saved optimizer state. Reading is
 defensive: read-only, hard links and plain contiguous or built-in-filter storage only, names,
 counts and shapes checked against the model before a single value is read.
 
@@ -62,14 +62,21 @@ def save(model, path, include_optimizer=True):
     """
     _check_saveable(model)
     path = os.fspath(path)
-    model_config = _legacy_entry(serialize_keras_object(model))
+    # The Keras 2 form: tf.keras 2 reads it, and so do Keras 3 and keramic (they read tf.keras files).
+    # Graphs that form cannot express keep Keras 3's form, which Keras 3 and keramic read.
+    entry = _legacy_entry(serialize_keras_object(model))
+    try:
+        model_config = keras2_config.to_keras2_model_config(entry)
+    except keras2_config.Keras2FormError:
+        model_config = entry
     optimizer = getattr(model, "optimizer", None) if include_optimizer and model.compiled else None
     with write_atomically(path) as temporary, h5py.File(temporary, "w") as h5file:
         h5file.attrs["keras_version"] = KERAS_FORMAT_VERSION
         h5file.attrs["backend"] = "torch"
         h5file.attrs["model_config"] = json.dumps(model_config).encode("utf-8")
         if optimizer is not None:
-            h5file.attrs["training_config"] = json.dumps(_training_config(model)).encode("utf-8")
+            training_config = keras2_config.to_keras2_training_config(_training_config(model))
+            h5file.attrs["training_config"] = json.dumps(training_config).encode("utf-8")
         _write_model_weights(h5file.create_group(MODEL_WEIGHTS), model)
         if optimizer is not None and optimizer.variables:
             group = h5file.create_group(OPTIMIZER_WEIGHTS)
