@@ -464,10 +464,20 @@ class LossFunctionWrapper(Loss):
 
 
 class _BuiltinLoss(LossFunctionWrapper):
-    """A built-in loss: its config lists its own arguments, not the wrapped function."""
+    """A built-in loss: its arguments (the wrapped function's keyword arguments, kept as
+    attributes) are its config, after `name` and `reduction`; the function itself is not."""
+
+    def __init__(self, fn, reduction="sum_over_batch_size", name=None, dtype=None, **kwargs):
+        super().__init__(fn, reduction=reduction, name=name, dtype=dtype, **kwargs)
+        for key, value in kwargs.items():
+            setattr(self, key, value)
 
     def get_config(self):
-        return Loss.get_config(self)
+        return {**Loss.get_config(self), **{key: getattr(self, key) for key in self._fn_kwargs}}
+
+
+def _without_default_axis(config):
+    return config if config.get("axis", -1) != -1 else {k: v for k, v in config.items() if k != "axis"}
 
 
 @keras_export("keras.losses")
@@ -498,26 +508,18 @@ class MeanSquaredLogarithmicError(_BuiltinLoss):
 class CosineSimilarity(_BuiltinLoss):
     def __init__(self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity", dtype=None):
         super().__init__(cosine_similarity, name=name, reduction=reduction, dtype=dtype, axis=axis)
-        self.axis = axis
 
     def get_config(self):
-        config = super().get_config()
-        if self.axis != -1:
-            # Keras drops `axis`; keramic keeps a non-default one so it survives a round trip.
-            config["axis"] = self.axis
-        return config
+        # Keras drops `axis`; keramic keeps a non-default one so it survives a round trip.
+        return _without_default_axis(super().get_config())
 
 
 @keras_export("keras.losses")
 class Huber(_BuiltinLoss):
     def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss", dtype=None):
+        # `delta` is in the config: a deliberate difference from Keras 3, whose config omits it (a
+        # saved Huber(2.0) reloads there as Huber(1.0)); Keras' own from_config accepts the key.
         super().__init__(huber, name=name, reduction=reduction, dtype=dtype, delta=delta)
-        self.delta = delta
-
-    def get_config(self):
-        # Deliberate difference from Keras 3, whose config omits `delta` (a saved Huber(2.0)
-        # reloads there as Huber(1.0)); Keras' own from_config accepts the extra key.
-        return {**super().get_config(), "delta": self.delta}
 
 
 @keras_export("keras.losses")
@@ -571,13 +573,6 @@ class BinaryCrossentropy(_BuiltinLoss):
             binary_crossentropy, name=name, reduction=reduction, dtype=dtype,
             from_logits=from_logits, label_smoothing=label_smoothing, axis=axis,
         )
-        self.from_logits = from_logits
-        self.label_smoothing = label_smoothing
-        self.axis = axis
-
-    def get_config(self):
-        config = super().get_config()
-        return {**config, "from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
 
 
 @keras_export("keras.losses")
@@ -596,26 +591,9 @@ class BinaryFocalCrossentropy(_BuiltinLoss):
     ):
         super().__init__(
             binary_focal_crossentropy, name=name, reduction=reduction, dtype=dtype,
-            apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
             from_logits=from_logits, label_smoothing=label_smoothing, axis=axis,
+            apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
         )
-        self.apply_class_balancing = apply_class_balancing
-        self.alpha = alpha
-        self.gamma = gamma
-        self.from_logits = from_logits
-        self.label_smoothing = label_smoothing
-        self.axis = axis
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "from_logits": self.from_logits,
-            "label_smoothing": self.label_smoothing,
-            "axis": self.axis,
-            "apply_class_balancing": self.apply_class_balancing,
-            "alpha": self.alpha,
-            "gamma": self.gamma,
-        }
 
 
 @keras_export("keras.losses")
@@ -633,13 +611,6 @@ class CategoricalCrossentropy(_BuiltinLoss):
             categorical_crossentropy, name=name, reduction=reduction, dtype=dtype,
             from_logits=from_logits, label_smoothing=label_smoothing, axis=axis,
         )
-        self.from_logits = from_logits
-        self.label_smoothing = label_smoothing
-        self.axis = axis
-
-    def get_config(self):
-        config = super().get_config()
-        return {**config, "from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
 
 
 @keras_export("keras.losses")
@@ -657,16 +628,10 @@ class SparseCategoricalCrossentropy(_BuiltinLoss):
             sparse_categorical_crossentropy, name=name, reduction=reduction, dtype=dtype,
             from_logits=from_logits, ignore_class=ignore_class, axis=axis,
         )
-        self.from_logits = from_logits
-        self.ignore_class = ignore_class
-        self.axis = axis
 
     def get_config(self):
-        config = {**super().get_config(), "from_logits": self.from_logits, "ignore_class": self.ignore_class}
-        if self.axis != -1:
-            # Keras drops `axis`; keramic keeps a non-default one so it survives a round trip.
-            config["axis"] = self.axis
-        return config
+        # Keras drops `axis`; keramic keeps a non-default one so it survives a round trip.
+        return _without_default_axis(super().get_config())
 
 
 _CLASSES = (
