@@ -247,7 +247,8 @@ def _dataset_dtype(dataset):
 def _weights_summary(h5file, filename):
     if h5file.get("model_weights", getlink=True) is not None or "layer_names" in h5file.attrs:
         raise FileFormatError(
-            f"{filename}: a legacy Keras 2 HDF5 (.h5) file; `keramic inspect` reads it once legacy HDF5 support (issue #4) lands."
+            f"{filename}: a legacy HDF5 (.h5) file, which `keramic inspect` does not read yet; "
+            "`keramic convert` it to .keras (or load it with keramic.models.load_model) to inspect it."
         )
     walker = _Walker(filename)
     params, size, dtypes = walker.stats(h5file, skip=("optimizer",))
