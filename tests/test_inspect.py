@@ -196,7 +196,7 @@ def test_legacy_h5_is_named_as_such(tmp_path):
     path = tmp_path / "old.h5"
     with h5py.File(path, "w") as h5file:
         h5file.attrs["layer_names"] = [b"dense"]
-    with pytest.raises(FileFormatError, match="old.h5: a legacy HDF5 .* keramic convert"):
+    with pytest.raises(FileFormatError, match="old.h5: a legacy HDF5 .*keramic convert"):
         inspect_file(path)
 
 
