@@ -595,11 +595,6 @@ def pending_call_losses():
     return [loss for layer in _context.layers_with_losses for loss in layer._call_losses]
 
 
-def current_training():
-    """The training flag of the call in progress (None outside any call)."""
-    return _context.training
-
-
 def serialize_or_none(obj):
     """The Keras config of `obj`, or None for None."""
     return serialize.serialize_keras_object(obj) if obj is not None else None

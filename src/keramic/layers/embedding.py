@@ -7,7 +7,7 @@ import torch
 from keramic import backend, constraints, initializers, regularizers
 from keramic.layers.base import Layer, weight_settings
 from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.saving.serialize import deserialize_keras_object
 
 
 
