@@ -6,7 +6,10 @@
 
 Every save is durable (fsync before it counts as done; peers' files are fsynced after their
 writer returns), every timed call starts with no dirty pages left (`os.sync()` first), and every
-restore goes into the model's existing tensors. Rounds interleave
+restore goes into the model's existing tensors, twice: cold (each contender's files evicted from
+the page cache first, as when a restarted job resumes) and warm (files read once just before).
+The disk's raw speed is measured two ways, a buffered write plus fsync and a direct (O_DIRECT)
+write of one aligned buffer; the save target is judged against the faster. Rounds interleave
 the contenders and medians are reported, because the machine is shared and noisy; before each
 timed call the process touches memory it will need, so freed-and-returned VM memory is not what
 gets measured. Then async saves: `CheckpointManager(async_save=True)` during a training loop,
@@ -15,6 +18,7 @@ timing how long the loop is held (the `save` call plus any wait at the next opti
 
 import argparse
 import gc
+import mmap
 import os
 import shutil
 import statistics
@@ -49,12 +53,31 @@ def _timed(call, prefault_bytes):
     return time.perf_counter() - start
 
 
+def _files(path):
+    return [path] if os.path.isfile(path) else [os.path.join(root, name) for root, _, names in os.walk(path) for name in names]
+
+
 def _fsync_tree(path):
-    paths = [path] if os.path.isfile(path) else [os.path.join(root, name) for root, _, names in os.walk(path) for name in names]
-    for file in paths:
+    for file in _files(path):
         fd = os.open(file, os.O_RDONLY)
         os.fsync(fd)
         os.close(fd)
+
+
+def _evict(path):
+    """Drop the (clean, fsynced) pages of every file under `path` from the page cache."""
+    for file in _files(path):
+        fd = os.open(file, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+
+
+def _warm(path):
+    """Read every file under `path` once, so that it sits in the page cache."""
+    for file in _files(path):
+        with open(file, "rb") as handle:
+            while handle.read(64 * 2**20):
+                pass
 
 
 def _model(total_bytes):
@@ -78,7 +101,7 @@ def _copy_into(state, loaded):
 
 
 def contenders(model, directory):
-    """name -> (save, restore) callables working on `directory`."""
+    """name -> (save, restore, files) : two callables and the path they write and read."""
     import torch.distributed.checkpoint as dcp
     from safetensors.torch import load_file, save_file
 
@@ -101,24 +124,28 @@ def contenders(model, directory):
         _fsync_tree(st)
 
     return {
-        "keramic checkpoint (verify)": (lambda: save_checkpoint(model, ours), lambda: load_checkpoint(model, ours)),
-        "keramic checkpoint, verify=False": (None, lambda: load_checkpoint(model, ours, verify=False)),
-        "torch.save / torch.load(mmap)": (torch_save, lambda: _copy_into(state, torch.load(pt, mmap=True, weights_only=True))),
-        "torch.distributed.checkpoint": (dcp_save, lambda: dcp.load(state, checkpoint_id=dcp_dir)),
-        "safetensors save_file / load_file": (safetensors_save, lambda: _copy_into(state, load_file(st))),
+        "keramic checkpoint (verify)": (lambda: save_checkpoint(model, ours), lambda: load_checkpoint(model, ours), ours),
+        "keramic checkpoint, verify=False": (None, lambda: load_checkpoint(model, ours, verify=False), ours),
+        "torch.save / torch.load(mmap)": (torch_save, lambda: _copy_into(state, torch.load(pt, mmap=True, weights_only=True)), pt),
+        "torch.distributed.checkpoint": (dcp_save, lambda: dcp.load(state, checkpoint_id=dcp_dir), dcp_dir),
+        "safetensors save_file / load_file": (safetensors_save, lambda: _copy_into(state, load_file(st)), st),
     }
 
 
-def raw_write(directory, nbytes, fsync):
-    """One sequential write of `nbytes` from a pre-touched buffer (plus fsync): the disk's speed."""
-    buffer = np.ones(nbytes, np.uint8)
+def raw_write(directory, nbytes, fsync, direct=False):
+    """One sequential write of `nbytes` from a pre-touched buffer (plus fsync): the disk's speed.
+    `direct` writes around the page cache (O_DIRECT) from a page-aligned buffer, in 256 MiB calls."""
+    nbytes = -(-nbytes // 4096) * 4096
+    buffer = np.frombuffer(mmap.mmap(-1, nbytes), np.uint8)
+    buffer.fill(1)
     path = os.path.join(directory, "raw.bin")
 
     def write():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_DIRECT if direct else 0)
+        fd = os.open(path, flags, 0o644)
         view = memoryview(buffer)
         while len(view):
-            view = view[os.write(fd, view[: 1 << 30]) :]
+            view = view[os.write(fd, view[: 256 << 20 if direct else 1 << 30]) :]
         if fsync:
             os.fsync(fd)
         os.close(fd)
@@ -190,16 +217,20 @@ def main():
     directory = tempfile.mkdtemp(prefix="keramic-ckpt-bench-", dir=args.dir)
     try:
         table = contenders(model, directory)
-        times = {name: {"save": [], "restore": []} for name in table}
-        raw, raw_cache, nofsync = [], [], []
+        times = {name: {"save": [], "cold": [], "warm": []} for name in table}
+        raw, raw_direct, raw_cache, nofsync = [], [], [], []
         for _ in range(args.rounds):
             raw.append(raw_write(directory, total, fsync=True))
+            raw_direct.append(raw_write(directory, total, fsync=True, direct=True))
             raw_cache.append(raw_write(directory, total, fsync=False))
             nofsync.append(_timed(lambda: save_checkpoint(model, os.path.join(directory, "nofsync"), fsync=False), total))
-            for name, (save, restore) in table.items():
+            for name, (save, restore, files) in table.items():
                 if save is not None:
                     times[name]["save"].append(_timed(save, total))
-                times[name]["restore"].append(_timed(restore, total))
+                _evict(files)
+                times[name]["cold"].append(_timed(restore, total))
+                _warm(files)
+                times[name]["warm"].append(_timed(restore, total))
         call, wait, step, saving_step, background = async_block_times(model, directory, args.rounds, args.batch)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -207,17 +238,19 @@ def main():
     def rate(seconds):
         return f"{total / seconds / 1e9:5.2f} GB/s"
 
-    raw_s = statistics.median(raw)
+    median = statistics.median
+    raw_s, raw_direct_s = median(raw), median(raw_direct)
     print(f"checkpoint benchmark: {total / 2**30:.2f} GiB ({len(_state(model))} tensors: Dense {WIDTH}x{WIDTH} weights + "
           f"Adam momentum and velocity), median of {args.rounds} interleaved rounds, torch {torch.__version__}")
-    print(f"  raw sequential write, fsync          {raw_s:7.3f} s  {rate(raw_s)}")
-    print(f"  raw sequential write, page cache     {statistics.median(raw_cache):7.3f} s  {rate(statistics.median(raw_cache))}")
-    print(f"\n  {'contender':<38}{'save s':>8}{'':>12}{'restore s':>11}")
+    print(f"  raw sequential write, buffered + fsync  {raw_s:7.3f} s  {rate(raw_s)}")
+    print(f"  raw sequential write, O_DIRECT + fsync  {raw_direct_s:7.3f} s  {rate(raw_direct_s)}")
+    print(f"  raw sequential write, page cache        {median(raw_cache):7.3f} s  {rate(median(raw_cache))}")
+    print(f"\n  {'contender':<38}{'save s':>8}{'':>12}{'restore cold s':>16}{'warm s':>8}")
     for name, measured in times.items():
-        save = f"{statistics.median(measured['save']):8.3f}{rate(statistics.median(measured['save'])):>12}" if measured["save"] else f"{'':>20}"
-        print(f"  {name:<38}{save}{statistics.median(measured['restore']):11.3f}")
-    ours = statistics.median(times["keramic checkpoint (verify)"]["save"])
-    print(f"  {'keramic checkpoint, fsync=False':<38}{statistics.median(nofsync):8.3f}{rate(statistics.median(nofsync)):>12}")
+        save = f"{median(measured['save']):8.3f}{rate(median(measured['save'])):>12}" if measured["save"] else f"{'':>20}"
+        print(f"  {name:<38}{save}{median(measured['cold']):16.3f}{median(measured['warm']):8.3f}")
+    ours = median(times["keramic checkpoint (verify)"]["save"])
+    print(f"  {'keramic checkpoint, fsync=False':<38}{median(nofsync):8.3f}{rate(median(nofsync)):>12}")
 
     sync_save = ours
     blocked = call + wait
@@ -225,8 +258,9 @@ def main():
           f"the next optimizer update waits {wait * 1e3:.1f} ms for the snapshot; that step takes {saving_step:.3f} s "
           f"while the writer shares the CPU; the write ends {background:.2f} s after it")
     print("\ntargets:")
-    print(f"  save speed >= 80% of raw write (fsync): {raw_s / ours:6.1%}  {'HOLDS' if raw_s / ours >= 0.8 else 'MISSED'}")
-    print(f"  async blocks < 10% of a sync save:      {blocked / sync_save:6.1%}  {'HOLDS' if blocked < 0.1 * sync_save else 'MISSED'}"
+    fastest_raw = min(raw_s, raw_direct_s)
+    print(f"  save speed >= 80% of raw write (the faster raw way): {fastest_raw / ours:6.1%}  {'HOLDS' if fastest_raw / ours >= 0.8 else 'MISSED'}")
+    print(f"  async blocks < 10% of a sync save:                   {blocked / sync_save:6.1%}  {'HOLDS' if blocked < 0.1 * sync_save else 'MISSED'}"
           f"  ({blocked * 1e3:.0f} ms of {sync_save * 1e3:.0f} ms)")
 
 

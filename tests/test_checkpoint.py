@@ -347,14 +347,14 @@ def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     before = {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()}
     calls = []
 
-    def failing(path, head, buffers, fsync):
+    def failing(path, parts, durable):
         calls.append(path)
         if len(calls) == 2:
             raise OSError("disk full")
-        return original(path, head, buffers, fsync)
+        return original(path, parts, durable)
 
-    original = checkpoint._write_hashed
-    monkeypatch.setattr(checkpoint, "_write_hashed", failing)
+    original = checkpoint.hashed_write.write_hashed
+    monkeypatch.setattr(checkpoint.hashed_write, "write_hashed", failing)
     model.stem.kernel.assign(np.zeros((8, 16), "float32"))
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(model, tmp_path / "ckpt", max_shard_size=2048 / 2**30)

@@ -78,6 +78,7 @@ def test_max_to_keep_deletes_the_oldest(tmp_path):
     for step in range(1, 6):
         manager.save(step)
     assert manager.steps == [4, 5]
+    manager.wait_until_finished()  # retention deletes replaced checkpoints on a thread
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-manager.json", "ckpt-4", "ckpt-5"]
     assert CheckpointManager(_model(), tmp_path).steps == [4, 5]  # a new manager reads the record
 
@@ -131,15 +132,15 @@ def test_a_crash_mid_save_leaves_the_previous_latest(tmp_path, monkeypatch):
     manager.save(1)
     expected = _state(model)
     calls = []
-    original = checkpoint._write_hashed
+    original = checkpoint.hashed_write.write_hashed
 
-    def dies_on_second_file(path, head, buffers, fsync):
+    def dies_on_second_file(path, parts, durable):
         calls.append(path)
         if len(calls) == 2:
             raise KeyboardInterrupt  # stands for a kill in the middle of writing
-        return original(path, head, buffers, fsync)
+        return original(path, parts, durable)
 
-    monkeypatch.setattr(checkpoint, "_write_hashed", dies_on_second_file)
+    monkeypatch.setattr(checkpoint.hashed_write, "write_hashed", dies_on_second_file)
     model.train_on_batch(*_data())
     with pytest.raises(KeyboardInterrupt):
         manager.save(2)

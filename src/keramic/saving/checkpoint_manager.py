@@ -247,7 +247,7 @@ class CheckpointManager:
             doomed = self._apply_retention()
             self._write_state()
         for old_step in doomed:
-            self._remove(old_step)
+            self._remove(old_step, in_background=True)
 
     def _apply_retention(self):
         """Steps to delete under the retention rules (preserved ones leave the rotation for good)."""
@@ -266,20 +266,26 @@ class CheckpointManager:
                 doomed.append(record.step)
         return doomed
 
-    def _remove(self, step):
-        """Delete checkpoint `step`: renamed aside first, so a crash never leaves half of one in place."""
+    def _remove(self, step, in_background=False):
+        """Delete checkpoint `step`: renamed aside first, so a crash never leaves half of one in
+        place; retention lets a thread delete the files (see `atomic.remove_tree_later`)."""
         path = self.path(step)
         if not checkpoint.is_checkpoint(path):
             return
         aside = os.path.join(self.directory, atomic.temp_name(os.path.basename(path)))
         os.rename(path, aside)
-        shutil.rmtree(aside, ignore_errors=True)
+        if in_background:
+            atomic.remove_tree_later(aside)
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
 
     def wait_until_finished(self):
-        """Block until the save in flight (if any) is written; raise its error if it failed."""
+        """Block until the save in flight (if any) is written and replaced checkpoints are deleted;
+        raise the save's error if it failed."""
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join()
+        atomic.wait_for_removals()
         error, self._error = self._error, None
         if error is not None:
             raise error

@@ -27,7 +27,7 @@ import torch
 from keramic import backend
 from keramic.errors import FileFormatError, KeramicError, WeightsMismatchError
 from keramic.saving import deferred
-from keramic.saving.stores import atomic, safetensors_file
+from keramic.saving.stores import atomic, hashed_write, safetensors_file
 
 FORMAT = "keramic.checkpoint"
 VERSION = 1
@@ -145,56 +145,6 @@ def _shards(entries, max_shard_bytes):
     return shards
 
 
-_CHUNK = 64 * 2**20
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _start_writeback():
-    """`sync_file_range(fd, offset, n, SYNC_FILE_RANGE_WRITE)` where libc has it: the disk starts
-    writing a chunk while the next ones are hashed, so the final fsync waits only for the tail."""
-    try:
-        call = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (AttributeError, OSError):
-        return lambda fd, offset, size: None
-    call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    return lambda fd, offset, size: call(fd, offset, size, _SYNC_FILE_RANGE_WRITE)
-
-
-_writeback = _start_writeback()
-
-
-def _write_chunks(fd, buffers, fsync):
-    """Write the buffers back to back from offset 0, starting the disk on each chunk as it lands."""
-    position = 0
-    for buffer in buffers:
-        view = memoryview(buffer).cast("B")
-        for start in range(0, len(view), _CHUNK):
-            chunk, begin = view[start : start + _CHUNK], position
-            while len(chunk):
-                written = os.pwrite(fd, chunk, position)
-                chunk, position = chunk[written:], position + written
-            if fsync:
-                _writeback(fd, begin, position - begin)
-    return position
-
-
-def _write_hashed(path, head, buffers, fsync):
-    """Write one data file while hashing the same bytes from memory on another core; (size, sha256)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        digest = hashlib.sha256(head)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            writing = pool.submit(_write_chunks, fd, [head, *buffers], fsync)
-            for buffer in buffers:
-                digest.update(buffer)  # hashlib releases the GIL on large buffers
-            size = writing.result()
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    return size, digest.hexdigest()
-
-
 def _workers(count):
     return max(1, min(count, os.cpu_count() or 1))
 
@@ -240,17 +190,20 @@ def _exchange(first, second):
 
 def _publish(temporary, target):
     """Make the complete `temporary` directory appear at `target` by rename; an older checkpoint
-    there is swapped out atomically (or, where swapping is unsupported, renamed aside first)."""
+    there is swapped out atomically (or, where swapping is unsupported, renamed aside first) and
+    deleted in the background."""
     if not os.path.lexists(target):
         os.rename(temporary, target)
-    elif _exchange(temporary, target):
-        shutil.rmtree(temporary)
+        _fsync_directory(os.path.dirname(target))
+        return
+    if _exchange(temporary, target):
+        replaced = temporary
     else:
-        aside = os.path.join(os.path.dirname(target), atomic.temp_name(os.path.basename(target)))
-        os.rename(target, aside)
+        replaced = os.path.join(os.path.dirname(target), atomic.temp_name(os.path.basename(target)))
+        os.rename(target, replaced)
         os.rename(temporary, target)
-        shutil.rmtree(aside)
     _fsync_directory(os.path.dirname(target))
+    atomic.remove_tree_later(replaced)
 
 
 def write_snapshot(snapshot, directory, max_shard_size=DEFAULT_SHARD_SIZE, fsync=True, metadata=None):
@@ -275,7 +228,7 @@ def write_snapshot(snapshot, directory, max_shard_size=DEFAULT_SHARD_SIZE, fsync
 
         def write_shard(name, shard):
             head, buffers = safetensors_file.layout(os.path.join(directory, name), shard, {"format": "pt"})
-            return _write_hashed(os.path.join(temporary, name), head, buffers, fsync)
+            return hashed_write.write_hashed(os.path.join(temporary, name), [head, *buffers], fsync)
 
         with concurrent.futures.ThreadPoolExecutor(_workers(len(shards))) as pool:
             written = list(pool.map(write_shard, names, shards))
