@@ -52,14 +52,14 @@ TRAINER = textwrap.dedent(
     x = rng.normal(size=(200, 10)).astype("float32")
     y = rng.integers(0, 3, 200)
     model = Net()
-    model.compile(optimizer="adam", loss=keramic.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer="adam", loss=keramic.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     callbacks = []
     if backup != "-":
         callbacks.append(BackupAndRestore(backup, save_freq=save_freq if save_freq == "epoch" else int(save_freq)))
     if kill_at:
         callbacks.append(KillAt(kill_at))
     history = model.fit(x, y, epochs=4, batch_size=32, verbose=0, callbacks=callbacks)
-    np.savez(out, *model.get_weights(), loss=np.array(history.history["loss"]))
+    np.savez(out, *model.get_weights(), loss=np.array(history.history["loss"]), accuracy=np.array(history.history["accuracy"]))
     """
 )
 
@@ -96,12 +96,14 @@ def test_a_killed_fit_resumes_to_bit_identical_weights(tmp_path):
     reference = np.load(tmp_path / "reference.npz")
     for name in ("batches", "epochs"):
         result = np.load(tmp_path / f"{name}.npz")
-        weights = [key for key in reference.files if key != "loss"]
+        weights = [key for key in reference.files if key not in ("loss", "accuracy")]
         assert len(weights) == 8
         for key in weights:
             np.testing.assert_array_equal(result[key], reference[key], err_msg=f"{name}: weight {key}")
-        # The resumed process logs the epochs it ran; their losses match the uninterrupted run's.
-        np.testing.assert_array_equal(result["loss"], reference["loss"][-2:], err_msg=name)
+        # The resumed process logs the epochs it ran; their loss and accuracy (a metric `fit` creates
+        # at its first batch, after the restore) match the uninterrupted run's.
+        for log in ("loss", "accuracy"):
+            np.testing.assert_array_equal(result[log], reference[log][-2:], err_msg=f"{name}: {log}")
 
 
 # ---------------------------------------------------------------- in-process behaviour
@@ -148,6 +150,28 @@ def test_backups_are_removed_at_the_end_but_foreign_files_stay(tmp_path):
     history = model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[BackupAndRestore(backup, save_freq=2)])
     assert history.epoch == [1, 2]  # resumed inside epoch 1 (0-based), after batch 6 of 15
     assert sorted(os.listdir(backup)) == ["README"]
+
+
+def _two_output_model():
+    keramic.utils.set_random_seed(0)
+    inputs = keramic.Input((4,))
+    hidden = layers.Dense(8, activation="relu")(inputs)
+    model = keramic.Model(inputs, [layers.Dense(1, name="a")(hidden), layers.Dense(1, name="b")(hidden)])
+    model.compile(optimizer="adam", loss=["mse", "mae"], metrics=[["mae"], ["mse", "mae"]])
+    return model
+
+
+def test_a_resumed_epoch_logs_every_metric_as_an_uninterrupted_one(tmp_path):
+    x, y = _data()
+    targets = [y, 2 * y]
+    reference = _two_output_model().fit(x, targets, epochs=2, batch_size=8, verbose=0).history
+    with pytest.raises(KeyboardInterrupt):  # 5 batches an epoch: stops after batch 2 of epoch 1
+        _two_output_model().fit(x, targets, epochs=2, batch_size=8, verbose=0, callbacks=[BackupAndRestore(tmp_path, save_freq=3), _StopAfter(7)])
+    resumed = _two_output_model().fit(x, targets, epochs=2, batch_size=8, verbose=0, callbacks=[BackupAndRestore(tmp_path, save_freq=3)])
+    assert resumed.epoch == [1]  # resumed inside epoch 1, after its first batch
+    assert set(resumed.history) == set(reference) == {"loss", "a_loss", "b_loss", "a_mae", "b_mse", "b_mae"}
+    for name, values in resumed.history.items():  # per-output losses and compiled metrics count the whole epoch
+        assert values == reference[name][1:], name
 
 
 def test_double_checkpoint_falls_back_when_the_latest_is_damaged(tmp_path):

@@ -202,10 +202,12 @@ class BackupAndRestore(Callback):
         resume = self._resume
         if resume is not None and epoch == resume.training_state["epoch"]:
             # The RNG gets the state it had before this epoch drew its data order. Resuming mid-epoch,
-            # `fit` has just reset its trackers: they get the epoch's totals so far back.
+            # `fit` has just reset its trackers: they get the epoch's totals so far back, and metrics
+            # that `fit` creates at its first batch get theirs then, before they count that batch.
             resume.training_state["data_order_rng"].restore()
             if resume.training_state["step"]:
                 restore_metric_state(self.model, resume)
+                self.model.__dict__["_on_metrics_created"] = lambda model=self.model: restore_metric_state(model, resume)
                 self._rng_to_restore = resume.training_state["rng"]
             self._resume = None
         self._data_order_rng = RngState.capture()
@@ -234,5 +236,6 @@ class BackupAndRestore(Callback):
 
     def on_train_end(self, logs=None):
         self.model.__dict__.pop("_resume_at", None)
+        self.model.__dict__.pop("_on_metrics_created", None)
         if self.delete_checkpoint and self._manager is not None:
             self._manager.delete_all()

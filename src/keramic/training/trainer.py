@@ -77,6 +77,7 @@ class Trainer:
         self._compiled_loss = None
         self._compiled_metrics = None
         self._loss_tracker = metrics_module.Mean(name="loss")
+        self._output_loss_trackers = {}  # per-output loss trackers of a multi-output model, made at its first batch
         self.compiled = True
 
     def get_compile_config(self):
@@ -117,10 +118,11 @@ class Trainer:
 
     @property
     def metrics(self):
-        """The loss tracker, then the compiled metrics (available after the first step)."""
+        """The loss tracker, the per-output loss trackers of a multi-output model, then the compiled
+        metrics (those two after the first step), in the order of the logs."""
         if not self.compiled:
             return []
-        result = [self._loss_tracker]
+        result = [self._loss_tracker, *getattr(self, "_output_loss_trackers", {}).values()]
         if self._compiled_metrics is not None and self._compiled_metrics.metrics:
             result += [metric for _, metric, _ in self._compiled_metrics.metrics]
         return result
@@ -149,20 +151,25 @@ class Trainer:
 
     def _record(self, loss, per_output, targets, predictions, weights, batch_size):
         with torch.no_grad():
+            if self._compiled_metrics.metrics is None:
+                self._create_metrics(targets, predictions)
             self._loss_tracker.update_state(loss.detach(), sample_weight=batch_size)
             if self._compiled_loss.multi_output:
-                self._update_output_losses(per_output, batch_size)
+                for name, value in zip(self._compiled_loss.output_names, per_output):
+                    if value is not None:
+                        self._output_loss_trackers[name].update_state(value.detach(), sample_weight=batch_size)
             self._compiled_metrics.update(targets, [p.detach() for p in predictions], weights)
 
-    def _update_output_losses(self, per_output, batch_size):
-        trackers = getattr(self, "_output_loss_trackers", None)
-        if trackers is None:
-            trackers = self._output_loss_trackers = {
-                name: metrics_module.Mean(name=f"{name}_loss") for name in self._compiled_loss.output_names
-            }
-        for name, value in zip(self._compiled_loss.output_names, per_output):
-            if value is not None:
-                trackers[name].update_state(value.detach(), sample_weight=batch_size)
+    def _create_metrics(self, targets, predictions):
+        """Create the compiled metrics (they depend on the first batch's shapes) and the per-output
+        loss trackers, then run the hook `BackupAndRestore` leaves in `_on_metrics_created` (it
+        gives a resumed epoch's metrics their saved totals before they count this batch)."""
+        self._compiled_metrics.build(targets, predictions)
+        if self._compiled_loss.multi_output and not self._output_loss_trackers:
+            self._output_loss_trackers = {name: metrics_module.Mean(name=f"{name}_loss") for name in self._compiled_loss.output_names}
+        hook = self.__dict__.pop("_on_metrics_created", None)
+        if hook is not None:
+            hook()
 
     def _logs(self):
         logs = {"loss": self._loss_tracker.result()}
