@@ -57,15 +57,13 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
 
 def save_model_hdf5(object, filepath, overwrite=True, include_optimizer=True):
-    """`keramic.saving.save_model(model, "x.h5")`: the legacy HDF5 file R writes.
-
-    `save_model` refuses `.h5` paths until legacy HDF5 lands (issue #4).
-    """
+    """`keramic.saving.save_model(model, "x.h5")`: the legacy HDF5 file R writes (architecture,
+    weights, training config and optimizer state)."""
     api.save_model(object, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
 
 def load_model_hdf5(filepath, custom_objects=None, compile=True):
-    """`keramic.saving.load_model(filepath, ...)`; legacy `.h5` files load once issue #4 lands."""
+    """`keramic.saving.load_model(filepath, ...)`: legacy `.h5` files of tf.keras 2, Keras 3 and keramic."""
     return api.load_model(filepath, custom_objects=custom_objects, compile=compile)
 
 
@@ -162,8 +160,8 @@ def load_model_weights(model, filepath, skip_mismatch=False):
 
 
 def save_model_weights_hdf5(object, filepath, overwrite=True):
-    """`model.save_weights(filepath)`: a `.weights.h5` path gets Keras 3's weights file; R's legacy
-    `.h5` weights layout arrives with issue #4."""
+    """`model.save_weights(filepath)`: a `.weights.h5` path gets Keras 3's weights file, any other
+    `.h5` path the legacy tf.keras weights layout R writes."""
     api.save_weights(object, filepath, overwrite=overwrite)
 
 
