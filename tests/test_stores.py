@@ -87,6 +87,18 @@ def test_stale_temp_cleanup_touches_only_own_pattern_with_dead_pids(tmp_path):
     assert len(remaining) == len(others) + 3  # live temp, target, the directory
 
 
+def test_stale_temp_directories_are_removed_only_when_asked_for(tmp_path):
+    dead = dead_pid()
+    stale_dir, stale_file = atomic.temp_name("ckpt-3", pid=dead), atomic.temp_name("ckpt-4", pid=dead)
+    live_dir, other = atomic.temp_name("ckpt-5", pid=os.getpid()), atomic.temp_name("notes", pid=dead)
+    for name in (stale_dir, live_dir, other):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "data").write_bytes(b"x")
+    (tmp_path / stale_file).write_bytes(b"x")  # a file: not what a directory target leaves
+    assert atomic.remove_stale_temps(tmp_path, r"ckpt-\d+", directories=True) == [stale_dir]
+    assert set(os.listdir(tmp_path)) == {live_dir, other, stale_file}
+
+
 # ---------------------------------------------------------------- bulk I/O and CRC-32
 @pytest.mark.parametrize("split", [0, 1, 7, 4096, 99_999, 100_000])
 def test_crc32_combine_matches_crc_of_the_concatenation(split):

@@ -33,7 +33,6 @@ from keramic.saving.stores.atomic import write_atomically
 
 STATE_FILE = "checkpoint-manager.json"
 _NAME = re.compile(r"ckpt-(0|[1-9][0-9]*)")
-_TEMP_NAME = re.compile(r"\.ckpt-(?:0|[1-9][0-9]*)\.keramic-(\d+)-[0-9a-f]{8}\.tmp")
 _BACKGROUND_BYTES = 64 * 1024  # smaller tensors are copied before `save` returns: cheaper than tracking them
 _WRITER_NICENESS = 10
 
@@ -88,7 +87,8 @@ class CheckpointManager:
         if self._last_preserved is None:
             self._last_preserved = time.time()  # the first preserved checkpoint comes n hours from now
         self._recover()
-        self._remove_stale_temps()
+        # Half-written or half-deleted checkpoints of keramic writers that no longer run.
+        atomic.remove_stale_temps(self.directory, r"ckpt-(?:0|[1-9][0-9]*)", directories=True)
 
     # ------------------------------------------------------------ bookkeeping
     def _state_path(self):
@@ -128,14 +128,6 @@ class CheckpointManager:
             if isinstance(metadata, dict) and metadata.get("manager_id") == self._id:
                 step = int(match.group(1))
                 self._records[step] = _Record(step, float(metadata.get("time", time.time())))
-
-    def _remove_stale_temps(self):
-        """Delete half-written or half-deleted checkpoints of keramic writers that no longer run."""
-        for name in os.listdir(self.directory):
-            match = _TEMP_NAME.fullmatch(name)
-            path = os.path.join(self.directory, name)
-            if match and not atomic._pid_alive(int(match.group(1))) and os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
 
     def path(self, step):
         """The directory of checkpoint `step`."""

@@ -162,18 +162,6 @@ def is_checkpoint(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, INDEX))
 
 
-def _remove_stale_temps(target):
-    """Delete temporary directories of `target` left by writers that were killed (their PID is gone)."""
-    parent, name = os.path.split(target)
-    pattern = atomic._temp_pattern(name)
-    for entry in os.listdir(parent):
-        match = pattern.fullmatch(entry)
-        if match and not atomic._pid_alive(int(match.group(1))):
-            path = os.path.join(parent, entry)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-
-
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -219,7 +207,7 @@ def write_snapshot(snapshot, directory, max_shard_size=DEFAULT_SHARD_SIZE, fsync
         raise KeramicError(f"{directory}: checkpoints are little-endian; this machine is not.")
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
-    _remove_stale_temps(directory)
+    atomic.remove_stale_temps(parent, re.escape(os.path.basename(directory)), directories=True)
     temporary = os.path.join(parent, atomic.temp_name(os.path.basename(directory)))
     os.mkdir(temporary)
     try:

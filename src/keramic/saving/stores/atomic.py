@@ -23,8 +23,8 @@ def temp_name(target_name, pid=None):
     return f".{target_name}.keramic-{pid}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
 
 
-def _temp_pattern(target_name):
-    return re.compile(rf"\.{re.escape(target_name)}\.keramic-(\d+)-[0-9a-f]{{8}}{re.escape(TEMP_SUFFIX)}")
+def _temp_regex(target_regex):
+    return re.compile(rf"\.(?:{target_regex})\.keramic-(\d+)-[0-9a-f]{{8}}{re.escape(TEMP_SUFFIX)}")
 
 
 def _pid_alive(pid):
@@ -39,14 +39,17 @@ def _pid_alive(pid):
     return True
 
 
-def remove_stale_temps(path):
-    """Delete temp files of `path` left by keramic writers that no longer run; return their names.
+def remove_stale_temps(directory, target_regex, directories=False):
+    """Delete the temp files (with `directories`: temp directories) that keramic writers which no
+    longer run left in `directory` for targets whose names match `target_regex`; return their names.
 
-    Only names of this module's exact pattern for this target are considered, and only when the
-    PID in the name is not a live process; anything else in the directory is left alone.
+    Only names of this module's exact pattern are considered, only when the PID in the name is not
+    a live process, and never a symlink or an entry of the other kind; anything else is left alone.
+
+    >>> remove_stale_temps("models", re.escape("m.keras"))
+    >>> remove_stale_temps("run/ckpts", r"ckpt-\d+", directories=True)
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    pattern = _temp_pattern(os.path.basename(path))
+    pattern = _temp_regex(target_regex)
     removed = []
     try:
         names = os.listdir(directory)
@@ -57,10 +60,14 @@ def remove_stale_temps(path):
         if match is None or _pid_alive(int(match.group(1))):
             continue
         full = os.path.join(directory, name)
-        if os.path.isfile(full) and not os.path.islink(full):
+        if os.path.islink(full) or os.path.isdir(full) != directories:
+            continue
+        if directories:
+            shutil.rmtree(full, ignore_errors=True)
+        else:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(full)
-                removed.append(name)
+        removed.append(name)
     return removed
 
 
@@ -126,7 +133,7 @@ def write_atomically(path, fsync=True):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    remove_stale_temps(path)
+    remove_stale_temps(directory, re.escape(os.path.basename(path)))
     temporary = _create_temp(directory, os.path.basename(path))
     try:
         yield temporary
