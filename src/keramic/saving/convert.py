@@ -243,7 +243,7 @@ def _dataset_tensor(filename, key, dataset):
         dtype = torch.from_numpy(np.empty(0, dataset.dtype.newbyteorder("="))).dtype
     tensor = torch.empty(dataset.shape, dtype=dtype)
     try:
-        h5_weights._read_dataset_into(dataset, tensor)
+        h5_weights.read_dataset_into(dataset, tensor)
     except (OSError, ValueError, TypeError) as error:
         raise FileFormatError(f"{filename}: entry '{key}': cannot be read ({error}).") from None
     return tensor

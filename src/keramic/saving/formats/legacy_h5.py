@@ -26,7 +26,7 @@ from keramic.saving.formats import keras2_config, legacy_optimizer_weights
 from keramic.saving.formats.keras_v3 import KERAS_FORMAT_VERSION
 from keramic.saving.serialize import deserialize_keras_object, safe_mode_scope, serialize_keras_object
 from keramic.saving.stores.atomic import write_atomically
-from keramic.saving.stores.h5_weights import FileCheck, _read_dataset_into, _write_dataset
+from keramic.saving.stores.h5_weights import FileCheck, read_dataset_into, write_dataset
 
 MODEL_WEIGHTS = "model_weights"
 OPTIMIZER_WEIGHTS = "optimizer_weights"
@@ -188,7 +188,7 @@ def _write_subset(group, variables, owner):
         raise KeramicError(f"Cannot save {owner} in the .h5 format: several of its weights share the path {duplicates[0]!r}.")
     _write_names(group, "weight_names", names)
     for name, variable in zip(names, variables):
-        _write_dataset(group, name, variable)
+        write_dataset(group, name, variable)
 
 
 def _write_model_weights(group, model):
@@ -314,7 +314,7 @@ def _dataset(check, group, name, filename):
 
 def _read(dataset, variable, filename):
     with _reading(filename, dataset.name):
-        _read_dataset_into(dataset, variable)
+        read_dataset_into(dataset, variable)
 
 
 def _weights_group(h5file, check, filename):

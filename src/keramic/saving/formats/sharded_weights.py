@@ -127,7 +127,7 @@ def _write_shard(path, shard):
             if owner_name is not None:
                 group.attrs["name"] = owner_name
             for index, variable in datasets:
-                h5_weights._write_dataset(group, str(index), variable)
+                h5_weights.write_dataset(group, str(index), variable)
 
 
 def read_index(filepath):

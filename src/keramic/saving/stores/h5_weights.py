@@ -2,7 +2,8 @@
 
 Reading is defensive: links, external or virtual storage and shapes that disagree with the model
 are refused before any data is read, and data goes straight into each variable's memory. Whole
-files are written by `h5_layout` (h5py per dataset is slow); `_write_dataset` serves shard writers.
+files are written by `h5_layout` (h5py per dataset is slow); `write_dataset` and
+`read_dataset_into` serve the other HDF5 formats (legacy `.h5`, shards, `keramic convert`).
 """
 
 import warnings
@@ -33,7 +34,8 @@ def _group_name(path):
     return f"{path}/vars" if path else "vars"
 
 
-def _write_dataset(group, key, variable):
+def write_dataset(group, key, variable):
+    """One variable as a dataset of `group` (bfloat16 as 2-byte opaque values tagged as Keras does)."""
     value = variable.detach()
     if value.dtype == torch.bfloat16:
         raw = value.cpu().contiguous().view(torch.int16).numpy().view(np.dtype("V2"))
@@ -85,7 +87,7 @@ def _is_bfloat16(dataset):
     return dataset.attrs.get("dtype") in ("bfloat16", b"bfloat16")
 
 
-def _read_dataset_into(dataset, variable):
+def read_dataset_into(dataset, variable):
     """Copy a dataset's data into the variable's own memory (no intermediate copy on CPU)."""
     if _is_bfloat16(dataset):
         raw = dataset[()]
@@ -156,7 +158,7 @@ class H5Weights:
         for dataset, variable in plan:
             span = self._raw_span(dataset, variable)
             if span is None:
-                _read_dataset_into(dataset, variable)
+                read_dataset_into(dataset, variable)
             else:
                 jobs.append((variable.detach().numpy(), span))
                 direct.append(variable)
