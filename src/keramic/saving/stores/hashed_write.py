@@ -9,7 +9,7 @@ block-aligned memory, offsets and lengths, so the bytes pass through page-aligne
 (one memcpy), are hashed there (the digest is of exactly the bytes written) and handed to writer
 threads; the last block is zero-padded and the file then truncated to its real size.
 
-Small files, non-durable writes and file systems without direct I/O (tmpfs refuses it) take the
+Small files, non-durable writes and file systems that refuse direct I/O (EINVAL) take the
 buffered path: write while hashing the same memory on another thread, and for durable writes ask
 the kernel to start writing each chunk back as it lands, so the final `fsync` waits only for the
 tail.
