@@ -279,10 +279,61 @@ def test_other_files_are_refused_with_the_reason(tmp_path):
     with pytest.raises(FileFormatError, match="sharded weights index"):
         inspect_file(tmp_path / "index.weights.json")
     os.mkdir(tmp_path / "folder")
-    with pytest.raises(FileFormatError, match="a directory without 'config.json'"):
+    with pytest.raises(FileFormatError, match="a directory without 'config.json' or 'checkpoint.json'"):
         inspect_file(tmp_path / "folder")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(FileFormatError, match="unrecognised file format"):
         inspect_file(tmp_path / "notes.txt")
     with pytest.raises(FileNotFoundError):
         inspect_file(tmp_path / "missing.keras")
+
+
+# ---------------------------------------------------------------- checkpoint directories
+class _Net(keramic.Model):
+    def __init__(self):
+        super().__init__()
+        self.encoder = layers.Dense(8)
+        self.norm = layers.BatchNormalization()
+        self.head = layers.Dense(2)
+
+    def call(self, x, training=None):
+        return self.head(self.norm(self.encoder(x), training=training))
+
+
+def test_checkpoints_report_variables_by_attribute_optimizer_and_training_state(tmp_path, monkeypatch):
+    from keramic.saving.formats.checkpoint import RngState, save_checkpoint
+    from keramic.saving.stores import safetensors_file
+
+    model = _Net()
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    model.fit(np.ones((16, 4), "float32"), np.zeros((16, 2), "float32"), verbose=0)
+    save_checkpoint(model, tmp_path / "ckpt", training_state={"epoch": 3, "rng": RngState.capture()})
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("inspect opened a data file")
+
+    monkeypatch.setattr(safetensors_file, "SafetensorsFile", refuse)
+    report = inspect_file(tmp_path / "ckpt")
+    assert report["format"] == "keramic_checkpoint" and report["model_class"] == "_Net"
+    by_attribute = {row["attribute"]: (row["tensors"], row["params"]) for row in report["layers"]}
+    assert by_attribute == {"encoder": (2, 4 * 8 + 8), "norm": (4, 4 * 8), "head": (2, 8 * 2 + 2)}
+    assert report["total_params"] == sum(w.numpy().size for w in model.weights)
+    assert report["optimizer"]["class_name"] == "adam" and report["optimizer"]["variables"] == len(model.optimizer.variables)
+    assert report["metric_variables"] == sum(len(m.variables) for m in model.metrics)
+    assert report["training_state"] == {"epoch": 3, "rng": "(RNG state)"}
+    assert report["file_bytes"] == sum(p.stat().st_size for p in (tmp_path / "ckpt").iterdir())
+    text = format_report(report)
+    assert "encoder" in text and "Optimizer:  adam; state: " in text and "Training:   epoch=3, rng=(RNG state)" in text
+
+
+def test_a_checkpoint_index_with_a_bad_shape_names_the_entry(tmp_path):
+    from keramic.saving.formats.checkpoint import save_checkpoint
+
+    model = keramic.Sequential([keramic.Input((3,)), layers.Dense(2)])
+    save_checkpoint(model, tmp_path / "ckpt")
+    index_path = tmp_path / "ckpt" / "checkpoint.json"
+    index = json.loads(index_path.read_text())
+    index["tensors"]["layers/0/kernel"]["shape"] = [3, -2]
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(FileFormatError, match=r"checkpoint\.json: entry 'tensors/layers/0/kernel': shape"):
+        inspect_file(tmp_path / "ckpt")

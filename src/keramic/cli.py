@@ -25,7 +25,7 @@ def main(argv=None):
         "and outputs, compile config, optimizer state and weight bytes. Only metadata is read: no tensor data, "
         "no model is built, nothing named in the file is imported.",
     )
-    inspect_parser.add_argument("file", help="a .keras archive, a .weights.h5 file or a config JSON file")
+    inspect_parser.add_argument("file", help="a .keras archive (or its directory form), a checkpoint directory, a .weights.h5 file or a config JSON file")
     inspect_parser.add_argument("--json", action="store_true", help="print the report as JSON, for machines")
     convert_parser = commands.add_parser(
         "convert",

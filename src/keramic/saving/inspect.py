@@ -15,9 +15,11 @@ import zipfile
 
 import h5py
 
+from keramic import backend
 from keramic.errors import FileFormatError
+from keramic.saving import deferred
 from keramic.saving.api import sniff
-from keramic.saving.formats import keras_v3
+from keramic.saving.formats import checkpoint, keras_v3
 from keramic.saving.stores.h5_weights import FileCheck
 from keramic.saving.stores.zip_member import open_member
 
@@ -29,6 +31,7 @@ FORMATS = {
     "weights_h5": "Keras 3 weights file (.weights.h5)",
     "keras_directory": "Keras 3 whole model in directory form (config.json, metadata.json, model.weights.h5)",
     "config_json": "model config JSON (model.to_json() / config.json): architecture only, no weights",
+    "keramic_checkpoint": "keramic checkpoint directory (checkpoint.json index + safetensors data files)",
 }
 
 
@@ -42,6 +45,8 @@ def inspect_file(path):
         report = _inspect_weights_file(path)
     elif kind == "json":
         report = _summarize(path, "config_json", config=_read_config_file(path))
+    elif checkpoint.is_checkpoint(path):
+        report = _inspect_checkpoint(path)
     else:
         report = _inspect_directory(path)
     report["file_bytes"] = _size(path)
@@ -76,8 +81,8 @@ def _inspect_directory(path):
     config_path = os.path.join(path, keras_v3.CONFIG)
     if not os.path.isfile(config_path):
         raise FileFormatError(
-            f"{path}: a directory without '{keras_v3.CONFIG}'; `keramic inspect` reads .keras archives (or their "
-            "directory form), .weights.h5 files and config JSON files."
+            f"{path}: a directory without '{keras_v3.CONFIG}' or '{checkpoint.INDEX}'; `keramic inspect` reads .keras "
+            "archives (or their directory form), checkpoint directories, .weights.h5 files and config JSON files."
         )
     config = _parse_json(path, keras_v3.CONFIG, _read_bounded_file(config_path))
     metadata_path = os.path.join(path, keras_v3.METADATA)
@@ -90,6 +95,95 @@ def _inspect_directory(path):
         with _open_hdf5(weights_path) as h5file:
             weights = _weights_summary(h5file, weights_path)
     return _summarize(path, "keras_directory", config=config, metadata=metadata, weights=weights)
+
+
+def _tensor_size(path, key, record):
+    """(elements, bytes) of one index entry, whose shape and dtype are checked first."""
+    shape, dtype = record.get("shape"), record.get("dtype")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise FileFormatError(f"{os.path.join(path, checkpoint.INDEX)}: entry 'tensors/{key}': shape {shape!r} is not a list of sizes.")
+    try:
+        itemsize = backend.torch_dtype(dtype).itemsize
+    except (KeyError, ValueError, TypeError):
+        raise FileFormatError(f"{os.path.join(path, checkpoint.INDEX)}: entry 'tensors/{key}': unknown dtype {dtype!r}.") from None
+    elements = 1
+    for dim in shape:
+        elements *= dim
+    return elements, elements * itemsize
+
+
+def _inspect_checkpoint(path):
+    """A checkpoint's index, grouped: the model's variables by top-level attribute, the optimizer's
+    state, metrics and the training state (JSON values as stored; RNG states only named)."""
+    index = checkpoint.read_index(path)
+    special = (deferred.OPTIMIZER_PREFIX, deferred.METRICS_PREFIX, checkpoint.TRAINING_STATE)
+    totals = {group: [0, 0, 0] for group in ("model", *special)}  # tensors, elements, bytes
+    rows, dtypes, optimizer_class = {}, {}, None
+    for key, record in index["tensors"].items():
+        counts = (1, *_tensor_size(path, key, record))
+        parts = key.split("/")
+        group = parts[0] if parts[0] in special else "model"
+        totals[group] = [total + count for total, count in zip(totals[group], counts)]
+        if group == "model":
+            dtypes[record["dtype"]] = dtypes.get(record["dtype"], 0) + 1
+            # A Functional or Sequential model's layers are `layers/<index>`: one row each.
+            row = "(model's own variables)" if len(parts) == 1 else "/".join(parts[:2]) if parts[0] == "layers" and len(parts) > 2 else parts[0]
+            rows[row] = [total + count for total, count in zip(rows.get(row, [0, 0, 0]), counts)]
+        elif group == deferred.OPTIMIZER_PREFIX and len(parts) > 2:
+            optimizer_class = parts[1]
+    training_state = {
+        name: description.get("value") if isinstance(description, dict) and "value" in description else "(RNG state)"
+        for name, description in index.get("training_state", {}).items()
+    }
+    metadata = index.get("metadata") if isinstance(index.get("metadata"), dict) else {}
+    return {
+        "file": path,
+        "format": "keramic_checkpoint",
+        "format_description": FORMATS["keramic_checkpoint"],
+        "keramic_version": _text(index.get("keramic_version")),
+        "model_class": _text(index.get("model_class")),
+        "files": [{"name": name, "bytes": record["size"], "sha256": record["sha256"]} for name, record in index["files"].items()],
+        "tensors": len(index["tensors"]),
+        "layers": [{"attribute": name, "tensors": row[0], "params": row[1], "bytes": row[2]} for name, row in rows.items()],
+        "total_params": totals["model"][1],
+        "weights_bytes": totals["model"][2],
+        "weight_dtypes": dtypes,
+        "optimizer": {"class_name": optimizer_class, "variables": totals[deferred.OPTIMIZER_PREFIX][0], "bytes": totals[deferred.OPTIMIZER_PREFIX][2]},
+        "metric_variables": totals[deferred.METRICS_PREFIX][0],
+        "training_state": training_state,
+        "metadata": metadata,
+        "total_weight_bytes": sum(total[2] for total in totals.values()),
+    }
+
+
+def _format_checkpoint(report):
+    lines = [
+        f"File:       {report['file']} ({_number(report['file_bytes'])} bytes in {len(report['files'])} data file(s) and the index)",
+        f"Format:     {report['format_description']}",
+        f"Saved by:   keramic {report['keramic_version'] or '(version not recorded)'}",
+        f"Model:      {report['model_class'] or '(class not recorded)'} (keys are attribute paths; no config is stored)",
+    ]
+    if report["layers"]:
+        lines.append("Layers:")
+        width = max(len(row["attribute"]) for row in report["layers"]) + 2
+        for row in report["layers"]:
+            lines.append(f"  {row['attribute']:<{width}}{row['tensors']:>4} tensors{_number(row['params']):>14} params")
+    lines.append(f"Params:     {report['total_params']:,} ({report['weights_bytes']:,} bytes of weights)")
+    if report["weight_dtypes"]:
+        lines.append("Dtypes:     " + ", ".join(f"{name} x{count}" for name, count in sorted(report["weight_dtypes"].items())))
+    optimizer = report["optimizer"]
+    if optimizer["variables"]:
+        lines.append(f"Optimizer:  {optimizer['class_name'] or '(class not recorded)'}; state: {optimizer['variables']} variables, {optimizer['bytes']:,} bytes")
+    else:
+        lines.append("Optimizer:  no state stored")
+    lines.append(f"Metrics:    {report['metric_variables']} variables")
+    if report["training_state"]:
+        state = ", ".join(f"{name}={json.dumps(value) if value != '(RNG state)' else value}" for name, value in report["training_state"].items())
+        lines.append(f"Training:   {state}")
+    if report["metadata"]:
+        lines.append(f"Metadata:   {json.dumps(report['metadata'], sort_keys=True)}")
+    lines.append(f"Total:      {report['total_weight_bytes']:,} bytes of tensors")
+    return "\n".join(lines)
 
 
 def _read_config_file(path):
@@ -484,6 +578,8 @@ def _shape(shape):
 
 def format_report(report):
     """The report as aligned text for people (`keramic inspect FILE`)."""
+    if report["format"] == "keramic_checkpoint":
+        return _format_checkpoint(report)
     lines = [f"File:       {report['file']} ({_number(report['file_bytes'])} bytes)", f"Format:     {report['format_description']}"]
     saved_by = [f"Keras {report['keras_version']}" if report["keras_version"] else None,
                 f"keramic {report['keramic_version']}" if report["keramic_version"] else None]
