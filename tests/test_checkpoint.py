@@ -16,6 +16,7 @@ from keramic.errors import FileFormatError, WeightsMismatchError
 from keramic.saving import deferred
 from keramic.saving.formats import checkpoint
 from keramic.saving.formats.checkpoint import INDEX, CheckpointExistsError, RngState, load_checkpoint, save_checkpoint
+from keramic.saving.stores import atomic
 
 
 class Block(keramic.Model):
@@ -354,6 +355,7 @@ def test_saving_over_a_checkpoint_replaces_it_and_never_replaces_anything_else(t
     load_checkpoint(fresh, tmp_path / "ckpt")
     fresh.build((None, 8))
     assert not fresh.stem.kernel.detach().any()
+    atomic.wait_for_removals()  # the replaced checkpoint is deleted on a thread
     assert sorted(os.listdir(tmp_path)) == ["ckpt"]
 
     (tmp_path / "notes").mkdir()
@@ -385,8 +387,6 @@ def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
 
 
 def test_temporaries_of_a_killed_writer_are_removed(tmp_path):
-    from keramic.saving.stores import atomic
-
     stale = tmp_path / atomic.temp_name("ckpt", pid=2**22 + 12345)  # above Linux's PID limit: never alive
     stale.mkdir()
     (stale / "data-00000-of-00001.safetensors").write_bytes(b"half")

@@ -9,6 +9,7 @@ or resolved, so inspecting a file from anywhere is safe and costs milliseconds e
 """
 
 import json
+import math
 import os
 import re
 import zipfile
@@ -106,9 +107,7 @@ def _tensor_size(path, key, record):
         itemsize = backend.torch_dtype(dtype).itemsize
     except (KeyError, ValueError, TypeError):
         raise FileFormatError(f"{os.path.join(path, checkpoint.INDEX)}: entry 'tensors/{key}': unknown dtype {dtype!r}.") from None
-    elements = 1
-    for dim in shape:
-        elements *= dim
+    elements = math.prod(shape)
     return elements, elements * itemsize
 
 

@@ -180,18 +180,18 @@ def _publish(temporary, target):
     """Make the complete `temporary` directory appear at `target` by rename; an older checkpoint
     there is swapped out atomically (or, where swapping is unsupported, renamed aside first) and
     deleted in the background."""
+    replaced = None
     if not os.path.lexists(target):
         os.rename(temporary, target)
-        _fsync_directory(os.path.dirname(target))
-        return
-    if _exchange(temporary, target):
+    elif _exchange(temporary, target):
         replaced = temporary
     else:
         replaced = os.path.join(os.path.dirname(target), atomic.temp_name(os.path.basename(target)))
         os.rename(target, replaced)
         os.rename(temporary, target)
     _fsync_directory(os.path.dirname(target))
-    atomic.remove_tree_later(replaced)
+    if replaced is not None:
+        atomic.remove_tree_later(replaced)
 
 
 def write_snapshot(snapshot, directory, max_shard_size=DEFAULT_SHARD_SIZE, fsync=True, metadata=None):

@@ -64,10 +64,11 @@ def remove_stale_temps(directory, target_regex, directories=False):
             continue
         if directories:
             shutil.rmtree(full, ignore_errors=True)
+            removed.append(name)
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(full)
-        removed.append(name)
+                removed.append(name)
     return removed
 
 

@@ -69,10 +69,6 @@ def _start_writeback():
 _writeback = _start_writeback()
 
 
-def _byte_views(parts):
-    return [memoryview(part).cast("B") for part in parts]
-
-
 def _pwrite_all(fd, view, offset):
     while len(view):
         written = os.pwrite(fd, view, offset)
@@ -87,7 +83,7 @@ def write_hashed(path, parts, durable):
 
     >>> size, sha256 = write_hashed("data.bin", [header, array], durable=True)
     """
-    views = _byte_views(parts)
+    views = [memoryview(part).cast("B") for part in parts]
     total = sum(len(view) for view in views)
     if durable and _O_DIRECT and total >= DIRECT_MIN_BYTES:
         result = _try_direct(path, views, total)
