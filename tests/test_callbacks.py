@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from keramic.saving.registry import public_objects
+from keramic.serialization.registry import public_objects
 from keramic.training import callbacks as cbs
 from keramic.training.callbacks import (
     Callback,

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import keramic
-from keramic.saving.serialize import deserialize_keras_object
+from keramic.serialization.serialize import deserialize_keras_object
 from keramic.utils.naming import to_snake_case
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras3"

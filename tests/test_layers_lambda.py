@@ -13,7 +13,7 @@ import keramic
 from keramic.errors import UnknownObjectError, UnsafeDeserializationError
 from keramic.layers.lambda_layer import Lambda
 from keramic.saving import deserialize_keras_object, serialize_keras_object
-from keramic.saving.serialize import safe_mode_scope
+from keramic.serialization.serialize import safe_mode_scope
 
 
 @keramic.saving.register_keras_serializable("lambda_tests")

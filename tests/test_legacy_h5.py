@@ -27,7 +27,7 @@ import keramic
 from keramic import layers
 from keramic.errors import ConfigError, FileFormatError, KeramicError, UnsafeDeserializationError, WeightsMismatchError
 from keramic.saving.formats import keras2_config, legacy_h5, legacy_optimizer_weights
-from keramic.saving.serialize import deserialize_keras_object
+from keramic.serialization.serialize import deserialize_keras_object
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TFKERAS2_CASES = ["seed_mlp", "sequential_cnn", "functional_multi_io"]

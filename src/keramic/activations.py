@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from keramic.errors import ConfigError
-from keramic.saving import registry
-from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object, get_object, serialize_keras_object
+from keramic.serialization import registry
+from keramic.serialization.registry import keras_export
+from keramic.serialization.serialize import deserialize_keras_object, get_object, serialize_keras_object
 
 _NAMESPACE = "keras.activations"
 

@@ -7,8 +7,8 @@ tensor([[1.2000], [1.6000]])
 import torch
 
 from keramic.errors import ConfigError
-from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object, get_object, serialize_keras_object
+from keramic.serialization.registry import keras_export
+from keramic.serialization.serialize import deserialize_keras_object, get_object, serialize_keras_object
 
 _NAMESPACE = "keras.constraints"
 # Keras's fuzz factor: keeps the rescaling finite for all-zero weight vectors.

@@ -1,7 +1,7 @@
 """Dtype policies: which dtype a layer computes in and which it stores variables in."""
 
 from keramic import backend
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 
 
 @keras_export("keras.dtype_policies")

@@ -15,8 +15,8 @@ import torch
 
 from keramic import backend
 from keramic.errors import ConfigError
-from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object, get_object, serialize_keras_object
+from keramic.serialization.registry import keras_export
+from keramic.serialization.serialize import deserialize_keras_object, get_object, serialize_keras_object
 from keramic.utils.naming import to_snake_case
 
 _NAMESPACE = "keras.initializers"

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from keramic import backend
 from keramic import dtype_policies
 from keramic.errors import UnknownObjectError
-from keramic.saving import registry
-from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization import registry
+from keramic.serialization.registry import keras_export
+from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.utils.naming import auto_name, to_snake_case
 
 EPSILON = 1e-7  # Keras' `backend.epsilon()`: the clip applied to probabilities

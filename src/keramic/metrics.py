@@ -40,9 +40,9 @@ from keramic.losses import (
 )
 from keramic.losses import FUNCTIONS as _LOSS_FUNCTIONS
 from keramic.losses import cosine_similarity as _cosine_similarity
-from keramic.saving import registry
-from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization import registry
+from keramic.serialization.registry import keras_export
+from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.utils.naming import auto_name, to_snake_case
 
 NEG_INF = -1e10  # the score Keras gives predictions outside the top k

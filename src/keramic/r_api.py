@@ -14,7 +14,7 @@ import os
 
 from keramic.errors import ConfigError, FileFormatError
 from keramic.saving import api
-from keramic.saving.registry import custom_object_scope
+from keramic.serialization.registry import custom_object_scope
 from keramic.saving.stores.atomic import write_atomically
 
 __all__ = [

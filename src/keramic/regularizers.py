@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from keramic.errors import ConfigError
-from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object, get_object, serialize_keras_object
+from keramic.serialization.registry import keras_export
+from keramic.serialization.serialize import deserialize_keras_object, get_object, serialize_keras_object
 
 _NAMESPACE = "keras.regularizers"
 # Keras's fuzz factor: caps the inverse norm of all-zero rows in OrthogonalRegularizer.

@@ -14,8 +14,8 @@ from keramic import activations, backend, constraints, initializers, regularizer
 from keramic.layers.activations import Softmax
 from keramic.layers.base import Layer, weight_settings
 from keramic.layers.core import Dropout
-from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization.registry import keras_export
+from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.symbolic import run_on_placeholders
 
 _EQUATION = re.compile(r"(\.\.\.)?([a-zA-Z]+)(\.\.\.)?,([a-zA-Z]+)->(\.\.\.)?([a-zA-Z]+)(\.\.\.)?")

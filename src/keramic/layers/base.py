@@ -1,6 +1,5 @@
 """The Layer base class: a `torch.nn.Module` with Keras's naming, lazy build, weights and configs."""
 
-import contextlib
 import functools
 import inspect
 import threading
@@ -10,8 +9,8 @@ import torch
 
 from keramic import backend, dtype_policies
 from keramic.errors import NotBuiltError
-from keramic.saving import deferred, serialize
-from keramic.saving.registry import keras_export
+from keramic.serialization import restore_hooks, serialize
+from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor, Node, any_symbolic, flatten, map_structure, run_on_placeholders, shape_of
 from keramic.utils import naming
 
@@ -24,7 +23,6 @@ class _CallContext(threading.local):
         self.scopes = []
         self.depth = 0
         self.layers_with_losses = []
-        self.skip_initializers = False
 
 
 _context = _CallContext()
@@ -209,10 +207,10 @@ class Layer(torch.nn.Module):
         name = name or "variable"
         path = "/".join([*_context.scopes, name]) if _context.scopes else f"{self.name}/{name}"
         # A checkpoint loaded before this variable existed supplies its value (no initializer run).
-        restored = deferred.take_layer_value(self, name, shape, dtype) if deferred.PENDING else None
+        restored = restore_hooks.take_layer_value(self, name, shape, dtype) if restore_hooks.PENDING else None
         if restored is not None:
             value = restored
-        elif _context.skip_initializers:
+        elif restore_hooks.initializers_skipped():
             value = torch.empty(shape, dtype=backend.torch_dtype(dtype), device=backend.get_device())
         else:
             with torch.no_grad():
@@ -577,17 +575,6 @@ def _shape_from_json(shape):
     if shape and isinstance(shape[0], (list, tuple)):
         return [_shape_from_json(s) for s in shape]
     return tuple(shape)
-
-
-@contextlib.contextmanager
-def skipping_initializers():
-    """New weights start uninitialised: for loaders that overwrite every variable (or fail)."""
-    previous = _context.skip_initializers
-    _context.skip_initializers = True
-    try:
-        yield
-    finally:
-        _context.skip_initializers = previous
 
 
 def pending_call_losses():

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from keramic import activations, constraints, initializers, regularizers
 from keramic.layers.base import Layer, weight_settings
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
 

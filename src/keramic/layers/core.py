@@ -7,7 +7,7 @@ import torch
 
 from keramic import activations, constraints, initializers, regularizers
 from keramic.layers.base import Layer, weight_settings
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 
 
 

@@ -6,8 +6,8 @@ import torch
 
 from keramic import backend, constraints, initializers, regularizers
 from keramic.layers.base import Layer, weight_settings
-from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object
+from keramic.serialization.registry import keras_export
+from keramic.serialization.serialize import deserialize_keras_object
 
 
 

@@ -2,7 +2,7 @@
 
 from keramic import backend
 from keramic.layers.base import Layer
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor, Node
 from keramic.utils import naming
 

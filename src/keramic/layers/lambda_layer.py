@@ -16,8 +16,8 @@ import torch
 
 from keramic.errors import ConfigError, UnsafeDeserializationError
 from keramic.layers.base import Layer
-from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object, in_safe_mode, safe_mode_scope, serialize_keras_object
+from keramic.serialization.registry import keras_export
+from keramic.serialization.serialize import deserialize_keras_object, in_safe_mode, safe_mode_scope, serialize_keras_object
 from keramic.symbolic import KerasTensor, map_structure, run_on_placeholders
 
 _LAMBDA_REFUSED = (

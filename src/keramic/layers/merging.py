@@ -7,7 +7,7 @@ The output mask is the OR of the input masks (when every input has one).
 import torch
 
 from keramic.layers.base import Layer
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 
 
 def _broadcast_shapes(shape1, shape2):

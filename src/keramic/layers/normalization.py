@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from keramic import backend, constraints, initializers, regularizers
 from keramic.layers.base import Layer, serialize_or_none, weight_settings
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 
 # Keras's backend.epsilon(): guards the masked-moments division.
 _EPSILON = 1e-7

@@ -5,7 +5,7 @@ import torch
 
 from keramic import backend
 from keramic.layers.base import Layer
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 
 
 class Operation(Layer):

@@ -16,7 +16,7 @@ from keramic.layers.conv import (
     same_padding,
     to_channels_first,
 )
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 
 _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d}
 _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d}

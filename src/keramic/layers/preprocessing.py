@@ -7,8 +7,8 @@ import torch
 
 from keramic import backend
 from keramic.layers.base import Layer
-from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization.registry import keras_export
+from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 
 # Keras's backend.epsilon(): the smallest standard deviation Normalization divides by.
 _EPSILON = 1e-7

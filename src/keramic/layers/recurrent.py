@@ -14,8 +14,8 @@ import torch
 
 from keramic import activations, backend, constraints, initializers, regularizers
 from keramic.layers.base import Layer, _call_signature_flags, serialize_or_none, weight_settings
-from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization.registry import keras_export
+from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 
 
 

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from keramic.layers.base import Layer
 from keramic.layers.conv import from_channels_first, normalize_data_format, normalize_tuple, to_channels_first
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 
 
 @keras_export("keras.layers")

@@ -1,6 +1,6 @@
 """`clone_model`: a new model with the same architecture and fresh weights."""
 
-from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 
 
 def clone_model(model, custom_objects=None):

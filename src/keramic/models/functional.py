@@ -5,7 +5,7 @@ import torch
 from keramic import backend
 from keramic.errors import ConfigError
 from keramic.models.model import Model
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor, flatten, map_structure
 
 

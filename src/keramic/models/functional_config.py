@@ -1,7 +1,7 @@
 """Functional model <-> Keras 3 config (`layers` with `inbound_nodes`, `input_layers`, `output_layers`)."""
 
 from keramic.errors import ConfigError
-from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.symbolic import KerasTensor, flatten, map_structure
 
 

@@ -4,7 +4,7 @@ import torch
 
 from keramic import backend
 from keramic.layers.base import Layer
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 from keramic.training.trainer import Trainer
 from keramic.utils import naming
 
@@ -135,6 +135,6 @@ class Model(Trainer, Layer):
         """The architecture (and compile config) as a JSON string, as Keras writes it."""
         import json
 
-        from keramic.saving.serialize import serialize_keras_object
+        from keramic.serialization.serialize import serialize_keras_object
 
         return json.dumps(serialize_keras_object(self), **kwargs)

@@ -3,8 +3,8 @@
 from keramic.layers.base import Layer
 from keramic.layers.input_layer import Input, InputLayer
 from keramic.models.model import Model
-from keramic.saving import serialize
-from keramic.saving.registry import keras_export
+from keramic.serialization import serialize
+from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor
 
 

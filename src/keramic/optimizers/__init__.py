@@ -10,8 +10,8 @@ from keramic.optimizers.base import Optimizer
 from keramic.optimizers.nadam import Nadam
 from keramic.optimizers.rmsprop import RMSprop
 from keramic.optimizers.sgd import SGD
-from keramic.saving import registry
-from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization import registry
+from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 
 __all__ = [
     "Adadelta",

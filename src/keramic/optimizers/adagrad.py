@@ -4,7 +4,7 @@ import torch
 
 from keramic import backend
 from keramic.optimizers.base import Optimizer
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 
 
 @keras_export("keras.optimizers")

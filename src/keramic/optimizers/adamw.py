@@ -1,7 +1,7 @@
 """AdamW: Adam with decoupled weight decay that must be set (default 0.004)."""
 
 from keramic.optimizers.adam import Adam
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 
 
 @keras_export("keras.optimizers")

@@ -14,8 +14,8 @@ import torch
 
 from keramic import backend
 from keramic.optimizers import schedules
-from keramic.saving import deferred, registry
-from keramic.saving.serialize import get_object, serialize_keras_object
+from keramic.serialization import registry, restore_hooks
+from keramic.serialization.serialize import get_object, serialize_keras_object
 from keramic.utils.naming import auto_name
 
 f32 = np.float32
@@ -148,7 +148,7 @@ class Optimizer:
         """Create an optimizer variable (non-trainable), tracked in `variables` in creation order."""
         name = name or auto_name("variable")
         # A checkpoint loaded before this slot existed supplies its value (a fresh tensor: no copy).
-        restored = deferred.take_optimizer_value(self, name, shape, dtype) if deferred.PENDING else None
+        restored = restore_hooks.take_optimizer_value(self, name, shape, dtype) if restore_hooks.PENDING else None
         if restored is None:
             variable = backend.Variable(_initial_value(initializer, shape, dtype), name=name, trainable=False, path=f"{self.name}/{name}")
         else:
@@ -189,8 +189,8 @@ class Optimizer:
     def build(self, var_list):
         """Create the EMA and accumulation slots; subclasses add their own slots after these."""
         var_list = list(var_list)
-        if deferred.PENDING:  # a checkpoint waits for this optimizer's slots
-            deferred.optimizer_building(self, var_list)
+        if restore_hooks.PENDING:  # a checkpoint waits for this optimizer's slots
+            restore_hooks.optimizer_building(self, var_list)
         if self.use_ema:
             self._ema_averages = self.add_optimizer_variables(var_list, "average")
         if self.gradient_accumulation_steps:

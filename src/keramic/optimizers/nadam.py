@@ -4,7 +4,7 @@ import torch
 
 from keramic import backend
 from keramic.optimizers.base import Optimizer, _HostCopy, f32
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 from keramic.utils.naming import auto_name
 
 

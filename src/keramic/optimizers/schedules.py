@@ -10,8 +10,8 @@ import math
 import numpy as np
 import torch
 
-from keramic.saving.registry import keras_export
-from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization.registry import keras_export
+from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 
 f32 = np.float32
 _PI = f32(math.pi)

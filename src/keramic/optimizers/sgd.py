@@ -3,7 +3,7 @@
 import torch
 
 from keramic.optimizers.base import Optimizer
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 
 
 @keras_export("keras.optimizers")

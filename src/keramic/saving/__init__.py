@@ -1,6 +1,6 @@
 """Saving and serialization: configs, registries, formats (`keramic.saving`)."""
 
-from keramic.saving.registry import (
+from keramic.serialization.registry import (
     CustomObjectScope,
     custom_object_scope,
     get_custom_objects,
@@ -8,5 +8,5 @@ from keramic.saving.registry import (
     get_registered_object,
     register_keras_serializable,
 )
-from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.saving.api import load_model, load_weights, save_model, save_weights

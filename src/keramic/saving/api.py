@@ -5,9 +5,9 @@ import json
 import os
 
 from keramic.errors import FileFormatError, NotBuiltError
-from keramic.saving import registry
+from keramic.serialization import registry
 from keramic.saving.formats import checkpoint, keras_directory, keras_v3, legacy_h5, safetensors_weights, sharded_weights
-from keramic.saving.serialize import deserialize_keras_object, safe_mode_scope
+from keramic.serialization.serialize import deserialize_keras_object, safe_mode_scope
 from keramic.saving.stores import h5_weights
 from keramic.saving.stores.atomic import write_atomically
 from keramic.saving.stores.h5_layout import SIGNATURE as HDF5_MAGIC

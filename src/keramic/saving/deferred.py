@@ -4,9 +4,8 @@ A checkpoint names each variable by the attribute path that reaches it from the 
 (`encoder/dense/kernel`, `optimizer/adam/momentum/encoder/dense/kernel`), never by the
 auto-generated layer names, so a model rebuilt from the same code finds the same keys. Loading into
 a model that is not built yet leaves the values *pending* on a `PendingRestore`; `Layer.add_weight`
-and `Optimizer.add_variable` ask `take_layer_value` / `take_optimizer_value` for them while creating
-the variable, so a restored variable never runs its initializer (nor draws from the global RNG).
-`PENDING` is empty whenever nothing waits, which keeps those hooks at one truth test.
+and `Optimizer.add_variable` ask for them through `keramic.serialization.restore_hooks` while
+creating the variable, so a restored variable never runs its initializer (nor draws from the global RNG).
 """
 
 import warnings
@@ -16,9 +15,9 @@ import torch
 
 from keramic import backend
 from keramic.errors import WeightsMismatchError
+from keramic.serialization.restore_hooks import PENDING
 from keramic.utils.naming import to_snake_case
 
-PENDING = []  # PendingRestore objects that still hold values; falsy when none do
 METRICS_PREFIX = "metrics"
 OPTIMIZER_PREFIX = "optimizer"
 _LISTED = 20  # entries named in an error message before "and N more"
@@ -350,30 +349,6 @@ class PendingRestore:
                 value = self._take(key, variable.shape, variable.dtype, f"variable '{variable.path}'")
                 with torch.no_grad():
                     variable.copy_(value)
-
-
-def take_layer_value(layer, name, shape, dtype):
-    """The waiting value for the variable `layer` is creating, or None (then it initializes as usual)."""
-    for restore in list(PENDING):
-        value = restore.take_for_layer(layer, name, shape, dtype)
-        if value is not None:
-            return value
-    return None
-
-
-def optimizer_building(optimizer, var_list):
-    """Called as an optimizer builds: restore its counters and prepare its slots' keys."""
-    for restore in list(PENDING):
-        restore.optimizer_building(optimizer, var_list)
-
-
-def take_optimizer_value(optimizer, name, shape, dtype):
-    """The waiting value of an optimizer variable being created, or None."""
-    for restore in list(PENDING):
-        value = restore.take_for_optimizer(optimizer, name, shape, dtype)
-        if value is not None:
-            return value
-    return None
 
 
 def register(model, values, status):

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import torch
 
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 from keramic.training.progress import Progbar
 
 _BATCH_HOOKS = (

@@ -10,7 +10,7 @@ import warnings
 from keramic.errors import ConfigError
 from keramic.saving.checkpoint_manager import CheckpointManager
 from keramic.saving.formats.checkpoint import RngState, restore_metric_state, save_checkpoint
-from keramic.saving.registry import keras_export
+from keramic.serialization.registry import keras_export
 from keramic.training.callbacks import Callback, _MonitorCallback
 
 _MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")

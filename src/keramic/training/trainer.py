@@ -6,7 +6,7 @@ import torch
 from keramic import metrics as metrics_module
 from keramic.layers.base import pending_call_losses
 from keramic import optimizers as optimizers_module
-from keramic.saving.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.symbolic import flatten, map_structure
 from keramic.training import data as data_module
 from keramic.training.compile import CompiledLoss, CompiledMetrics, match_targets

@@ -7,7 +7,7 @@ rewritten here, in one place, instead of in every layer.
 """
 
 from keramic.errors import ConfigError
-from keramic.saving import registry
+from keramic.serialization import registry
 
 _DROPPED_KEYS = ("shared_object_id", "__passive_serialization__")
 _RNN_CLASSES = ("SimpleRNN", "GRU", "LSTM", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")

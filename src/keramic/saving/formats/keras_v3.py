@@ -19,9 +19,9 @@ import h5py
 
 import keramic
 from keramic.errors import FileFormatError, KeramicError, NotBuiltError
-from keramic.layers.base import skipping_initializers
-from keramic.saving import registry
-from keramic.saving.serialize import deserialize_keras_object, safe_mode_scope, serialize_keras_object
+from keramic.serialization.restore_hooks import skipping_initializers
+from keramic.serialization import registry
+from keramic.serialization.serialize import deserialize_keras_object, safe_mode_scope, serialize_keras_object
 from keramic.saving.stores import bulk_io, h5_layout, h5_weights, weights_index, zip_writer
 from keramic.saving.stores.atomic import write_atomically
 from keramic.saving.stores.zip_member import FileWindow, open_member

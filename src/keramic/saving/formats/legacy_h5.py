@@ -21,10 +21,10 @@ import h5py
 import numpy as np
 
 from keramic.errors import ConfigError, FileFormatError, KeramicError, NotBuiltError, WeightsMismatchError
-from keramic.saving import registry
+from keramic.serialization import registry
 from keramic.saving.formats import keras2_config, legacy_optimizer_weights
 from keramic.saving.formats.keras_v3 import KERAS_FORMAT_VERSION
-from keramic.saving.serialize import deserialize_keras_object, safe_mode_scope, serialize_keras_object
+from keramic.serialization.serialize import deserialize_keras_object, safe_mode_scope, serialize_keras_object
 from keramic.saving.stores.atomic import write_atomically
 from keramic.saving.stores.h5_weights import FileCheck, read_dataset_into, write_dataset
 

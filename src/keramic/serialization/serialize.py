@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from keramic.errors import ConfigError, UnknownObjectError, UnsafeDeserializationError
-from keramic.saving import registry
+from keramic.serialization import registry
 
 _state = threading.local()
 
