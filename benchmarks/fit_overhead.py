@@ -1,11 +1,17 @@
-"""One epoch of the tutorial MLP: keramic `fit` vs a hand-written PyTorch loop vs Keras 3 `fit`.
+"""One epoch of the tutorial MLP: keramic `fit` (eager and `jit_compile=True`) vs a hand-written
+PyTorch loop (eager and `torch.compile`d) vs Keras 3 `fit`.
 
 Data: 60000 x 784 float32 (random, same shapes as MNIST), integer labels, batch 64, RMSprop,
 shuffled each epoch. Every contender gets one warm-up epoch, then `--repeats` timed epochs; the
 median is reported. Keras runs in a subprocess (torch backend) so its imports and settings do not
 touch the other two.
 
-Run: python benchmarks/fit_overhead.py [--repeats 3] [--samples 60000] [--no-keras]
+The compiled contenders pay their compile time in the warm-up epoch, which is not timed.
+
+On a shared or busy machine pass `--threads 1`: torch's multi-threaded kernels slow down by
+orders of magnitude when other processes hold the cores, which drowns the per-batch overheads.
+
+Run: python benchmarks/fit_overhead.py [--repeats 3] [--samples 60000] [--threads N] [--no-keras] [--no-compile]
 """
 
 import argparse
@@ -29,7 +35,7 @@ def make_data(samples, seed=0):
     return x, y
 
 
-def time_keramic(x, y, repeats):
+def time_keramic(x, y, repeats, jit_compile=False):
     import keramic as keras
 
     keras.utils.set_random_seed(0)
@@ -38,7 +44,7 @@ def time_keramic(x, y, repeats):
     h = keras.layers.Dense(64, activation="relu", name="dense_2")(h)
     outputs = keras.layers.Dense(10, activation="softmax", name="predictions")(h)
     model = keras.Model(inputs, outputs)
-    model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.RMSprop())
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.RMSprop(), jit_compile=jit_compile)
     model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
     times = []
     for _ in range(repeats):
@@ -48,13 +54,16 @@ def time_keramic(x, y, repeats):
     return times
 
 
-def time_plain_torch(x, y, repeats):
-    """What a PyTorch user writes by hand: nn.Sequential, cross_entropy, torch.optim.RMSprop."""
+def time_plain_torch(x, y, repeats, compiled=False):
+    """What a PyTorch user writes by hand: nn.Sequential, cross_entropy, torch.optim.RMSprop
+    (with `compiled`, the model goes through `torch.compile` first)."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(
         torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
     )
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7, foreach=True)
+    if compiled:
+        model = torch.compile(model)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
     def epoch():
@@ -82,8 +91,11 @@ def time_plain_torch(x, y, repeats):
 KERAS_SCRIPT = r"""
 import json, sys, time
 import numpy as np
+import torch
 import keras
-samples, repeats = int(sys.argv[1]), int(sys.argv[2])
+samples, repeats, threads = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+if threads:
+    torch.set_num_threads(threads)
 rng = np.random.default_rng(0)
 x = rng.random((samples, 784), dtype=np.float32)
 y = rng.integers(0, 10, size=samples).astype("int64")
@@ -103,10 +115,14 @@ print(json.dumps(times))
 """
 
 
-def time_keras(samples, repeats):
+def time_keras(samples, repeats, threads=0):
     env = dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(
-        [sys.executable, "-c", KERAS_SCRIPT, str(samples), str(repeats)], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", KERAS_SCRIPT, str(samples), str(repeats), str(threads)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         print("Keras run failed:\n" + result.stderr[-2000:])
@@ -119,23 +135,34 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--samples", type=int, default=60000)
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras 3 run")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd contenders")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for every contender (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     x, y = make_data(args.samples)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.samples} samples, batch {BATCH}")
-    results = {
-        "plain PyTorch loop": time_plain_torch(x, y, args.repeats),
-        "keramic fit": time_keramic(x, y, args.repeats),
+    contenders = {
+        "plain PyTorch loop": lambda: time_plain_torch(x, y, args.repeats),
+        "keramic fit": lambda: time_keramic(x, y, args.repeats),
     }
+    if not args.no_compile:
+        contenders["torch.compile'd plain loop"] = lambda: time_plain_torch(x, y, args.repeats, compiled=True)
+        contenders["keramic fit jit_compile=True"] = lambda: time_keramic(x, y, args.repeats, jit_compile=True)
     if not args.no_keras:
-        keras_times = time_keras(args.samples, args.repeats)
-        if keras_times:
-            results["Keras 3 fit (torch)"] = keras_times
+        contenders["Keras 3 fit (torch)"] = lambda: time_keras(args.samples, args.repeats, args.threads)
+    results = {}
+    for name, run in contenders.items():
+        times = run()
+        if times:
+            results[name] = times
+            print(f"  {name}: {', '.join(f'{t:.3f}' for t in times)} s", flush=True)
     plain = statistics.median(results["plain PyTorch loop"])
     keramic_time = statistics.median(results["keramic fit"])
-    print(f"{'contender':<24}{'median s/epoch':>16}{'vs plain':>10}")
+    print(f"{'contender':<30}{'median s/epoch':>16}{'vs plain':>10}")
     for name, times in results.items():
         median = statistics.median(times)
-        print(f"{name:<24}{median:>16.3f}{median / plain:>9.2f}x")
+        print(f"{name:<30}{median:>16.3f}{median / plain:>9.2f}x")
     if "Keras 3 fit (torch)" in results:
         print(f"keramic is {statistics.median(results['Keras 3 fit (torch)']) / keramic_time:.2f}x faster than Keras 3")
     print(f"target: keramic <= 1.15x plain loop -> {'met' if keramic_time <= 1.15 * plain else 'NOT met'}")

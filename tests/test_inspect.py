@@ -15,7 +15,7 @@ import pytest
 import keramic
 from keramic import layers
 from keramic.errors import FileFormatError, KeramicError
-from keramic.saving import inspect as inspection
+from keramic.saving.stores import atomic
 from keramic.saving.inspect import format_report, inspect_file
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras3"
@@ -192,11 +192,31 @@ def test_links_leaving_the_file_are_refused_naming_the_entry(tmp_path):
         inspect_file(path)
 
 
-def test_legacy_h5_is_named_as_such(tmp_path):
+TFKERAS2 = Path(__file__).parent / "fixtures" / "tfkeras2"
+
+
+@pytest.mark.parametrize("case", ["seed_mlp", "functional_multi_io", "sequential_cnn"])
+def test_tf_keras_legacy_files_report_what_loading_them_builds(case):
+    model = keramic.models.load_model(TFKERAS2 / case / "model.h5")
+    report = inspect_file(TFKERAS2 / case / "model.h5")
+    assert report["format"] == "legacy_h5" and report["keras_version"] == "2.21.0"
+    assert report["model"]["name"] == model.name
+    assert report["total_params"] == sum(w.numpy().size for w in model.weights)
+    with_weights = {row["name"]: row["params"] for row in report["layers"] if row["params"]}
+    assert with_weights == {layer.name: sum(w.numpy().size for w in layer.weights) for layer in model.layers if layer.weights}
+    assert report["optimizer"]["state_in_file"] and report["optimizer"]["variables"] > 0
+    assert "Optimizer:" in format_report(report)
+
+    weights = inspect_file(TFKERAS2 / case / "weights.h5")
+    assert weights["format"] == "legacy_weights" and weights["total_params"] == report["total_params"]
+    assert "Compile:" not in format_report(weights)
+
+
+def test_legacy_layer_without_its_group_names_the_entry(tmp_path):
     path = tmp_path / "old.h5"
     with h5py.File(path, "w") as h5file:
         h5file.attrs["layer_names"] = [b"dense"]
-    with pytest.raises(FileFormatError, match="old.h5: a legacy HDF5 .*keramic convert"):
+    with pytest.raises(KeramicError, match=r"old\.h5: entry '/dense': a layer named in 'layer_names' has no group"):
         inspect_file(path)
 
 
@@ -259,7 +279,7 @@ def test_malformed_configs_give_a_report_or_a_format_error(tmp_path, case):
 
 
 def test_oversized_json_is_refused_before_parsing(tmp_path, monkeypatch):
-    monkeypatch.setattr(inspection, "MAX_JSON_BYTES", 100)
+    monkeypatch.setattr(atomic, "MAX_JSON_BYTES", 100)
     with pytest.raises(FileFormatError, match=r"entry 'config\.json' declares 4,542 bytes \(limit 100\)"):
         inspect_file(FIXTURES / "seed_mlp" / "model.keras")
     shutil.copy(FIXTURES / "seed_mlp" / "config.json", tmp_path / "config.json")
@@ -275,11 +295,11 @@ def test_truncated_weights_file_is_a_format_error(tmp_path):
 
 
 def test_other_files_are_refused_with_the_reason(tmp_path):
-    (tmp_path / "index.weights.json").write_text(json.dumps({"metadata": {}, "weight_map": {}}))
-    with pytest.raises(FileFormatError, match="sharded weights index"):
+    (tmp_path / "index.weights.json").write_text(json.dumps({"metadata": {}, "weight_map": {"/dense/vars": ["gone.h5"]}}))
+    with pytest.raises(FileFormatError, match="shard 'gone.h5' named in the index does not exist"):
         inspect_file(tmp_path / "index.weights.json")
     os.mkdir(tmp_path / "folder")
-    with pytest.raises(FileFormatError, match="a directory without 'config.json' or 'checkpoint.json'"):
+    with pytest.raises(FileFormatError, match="a directory without 'config.json'"):
         inspect_file(tmp_path / "folder")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(FileFormatError, match="unrecognised file format"):
@@ -337,3 +357,35 @@ def test_a_checkpoint_index_with_a_bad_shape_names_the_entry(tmp_path):
     index_path.write_text(json.dumps(index))
     with pytest.raises(FileFormatError, match=r"checkpoint\.json: entry 'tensors/layers/0/kernel': shape"):
         inspect_file(tmp_path / "ckpt")
+
+
+# ---------------------------------------------------------------- weights formats by key
+def _expected_rows(model):
+    """{tree path: params} of every object with variables, and the optimizer's variable count."""
+    from keramic.saving import tree
+
+    groups = tree.variable_groups(model)
+    rows = {g.path: sum(v.numel() for v in g.variables) for g in groups if g.variables and g.path and not g.path.startswith("optimizer")}
+    optimizer = sum(len(g.variables) for g in groups if g.path.startswith("optimizer"))
+    return rows, optimizer
+
+
+@pytest.mark.parametrize("name, options", [
+    ("w.safetensors", {}),
+    ("w.safetensors", {"max_shard_size": 0.0000001}),
+    ("w.weights.json", {"max_shard_size": 0.0000001}),
+])
+def test_keyed_weights_files_and_sharded_indexes_are_described(tmp_path, name, options):
+    model = trained_sequential()
+    written = keramic.saving.save_weights(model, tmp_path / name, **options) or str(tmp_path / name)
+    report = inspect_file(written)
+    rows, optimizer_variables = _expected_rows(model)
+    assert {row["path"]: row["params"] for row in report["layers"]} == rows
+    assert report["total_params"] == sum(rows.values())
+    assert report["weights_bytes"] == nbytes(model.weights)
+    assert report["optimizer"]["variables"] == optimizer_variables
+    assert report["weight_dtypes"] == {"float32": len(model.weights)}
+    if report["format"] == "weights_json":
+        assert report["shards"] > 1
+    text = format_report(report)
+    assert "Params:" in text and "Compile:" not in text

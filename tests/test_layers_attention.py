@@ -1,4 +1,5 @@
-"""MultiHeadAttention and EinsumDense: numbers, masks, weights and configs against Keras."""
+"""MultiHeadAttention, EinsumDense, Attention, AdditiveAttention and GroupQueryAttention against Keras: numbers, masks,
+weights, configs and files both ways."""
 
 import json
 
@@ -10,6 +11,15 @@ import keramic
 from keramic.layers.attention import EinsumDense, MultiHeadAttention
 from keramic.layers.embedding import Embedding
 from keramic.saving import deserialize_keras_object, serialize_keras_object
+from keramic.utils.naming import reset_names
+from layer_parity import assert_call_parity, assert_layer_parity
+
+
+@pytest.fixture(autouse=True)
+def _fresh_layer_names():
+    """Auto names restart per test, as Keras's do after the `keras` fixture's clear_session."""
+    reset_names()
+
 
 ATOL = 1e-5
 RNG = np.random.default_rng(0)
@@ -201,3 +211,152 @@ def test_invalid_arguments_are_refused():
         MultiHeadAttention(2, 4)(QUERY, VALUE, KEY[:, :3])
     with pytest.raises(ValueError, match="Invalid einsum equation"):
         EinsumDense("ab->b", 3).build((2, 3))
+
+
+# ---------------------------------------------------------------- files, Attention, GroupQueryAttention
+
+
+def _query_value(layer, tensors):
+    return layer(tensors[0], tensors[1])
+
+
+def _h5_datasets(path):
+    import h5py
+
+    names = []
+    with h5py.File(path, "r") as file:
+        file.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+    return sorted(names)
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("gate", [False, True])
+def test_multi_head_attention_files_both_ways(keras, tmp_path, gate):
+    """Keras stores the projections as `query_dense`, ... (its public properties) and the gate as `_gate_dense`."""
+    assert_layer_parity(
+        keras,
+        tmp_path,
+        lambda: keras.layers.MultiHeadAttention(2, 3, use_gate=gate, name="layer"),
+        lambda: keramic.layers.MultiHeadAttention(2, 3, use_gate=gate, name="layer"),
+        [QUERY[:2], VALUE[:2, :, :5]],
+        apply=_query_value,
+    )
+    ours = sorted(_h5_datasets(tmp_path / "from_keramic.weights.h5"))
+    assert ours == sorted(_h5_datasets(tmp_path / "from_keras.weights.h5"))
+    assert "layers/multi_head_attention/query_dense/vars/0" in ours
+    assert ("layers/multi_head_attention/_gate_dense/vars/0" in ours) == gate
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(
+    "make, inputs",
+    [
+        (lambda L: L.Attention(name="layer"), [QUERY, VALUE[:, :, :5]]),
+        (lambda L: L.Attention(use_scale=True, score_mode="concat", name="layer"), [QUERY, VALUE[:, :, :5], KEY[:, :, :1].repeat(5, -1)]),
+        (lambda L: L.AdditiveAttention(name="layer"), [QUERY, VALUE[:, :, :5]]),
+    ],
+    ids=["dot", "concat_scaled", "additive"],
+)
+def test_attention_layers_parity_with_files_and_training(keras, tmp_path, make, inputs):
+    assert_layer_parity(keras, tmp_path, lambda: make(keras.layers), lambda: make(keramic.layers), inputs)
+
+
+@pytest.mark.interop
+def test_attention_masks_causal_and_scores_match_keras(keras):
+    query, value = QUERY, VALUE[:, :, :5]
+    query_mask = IDS != 0
+    value_mask = (IDS != 0)[:, :4]
+    for layer in ("Attention", "AdditiveAttention"):
+        for kwargs in (
+            {"mask": [query_mask, value_mask], "return_attention_scores": True},
+            {"use_causal_mask": True, "mask": [None, value_mask]},
+        ):
+            args = (query, query) if kwargs.get("use_causal_mask") else (query, value)
+            mask = [query_mask, query_mask] if kwargs.get("use_causal_mask") else kwargs["mask"]
+            kwargs = {**kwargs, "mask": mask}
+            assert_call_parity(getattr(keras.layers, layer)(), getattr(keramic.layers, layer)(), list(args), (layer, kwargs), **kwargs)
+
+
+@pytest.mark.interop
+def test_attention_takes_keras_masks_of_its_inputs_and_gives_the_query_mask(keras):
+    def model(framework):
+        ids = framework.Input((6,), dtype="int32")
+        embedded = framework.layers.Embedding(10, 5, mask_zero=True)(ids)
+        attended = framework.layers.Attention()([embedded, embedded])
+        return framework.Model(ids, framework.layers.LSTM(2)(attended))
+
+    theirs, ours = model(keras), model(keramic)
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(ours.predict(IDS, verbose=0), theirs.predict(IDS, verbose=0), atol=ATOL)
+    attended = ours.layers[2].output
+    assert attended._keras_mask.shape == (None, 6)
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("options", [{}, {"use_gate": True, "use_bias": False}], ids=["plain", "gate"])
+def test_group_query_attention_parity_with_files_and_training(keras, tmp_path, options):
+    assert_layer_parity(
+        keras,
+        tmp_path,
+        lambda: keras.layers.GroupQueryAttention(2, 4, 2, name="layer", **options),
+        lambda: keramic.layers.GroupQueryAttention(2, 4, 2, name="layer", **options),
+        [QUERY[:2], VALUE[:2, :, :5]],
+        apply=_query_value,
+    )
+
+
+@pytest.mark.interop
+def test_group_query_attention_masks_and_options_match_keras(keras):
+    query_mask, value_mask = IDS != 0, (IDS != 0)[:, :4]
+    cases = [
+        ({}, (QUERY, VALUE[:, :, :5]), {"attention_mask": ATTENTION_MASK, "return_attention_scores": True}),
+        ({}, (QUERY, QUERY), {"use_causal_mask": True}),
+        ({"sliding_window": 2}, (QUERY, QUERY), {"use_causal_mask": True, "query_mask": query_mask}),
+        ({"dropout": 0.2}, (QUERY, VALUE[:, :, :5]), {"value_mask": value_mask}),
+        ({}, (QUERY, VALUE[:, :, :5], KEY), {"key_mask": value_mask, "query_mask": query_mask}),
+    ]
+    for options, args, kwargs in cases:
+        theirs = keras.layers.GroupQueryAttention(3, 4, 1, **options)
+        ours = keramic.layers.GroupQueryAttention(3, 4, 1, **options)
+        _compare(theirs, ours, *args, **kwargs)
+        assert json.loads(json.dumps(ours.get_config())) == json.loads(json.dumps(theirs.get_config()))
+    assert keramic.saving.serialize_keras_object(ours)["class_name"] == "GroupQueryAttention"
+    assert keramic.layers.GroupedQueryAttention is keramic.layers.GroupQueryAttention
+
+
+def test_symbolic_attention_outputs_carry_the_query_mask():
+    ids = keramic.Input((6,), dtype="int32")
+    embedded = Embedding(10, 4, mask_zero=True)(ids)
+    outputs = [
+        MultiHeadAttention(2, 2)(embedded, embedded),
+        keramic.layers.GroupQueryAttention(2, 2, 1)(embedded, embedded),
+        keramic.layers.Attention()([embedded, embedded]),
+    ]
+    output, scores = MultiHeadAttention(2, 2)(embedded, embedded, return_attention_scores=True)
+    for tensor in outputs + [output]:
+        assert tensor._keras_mask is embedded._keras_mask or tensor._keras_mask.shape == (None, 6)
+    assert getattr(scores, "_keras_mask", None) is None
+
+
+@pytest.mark.interop
+def test_symbolic_output_shapes_match_keras(keras):
+    """compute_output_spec of multi-output and multi-input calls, against Keras's symbolic shapes."""
+
+    def shapes(framework):
+        L = framework.layers
+        query, value = framework.Input((6, 5)), framework.Input((4, 5))
+        sequences, frames = framework.Input((4, 3)), framework.Input((3, 5, 5, 2))
+        results = [
+            L.Attention()([query, value], return_attention_scores=True),
+            L.AdditiveAttention()([query, value, value]),
+            L.GroupQueryAttention(2, 4, 2)(query, value, return_attention_scores=True),
+            L.MultiHeadAttention(2, 3)(query, query, return_attention_scores=True),  # Keras's spec assumes S == T
+            L.RNN([L.LSTMCell(3), L.GRUCell(2)], return_state=True)(sequences),
+            L.ConvLSTM2D(2, 3, return_state=True, return_sequences=True)(frames),
+            L.Dot(axes=(2, 2))([query, value]),
+            L.ReversibleEmbedding(9, 5)(query, reverse=True),
+        ]
+        flat = lambda v: [leaf for item in v for leaf in flat(item)] if isinstance(v, (list, tuple)) else [v]  # noqa: E731
+        return [tuple(t.shape) for t in flat(results)]
+
+    assert shapes(keramic) == shapes(keras)

@@ -1,42 +1,22 @@
-"""Convolution layers: numerics, weights and configs against Keras 3, plus shapes and errors."""
+"""Convolution layers: numerics, weights, configs and files against Keras 3, plus shapes and errors.
 
-import json
+Wide argument sweeps use the light `assert_call_parity`; one or two cases per class go through the
+full harness (`assert_layer_parity`: files both ways and a training step).
+"""
+
+import inspect
 
 import numpy as np
 import pytest
-import torch
 
+import keramic
 from keramic import Input
-from keramic.layers.conv import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
-
-
-def _numpy(x):
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def _json(value):
-    return json.loads(json.dumps(value))
-
-
-def _randomize(keras_layer, rng):
-    keras_layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in keras_layer.get_weights()])
-
-
-def assert_parity(keras_layer, ours, x, case):
-    """Same weights in -> same outputs, weight names/shapes/order, config and build config."""
-    keras_layer(x)
-    _randomize(keras_layer, np.random.default_rng(0))
-    expected = _numpy(keras_layer(x))
-    ours(x)
-    weights = [(w.path, tuple(w.shape)) for w in ours.weights]
-    assert weights == [(w.path, tuple(w.shape)) for w in keras_layer.weights], case
-    ours.set_weights(keras_layer.get_weights())
-    actual = _numpy(ours(x))
-    assert actual.shape == expected.shape, case
-    np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=1e-5, err_msg=str(case))
-    assert _json(ours.get_config()) == _json(keras_layer.get_config()), case
-    assert _json(ours.get_build_config()) == _json(keras_layer.get_build_config()), case
-    assert tuple(ours.compute_output_shape(x.shape)) == actual.shape, case
+from keramic.layers.conv import Conv1D, Conv2D, Conv3D
+from keramic.layers.conv_transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
+from keramic.layers.depthwise import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
+from layer_parity import assert_call_parity as assert_parity
+from layer_parity import assert_layer_parity
+from layer_parity import json_normalised as _json
 
 
 def _image(data_format, height=7, width=6, channels=4, batch=2):
@@ -120,6 +100,7 @@ DEPTHWISE_CASES = [
     dict(kernel_size=3, depth_multiplier=2, padding="same"),
     dict(kernel_size=2, strides=2, padding="same"),
     dict(kernel_size=3, dilation_rate=2, use_bias=False),
+    dict(kernel_size=2, strides=2, dilation_rate=2, padding="same"),  # Keras allows both here, unlike Conv
 ]
 
 
@@ -131,6 +112,100 @@ def test_depthwise_and_separable_match_keras(keras):
         assert_parity(keras.layers.DepthwiseConv2D(**kwargs), DepthwiseConv2D(**kwargs), x, kwargs)
         kwargs = dict(kwargs, filters=5, name="sep")
         assert_parity(keras.layers.SeparableConv2D(**kwargs), SeparableConv2D(**kwargs), x, kwargs)
+
+
+def _array(spatial, channels, data_format, batch=2, seed=3):
+    """A random batch with the given spatial shape, channels placed as `data_format` says."""
+    shape = (batch, *spatial, channels) if data_format == "channels_last" else (batch, channels, *spatial)
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+CONV3D_CASES = [
+    dict(filters=2, kernel_size=2),
+    dict(filters=2, kernel_size=(3, 2, 1), strides=(2, 1, 2), padding="same"),
+    dict(filters=2, kernel_size=2, dilation_rate=(2, 1, 1), padding="same", activation="relu"),
+    dict(filters=4, kernel_size=1, groups=2, use_bias=False),
+]
+
+
+@pytest.mark.interop
+def test_conv3d_matches_keras(keras):
+    for data_format, case in _with_data_formats(CONV3D_CASES):
+        kwargs = dict(case, data_format=data_format, name="conv3")
+        x = _array((4, 5, 3), 2, data_format)
+        assert_parity(keras.layers.Conv3D(**kwargs), Conv3D(**kwargs), x, kwargs)
+
+
+TRANSPOSE_1D_CASES = [
+    dict(filters=2, kernel_size=3),
+    dict(filters=2, kernel_size=3, strides=2, padding="same"),
+    dict(filters=2, kernel_size=2, strides=3, output_padding=1),
+    dict(filters=2, kernel_size=3, dilation_rate=2, padding="same", use_bias=False),
+]
+TRANSPOSE_3D_CASES = [
+    dict(filters=2, kernel_size=2),
+    dict(filters=2, kernel_size=(3, 2, 1), strides=(2, 1, 2), padding="same"),
+    dict(filters=2, kernel_size=3, strides=2, output_padding=(1, 0, 1)),
+]
+
+
+@pytest.mark.interop
+def test_conv1d_and_conv3d_transpose_match_keras(keras):
+    for data_format, case in _with_data_formats(TRANSPOSE_1D_CASES):
+        kwargs = dict(case, data_format=data_format, name="deconv1")
+        x = _array((5,), 3, data_format)
+        assert_parity(keras.layers.Conv1DTranspose(**kwargs), Conv1DTranspose(**kwargs), x, kwargs)
+    for data_format, case in _with_data_formats(TRANSPOSE_3D_CASES):
+        kwargs = dict(case, data_format=data_format, name="deconv3")
+        x = _array((3, 2, 3), 2, data_format)
+        assert_parity(keras.layers.Conv3DTranspose(**kwargs), Conv3DTranspose(**kwargs), x, kwargs)
+
+
+@pytest.mark.interop
+def test_depthwise_and_separable_1d_match_keras(keras):
+    for data_format, case in _with_data_formats(DEPTHWISE_CASES):
+        x = _array((9,), 3, data_format)
+        kwargs = dict(case, data_format=data_format, name="dw1")
+        assert_parity(keras.layers.DepthwiseConv1D(**kwargs), DepthwiseConv1D(**kwargs), x, kwargs)
+        kwargs = dict(kwargs, filters=4, name="sep1")
+        assert_parity(keras.layers.SeparableConv1D(**kwargs), SeparableConv1D(**kwargs), x, kwargs)
+
+
+# One or two cases per class through the whole harness: (class name, arguments, spatial shape, channels).
+FULL_CASES = [
+    ("Conv1D", dict(filters=3, kernel_size=3, padding="causal", dilation_rate=2), (7,), 2),
+    ("Conv2D", dict(filters=4, kernel_size=3, strides=2, padding="same", groups=2, activation="relu"), (5, 6), 4),
+    ("Conv2D", dict(filters=3, kernel_size=2, data_format="channels_first"), (4, 5), 2),
+    ("Conv3D", dict(filters=2, kernel_size=2, padding="same"), (3, 4, 3), 2),
+    ("Conv1DTranspose", dict(filters=2, kernel_size=3, strides=2, padding="same"), (4,), 3),
+    ("Conv2DTranspose", dict(filters=2, kernel_size=3, strides=2, output_padding=1, data_format="channels_first"),
+     (3, 4), 2),
+    ("Conv3DTranspose", dict(filters=2, kernel_size=2, strides=2), (2, 3, 2), 2),
+    ("DepthwiseConv1D", dict(kernel_size=3, depth_multiplier=2, padding="same"), (6,), 2),
+    ("DepthwiseConv2D", dict(kernel_size=2, strides=2, data_format="channels_first"), (4, 5), 3),
+    ("SeparableConv1D", dict(filters=3, kernel_size=2, dilation_rate=2), (7,), 2),
+    ("SeparableConv2D", dict(filters=3, kernel_size=3, depth_multiplier=2, padding="same"), (4, 5), 2),
+    ("Convolution2D", dict(filters=2, kernel_size=1, use_bias=False), (3, 3), 2),
+    # Regularizers add to the training loss and constraints apply after the step, as in Keras.
+    ("Conv2D", dict(filters=2, kernel_size=2, kernel_regularizer="l2", bias_regularizer="l1",
+                    activity_regularizer="l2", kernel_constraint="max_norm"), (4, 4), 3),
+    ("SeparableConv1D", dict(filters=2, kernel_size=2, pointwise_regularizer="l1", depthwise_constraint="unit_norm",
+                             activity_regularizer="l1"), (5,), 2),
+]
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("name, kwargs, spatial, channels", FULL_CASES, ids=[c[0] for c in FULL_CASES])
+def test_full_parity_with_keras_files_and_training(keras, tmp_path, name, kwargs, spatial, channels):
+    kwargs = dict(kwargs, name="layer")
+    x = _array(spatial, channels, kwargs.get("data_format", "channels_last"))
+    assert_layer_parity(
+        keras,
+        tmp_path,
+        lambda: getattr(keras.layers, name)(**kwargs),
+        lambda: getattr(keramic.layers, name)(**kwargs),
+        x,
+    )
 
 
 @pytest.mark.interop
@@ -201,3 +276,94 @@ def test_build_rejects_channels_not_divisible_by_groups_and_empty_outputs():
         Conv2D(4, 3, groups=2)(np.zeros((1, 5, 5, 3), "float32"))
     with pytest.raises(ValueError, match="zero or negative"):
         Conv2D(4, 5)(np.zeros((1, 3, 3, 1), "float32"))
+
+
+class _OffByOneConv2D(Conv2D):
+    """Same config and weights as Conv2D, wrong numbers: the harness must notice."""
+
+    def call(self, inputs):
+        return super().call(inputs) + 1e-3
+
+
+@pytest.mark.interop
+def test_harness_rejects_a_layer_that_differs(keras, tmp_path):
+    x = _array((4, 4), 2, "channels_last")
+    with pytest.raises(AssertionError, match="prediction"):
+        assert_layer_parity(keras, tmp_path, lambda: keras.layers.Conv2D(2, 2, name="c"),
+                            lambda: _OffByOneConv2D(2, 2, name="c"), x)
+    with pytest.raises(AssertionError, match="get_config"):
+        assert_layer_parity(keras, tmp_path, lambda: keras.layers.Conv2D(2, 2, name="c"),
+                            lambda: Conv2D(2, 2, activation="relu", name="c"), x)
+    with pytest.raises(AssertionError, match="weights"):
+        assert_layer_parity(keras, tmp_path, lambda: keras.layers.Conv2D(2, 2, name="c"),
+                            lambda: Conv2D(2, 2, use_bias=False, name="c"), x)
+
+
+@pytest.mark.interop
+def test_every_keras_alias_of_the_spatial_layers_exists(keras):
+    import re
+
+    names = [n for n in dir(keras.layers) if re.search("Conv(?!LSTM)|Pool|Cropping|ZeroPadding|UpSampling", n)]
+    assert len(names) >= 57  # Keras 3.15: 37 classes and 20 aliases
+    for name in names:
+        ours = getattr(keramic.layers, name, None)
+        assert ours is not None, f"keramic.layers has no {name}"
+        assert ours.__name__ == getattr(keras.layers, name).__name__, name
+        # Same constructor arguments in the same order, so positional calls mean the same thing.
+        theirs = [p for p in inspect.signature(getattr(keras.layers, name).__init__).parameters if p != "self"]
+        assert [p for p in inspect.signature(ours.__init__).parameters if p != "self"] == theirs, name
+
+
+def _default_arguments(class_name):
+    if "Depthwise" in class_name:
+        return dict(kernel_size=2)
+    if "Conv" in class_name:
+        return dict(filters=2, kernel_size=2)
+    if "Adaptive" in class_name:
+        return dict(output_size=2)
+    if class_name.startswith("AveragePooling"):
+        return dict(pool_size=2)
+    return {}
+
+
+@pytest.mark.interop
+@pytest.mark.slow
+def test_every_spatial_layer_survives_keras_sequential_files_and_resumed_training(keras, tmp_path):
+    """As users save them: a Sequential with default names, trained with momentum SGD (optimizer
+    slots in the file), saved as `.keras` and legacy `.h5` by Keras; keramic loads both, predicts,
+    resumes training to Keras's weights, and writes a `.keras` that Keras loads and trains on."""
+    import re
+
+    classes = sorted({getattr(keras.layers, n).__name__ for n in dir(keras.layers)
+                      if re.search("Conv(?!LSTM)|Pool|Cropping|ZeroPadding|UpSampling", n)})
+    assert len(classes) == 37
+    rng = np.random.default_rng(0)
+    for name in classes:
+        rank = int(re.search(r"(\d)D", name).group(1))
+        x = rng.normal(size=(3,) + (5,) * rank + (2,)).astype("float32")
+        theirs = keras.Sequential([keras.Input(x.shape[1:]), getattr(keras.layers, name)(**_default_arguments(name))])
+        target = rng.normal(size=theirs.output_shape[1:]).astype("float32")[None].repeat(3, 0)
+        trainable = bool(theirs.trainable_weights)
+        if trainable:
+            theirs.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss="mse")
+            theirs.train_on_batch(x, target)
+        expected = theirs.predict(x, verbose=0)
+        theirs.save(tmp_path / f"{name}.keras")
+        theirs.save(tmp_path / f"{name}.h5")
+        from_h5 = keramic.saving.load_model(tmp_path / f"{name}.h5")
+        np.testing.assert_allclose(from_h5.predict(x, verbose=0), expected, atol=1e-5, err_msg=f"{name} .h5")
+        ours = keramic.saving.load_model(tmp_path / f"{name}.keras")
+        np.testing.assert_allclose(ours.predict(x, verbose=0), expected, atol=1e-5, err_msg=f"{name} .keras")
+        if trainable:
+            theirs.train_on_batch(x, -target)
+            ours.train_on_batch(x, -target)
+            for a, b in zip(ours.get_weights(), theirs.get_weights()):
+                np.testing.assert_allclose(a, b, atol=1e-6, err_msg=f"{name}: resumed training")
+        ours.save(tmp_path / f"{name}_ours.keras")
+        back = keras.saving.load_model(tmp_path / f"{name}_ours.keras")
+        np.testing.assert_allclose(back.predict(x, verbose=0), ours.predict(x, verbose=0), atol=1e-5, err_msg=name)
+        if trainable:
+            theirs.train_on_batch(x, target)
+            back.train_on_batch(x, target)
+            for a, b in zip(back.get_weights(), theirs.get_weights()):
+                np.testing.assert_allclose(a, b, atol=1e-6, err_msg=f"{name}: Keras resuming keramic's file")

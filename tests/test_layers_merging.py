@@ -1,4 +1,4 @@
-"""Merge layers against Keras 3: values, broadcasting, masks, configs and build configs."""
+"""Merge layers and Dot against Keras 3: values, broadcasting, masks, configs, build configs and functional helpers."""
 
 import json
 
@@ -6,9 +6,19 @@ import numpy as np
 import pytest
 import torch
 
+import keramic
 from keramic import Input
 from keramic.layers import merging
 from keramic.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from keramic.utils.naming import reset_names
+from layer_parity import assert_call_parity, assert_layer_parity
+
+
+@pytest.fixture(autouse=True)
+def _fresh_layer_names():
+    """Auto names restart per test, as Keras's do after the `keras` fixture's clear_session."""
+    reset_names()
+
 
 ELEMENTWISE = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"]
 
@@ -135,3 +145,57 @@ def test_multiply_gradients_reach_both_inputs():
     a, b = (torch.ones(2, 3, requires_grad=True) for _ in range(2))
     Multiply()([a, b]).sum().backward()
     assert a.grad is not None and b.grad is not None
+
+
+# ---------------------------------------------------------------- Dot and the functional helpers
+
+_RNG = np.random.default_rng(21)
+_A3, _B3 = _RNG.normal(size=(2, 4, 5)).astype("float32"), _RNG.normal(size=(2, 3, 5)).astype("float32")
+_A2, _B2 = _RNG.normal(size=(2, 5)).astype("float32"), _RNG.normal(size=(2, 5)).astype("float32")
+
+
+@pytest.mark.interop
+def test_dot_parity_with_files(keras, tmp_path):
+    assert_layer_parity(
+        keras, tmp_path, lambda: keras.layers.Dot(axes=(2, 2), name="layer"),
+        lambda: keramic.layers.Dot(axes=(2, 2), name="layer"), [_A3, _B3],
+    )
+
+
+@pytest.mark.interop
+def test_dot_axes_and_normalize_match_keras(keras):
+    cases = [
+        ({"axes": 1}, [_A2, _B2]),
+        ({"axes": -1, "normalize": True}, [_A2, _B2]),
+        ({"axes": (1, 1)}, [_A3, _B3[:, :, :4].transpose(0, 2, 1).copy()]),
+        ({"axes": (2, 1)}, [_A3, _B3.transpose(0, 2, 1).copy()]),
+        ({"axes": (1, 2), "normalize": True}, [_A2, _A3]),
+        ({"axes": 2}, [_A3, _B2[:, None, :].repeat(3, 1)]),
+    ]
+    for options, inputs in cases:
+        assert_call_parity(keras.layers.Dot(**options), keramic.layers.Dot(**options), inputs, options)
+        shapes = [x.shape for x in inputs]
+        assert keramic.layers.Dot(**options).compute_output_shape(shapes) == keras.layers.Dot(**options).compute_output_shape(shapes)
+
+
+@pytest.mark.interop
+def test_functional_helpers_build_the_same_models_as_keras(keras):
+    helpers = ["add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate"]
+    for name in helpers + ["dot"]:
+        def model(framework, name=name):
+            a, b = framework.Input((5,)), framework.Input((5,))
+            kwargs = {"axes": 1} if name == "dot" else {}
+            return framework.Model([a, b], getattr(framework.layers, name)([a, b], **kwargs))
+
+        theirs, ours = model(keras), model(keramic)
+        np.testing.assert_allclose(ours.predict([_A2, _B2], verbose=0), theirs.predict([_A2, _B2], verbose=0), atol=1e-6)
+        assert type(ours.layers[-1]).__name__ == type(theirs.layers[-1]).__name__
+
+
+def test_dot_refuses_bad_axes_and_shapes():
+    with pytest.raises(TypeError):
+        keramic.layers.Dot(axes="x")
+    with pytest.raises(ValueError, match="two elements"):
+        keramic.layers.Dot(axes=(1, 2, 3))
+    with pytest.raises(ValueError, match="Incompatible"):
+        keramic.layers.Dot(axes=1)([torch.zeros(2, 3), torch.zeros(2, 4)])

@@ -1,4 +1,5 @@
-"""Activation, reshaping and preprocessing layers against Keras 3: values, weights and configs."""
+"""Activation, reshaping, preprocessing, core extras (Identity, Masking), regularization layers, ReversibleEmbedding,
+TorchModuleWrapper, layers.serialize/deserialize, activity-penalty scaling and mask hand-over, against Keras 3."""
 
 import json
 
@@ -6,10 +7,19 @@ import numpy as np
 import pytest
 import torch
 
+import keramic
 from keramic import Input, backend
-from keramic.layers.activations import ELU, PReLU, LeakyReLU, ReLU, Softmax
+from keramic.layers.activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from keramic.layers.preprocessing import Normalization, Rescaling
 from keramic.layers.reshaping import UpSampling2D, ZeroPadding2D
+from keramic.utils.naming import reset_names
+from layer_parity import assert_call_parity, assert_layer_parity
+
+
+@pytest.fixture(autouse=True)
+def _fresh_layer_names():
+    """Auto names restart per test, as Keras's do after the `keras` fixture's clear_session."""
+    reset_names()
 
 
 def _numpy(x):
@@ -131,7 +141,7 @@ def test_reshaping_symbolic_shapes():
     x = Input(shape=(None, 5, 2))
     assert UpSampling2D((2, 3))(x).shape == (None, None, 15, 2)
     assert ZeroPadding2D(((1, 0), (2, 2)))(x).shape == (None, None, 9, 2)
-    with pytest.raises(NotImplementedError):
+    with pytest.raises((NotImplementedError, ValueError)):
         UpSampling2D(interpolation="lanczos3")
 
 
@@ -202,3 +212,201 @@ def test_rescaling_config_round_trip_with_array_scale():
     clone = Rescaling.from_config(_json(layer.get_config()))
     x = np.ones((1, 2), "float32")
     assert clone(x).tolist() == layer(x).tolist() == [[1.5, 3.0]]
+
+
+# ---------------------------------------------------------------- core extras, regularization, masks, losses
+
+_X3 = np.random.default_rng(11).normal(size=(2, 4, 6)).astype("float32")
+_X4 = np.random.default_rng(12).normal(size=(2, 3, 3, 6)).astype("float32")
+_X5 = np.random.default_rng(13).normal(size=(2, 2, 2, 2, 6)).astype("float32")
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(
+    "make, x",
+    [
+        (lambda L: L.Identity(name="layer"), _X3),
+        (lambda L: L.Masking(mask_value=0.5, name="layer"), np.where(_X3 > 0, _X3, 0.5).astype("float32")),
+        (lambda L: L.ActivityRegularization(l1=0.1, l2=0.2, name="layer"), _X3),
+        (lambda L: L.GaussianNoise(0.3, seed=1, name="layer"), _X3),
+        (lambda L: L.GaussianDropout(0.3, seed=1, name="layer"), _X3),
+        (lambda L: L.AlphaDropout(0.3, noise_shape=(None, 1, 6), seed=1, name="layer"), _X3),
+        (lambda L: L.SpatialDropout1D(0.3, name="layer"), _X3),
+        (lambda L: L.SpatialDropout2D(0.3, data_format="channels_first", name="layer"), _X4),
+        (lambda L: L.SpatialDropout3D(0.3, name="layer"), _X5),
+        (lambda L: L.ReversibleEmbedding(10, 3, tie_weights=False, mask_zero=True, name="layer"), np.array([[1, 0, 9]], "int32")),
+    ],
+    ids=["identity", "masking", "activity", "noise", "gdropout", "alpha", "sd1", "sd2", "sd3", "reversible"],
+)
+def test_layers_parity_with_files(keras, tmp_path, make, x):
+    assert_layer_parity(keras, tmp_path, lambda: make(keras.layers), lambda: make(keramic.layers), x)
+
+
+def test_noise_layers_act_only_in_training_and_keep_their_statistics():
+    x = torch.ones(4000, 8)
+    for layer, mean, std in (
+        (keramic.layers.GaussianNoise(0.5, seed=3), 1.0, 0.5),
+        (keramic.layers.GaussianDropout(0.5, seed=3), 1.0, 1.0),
+        (keramic.layers.SpatialDropout1D(0.5), 1.0, 1.0),
+    ):
+        assert torch.equal(layer(x), x)
+        noisy = layer(x.reshape(1000, 4, 8) if isinstance(layer, keramic.layers.SpatialDropout1D) else x, training=True)
+        assert abs(float(noisy.mean()) - mean) < 0.05 and abs(float(noisy.std()) - std) < 0.05
+    normal = torch.randn(4000, 8, generator=torch.Generator().manual_seed(0))
+    alpha = keramic.layers.AlphaDropout(0.5, seed=3)(normal, training=True)
+    assert abs(float(alpha.mean())) < 0.05 and abs(float(alpha.std()) - 1.0) < 0.05  # SELU's fixed point kept
+    spatial = keramic.layers.SpatialDropout2D(0.5)(torch.ones(8, 3, 3, 5), training=True)
+    assert torch.all(spatial.amin(dim=(1, 2)) == spatial.amax(dim=(1, 2)))  # whole feature maps drop together
+    seeded = [keramic.layers.GaussianNoise(0.5, seed=9)(x, training=True) for _ in range(2)]
+    assert torch.equal(seeded[0], seeded[1])
+
+
+@pytest.mark.interop
+def test_activity_penalties_are_scaled_like_keras_in_training(keras):
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(5, 3)).astype("float32"), rng.normal(size=(5, 2)).astype("float32")
+
+    def model(framework):
+        inputs = framework.Input((3,))
+        hidden = framework.layers.Dense(2, activity_regularizer=framework.regularizers.L1L2(l1=0.05, l2=0.1))(inputs)
+        outputs = framework.layers.ActivityRegularization(l2=0.3)(hidden)
+        built = framework.Model(inputs, outputs)
+        built.compile(optimizer=framework.optimizers.SGD(learning_rate=0.1), loss="mse")
+        return built
+
+    theirs, ours = model(keras), model(keramic)
+    ours.set_weights(theirs.get_weights())
+    for _ in range(2):
+        np.testing.assert_allclose(ours.train_on_batch(x, y), theirs.train_on_batch(x, y), rtol=1e-6)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(ours.evaluate(x, y, verbose=0), theirs.evaluate(x, y, verbose=0), rtol=1e-6)
+
+
+@pytest.mark.interop
+def test_reversible_embedding_reverse_projection_matches_keras(keras):
+    hidden = np.random.default_rng(4).normal(size=(2, 3, 4)).astype("float32")
+    for options in ({}, {"tie_weights": False, "logit_soft_cap": 2.0}):
+        theirs, ours = keras.layers.ReversibleEmbedding(7, 4, **options), keramic.layers.ReversibleEmbedding(7, 4, **options)
+        assert_call_parity(theirs, ours, np.array([[1, 2, 6]], "int32"), options)
+        expected = theirs(hidden, reverse=True)
+        np.testing.assert_allclose(ours(hidden, reverse=True).detach().numpy(), expected.detach().cpu().numpy(), atol=1e-5)
+        assert ours.compute_output_shape((2, 3, 4), reverse=True) == (2, 3, 7)
+
+
+def _mask_aware_layers(base):
+    """User layers written for either framework: one that uses the mask, one with paired `*_mask` arguments."""
+
+    class MaskedMean(base):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, inputs, mask=None):
+            weights = mask.to(inputs.dtype).unsqueeze(-1)
+            return (inputs * weights).sum(1) / weights.sum(1)
+
+        def compute_mask(self, inputs, mask=None):
+            return None
+
+    class PairedMasks(base):
+        def call(self, query, value, query_mask=None, value_mask=None):
+            return query.sum(-1) * query_mask.to(query.dtype) + value.sum(-1) * value_mask.to(value.dtype)
+
+    class Passthrough(base):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, inputs):
+            return inputs * 2.0
+
+    return MaskedMean, PairedMasks, Passthrough
+
+
+@pytest.mark.interop
+def test_masks_reach_custom_layers_as_in_keras(keras):
+    ids = np.array([[3, 4, 0, 0], [1, 2, 5, 0]], "int32")
+
+    def model(framework):
+        masked_mean, paired, passthrough = _mask_aware_layers(framework.layers.Layer)
+        inputs = framework.Input((4,), dtype="int32")
+        embedded = framework.layers.Embedding(8, 3, mask_zero=True)(inputs)
+        doubled = passthrough()(embedded)
+        return framework.Model(inputs, [masked_mean()(doubled), paired()(doubled, embedded)]), doubled
+
+    (theirs, _), (ours, doubled) = model(keras), model(keramic)
+    ours.set_weights(theirs.get_weights())
+    for a, b in zip(ours.predict(ids, verbose=0), theirs.predict(ids, verbose=0)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert doubled._keras_mask.shape == (None, 4)
+
+
+def test_torch_module_wrapper_trains_and_saves_like_keras_layouts(tmp_path):
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    inputs = keramic.Input((3,))
+    model = keramic.Model(inputs, keramic.layers.TorchModuleWrapper(module, name="torch")(inputs))
+    layer = model.layers[-1]
+    assert [tuple(w.shape) for w in layer.trainable_weights] == [(4, 3), (4,), (4,), (4,), (2, 4), (2,)]
+    assert all(a is b for a, b in zip(layer.trainable_weights, module.parameters()))
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype("float32")
+    model.compile(optimizer="sgd", loss="mse")
+    before = module[0].weight.detach().clone()
+    model.train_on_batch(x, np.zeros((6, 2), "float32"))
+    assert not torch.equal(before, module[0].weight)
+    model.save_weights(tmp_path / "w.weights.h5")
+    import h5py
+
+    with h5py.File(tmp_path / "w.weights.h5", "r") as file:
+        stored = sorted(file["layers/torch_module_wrapper/vars"].keys())
+    assert stored == sorted(module.state_dict().keys())  # Keras's layout: state_dict names, buffers included
+    fresh_module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    fresh_inputs = keramic.Input((3,))
+    fresh = keramic.Model(fresh_inputs, keramic.layers.TorchModuleWrapper(fresh_module, name="torch")(fresh_inputs))
+    fresh.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_allclose(fresh.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    with pytest.raises(keramic.errors.UnsafeDeserializationError, match="pickle"):
+        keramic.layers.TorchModuleWrapper.from_config(layer.get_config())
+
+
+@pytest.mark.interop
+def test_layers_serialize_and_deserialize_like_keras(keras):
+    layer = keramic.layers.Dense(3, activation="relu", name="d")
+    envelope = keramic.layers.serialize(layer)
+    theirs = keras.layers.serialize(keras.layers.Dense(3, activation="relu", name="d"))
+    assert json.loads(json.dumps(envelope)) == json.loads(json.dumps(theirs))
+    rebuilt = keramic.layers.deserialize(theirs)
+    assert isinstance(rebuilt, keramic.layers.Dense) and rebuilt.units == 3 and rebuilt.name == "d"
+    assert isinstance(keramic.layers.deserialize({"class_name": "GroupNormalization", "config": {"groups": 2}}), keramic.layers.GroupNormalization)
+
+
+def test_every_public_keras_layer_name_of_this_group_exists(keras):
+    mine = """ActivityRegularization AdditiveAttention AlphaDropout Attention ConvLSTM1D ConvLSTM2D ConvLSTM3D Dot
+    GaussianDropout GaussianNoise GroupNormalization GroupQueryAttention Identity Masking RMSNormalization
+    ReversibleEmbedding SpatialDropout1D SpatialDropout2D SpatialDropout3D SpectralNormalization StackedRNNCells
+    TorchModuleWrapper UnitNormalization add average concatenate deserialize dot maximum minimum multiply serialize
+    subtract""".split()
+    assert all(hasattr(keras.layers, name) for name in mine)
+    assert [name for name in mine if not hasattr(keramic.layers, name)] == []
+
+
+@pytest.mark.interop
+def test_torch_module_wrapper_weight_files_both_ways(keras, tmp_path):
+    x = np.random.default_rng(5).normal(size=(3, 4)).astype("float32")
+
+    def model(framework, seed):
+        torch.manual_seed(seed)
+        module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+        inputs = framework.Input((4,))
+        return framework.Model(inputs, framework.layers.TorchModuleWrapper(module, output_shape=(None, 3))(inputs))
+
+    theirs, ours = model(keras, 0), model(keramic, 1)
+    theirs.save_weights(tmp_path / "keras.weights.h5")
+    ours.load_weights(tmp_path / "keras.weights.h5")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), atol=1e-6)
+    ours, theirs = model(keramic, 2), model(keras, 3)
+    ours.save_weights(tmp_path / "keramic.weights.h5")
+    theirs.load_weights(tmp_path / "keramic.weights.h5")
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), ours.predict(x, verbose=0), atol=1e-6)
+

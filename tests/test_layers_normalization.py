@@ -1,4 +1,4 @@
-"""BatchNormalization and LayerNormalization against Keras 3: outputs, moving statistics, configs."""
+"""Normalization layers (Batch, Layer, Group, Unit, RMS, Spectral) against Keras 3: outputs, statistics, configs, files."""
 
 import json
 
@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+import keramic
 from keramic.layers.normalization import BatchNormalization, LayerNormalization
+from keramic.utils.naming import reset_names
+from layer_parity import assert_call_parity, assert_layer_parity
+
+
+@pytest.fixture(autouse=True)
+def _fresh_layer_names():
+    """Auto names restart per test, as Keras's do after the `keras` fixture's clear_session."""
+    reset_names()
 
 
 def _numpy(x):
@@ -157,3 +166,63 @@ def test_layer_normalization_keeps_masks_and_float16_inputs():
     out = LayerNormalization(dtype="float16")(x)
     assert out.dtype == torch.float16
     assert out._keras_mask is x._keras_mask
+
+
+# ---------------------------------------------------------------- Group, Unit, RMS, Spectral normalization
+
+_X3 = np.random.default_rng(7).normal(size=(2, 4, 6)).astype("float32")
+_X4 = np.random.default_rng(8).normal(size=(2, 3, 3, 6)).astype("float32")
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(
+    "make, x",
+    [
+        (lambda L: L.GroupNormalization(groups=3, name="layer"), _X4),
+        (lambda L: L.UnitNormalization(axis=[1, 2], name="layer"), _X3),
+        (lambda L: L.RMSNormalization(name="layer"), _X3),
+        (lambda L: L.SpectralNormalization(L.Dense(3, name="inner"), power_iterations=2, name="layer"), _X3),
+    ],
+    ids=["group", "unit", "rms", "spectral"],
+)
+def test_normalization_layers_parity_with_files_and_training(keras, tmp_path, make, x):
+    assert_layer_parity(keras, tmp_path, lambda: make(keras.layers), lambda: make(keramic.layers), x)
+
+
+@pytest.mark.interop
+def test_normalization_layer_options_match_keras(keras):
+    cases = [
+        (lambda L: L.GroupNormalization(groups=-1, center=False), _X4),
+        (lambda L: L.GroupNormalization(groups=2, axis=1, epsilon=0.1, scale=False), _X4.transpose(0, 3, 1, 2).copy()),
+        (lambda L: L.GroupNormalization(groups=1, axis=-2), _X3),
+        (lambda L: L.UnitNormalization(), _X3 * 1e-7),
+        (lambda L: L.RMSNormalization(axis=[1, 3], epsilon=0.5), _X4),
+        (lambda L: L.SpectralNormalization(L.Embedding(5, 3)), np.array([[1, 4, 0]], dtype="int32")),
+        (lambda L: L.SpectralNormalization(L.Conv2D(2, 2)), _X4),
+    ]
+    for i, (make, x) in enumerate(cases):
+        assert_call_parity(make(keras.layers), make(keramic.layers), x, i)
+
+
+@pytest.mark.interop
+def test_spectral_normalization_power_iteration_in_training_matches_keras(keras):
+    theirs, ours = keras.layers.SpectralNormalization(keras.layers.Dense(3)), keramic.layers.SpectralNormalization(keramic.layers.Dense(3))
+    theirs(_X3)
+    ours(_X3)
+    ours.set_weights(theirs.get_weights())
+    for _ in range(2):
+        expected = theirs(_X3, training=True)
+        actual = ours(_X3, training=True)
+        np.testing.assert_allclose(actual.detach().numpy(), expected.detach().cpu().numpy(), atol=1e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert [w.path for w in ours.weights] == [w.path for w in theirs.weights]
+
+
+def test_group_normalization_rejects_groups_that_do_not_divide_channels():
+    with pytest.raises(ValueError, match="multiple"):
+        keramic.layers.GroupNormalization(groups=4)(torch.zeros(1, 6))
+    with pytest.raises(ValueError, match="groups"):
+        keramic.layers.GroupNormalization(groups=0)
+    with pytest.raises(ValueError, match="power_iterations"):
+        keramic.layers.SpectralNormalization(keramic.layers.Dense(2), power_iterations=0)

@@ -1,4 +1,5 @@
-"""Recurrent layers: numbers, masking, weights and configs against Keras; dropout, state and paths."""
+"""Recurrent layers (RNNs, cells, stacked and custom cells, ConvLSTM, wrappers) against Keras: numbers, masks, weights,
+configs and files; dropout, state and paths."""
 
 import json
 
@@ -21,6 +22,15 @@ from keramic.layers.recurrent import (
     TimeDistributed,
 )
 from keramic.saving import deserialize_keras_object, serialize_keras_object
+from keramic.utils.naming import reset_names
+from layer_parity import assert_call_parity, assert_layer_parity
+
+
+@pytest.fixture(autouse=True)
+def _fresh_layer_names():
+    """Auto names restart per test, as Keras's do after the `keras` fixture's clear_session."""
+    reset_names()
+
 
 RTOL = 1e-4
 ATOL = 1e-6
@@ -326,8 +336,10 @@ def test_generic_rnn_runs_custom_cells_with_masks():
     out = RNN(CountingCell(2), return_sequences=True)(x, mask=mask)
     np.testing.assert_allclose(_np(out)[0, :, 0], [3, 6, 6, 6])
     np.testing.assert_allclose(_np(out)[1, :, 0], [3, 6, 9, 12])
-    with pytest.raises(NotImplementedError, match="stacked"):
-        RNN([CountingCell(2), CountingCell(2)])
+    stacked = RNN([CountingCell(2), CountingCell(2)], return_sequences=True)(x, mask=mask)
+    # The second cell sums the first one's running sums (2 features of 3, 6, 9, ...).
+    np.testing.assert_allclose(_np(stacked)[1, :, 0], [6, 18, 36, 60])
+    np.testing.assert_allclose(_np(stacked)[0, :, 0], [6, 18, 18, 18])
 
 
 def test_symbolic_shapes_and_functional_model():
@@ -357,3 +369,152 @@ def test_configs_round_trip_and_validate():
         LSTM(2, time_major=False)
     with pytest.raises(ValueError, match="use_cudnn"):
         GRU(2, use_cudnn="sometimes")
+
+
+# ---------------------------------------------------------------- ConvLSTM, stacked and custom cells
+
+_CONV_LSTM_SHAPES = {1: (2, 3, 5, 2), 2: (2, 3, 4, 4, 2), 3: (2, 2, 3, 3, 3, 2)}
+
+
+@pytest.mark.slow
+def test_conv_lstm2d_parity_with_files_and_training(keras, tmp_path):
+    assert_layer_parity(
+        keras,
+        tmp_path,
+        lambda: keras.layers.ConvLSTM2D(3, 2, padding="same", return_sequences=True, name="layer"),
+        lambda: keramic.layers.ConvLSTM2D(3, 2, padding="same", return_sequences=True, name="layer"),
+        _inputs(_CONV_LSTM_SHAPES[2]),
+        rtol=RTOL,
+    )
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_conv_lstm_1d_and_3d_match_keras(keras, rank):
+    name = f"ConvLSTM{rank}D"
+    options = {"padding": "same", "return_sequences": True}
+    theirs, ours = getattr(keras.layers, name)(3, 2, **options), getattr(keramic.layers, name)(3, 2, **options)
+    assert_call_parity(theirs, ours, _inputs(_CONV_LSTM_SHAPES[rank]), name, rtol=RTOL)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"kernel_size": 3, "return_state": True, "go_backwards": True, "unit_forget_bias": False},
+        {"kernel_size": 2, "strides": 2, "data_format": "channels_first", "activation": "relu"},
+        {"kernel_size": 3, "dilation_rate": 2, "padding": "same", "use_bias": False},
+    ],
+)
+def test_conv_lstm2d_options_match_keras(keras, options):
+    x = _inputs((2, 3, 5, 5, 2), seed=1)
+    if options.get("data_format") == "channels_first":
+        x = np.ascontiguousarray(np.moveaxis(x, -1, 2))
+    assert_call_parity(keras.layers.ConvLSTM2D(2, **options), keramic.layers.ConvLSTM2D(2, **options), x, options, rtol=RTOL)
+
+
+def test_conv_lstm_masked_steps_hold_states_like_keras(keras):
+    x = _inputs((2, 4, 3, 3, 1), seed=2)
+    mask = np.array([[True, True, False, False], [True, True, True, True]])
+    theirs, ours = keras.layers.ConvLSTM2D(2, 3, padding="same"), keramic.layers.ConvLSTM2D(2, 3, padding="same")
+    _assert_close(*_run_pair(theirs, ours, x, mask=mask))
+
+
+def _stacked(layers):
+    return [layers.LSTMCell(3), layers.SimpleRNNCell(2), layers.GRUCell(4)]
+
+
+def test_stacked_cells_parity_with_files_and_training(keras, tmp_path):
+    assert_layer_parity(
+        keras,
+        tmp_path,
+        lambda: keras.layers.RNN(keras.layers.StackedRNNCells(_stacked(keras.layers)), name="layer"),
+        lambda: keramic.layers.RNN(keramic.layers.StackedRNNCells(_stacked(keramic.layers)), name="layer"),
+        _inputs((2, 5, 3)),
+        rtol=RTOL,
+    )
+
+
+def test_stacked_cells_states_masks_and_direction_match_keras(keras):
+    x = _inputs((3, 6, 5), seed=3)
+    mask = IDS != 0
+    for options in ({"return_state": True, "return_sequences": True}, {"go_backwards": True, "return_state": True}):
+        theirs = keras.layers.RNN(_stacked(keras.layers), **options)
+        ours = keramic.layers.RNN(_stacked(keramic.layers), **options)
+        keras_out, our_out = _run_pair(theirs, ours, x, mask=mask)
+        flat = lambda v: [leaf for item in v for leaf in flat(item)] if isinstance(v, (list, tuple)) else [v]  # noqa: E731
+        _assert_close(flat(keras_out), flat(our_out))
+    assert isinstance(ours.cell, keramic.layers.StackedRNNCells)
+    assert ours.state_size == [[3, 3], 2, [4]] or ours.state_size == list(theirs.state_size)
+
+
+def _custom_cell_class(base):
+    """The same user cell written against either framework's Layer (weights in the config order)."""
+
+    class MinimalCell(base):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.state_size = [units, units]
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+            self.recurrent = self.add_weight(shape=(self.units, self.units), name="recurrent")
+
+        def call(self, inputs, states):
+            h = torch.tanh(inputs @ self.kernel + states[0] @ self.recurrent)
+            return h, [h, states[1] + h]
+
+    return MinimalCell
+
+
+def test_custom_cells_with_nested_states_and_masks_match_keras(keras):
+    keras_cell, our_cell = _custom_cell_class(keras.layers.Layer), _custom_cell_class(keramic.layers.Layer)
+    x = _inputs((3, 6, 4), seed=4)
+    mask = IDS != 0
+    for options in ({"return_sequences": True, "return_state": True}, {"go_backwards": True}):
+        theirs, ours = keras.layers.RNN(keras_cell(3), **options), keramic.layers.RNN(our_cell(3), **options)
+        _assert_close(*_run_pair(theirs, ours, x, mask=mask))
+    stacked_theirs = keras.layers.RNN([keras_cell(2), keras.layers.LSTMCell(3)], return_state=True)
+    stacked_ours = keramic.layers.RNN([our_cell(2), keramic.layers.LSTMCell(3)], return_state=True)
+    keras_out, our_out = _run_pair(stacked_theirs, stacked_ours, x, mask=mask)
+    assert len(our_out) == len(keras_out) == 3
+    _assert_close([keras_out[0], *keras_out[1], *keras_out[2]], [our_out[0], *our_out[1], *our_out[2]])
+
+
+def test_masking_layer_masks_recurrent_layers_like_keras(keras):
+    x = _inputs((3, 6, 4), seed=5)
+    x[0, 3:] = 0.0
+    x[1, :2] = 0.0
+
+    def model(framework):
+        inputs = framework.Input((6, 4))
+        masked = framework.layers.Masking()(inputs)
+        hidden = framework.layers.LSTM(3, return_sequences=True)(masked)
+        return framework.Model(inputs, framework.layers.Bidirectional(framework.layers.GRU(2))(hidden))
+
+    theirs, ours = model(keras), model(keramic)
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+
+
+def test_symbolic_tensors_carry_masks_through_recurrent_layers():
+    inputs = keramic.Input((6,), dtype="int32")
+    embedded = Embedding(10, 4, mask_zero=True)(inputs)
+    sequences = LSTM(3, return_sequences=True)(embedded)
+    last = LSTM(3)(sequences)
+    assert embedded._keras_mask.shape == (None, 6) and embedded._keras_mask.dtype == "bool"
+    assert sequences._keras_mask.shape == (None, 6)
+    assert getattr(last, "_keras_mask", None) is None
+
+
+def test_stacked_cells_draw_dropout_masks_once_per_sequence():
+    """As in Keras, a cell's dropout mask is the same at every step of a sequence (and new for the next one)."""
+    cell = SimpleRNNCell(6, activation=None, use_bias=False, dropout=0.5, seed=3)
+    layer = RNN([cell], return_sequences=True)
+    x = torch.ones(4, 5, 6)
+    layer(x)
+    cell.kernel.assign(np.eye(6, dtype="float32"))
+    cell.recurrent_kernel.assign(np.zeros((6, 6), "float32"))
+    first, second = layer(x, training=True), layer(x, training=True)
+    assert torch.equal(first, first[:, :1].expand_as(first))
+    assert set(torch.unique(first).tolist()) == {0.0, 2.0}
+    assert not torch.equal(first, second)

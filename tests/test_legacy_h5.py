@@ -26,7 +26,7 @@ import torch
 import keramic
 from keramic import layers
 from keramic.errors import ConfigError, FileFormatError, KeramicError, UnsafeDeserializationError, WeightsMismatchError
-from keramic.saving.formats import keras2_config, legacy_h5, legacy_optimizer_weights
+from keramic.saving.formats import keras2_config, keras2_training, legacy_h5, legacy_optimizer_weights
 from keramic.serialization.serialize import deserialize_keras_object
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -545,13 +545,13 @@ def test_keras2_lambda_bytecode_is_refused_in_safe_mode(tmp_path):
 
 def test_keras2_optimizer_configs_keep_their_hyperparameters():
     tf_config = {"name": "Adam", "learning_rate": 0.0123, "beta_1": 0.8, "is_legacy_optimizer": False, "jit_compile": True}
-    converted = keras2_config.convert_optimizer_config({"class_name": "Custom>Adam", "config": tf_config})
+    converted = keras2_training.convert_optimizer_config({"class_name": "Custom>Adam", "config": tf_config})
     adam = keramic.optimizers.deserialize(converted)
     assert type(adam).__name__ == "Adam" and adam.beta_1 == 0.8
     assert float(adam.learning_rate.numpy()) == pytest.approx(0.0123)
 
     v2_config = {"name": "SGD", "lr": 0.1, "decay": 0.5, "momentum": 0, "nesterov": False}
-    sgd = keramic.optimizers.deserialize(keras2_config.convert_optimizer_config({"class_name": "SGD", "config": v2_config}))
+    sgd = keramic.optimizers.deserialize(keras2_training.convert_optimizer_config({"class_name": "SGD", "config": v2_config}))
     # OptimizerV2's decay: lr / (1 + decay * iterations), an InverseTimeDecay schedule.
     assert float(sgd._schedule_value(2)) == pytest.approx(0.1 / (1 + 0.5 * 2))
 

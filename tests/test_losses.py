@@ -44,6 +44,19 @@ def _data(kind, seed=0):
         y_true, y_pred = rng.integers(0, 4, (BATCH, 1)), rng.normal(0, 3, (BATCH, 4))
     elif kind == "distribution":
         y_true, y_pred = rng.dirichlet(np.ones(4), BATCH), rng.dirichlet(np.ones(4), BATCH)
+    elif kind == "segmentation":
+        y_true, y_pred = rng.integers(0, 2, (BATCH, 6)).astype("float64"), rng.uniform(0, 1, (BATCH, 6))
+    elif kind == "sparse_probabilities":
+        y_true, y_pred = rng.integers(0, 4, (BATCH,)), rng.dirichlet(np.ones(4), BATCH)
+    elif kind == "embeddings":
+        # Labels with repeats and one singleton (no positive pair: zero loss, masked out).
+        y_true = np.array([0, 1, 0, 2, 1, 0, 1, 3])
+        y_pred = rng.normal(size=(BATCH, 3))
+        y_pred /= np.linalg.norm(y_pred, axis=1, keepdims=True)
+    elif kind == "sparse_ctc":
+        # Label sequences padded with 0 (the blank); 6 time steps of 5-class logits.
+        y_true = np.array([[1, 2, 2, 0], [3, 0, 0, 0], [4, 1, 3, 2], [2, 2, 0, 0]] * 2)
+        y_pred = rng.normal(size=(BATCH, 6, 5))
     else:
         raise ValueError(kind)
     return torch.tensor(y_true, dtype=torch.float32), torch.tensor(y_pred, dtype=torch.float32)
@@ -84,6 +97,18 @@ CASES = [
     ("SparseCategoricalCrossentropy", {"from_logits": True}, "sparse_column"),
     ("SparseCategoricalCrossentropy", {"from_logits": True, "ignore_class": 2}, "sparse_column"),
     ("SparseCategoricalCrossentropy", {"ignore_class": 1}, "sparse"),
+    ("CategoricalFocalCrossentropy", {}, "categorical"),
+    ("CategoricalFocalCrossentropy", {"alpha": 0.5, "gamma": 1.5, "label_smoothing": 0.1}, "categorical"),
+    ("CategoricalFocalCrossentropy", {"from_logits": True}, "categorical_logits"),
+    ("CategoricalGeneralizedCrossEntropy", {"q": 0.5}, "sparse_probabilities"),
+    ("CategoricalGeneralizedCrossEntropy", {"q": 0.2}, "sparse_probabilities"),
+    ("Circle", {}, "embeddings"),
+    ("Circle", {"gamma": 10.0, "margin": 0.25, "remove_diagonal": False}, "embeddings"),
+    ("CTC", {}, "sparse_ctc"),
+    ("Dice", {}, "segmentation"),
+    ("Dice", {"axis": -1}, "segmentation"),
+    ("Tversky", {}, "segmentation"),
+    ("Tversky", {"alpha": 0.3, "beta": 0.7, "axis": -1}, "segmentation"),
 ]
 REDUCTIONS = ["sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none"]
 
@@ -342,3 +367,43 @@ def test_custom_loss_subclass():
     assert loss.get_config() == {"name": loss.name, "reduction": "sum_over_batch_size"}
     with pytest.raises(NotImplementedError):
         losses.Loss()(torch.zeros(1), torch.zeros(1))
+
+
+@pytest.mark.interop
+def test_reductions_of_the_newer_losses_match_keras(keras):
+    # Circle masks its zero-loss samples, so averaging reductions divide by the kept ones only.
+    cases = [
+        ("CategoricalFocalCrossentropy", {}, "categorical"),
+        ("CategoricalGeneralizedCrossEntropy", {}, "sparse_probabilities"),
+        ("Circle", {}, "embeddings"),
+        ("CTC", {}, "sparse_ctc"),
+        ("Dice", {"axis": -1}, "segmentation"),
+        ("Dice", {}, "segmentation"),
+        ("Tversky", {"axis": -1}, "segmentation"),
+    ]
+    for name, kwargs, kind in cases:
+        y_true, y_pred = _data(kind)
+        y_true = _input(y_true, kind)
+        for reduction in REDUCTIONS:
+            ours = getattr(losses, name)(reduction=reduction, **kwargs)
+            theirs = getattr(keras.losses, name)(reduction=reduction, **kwargs)
+            for sample_weight in (None, _weights(), torch.tensor(1.5)):
+                what = f"{name}{kwargs} {reduction} weights {None if sample_weight is None else tuple(sample_weight.shape)}"
+                if name == "Dice" and not kwargs and sample_weight is not None and sample_weight.dim():
+                    continue  # one value for the whole batch: Keras fails on per-sample weights there
+                if name == "Circle" and sample_weight is not None and not sample_weight.dim():
+                    continue  # Keras multiplies its mask into a 0-d weight in place, which torch refuses
+                # A copy: Keras on torch multiplies a mask into the caller's weights in place.
+                expected = theirs(y_true, y_pred, None if sample_weight is None else sample_weight.clone())
+                _close(ours(y_true, y_pred, sample_weight), expected, what)
+
+
+def test_newer_loss_arguments_are_checked():
+    with pytest.raises(ValueError, match="q must be in the interval"):
+        losses.CategoricalGeneralizedCrossEntropy(q=1.5)
+    with pytest.raises(ValueError, match="max_length"):
+        losses.ctc(torch.ones(2, 3, 4), torch.ones(2, 3, 4))
+    with pytest.raises(ValueError, match="axis"):
+        losses.categorical_focal_crossentropy(torch.ones(2, 3), torch.ones(2, 3), axis=True)
+    for name in ("ctc", "dice", "tversky", "circle", "categorical_generalized_cross_entropy"):
+        assert losses.get(name) is getattr(losses, name)

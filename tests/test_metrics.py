@@ -37,9 +37,17 @@ def _batches(kind, count=3):
             y_true, y_pred = rng.integers(0, 5, (BATCH,)).astype("float64"), rng.dirichlet(np.ones(5), BATCH)
         elif kind == "sparse_column":
             y_true, y_pred = rng.integers(0, 5, (BATCH, 1)).astype("float64"), rng.normal(0, 2, (BATCH, 5))
+        elif kind == "classes":
+            # Class ids of a segmentation map (4 classes), with -1 (out of range) once.
+            y_true, y_pred = rng.integers(0, 4, (BATCH,)).astype("float64"), rng.integers(0, 4, (BATCH,)).astype("float64")
+            y_true[3] = -1
+        elif kind == "integer_weights":
+            y_true, y_pred = rng.integers(0, 3, (BATCH,)).astype("float64"), rng.integers(0, 3, (BATCH,)).astype("float64")
         else:
             raise ValueError(kind)
         weight = None if index == 0 else rng.uniform(0, 2, BATCH)
+        if kind == "integer_weights" and weight is not None:
+            weight = np.floor(weight * 2)
         if index == 2 and weight is not None:
             weight[:2] = 0.0
         out.append(tuple(None if a is None else torch.tensor(a, dtype=torch.float32) for a in (y_true, y_pred, weight)))
@@ -106,10 +114,48 @@ CASES = [
 ]
 
 
+# Metrics whose constructors need arguments, so they sit outside CASES' default-constructor checks.
+NEWER_CASES = [
+    ("F1Score", {}, "categorical"),
+    ("F1Score", {"threshold": 0.5}, "multilabel"),
+    ("F1Score", {"average": "micro", "threshold": 0.4}, "multilabel"),
+    ("F1Score", {"average": "macro"}, "categorical"),
+    ("F1Score", {"average": "weighted", "threshold": 0.6}, "multilabel"),
+    ("FBetaScore", {"beta": 2.0}, "categorical"),
+    ("FBetaScore", {"beta": 0.5, "average": "weighted", "threshold": 0.3}, "multilabel"),
+    ("IoU", {"num_classes": 4, "target_class_ids": [0, 2]}, "classes"),
+    ("IoU", {"num_classes": 4, "target_class_ids": [1], "dtype": "float32"}, "classes"),
+    ("IoU", {"num_classes": 4, "target_class_ids": [0, 1, 3], "ignore_class": 2, "dtype": "float32"}, "classes"),
+    ("IoU", {"num_classes": 3, "target_class_ids": [0, 2]}, "integer_weights"),
+    ("IoU", {"num_classes": 5, "target_class_ids": [0, 3], "sparse_y_true": False, "sparse_y_pred": False}, "categorical"),
+    ("BinaryIoU", {}, "binary"),
+    ("BinaryIoU", {"target_class_ids": [1], "threshold": 0.3, "dtype": "float32"}, "binary"),
+    ("MeanIoU", {"num_classes": 4}, "classes"),
+    ("MeanIoU", {"num_classes": 4, "ignore_class": 0, "dtype": "float32"}, "classes"),
+    ("OneHotIoU", {"num_classes": 5, "target_class_ids": [1, 4], "dtype": "float32"}, "categorical"),
+    ("OneHotMeanIoU", {"num_classes": 5, "dtype": "float32"}, "categorical"),
+    ("R2Score", {}, "regression"),
+    ("R2Score", {"class_aggregation": "variance_weighted_average"}, "regression"),
+    ("R2Score", {"class_aggregation": None, "num_regressors": 2}, "regression"),
+    ("PearsonCorrelation", {}, "regression"),
+    ("PearsonCorrelation", {}, "positive"),
+    ("ConcordanceCorrelation", {}, "positive"),
+    ("ConcordanceCorrelation", {}, "regression"),
+    ("PrecisionAtRecall", {"recall": 0.5}, "binary"),
+    ("PrecisionAtRecall", {"recall": 0.8, "num_thresholds": 7, "class_id": 2}, "multilabel"),
+    ("RecallAtPrecision", {"precision": 0.6}, "multilabel"),
+    ("RecallAtPrecision", {"precision": 0.4, "num_thresholds": 1}, "binary"),
+    ("SensitivityAtSpecificity", {"specificity": 0.5}, "multilabel"),
+    ("SensitivityAtSpecificity", {"specificity": 0.3, "num_thresholds": 11, "class_id": 0}, "multilabel"),
+    ("SpecificityAtSensitivity", {"sensitivity": 0.7}, "binary"),
+    ("SpecificityAtSensitivity", {"sensitivity": 0.4, "num_thresholds": 20}, "multilabel"),
+]
+
+
 def _close(ours, theirs, what):
     theirs = torch.as_tensor(theirs).detach().cpu()
     assert ours.shape == theirs.shape, what
-    torch.testing.assert_close(ours.float(), theirs.float(), rtol=1e-6, atol=1e-6, msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(ours.float(), theirs.float(), rtol=1e-6, atol=1e-6, equal_nan=True, msg=lambda m: f"{what}: {m}")
 
 
 def _base_name(name):
@@ -122,9 +168,11 @@ def _labels(name, kind, y_true):
 
 
 @pytest.mark.interop
-def test_metrics_match_keras_over_several_batches(keras):
-    # One test over all cases: the `keras` fixture costs a Keras session reset per test.
-    for name, kwargs, kind in CASES:
+@pytest.mark.parametrize("cases", [CASES, NEWER_CASES], ids=["older", "newer"])
+@pytest.mark.filterwarnings("ignore:You are passing weight as `float`")
+def test_metrics_match_keras_over_several_batches(keras, cases):
+    # One test over many cases: the `keras` fixture costs a Keras session reset per test.
+    for name, kwargs, kind in cases:
         ours, theirs = getattr(metrics, name)(**kwargs), getattr(keras.metrics, name)(**kwargs)
         for step, (y_true, y_pred, weight) in enumerate(_batches(kind)):
             y_true = _labels(name, kind, y_true)
@@ -208,6 +256,13 @@ def test_configs_match_keras(keras):
         assert ours.get_config() == expected, name
         assert metrics.serialize(ours) == {**keras.metrics.serialize(theirs), "config": expected}, name
         assert type(ours).from_config(ours.get_config()).get_config() == ours.get_config(), name
+    for name, kwargs, _ in NEWER_CASES:
+        ours, theirs = getattr(metrics, name)(**kwargs), getattr(keras.metrics, name)(**kwargs)
+        mine, reference = ours.get_config(), theirs.get_config()
+        assert _base_name(mine.pop("name")) == _base_name(reference.pop("name")), name
+        assert mine == reference, f"{name}{kwargs}"
+        assert metrics.deserialize(metrics.serialize(ours)).get_config() == ours.get_config(), name
+        assert keras.metrics.deserialize(metrics.serialize(ours)).get_config() == ours.get_config(), name
     for name in sorted({case[0] for case in CASES}):
         ours, theirs = getattr(metrics, name)(), getattr(keras.metrics, name)()
         mine, reference = ours.get_config(), theirs.get_config()
@@ -318,9 +373,10 @@ def test_state_is_non_trainable_variables_updated_in_place():
     assert metric.true_positives.tolist() == [0.0, 0.0]
 
 
+@pytest.mark.filterwarnings("ignore:You are passing weight as `float`")
 def test_update_state_never_reads_values_back_to_the_host(monkeypatch):
     """A read-back (`.item()`, `bool(tensor)`, `.tolist()`, ...) would stall the GPU every step."""
-    cases = [(name, kwargs, kind) for name, kwargs, kind in CASES if not kwargs.get("multi_label") or kwargs.get("num_labels")]
+    cases = [(name, kwargs, kind) for name, kwargs, kind in CASES + NEWER_CASES if not kwargs.get("multi_label") or kwargs.get("num_labels")]
     built = [(getattr(metrics, name)(**kwargs), name, kind) for name, kwargs, kind in cases]
     batches = {kind: _batches(kind, count=2) for _, _, kind in cases}
 
@@ -358,3 +414,44 @@ def test_custom_metric_subclass():
     metric.reset_state()
     assert metric.result().item() == 0.0 and metric.inner.result().item() == 0.0
     assert metric.get_config() == {"name": "count", "dtype": "float32"}
+
+
+@pytest.mark.interop
+def test_newer_metric_functions_and_names_match_keras(keras):
+    (y_true, y_pred, _), *_ = _batches("regression")
+    for name in ("pearson_correlation", "concordance_correlation"):
+        _close(getattr(metrics, name)(y_true, y_pred), getattr(keras.metrics, name)(y_true, y_pred), name)
+        _close(getattr(metrics, name)(y_true, y_pred, axis=0), getattr(keras.metrics, name)(y_true, y_pred, axis=0), name)
+    # Loss functions Keras also publishes under keras.metrics.
+    (y_true, y_pred, _), *_ = _batches("categorical")
+    for name in ("huber", "binary_focal_crossentropy", "categorical_focal_crossentropy"):
+        assert getattr(metrics, name) is getattr(losses, name)
+        _close(getattr(metrics, name)(y_true, y_pred), getattr(keras.metrics, name)(y_true, y_pred), name)
+    for name in ("f1_score", "r2_score", "pearson_correlation", "concordance_correlation", "binary_io_u", "F1Score", "R2Score"):
+        ours, theirs = metrics.get(name), keras.metrics.get(name)
+        assert type(ours).__name__ == type(theirs).__name__, name
+        assert _base_name(ours.name) == _base_name(theirs.name), name
+
+
+def test_newer_metric_arguments_are_checked():
+    with pytest.raises(ValueError, match="average"):
+        metrics.F1Score(average="sample")
+    with pytest.raises(ValueError, match="beta"):
+        metrics.FBetaScore(beta=1)
+    with pytest.raises(ValueError, match="threshold"):
+        metrics.F1Score(threshold=1.5)
+    with pytest.raises(ValueError, match="out of range"):
+        metrics.IoU(num_classes=2, target_class_ids=[2])
+    with pytest.raises(ValueError, match="class_aggregation"):
+        metrics.R2Score(class_aggregation="median")
+    with pytest.raises(ValueError, match="recall"):
+        metrics.PrecisionAtRecall(recall=1.5)
+    with pytest.raises(ValueError, match="num_thresholds"):
+        metrics.SensitivityAtSpecificity(0.5, num_thresholds=0)
+    with pytest.raises(ValueError, match="2D inputs"):
+        metrics.F1Score().update_state(torch.ones(3), torch.ones(3))
+    f1 = metrics.F1Score()
+    assert f1.variables == []  # its state is sized by the first batch
+    f1.update_state(torch.eye(3), torch.eye(3))
+    assert [v.name for v in f1.variables] == ["true_positives", "false_positives", "false_negatives", "intermediate_weights"]
+    np.testing.assert_allclose(f1.result().numpy(), [1.0, 1.0, 1.0], atol=1e-6)

@@ -121,7 +121,62 @@ PARITY_CASES = {
     "adamax": ("Adamax", {"learning_rate": 0.01}),
     "nadam": ("Nadam", {"learning_rate": 0.01}),
     "nadam_clipnorm": ("Nadam", {"learning_rate": 0.01, "clipnorm": 1.0}),
+    "adafactor": ("Adafactor", {"learning_rate": 0.01}),
+    "adafactor_absolute_step": (
+        "Adafactor",
+        {"learning_rate": 0.5, "relative_step": False, "clip_threshold": 0.5, "beta_2_decay": -0.5, "weight_decay": 0.1},
+    ),
+    "adafactor_schedule": ("Adafactor", lambda m: {"learning_rate": m.schedules.ExponentialDecay(0.1, 1, 0.5)}),
+    "ftrl": ("Ftrl", {"learning_rate": 0.1}),
+    "ftrl_regularized": (
+        "Ftrl",
+        {
+            "learning_rate": 0.1,
+            "learning_rate_power": -0.7,
+            "initial_accumulator_value": 0.5,
+            "l1_regularization_strength": 0.01,
+            "l2_regularization_strength": 0.02,
+            "l2_shrinkage_regularization_strength": 0.03,
+            "beta": 0.1,
+        },
+    ),
+    "lamb": ("Lamb", {"learning_rate": 0.01}),
+    "lamb_weight_decay": ("Lamb", {"learning_rate": 0.01, "weight_decay": 0.1, "clipnorm": 1.0}),
+    "lion": ("Lion", {"learning_rate": 0.01}),
+    "lion_betas": ("Lion", {"learning_rate": 0.01, "beta_1": 0.5, "beta_2": 0.9, "weight_decay": 0.1}),
+    "muon": ("Muon", {"learning_rate": 0.01}),
+    "muon_options": (
+        "Muon",
+        {
+            "learning_rate": 0.01,
+            "nesterov": False,
+            "exclude_layers": ["out"],
+            "adam_lr_ratio": 0.5,
+            "rms_rate": None,
+            "weight_decay": 0.1,
+            "adam_weight_decay": None,
+            "ns_steps": 3,
+        },
+    ),
+    "schedule_free_adamw": ("ScheduleFreeAdamW", {"learning_rate": 0.01}),
+    "schedule_free_adamw_warmup": ("ScheduleFreeAdamW", {"learning_rate": 0.01, "warmup_steps": 2, "weight_decay": 0.1}),
+    "multi_optimizer": (
+        "MultiOptimizer",
+        lambda m: {"optimizer_map": m.OptimizerMap(m.SGD(0.1, momentum=0.5), {"d1/.*": m.Adam(0.01), "out/bias": m.Lion(0.01)})},
+    ),
+    "multi_optimizer_callable_loss_scale": (
+        "MultiOptimizer",
+        lambda m: {
+            "optimizer_map": _by_scope(m.Lamb(0.01, use_ema=True), m.Muon(0.01, gradient_accumulation_steps=2)),
+            "loss_scale_factor": 4.0,
+        },
+    ),
 }
+
+
+def _by_scope(first, second):
+    """A callable optimizer map: `d1/...` to the first optimizer, the rest to the second."""
+    return lambda variable: first if variable.path.startswith("d1/") else second
 
 
 @pytest.mark.interop
@@ -134,7 +189,9 @@ def test_update_parity_with_keras(keras, class_name):
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("class_name", ["Adam", "RMSprop", "Nadam"])
+@pytest.mark.parametrize(
+    "class_name", ["Adam", "RMSprop", "Nadam", "Adafactor", "Ftrl", "Lamb", "Lion", "Muon", "ScheduleFreeAdamW"]
+)
 def test_gradient_accumulation_parity(keras, class_name):
     kwargs = {"learning_rate": 0.01, "gradient_accumulation_steps": 2}
     keras_opt, _, opt, _ = _run_parity(keras, class_name, kwargs, steps=5)
@@ -164,6 +221,34 @@ def test_ema_overwrite_frequency_parity(keras):
 
 
 @pytest.mark.interop
+def test_ema_parity_for_every_new_optimizer(keras):
+    # EMA slots come first, accumulators next, then each optimizer's own; finalize swaps averages in.
+    for class_name in ["Adafactor", "Ftrl", "Lamb", "Lion", "Muon", "ScheduleFreeAdamW"]:
+        kwargs = {"learning_rate": 0.01, "use_ema": True, "ema_momentum": 0.5, "gradient_accumulation_steps": 2}
+        keras_opt, keras_vars, opt, variables = _run_parity(keras, class_name, kwargs, steps=4)
+        assert [v.name for v in opt.variables][2:4] == ["d1_kernel_average", "d1_bias_average"]
+        keras_opt.finalize_variable_values(keras_vars)
+        opt.finalize_variable_values(variables)
+        _compare(keras_opt, keras_vars, opt, variables, f"{class_name} after finalize")
+    kwargs = {"learning_rate": 0.01, "use_ema": True, "ema_overwrite_frequency": 2}
+    _run_parity(keras, "Lion", kwargs, steps=4)
+    # Overwrites counted in updates, not calls; decay and clipping on the accumulated gradient.
+    kwargs = {
+        "learning_rate": 0.01,
+        "use_ema": True,
+        "ema_momentum": 0.5,
+        "ema_overwrite_frequency": 2,
+        "gradient_accumulation_steps": 2,
+        "weight_decay": 0.1,
+        "clipnorm": 0.5,
+    }
+    _run_parity(keras, "Lamb", kwargs, steps=6)
+    _run_parity(keras, "Adam", kwargs, steps=6)
+    schedule = {"learning_rate": lambda m: m.schedules.ExponentialDecay(0.1, 1, 0.5), "gradient_accumulation_steps": 3}
+    _run_parity(keras, "SGD", lambda m: {**schedule, "learning_rate": schedule["learning_rate"](m)}, steps=6)
+
+
+@pytest.mark.interop
 def test_missing_gradient_parity(keras):
     _run_parity(keras, "Adam", {"learning_rate": 0.01, "weight_decay": 0.1}, drop=1)
 
@@ -188,6 +273,18 @@ CONFIG_CASES = [
     ("Adadelta", {}),
     ("Adamax", {"clipvalue": 0.5}),
     ("Nadam", {"weight_decay": 0.01}),
+    ("Adafactor", {}),
+    ("Adafactor", {"beta_2_decay": -0.5, "epsilon_1": 1e-20, "epsilon_2": 1e-2, "clip_threshold": 2.0, "relative_step": False}),
+    ("Ftrl", {}),
+    ("Ftrl", {"learning_rate_power": -0.7, "l1_regularization_strength": 0.1, "l2_shrinkage_regularization_strength": 0.2, "beta": 0.5}),
+    ("Lamb", {}),
+    ("Lamb", {"beta_1": 0.8, "epsilon": 1e-6, "use_ema": True}),
+    ("Lion", {}),
+    ("Lion", {"beta_1": 0.5, "beta_2": 0.9, "weight_decay": 0.1}),
+    ("Muon", {}),
+    ("Muon", {"exclude_layers": ["dense"], "nesterov": False, "rms_rate": None, "ns_steps": 3, "adam_lr_ratio": 0.5}),
+    ("ScheduleFreeAdamW", {}),
+    ("ScheduleFreeAdamW", {"warmup_steps": 10, "gradient_accumulation_steps": 2}),
 ]
 
 
@@ -353,3 +450,44 @@ def test_apply_checks_variables():
     assert opt.apply_gradients(zip([torch.ones(s) for _, _, s in SHAPES], variables)) is opt.iterations
     assert opt.scale_loss(3.0) == 3.0
     assert optimizers.Adam(loss_scale_factor=4.0).scale_loss(3.0) == 12.0
+
+
+def test_optimizer_map_lookup_and_multi_optimizer_rules():
+    adam, sgd, lion = optimizers.Adam(), optimizers.SGD(), optimizers.Lion()
+    mapping = optimizers.OptimizerMap(default_optimizer=sgd)
+    mapping["encoder/dense/kernel"] = adam
+    mapping["encoder/.*"] = lion
+    assert mapping["encoder/dense/kernel"] is adam  # an exact key wins over a pattern
+    assert mapping["encoder/attention/query"] is lion
+    assert mapping["decoder/dense/kernel"] is sgd
+    mapping["enc.*"] = optimizers.Adam()
+    with pytest.raises(ValueError, match="Multiple optimizers"):
+        mapping["encoder/attention/query"]
+    with pytest.raises(ValueError, match="already exists"):
+        mapping["encoder/.*"] = adam
+    with pytest.raises(ValueError, match="MultiOptimizer"):
+        mapping["x"] = optimizers.MultiOptimizer(optimizers.OptimizerMap(sgd))
+    with pytest.raises(ValueError, match="LossScaleOptimizer"):
+        mapping["y"] = optimizers.LossScaleOptimizer(optimizers.SGD())
+    with pytest.raises(TypeError, match="default_optimizer"):
+        optimizers.OptimizerMap("sgd")
+    multi = optimizers.MultiOptimizer(optimizers.OptimizerMap(sgd, {"d1/.*": adam}), loss_scale_factor=2.0)
+    assert multi.optimizers == [adam, sgd] and adam.loss_scale_factor == sgd.loss_scale_factor == 2.0
+    with pytest.raises(AttributeError, match="sub-optimizers"):
+        multi.learning_rate
+    variables = _keramic_variables()
+    multi.apply([torch.ones(s) for _, _, s in SHAPES], variables)
+    assert [int(multi.iterations), int(adam.iterations), int(sgd.iterations)] == [1, 1, 1]
+    with pytest.raises(ValueError, match="one-to-one"):
+        multi.apply([torch.ones(2)], variables[:1])
+    config = multi.get_config()
+    assert list(config) == ["optimizer_map", "loss_scale_factor", "name"]
+    again = optimizers.deserialize(optimizers.serialize(multi))
+    assert isinstance(again.optimizers[0], optimizers.Adam) and again.loss_scale_factor == 2.0
+
+
+def test_legacy_optimizers_say_they_are_gone_as_in_keras_3():
+    for name in ("Adagrad", "Adam", "Ftrl", "Optimizer", "RMSprop", "SGD"):
+        with pytest.raises(ImportError, match="not supported in Keras 3"):
+            getattr(optimizers.legacy, name)()
+    assert isinstance(optimizers.get("adam"), optimizers.Adam)  # the stubs never shadow the real names

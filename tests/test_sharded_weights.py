@@ -222,7 +222,7 @@ def test_index_may_not_point_outside_its_directory(tmp_path, name):
 @pytest.mark.parametrize(
     "index, message",
     [
-        ("{ not json", "not a valid JSON"),
+        ("{ not json", "not valid JSON"),
             ("not json at all", "unrecognised file format"),
         ("[1, 2]", "weight_map"),
         ('{"weight_map": []}', "weight_map"),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import zipfile
 import zlib
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -100,6 +101,51 @@ def test_stale_temp_directories_are_removed_only_when_asked_for(tmp_path):
 
 
 # ---------------------------------------------------------------- bulk I/O and CRC-32
+# ---------------------------------------------------------------- directories and bounded JSON
+def test_directory_commit_replaces_the_old_directory_whole_and_cleans_up_on_failure(tmp_path):
+    target = tmp_path / "model_dir"
+    with atomic.directory_atomically(target) as temporary:
+        (Path(temporary) / "a.txt").write_text("old")
+    with atomic.directory_atomically(target) as temporary:
+        (Path(temporary) / "b.txt").write_text("new")
+    assert os.listdir(target) == ["b.txt"] and sorted(os.listdir(tmp_path)) == ["model_dir"]
+    with pytest.raises(RuntimeError, match="crash"):
+        with atomic.directory_atomically(target) as temporary:
+            (Path(temporary) / "c.txt").write_text("half")
+            raise RuntimeError("crash")
+    assert os.listdir(target) == ["b.txt"] and sorted(os.listdir(tmp_path)) == ["model_dir"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"a": 1, "a": 2}', "the key 'a' appears twice"),
+        ("[" * 300 + "]" * 300, "nested more than"),
+        ('{"a": [1, 2', "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+def test_bounded_json_refuses_repeated_keys_deep_nesting_and_garbage(tmp_path, text, message):
+    path = tmp_path / "x.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(FileFormatError, match=message) as caught:
+        atomic.read_json_file(path)
+    assert "x.json" in str(caught.value)
+
+
+def test_bounded_json_is_size_capped_before_reading_for_files_and_archive_members(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"k": "v" * 200}))
+    with pytest.raises(FileFormatError, match=r"big\.json: 2\d\d bytes is too large for a JSON file \(limit 100\)"):
+        atomic.read_json_file(path, 100)
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as archive:
+        archive.writestr("config.json", path.read_text())
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        with pytest.raises(FileFormatError, match=r"entry 'config\.json' declares 2\d\d bytes \(limit 100\)"):
+            atomic.read_json_member(str(tmp_path / "a.zip"), archive, "config.json", 100)
+        assert atomic.read_json_member(str(tmp_path / "a.zip"), archive, "config.json") == {"k": "v" * 200}
+
+
 @pytest.mark.parametrize("split", [0, 1, 7, 4096, 99_999, 100_000])
 def test_crc32_combine_matches_crc_of_the_concatenation(split):
     data = np.random.default_rng(split).integers(0, 256, 100_000, dtype=np.uint8).tobytes()

@@ -99,8 +99,17 @@ def convert_to_tensor(x, dtype=None):
 
 
 def convert_to_numpy(x):
+    """A numpy array of `x`; bfloat16 tensors give ml_dtypes' bfloat16 arrays as in Keras (float32
+    when ml_dtypes is not installed)."""
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:
+            try:
+                import ml_dtypes
+            except ImportError:
+                return x.float().numpy()
+            return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return x.numpy()
     return np.asarray(x)
 
 
@@ -205,3 +214,154 @@ def set_random_seed(seed):
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------- keras.backend public functions
+# Appended for `keras.backend` (and read by keramic.config): settings, dtype promotion, session.
+
+_SETTINGS = {"epsilon": 1e-7, "image_data_format": "channels_last"}
+
+
+def backend():
+    """The name of the backend Keras code sees: always "torch"."""
+    return "torch"
+
+
+def epsilon():
+    """The fuzz factor used where a division or log needs a floor (1e-7 by default)."""
+    return _SETTINGS["epsilon"]
+
+
+def set_epsilon(value):
+    _SETTINGS["epsilon"] = float(value)
+
+
+def image_data_format():
+    """`"channels_last"` (default) or `"channels_first"`."""
+    return _SETTINGS["image_data_format"]
+
+
+def set_image_data_format(data_format):
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(f"image data format must be 'channels_last' or 'channels_first'; received {data_format!r}.")
+    _SETTINGS["image_data_format"] = data_format
+
+
+def is_int_dtype(dtype):
+    return standardize_dtype(dtype).startswith(("int", "uint"))
+
+
+def is_keras_tensor(x):
+    """True for a symbolic `KerasTensor` (the Functional API's placeholders)."""
+    return getattr(type(x), "_is_keras_tensor", False)
+
+
+# Keras's dtype promotion: a JAX-style lattice where Python scalars are "weak" and adopt the
+# other operand's kind and width (`int8 tensor + 1` stays int8, `float16 tensor + 1.0` float16).
+_LATTICE = {
+    "bool": ("int",),
+    "int": ("uint8", "int8"),
+    "uint8": ("uint16", "int16"),
+    "uint16": ("uint32", "int32"),
+    "uint32": ("uint64", "int64"),
+    "uint64": ("float",),
+    "int8": ("int16",),
+    "int16": ("int32",),
+    "int32": ("int64",),
+    "int64": ("float",),
+    "float": ("bfloat16", "float16", "complex"),
+    "bfloat16": ("float32",),
+    "float16": ("float32",),
+    "float32": ("float64", "complex64"),
+    "float64": ("complex128",),
+    "complex": ("complex64",),
+    "complex64": ("complex128",),
+    "complex128": (),
+}
+_UPPER = {}
+
+
+def _upper(dtype):
+    if dtype not in _UPPER:
+        result = {dtype}
+        for parent in _LATTICE[dtype]:
+            result |= _upper(parent)
+        _UPPER[dtype] = frozenset(result)
+    return _UPPER[dtype]
+
+
+def _join(a, b):
+    common = _upper(a) & _upper(b)
+    for candidate in common:  # the least upper bound: the one whose own upper set holds all the others
+        if _upper(candidate) >= common:
+            return candidate
+    raise TypeError(f"No common dtype for {a} and {b}.")
+
+
+def _lattice_node(value):
+    if isinstance(value, torch.Tensor):
+        return _DTYPE_NAMES[value.dtype]
+    if value is bool or isinstance(value, bool):
+        return "bool"
+    if value is int or isinstance(value, int):
+        return "int"
+    if value is float or isinstance(value, float):
+        return "float"
+    if value is complex or isinstance(value, complex):
+        return "complex"
+    if isinstance(value, torch.Tensor) or (hasattr(value, "dtype") and not isinstance(value, (str, np.dtype, type))):
+        return standardize_dtype(value.dtype)
+    return standardize_dtype(value)
+
+
+_JOINS = {}
+
+
+def promote_types(*dtypes):
+    """The lattice join of dtypes, tensors or Python scalars, keeping 64-bit widths (as torch ops do)."""
+    if not dtypes:
+        return floatx()
+    joined = _lattice_node(dtypes[0])
+    for other in dtypes[1:]:
+        node = _lattice_node(other)
+        key = (joined, node)
+        if key not in _JOINS:
+            _JOINS[key] = _join(joined, node)
+        joined = _JOINS[key]
+    return {"int": "int32", "float": floatx(), "complex": "complex64"}.get(joined, joined)
+
+
+_TO_32_BITS = {"int64": "int32", "uint64": "uint32", "float64": "float32", "complex128": "complex64"}
+
+
+def result_type(*dtypes):
+    """The dtype Keras's `result_type` gives: the lattice join, with 64-bit results narrowed to
+    32 bits (Keras promotes as JAX does without x64).
+
+    >>> result_type("int8", float)
+    'float32'
+    """
+    joined = promote_types(*dtypes)
+    return _TO_32_BITS.get(joined, joined)
+
+
+_UIDS = {}
+
+
+def get_uid(prefix=""):
+    """1, 2, 3, ... per prefix, reset by `clear_session()`."""
+    _UIDS[prefix] = _UIDS.get(prefix, 0) + 1
+    return _UIDS[prefix]
+
+
+def clear_session(free_memory=True):
+    """Forget automatic layer names and uids, so a new model gets `dense`, not `dense_7`."""
+    import gc
+    import sys
+
+    naming = sys.modules.get("keramic.utils.naming")  # loaded with the layers; nothing to reset before
+    if naming is not None:
+        naming.reset_names()
+    _UIDS.clear()
+    if free_memory:
+        gc.collect()

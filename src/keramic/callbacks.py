@@ -13,6 +13,9 @@ from keramic.training.callbacks import (
     TerminateOnNaN,
 )
 from keramic.training.checkpoint_callbacks import BackupAndRestore, ModelCheckpoint
+from keramic.training.remote_monitor import RemoteMonitor
+from keramic.training.swap_ema_weights import SwapEMAWeights
+from keramic.training.tensorboard import TensorBoard
 
 __all__ = [
     "BackupAndRestore",
@@ -26,5 +29,8 @@ __all__ = [
     "ModelCheckpoint",
     "ProgbarLogger",
     "ReduceLROnPlateau",
+    "RemoteMonitor",
+    "SwapEMAWeights",
+    "TensorBoard",
     "TerminateOnNaN",
 ]

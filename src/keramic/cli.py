@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import keramic
+import keramic.export  # noqa: F401  (registers the export artifact in the table of formats)
 from keramic.errors import KeramicError
 from keramic.saving.convert import convert
+from keramic.saving.formats import table
 from keramic.saving.inspect import format_report, inspect_file
 
 TUTORIAL = Path(__file__).resolve().parents[2] / "examples" / "saving_tutorial.py"
@@ -18,14 +20,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="keramic", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", help="run examples/saving_tutorial.py (from a source checkout); other options go to it")
+    inspectable = [row for row in table.formats() if row.inspect is not None]
     inspect_parser = commands.add_parser(
         "inspect",
-        help="describe a saved file (.keras, .weights.h5, config JSON) without building the model",
+        help="describe a saved file (" + ", ".join(row.name for row in inspectable) + ") without building the model",
         description="Print a saved file's format, versions, model class, layers with parameter counts, inputs "
         "and outputs, compile config, optimizer state and weight bytes. Only metadata is read: no tensor data, "
         "no model is built, nothing named in the file is imported.",
     )
-    inspect_parser.add_argument("file", help="a .keras archive (or its directory form), a checkpoint directory, a .weights.h5 file or a config JSON file")
+    inspect_parser.add_argument("file", help="; ".join(row.description for row in inspectable))
     inspect_parser.add_argument("--json", action="store_true", help="print the report as JSON, for machines")
     convert_parser = commands.add_parser(
         "convert",

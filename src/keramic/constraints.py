@@ -114,3 +114,10 @@ def get(identifier):
     if constraint is not None and not callable(constraint):
         raise ConfigError(f"Could not interpret constraint identifier: {identifier!r}")
     return constraint
+
+
+# Keras's lower-case aliases (`keras.constraints.max_norm(2.0)`).
+max_norm = MaxNorm
+non_neg = NonNeg
+unit_norm = UnitNorm
+min_max_norm = MinMaxNorm

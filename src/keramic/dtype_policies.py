@@ -17,6 +17,8 @@ class DTypePolicy:
         else:
             self._compute = self._variable = backend.standardize_dtype(name)
         self._name = name
+        self.compute_torch_dtype = backend.torch_dtype(self._compute)
+        self.is_mixed = self._compute != self._variable
 
     @property
     def name(self):
@@ -52,10 +54,34 @@ for _alias in ("FloatDTypePolicy",):
     keras_export("keras.dtype_policies", _alias)(DTypePolicy)
 
 
+_GLOBAL_POLICY = None
+
+
+def set_dtype_policy(policy):
+    """Set the policy layers built with `dtype=None` take (`keras.config.set_dtype_policy`).
+
+    >>> keramic.mixed_precision.set_global_policy("mixed_bfloat16")
+    """
+    global _GLOBAL_POLICY
+    if policy is None:
+        _GLOBAL_POLICY = None
+        return
+    if isinstance(policy, str) and not policy.startswith("mixed_"):
+        backend.standardize_dtype(policy)  # raises for an unknown name
+    _GLOBAL_POLICY = get(policy)
+    if not isinstance(_GLOBAL_POLICY, DTypePolicy):
+        raise ValueError(f"Expected a DTypePolicy or a policy name; received {policy!r}.")
+
+
+def dtype_policy():
+    """The global policy (`float32`, i.e. floatx, unless `set_dtype_policy` changed it)."""
+    return _GLOBAL_POLICY if _GLOBAL_POLICY is not None else DTypePolicy(backend.floatx())
+
+
 def get(identifier):
-    """None, a dtype name, a config envelope or a policy -> a DTypePolicy."""
+    """None (the global policy), a dtype name, a config envelope or a policy -> a DTypePolicy."""
     if identifier is None:
-        return DTypePolicy(backend.floatx())
+        return dtype_policy()
     if isinstance(identifier, DTypePolicy):
         return identifier
     if isinstance(identifier, dict):

@@ -397,3 +397,21 @@ def get(identifier):
     if initializer is not None and not callable(initializer):
         raise ConfigError(f"Could not interpret initializer identifier: {identifier!r}")
     return initializer
+
+
+# Keras's lower-case aliases (`keras.initializers.glorot_uniform(seed=1)`).
+zeros = Zeros
+ones = Ones
+constant = Constant
+identity = Identity
+random_normal = RandomNormal
+random_uniform = RandomUniform
+truncated_normal = TruncatedNormal
+variance_scaling = VarianceScaling
+glorot_uniform = GlorotUniform
+glorot_normal = GlorotNormal
+he_normal = HeNormal
+he_uniform = HeUniform
+lecun_normal = LecunNormal
+lecun_uniform = LecunUniform
+orthogonal = Orthogonal

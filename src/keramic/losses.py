@@ -340,6 +340,130 @@ def categorical_hinge(y_true, y_pred):
     return torch.clamp(negative - positive + 1.0, min=0.0)
 
 
+def categorical_focal_crossentropy(
+    y_true: torch.Tensor,
+    y_pred: torch.Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> torch.Tensor:
+    """Crossentropy with each class term scaled by `alpha * (1 - p)^gamma`: easy examples count less."""
+    if isinstance(axis, bool):
+        raise ValueError(f"`axis` must be of type `int`. Received: axis={axis} of type {type(axis)}")
+    y_true, y_pred = tensor_pair(y_true, y_pred, same_rank=False)
+    if y_pred.shape[-1] == 1:
+        warnings.warn(
+            "In loss categorical_focal_crossentropy, expected y_pred.shape to be (batch_size, num_classes) with "
+            f"num_classes > 1. Received: y_pred.shape={tuple(y_pred.shape)}. Consider using 'binary_crossentropy' "
+            "if you only have 2 classes.",
+            SyntaxWarning,
+            stacklevel=2,
+        )
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + label_smoothing / float32_scalar(y_true.shape[-1])
+    if from_logits:
+        y_pred = torch.softmax(y_pred, dim=axis)
+    output = torch.clamp(y_pred / torch.sum(y_pred, dim=axis, keepdim=True), EPSILON, 1.0 - EPSILON)
+    focal = torch.pow(1.0 - output, gamma) * alpha * (-y_true * torch.log(output))
+    return torch.sum(focal, dim=axis)
+
+
+def categorical_generalized_cross_entropy(y_true: torch.Tensor, y_pred: torch.Tensor, q: float) -> torch.Tensor:
+    """`(1 - p^q) / q` with p the predicted probability of the (integer) true class: robust to label noise."""
+    y_pred = to_tensor(y_pred)
+    labels = to_tensor(y_true, like=y_pred).long()
+    p = torch.sum(y_pred * F.one_hot(labels, y_pred.shape[-1]).to(y_pred.dtype), dim=-1)
+    return (1 - torch.pow(p, q)) / q
+
+
+def _sum_over(x, axis):
+    return torch.sum(x) if axis is None else torch.sum(x, dim=axis)
+
+
+def dice(y_true: torch.Tensor, y_pred: torch.Tensor, axis: int | tuple[int, ...] | None = None) -> torch.Tensor:
+    """`1 - 2|y∩ŷ| / (|y| + |ŷ|)` over `axis` (all axes when None: one value for the batch)."""
+    y_pred = to_tensor(y_pred)
+    y_true = to_tensor(y_true, y_pred.dtype, like=y_pred)
+    intersection = _sum_over(y_true * y_pred, axis)
+    return 1 - 2.0 * intersection / (_sum_over(y_true, axis) + _sum_over(y_pred, axis) + EPSILON)
+
+
+def tversky(
+    y_true: torch.Tensor, y_pred: torch.Tensor, alpha: float = 0.5, beta: float = 0.5, axis: int | tuple[int, ...] | None = None
+) -> torch.Tensor:
+    """Dice generalised: missed targets weigh `alpha`, false alarms `beta` (Keras's naming of the two)."""
+    y_pred = to_tensor(y_pred)
+    y_true = to_tensor(y_true, y_pred.dtype, like=y_pred)
+    intersection = _sum_over(y_true * y_pred, axis)
+    missed = _sum_over((1 - y_pred) * y_true, axis)
+    false_alarms = _sum_over(y_pred * (1 - y_true), axis)
+    return 1 - intersection / (intersection + missed * alpha + false_alarms * beta + EPSILON)
+
+
+def _pair_masks(query_labels, key_labels, remove_diagonal):
+    query, key = query_labels.reshape(-1, 1), key_labels.reshape(-1, 1)
+    positive = query == key.T
+    negative = ~positive
+    if remove_diagonal:
+        eye = torch.eye(query.shape[0], key.shape[0], dtype=torch.bool, device=positive.device)
+        positive = positive & ~eye
+    return positive, negative
+
+
+def circle(
+    y_true: torch.Tensor,
+    y_pred: torch.Tensor,
+    ref_labels: torch.Tensor | None = None,
+    ref_embeddings: torch.Tensor | None = None,
+    remove_diagonal: bool = True,
+    gamma: float = 80,
+    margin: float = 0.4,
+) -> torch.Tensor:
+    """Circle loss on L2-normalised embeddings: pairs of one label pulled together, others pushed
+    apart, each weighted by how far it is from its optimum. Samples with zero loss are masked out."""
+    y_pred = to_tensor(y_pred)
+    labels = to_tensor(y_true, like=y_pred).to(torch.int32)
+    references = y_pred if ref_embeddings is None else to_tensor(ref_embeddings, like=y_pred)
+    ref_labels = labels if ref_labels is None else to_tensor(ref_labels, like=y_pred).to(torch.int32)
+    distances = torch.clamp(1 - y_pred @ references.T, min=0.0)
+    positive, negative = _pair_masks(labels, ref_labels, remove_diagonal)
+    pos_weights = torch.clamp((margin + distances) * positive.to(distances.dtype), min=0.0)
+    neg_weights = torch.clamp((1 + margin - distances) * negative.to(distances.dtype), min=0.0)
+    pos_terms = -1 * gamma * pos_weights * (margin - distances)
+    neg_terms = gamma * neg_weights * ((1 - margin) - distances)
+    minus_inf = torch.tensor(float("-inf"), dtype=distances.dtype, device=distances.device)
+    p_loss = torch.logsumexp(torch.where(positive, pos_terms, minus_inf), dim=1)
+    n_loss = torch.logsumexp(torch.where(negative, neg_terms, minus_inf), dim=1)
+    losses = F.softplus(p_loss + n_loss)
+    losses._keras_mask = losses > 0
+    return losses
+
+
+def ctc(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+    """Connectionist temporal classification: integer targets (batch, max_length), 0 = blank and
+    padding; logits (batch, time, classes), every sequence using all time steps."""
+    y_pred = to_tensor(y_pred)
+    y_true = to_tensor(y_true, like=y_pred)
+    if y_true.dim() != 2:
+        raise ValueError(
+            "Targets `y_true` are expected to be a tensor of shape `(batch_size, max_length)` in integer format. "
+            f"Received: y_true.shape={tuple(y_true.shape)}"
+        )
+    if y_pred.dim() != 3:
+        raise ValueError(
+            "Logits `y_pred` are expected to be a tensor of shape `(batch_size, max_length, num_classes)`. "
+            f"Received: y_pred.shape={tuple(y_pred.shape)}"
+        )
+    targets = y_true.to(torch.int32)
+    batch, steps = y_pred.shape[0], y_pred.shape[1]
+    input_lengths = torch.full((batch,), steps, dtype=torch.int32, device=y_pred.device)
+    target_lengths = torch.sum(targets != 0, dim=-1).to(torch.int32)
+    log_probs = F.log_softmax(y_pred.to(torch.promote_types(y_pred.dtype, torch.float32)).transpose(0, 1), dim=-1)
+    return F.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="none")
+
+
 # The per-sample loss functions. Keras publishes them under keras.losses, and all but
 # cosine_similarity under keras.metrics too (the metric of that name reports +similarity).
 FUNCTIONS = (
@@ -359,11 +483,16 @@ FUNCTIONS = (
     squared_hinge,
     categorical_hinge,
     cosine_similarity,
+    categorical_focal_crossentropy,
 )
 for _fn in FUNCTIONS:
     keras_export("keras.losses")(_fn)
     if _fn is not cosine_similarity:
         keras_export("keras.metrics")(_fn)
+# Loss functions Keras publishes under keras.losses only.
+LOSS_ONLY_FUNCTIONS = (categorical_generalized_cross_entropy, circle, ctc, dice, tversky)
+for _fn in LOSS_ONLY_FUNCTIONS:
+    keras_export("keras.losses")(_fn)
 
 # Short names `keras.losses.get` accepts ("logcosh" is Keras' legacy spelling of log_cosh).
 ALIASES = {
@@ -634,6 +763,72 @@ class SparseCategoricalCrossentropy(_BuiltinLoss):
         return _without_default_axis(super().get_config())
 
 
+@keras_export("keras.losses")
+class CategoricalFocalCrossentropy(_BuiltinLoss):
+    """Focal crossentropy for one-hot targets: `alpha * (1 - p)^gamma` down-weights easy examples."""
+
+    def __init__(
+        self,
+        alpha=0.25,
+        gamma=2.0,
+        from_logits=False,
+        label_smoothing=0.0,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="categorical_focal_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(
+            categorical_focal_crossentropy, name=name, reduction=reduction, dtype=dtype,
+            from_logits=from_logits, label_smoothing=label_smoothing, axis=axis, alpha=alpha, gamma=gamma,
+        )
+
+
+@keras_export("keras.losses")
+class CategoricalGeneralizedCrossEntropy(_BuiltinLoss):
+    """`(1 - p^q) / q` for integer targets: between crossentropy (q -> 0) and MAE (q -> 1), robust to noisy labels."""
+
+    def __init__(self, q=0.5, reduction="sum_over_batch_size", name="categorical_generalized_cross_entropy", dtype=None):
+        if not 0 < q < 1:
+            raise ValueError(f"q must be in the interval (0, 1). Received: q={q}")
+        super().__init__(categorical_generalized_cross_entropy, name=name, reduction=reduction, dtype=dtype, q=q)
+
+
+@keras_export("keras.losses")
+class Circle(_BuiltinLoss):
+    """Circle loss for metric learning on L2-normalised embeddings with integer labels."""
+
+    def __init__(self, gamma=80.0, margin=0.4, remove_diagonal=True, reduction="sum_over_batch_size", name="circle", dtype=None):
+        super().__init__(
+            circle, name=name, reduction=reduction, dtype=dtype, gamma=gamma, margin=margin, remove_diagonal=remove_diagonal
+        )
+
+
+@keras_export("keras.losses")
+class CTC(_BuiltinLoss):
+    """Connectionist temporal classification for unaligned label sequences (0 = blank/padding)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="ctc", dtype=None):
+        super().__init__(ctc, name=name, reduction=reduction, dtype=dtype)
+
+
+@keras_export("keras.losses")
+class Dice(_BuiltinLoss):
+    """`1 - Dice coefficient` for segmentation; over all axes (one value per batch) unless `axis` is given."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="dice", axis=None, dtype=None):
+        super().__init__(dice, name=name, reduction=reduction, dtype=dtype, axis=axis)
+
+
+@keras_export("keras.losses")
+class Tversky(_BuiltinLoss):
+    """Dice with separate weights for missed targets (`alpha`) and false alarms (`beta`)."""
+
+    def __init__(self, alpha=0.5, beta=0.5, reduction="sum_over_batch_size", name="tversky", axis=None, dtype=None):
+        super().__init__(tversky, name=name, reduction=reduction, dtype=dtype, alpha=alpha, beta=beta, axis=axis)
+
+
+
 _CLASSES = (
     Loss,
     LossFunctionWrapper,
@@ -653,11 +848,17 @@ _CLASSES = (
     BinaryFocalCrossentropy,
     CategoricalCrossentropy,
     SparseCategoricalCrossentropy,
+    CategoricalFocalCrossentropy,
+    CategoricalGeneralizedCrossEntropy,
+    Circle,
+    CTC,
+    Dice,
+    Tversky,
 )
 # What `get` and `deserialize` accept as a bare name, as Keras' losses module table does.
 _BY_NAME = {
     **{cls.__name__: cls for cls in _CLASSES},
-    **{fn.__name__: fn for fn in FUNCTIONS},
+    **{fn.__name__: fn for fn in FUNCTIONS + LOSS_ONLY_FUNCTIONS},
     **ALIASES,
 }
 

@@ -5,6 +5,7 @@
 """
 
 import functools
+import warnings
 
 import numpy as np
 import torch
@@ -12,8 +13,9 @@ import torch
 from keramic import backend
 from keramic import dtype_policies
 from keramic import initializers
-from keramic.errors import UnknownObjectError
+from keramic.errors import UnknownObjectError, WeightsMismatchError
 from keramic.losses import (
+    EPSILON,
     Loss,
     apply_mask,
     binary_crossentropy,
@@ -39,8 +41,9 @@ from keramic.losses import (
     to_tensor,
 )
 from keramic.losses import FUNCTIONS as _LOSS_FUNCTIONS
+from keramic.losses import binary_focal_crossentropy, categorical_focal_crossentropy, huber  # noqa: F401 (Keras lists them in keras.metrics too)
 from keramic.losses import cosine_similarity as _cosine_similarity
-from keramic.serialization import registry
+from keramic.serialization import registry, saveable
 from keramic.serialization.registry import keras_export
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.utils.naming import auto_name, to_snake_case
@@ -110,6 +113,27 @@ class Metric:
     def __call__(self, *args, **kwargs):
         self.update_state(*args, **kwargs)
         return self.result()
+
+    # Saving protocol (keramic.serialization.saveable): Keras's hooks over `variables`.
+    def _saveable_variables(self) -> list:
+        return self.variables
+
+    @saveable.default_hook
+    def save_own_variables(self, store) -> None:
+        """Put the metric's state in `store` as "0", "1", ... (override to save other state)."""
+        for index, variable in enumerate(self._saveable_variables()):
+            store[str(index)] = variable
+
+    @saveable.default_hook
+    def load_own_variables(self, store) -> None:
+        """Assign the metric's state from `store`'s "0", "1", ...; the counts must agree."""
+        variables = self._saveable_variables()
+        if len(store.keys()) != len(variables):
+            raise WeightsMismatchError(
+                f"Metric '{self.name}' has {len(variables)} variables, but the saved state lists {len(store.keys())}."
+            )
+        for index, variable in enumerate(variables):
+            variable.assign(store[str(index)])
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype}
@@ -918,6 +942,11 @@ class AUC(Metric):
         self.false_negatives = self.add_variable(variable_shape, "zeros", name="false_negatives")
         self._built = True
 
+    def _build_from_batch(self, y_true, y_pred):
+        """Create a multi-label AUC's per-label state before counting a batch (see `resolve_metric`)."""
+        if not self._built:
+            self._build(tuple(to_tensor(y_pred).shape))
+
     @torch.no_grad()
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = to_tensor(y_pred)
@@ -1003,6 +1032,556 @@ class AUC(Metric):
         return config
 
 
+# ------------------------------------------------------------------------- F-beta scores
+_AVERAGES = (None, "micro", "macro", "weighted")
+
+
+@keras_export("keras.metrics")
+class FBetaScore(Metric):
+    """F-beta per class (or averaged: "micro" over all counts, "macro" over classes, "weighted" by
+    support). A prediction counts as positive above `threshold`, or where it is its row's maximum
+    when `threshold` is None. State is created at the first update, sized by the class count."""
+
+    def __init__(self, average=None, beta=1.0, threshold=None, name="fbeta_score", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
+        if average not in _AVERAGES:
+            raise ValueError(
+                f"Invalid `average` argument value. Expected one of: {{None, 'micro', 'macro', 'weighted'}}. "
+                f"Received: average={average}"
+            )
+        if not isinstance(beta, float):
+            raise ValueError(
+                f"Invalid `beta` argument value. It should be a Python float. Received: beta={beta} of type '{type(beta)}'"
+            )
+        if beta <= 0.0:
+            raise ValueError(f"Invalid `beta` argument value. It should be > 0. Received: beta={beta}")
+        if threshold is not None:
+            if not isinstance(threshold, float):
+                raise ValueError(
+                    "Invalid `threshold` argument value. It should be a Python float. "
+                    f"Received: threshold={threshold} of type '{type(threshold)}'"
+                )
+            if threshold > 1.0 or threshold <= 0.0:
+                raise ValueError(
+                    f"Invalid `threshold` argument value. It should verify 0 < threshold <= 1. Received: threshold={threshold}"
+                )
+        self.average = average
+        self.beta = beta
+        self.threshold = threshold
+        self.axis = None if average == "micro" else 0
+        self._built = False
+
+    def _build(self, true_shape, pred_shape):
+        if len(pred_shape) != 2 or len(true_shape) != 2:
+            raise ValueError(
+                f"{type(self).__name__} expects 2D inputs with shape (batch_size, output_dim). Received input "
+                f"shapes: y_pred.shape={tuple(pred_shape)} and y_true.shape={tuple(true_shape)}."
+            )
+        shape = () if self.average == "micro" else (pred_shape[-1],)
+        self.true_positives = self.add_variable(shape, "zeros", dtype=self.dtype, name="true_positives")
+        self.false_positives = self.add_variable(shape, "zeros", dtype=self.dtype, name="false_positives")
+        self.false_negatives = self.add_variable(shape, "zeros", dtype=self.dtype, name="false_negatives")
+        self.intermediate_weights = self.add_variable(shape, "zeros", dtype=self.dtype, name="intermediate_weights")
+        self._built = True
+
+    def _build_from_batch(self, y_true, y_pred):
+        """Create the state from a batch's shapes before counting it (see `resolve_metric`)."""
+        if not self._built:
+            self._build(tuple(to_tensor(y_true).shape), tuple(to_tensor(y_pred).shape))
+
+    @torch.no_grad()
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = to_tensor(y_pred, self._torch_dtype)
+        y_true = to_tensor(y_true, self._torch_dtype, like=y_pred)
+        if not self._built:
+            self._build(y_true.shape, y_pred.shape)
+        if self.threshold is None:
+            positive = (y_pred >= torch.amax(y_pred, dim=-1, keepdim=True)) & (torch.abs(y_pred) > 1e-9)
+        else:
+            positive = y_pred > self.threshold
+        y_pred = positive.to(y_true.dtype)
+        weight = None if sample_weight is None else to_tensor(sample_weight, self._torch_dtype, like=y_pred).unsqueeze(1)
+
+        def weighted_sum(values):
+            values = values if weight is None else values * weight
+            return values.sum() if self.axis is None else values.sum(dim=self.axis)
+
+        _accumulate(self.true_positives, weighted_sum(y_pred * y_true))
+        _accumulate(self.false_positives, weighted_sum(y_pred * (1 - y_true)))
+        _accumulate(self.false_negatives, weighted_sum((1 - y_pred) * y_true))
+        _accumulate(self.intermediate_weights, weighted_sum(y_true))
+
+    def result(self):
+        tp, fp, fn = self.true_positives.detach(), self.false_positives.detach(), self.false_negatives.detach()
+        precision = tp / (tp + fp + EPSILON)
+        recall = tp / (tp + fn + EPSILON)
+        beta_squared = self.beta**2
+        score = precision * recall / (beta_squared * precision + recall + EPSILON) * (1 + beta_squared)
+        if self.average == "weighted":
+            support = self.intermediate_weights.detach()
+            return torch.sum(score * (support / (support.sum() + EPSILON)))
+        if self.average is not None:
+            return torch.mean(score)
+        return score
+
+    def get_config(self):
+        return {**super().get_config(), "average": self.average, "beta": self.beta, "threshold": self.threshold}
+
+
+@keras_export("keras.metrics")
+class F1Score(FBetaScore):
+    """FBetaScore with beta = 1: the harmonic mean of precision and recall."""
+
+    def __init__(self, average=None, threshold=None, name="f1_score", dtype=None):
+        super().__init__(average=average, beta=1.0, threshold=threshold, name=name, dtype=dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["beta"]
+        return config
+
+
+# ----------------------------------------------------------------------------- IoU family
+class _IoUBase(Metric):
+    """A (num_classes, num_classes) confusion matrix, rows = labels, columns = predictions.
+
+    Its dtype is int32 unless given: weights are then truncated to integers, as in Keras.
+    """
+
+    def __init__(self, num_classes, name=None, dtype=None, ignore_class=None, sparse_y_true=True, sparse_y_pred=True, axis=-1):
+        super().__init__(name=name, dtype=dtype or "int32")
+        self._direction = "up"
+        self.num_classes = num_classes
+        self.ignore_class = ignore_class
+        self.sparse_y_true = sparse_y_true
+        self.sparse_y_pred = sparse_y_pred
+        self.axis = axis
+        self.total_cm = self.add_variable((num_classes, num_classes), "zeros", dtype=self.dtype, name="total_confusion_matrix")
+
+    @torch.no_grad()
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        dtype = self._torch_dtype
+        if not self.sparse_y_true:
+            y_true = torch.argmax(to_tensor(y_true), dim=self.axis)
+        if not self.sparse_y_pred:
+            y_pred = torch.argmax(to_tensor(y_pred), dim=self.axis)
+        y_true = to_tensor(y_true, dtype).reshape(-1)
+        y_pred = to_tensor(y_pred, dtype, like=y_true).reshape(-1)
+        if sample_weight is None:
+            weights = torch.ones_like(y_true)
+        else:
+            if not dtype.is_floating_point and getattr(sample_weight, "dtype", None) is not None and "float" in str(sample_weight.dtype):
+                warnings.warn(
+                    "You are passing weight as `float`, but dtype is `int`. This may result in an incorrect weight "
+                    "due to type casting Consider using integer weights.",
+                    stacklevel=2,
+                )
+            weights = to_tensor(sample_weight, dtype, like=y_true).reshape(-1).broadcast_to(y_true.shape)
+        in_bounds = (y_true >= 0) & (y_true < self.num_classes) & (y_pred >= 0) & (y_pred < self.num_classes)
+        if self.ignore_class is not None:
+            in_bounds &= y_true != self.ignore_class
+        zero = torch.zeros((), dtype=dtype, device=y_true.device)
+        rows = torch.where(in_bounds, y_true, zero).long()
+        columns = torch.where(in_bounds, y_pred, zero).long()
+        weights = torch.where(in_bounds, weights, zero)
+        cells = torch.zeros(self.num_classes * self.num_classes, dtype=dtype, device=y_true.device)
+        cells.index_add_(0, rows * self.num_classes + columns, weights)
+        _accumulate(self.total_cm, cells.reshape(self.num_classes, self.num_classes))
+
+
+@keras_export("keras.metrics")
+class IoU(_IoUBase):
+    """Mean intersection-over-union, TP / (TP + FP + FN), over `target_class_ids` (classes that
+    never occur are left out of the mean)."""
+
+    def __init__(
+        self,
+        num_classes,
+        target_class_ids,
+        name=None,
+        dtype=None,
+        ignore_class=None,
+        sparse_y_true=True,
+        sparse_y_pred=True,
+        axis=-1,
+    ):
+        super().__init__(
+            num_classes, name=name, dtype=dtype, ignore_class=ignore_class,
+            sparse_y_true=sparse_y_true, sparse_y_pred=sparse_y_pred, axis=axis,
+        )
+        if max(target_class_ids) >= num_classes:
+            raise ValueError(f"Target class id {max(target_class_ids)} is out of range, which is [0, {num_classes}).")
+        self.target_class_ids = list(target_class_ids)
+
+    def result(self):
+        cm = self.total_cm.detach()
+        true_positives = torch.diagonal(cm)
+        denominator = cm.sum(dim=0) + cm.sum(dim=1) - true_positives
+        ids = torch.tensor(self.target_class_ids, device=cm.device)
+        true_positives = true_positives[ids].to(torch.float32)
+        denominator = denominator[ids].to(torch.float32)
+        valid = denominator > 1e-9
+        iou = torch.where(valid, true_positives / (denominator + EPSILON), 0.0)
+        return iou.sum(dim=self.axis) / (valid.to(torch.float32).sum() + EPSILON)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "target_class_ids": self.target_class_ids,
+            "ignore_class": self.ignore_class,
+            "sparse_y_true": self.sparse_y_true,
+            "sparse_y_pred": self.sparse_y_pred,
+            "axis": self.axis,
+        }
+
+
+@keras_export("keras.metrics")
+class BinaryIoU(IoU):
+    """IoU of two classes; predictions at or above `threshold` are class 1."""
+
+    def __init__(self, target_class_ids=(0, 1), threshold=0.5, name=None, dtype=None):
+        super().__init__(num_classes=2, target_class_ids=target_class_ids, name=name, dtype=dtype)
+        self.threshold = threshold
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = (to_tensor(y_pred, torch.float32) >= self.threshold).to(self._torch_dtype)
+        super().update_state(to_tensor(y_true, self._torch_dtype), y_pred, sample_weight)
+
+    def get_config(self):
+        return {"target_class_ids": self.target_class_ids, "threshold": self.threshold, "name": self.name, "dtype": self.dtype}
+
+
+@keras_export("keras.metrics")
+class MeanIoU(IoU):
+    """IoU averaged over every class."""
+
+    def __init__(self, num_classes, name=None, dtype=None, ignore_class=None, sparse_y_true=True, sparse_y_pred=True, axis=-1):
+        super().__init__(
+            num_classes, list(range(num_classes)), name=name, dtype=dtype, ignore_class=ignore_class,
+            sparse_y_true=sparse_y_true, sparse_y_pred=sparse_y_pred, axis=axis,
+        )
+
+    def get_config(self):
+        return {
+            "num_classes": self.num_classes,
+            "name": self.name,
+            "dtype": self.dtype,
+            "ignore_class": self.ignore_class,
+            "sparse_y_true": self.sparse_y_true,
+            "sparse_y_pred": self.sparse_y_pred,
+            "axis": self.axis,
+        }
+
+
+@keras_export("keras.metrics")
+class OneHotIoU(IoU):
+    """IoU for one-hot labels (and, unless `sparse_y_pred`, scores): classes are their argmax."""
+
+    def __init__(self, num_classes, target_class_ids, name=None, dtype=None, ignore_class=None, sparse_y_pred=False, axis=-1):
+        super().__init__(
+            num_classes, target_class_ids, name=name, dtype=dtype, ignore_class=ignore_class,
+            sparse_y_true=False, sparse_y_pred=sparse_y_pred, axis=axis,
+        )
+
+    def get_config(self):
+        return {
+            "num_classes": self.num_classes,
+            "target_class_ids": self.target_class_ids,
+            "name": self.name,
+            "dtype": self.dtype,
+            "ignore_class": self.ignore_class,
+            "sparse_y_pred": self.sparse_y_pred,
+            "axis": self.axis,
+        }
+
+
+@keras_export("keras.metrics")
+class OneHotMeanIoU(MeanIoU):
+    """MeanIoU for one-hot labels (and, unless `sparse_y_pred`, scores)."""
+
+    def __init__(self, num_classes, name=None, dtype=None, ignore_class=None, sparse_y_pred=False, axis=-1):
+        super().__init__(
+            num_classes, name=name, dtype=dtype, ignore_class=ignore_class, sparse_y_true=False,
+            sparse_y_pred=sparse_y_pred, axis=axis,
+        )
+
+    def get_config(self):
+        return {
+            "num_classes": self.num_classes,
+            "name": self.name,
+            "dtype": self.dtype,
+            "ignore_class": self.ignore_class,
+            "sparse_y_pred": self.sparse_y_pred,
+            "axis": self.axis,
+        }
+
+
+# ---------------------------------------------------------------------------- regression
+_CLASS_AGGREGATIONS = (None, "uniform_average", "variance_weighted_average")
+
+
+@keras_export("keras.metrics")
+class R2Score(Metric):
+    """Coefficient of determination per output, aggregated uniformly or by variance; adjusted
+    for `num_regressors` when given. Per-output state is created at the first update."""
+
+    def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
+        if class_aggregation not in _CLASS_AGGREGATIONS:
+            raise ValueError(
+                "Invalid value for argument `class_aggregation`. Expected one of "
+                f"{_CLASS_AGGREGATIONS}. Received: class_aggregation={class_aggregation}"
+            )
+        if num_regressors < 0:
+            raise ValueError(
+                f"Invalid value for argument `num_regressors`. Expected a value >= 0. Received: num_regressors={num_regressors}"
+            )
+        self.class_aggregation = class_aggregation
+        self.num_regressors = num_regressors
+        self.num_samples = self.add_variable((), "zeros", name="num_samples")
+        self._built = False
+
+    def _build(self, true_shape, pred_shape):
+        if len(pred_shape) != 2 or len(true_shape) != 2:
+            raise ValueError(
+                "R2Score expects 2D inputs with shape (batch_size, output_dim). Received input shapes: "
+                f"y_pred.shape={tuple(pred_shape)} and y_true.shape={tuple(true_shape)}."
+            )
+        outputs = (pred_shape[-1],)
+        self.squared_sum = self.add_variable(outputs, "zeros", name="squared_sum")
+        self.sum = self.add_variable(outputs, "zeros", name="sum")
+        self.total_mse = self.add_variable(outputs, "zeros", name="residual")
+        self.count = self.add_variable(outputs, "zeros", name="count")
+        self._built = True
+
+    def _build_from_batch(self, y_true, y_pred):
+        """Create the per-output state from a batch's shapes before counting it (see `resolve_metric`)."""
+        if not self._built:
+            y_true, y_pred = squeeze_or_expand_to_same_rank(to_tensor(y_true), to_tensor(y_pred))
+            self._build(y_true.shape, y_pred.shape)
+
+    @torch.no_grad()
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = to_tensor(y_pred, self._torch_dtype)
+        y_true = to_tensor(y_true, self._torch_dtype, like=y_pred)
+        y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+        if not self._built:
+            self._build(y_true.shape, y_pred.shape)
+        weight = to_tensor(1.0 if sample_weight is None else sample_weight, y_true.dtype, like=y_true)
+        if weight.dim() == 1:
+            weight = weight.unsqueeze(1)
+        weight = weight.broadcast_to(y_true.shape)
+        weighted = y_true * weight
+        _accumulate(self.sum, weighted.sum(dim=0))
+        _accumulate(self.squared_sum, (y_true * weighted).sum(dim=0))
+        _accumulate(self.total_mse, (torch.square(y_true - y_pred) * weight).sum(dim=0))
+        _accumulate(self.count, weight.sum(dim=0))
+        _accumulate(self.num_samples, y_true.numel())
+
+    def result(self):
+        total_sum, count = self.sum.detach(), self.count.detach()
+        total = self.squared_sum.detach() - total_sum * (total_sum / count)
+        raw = 1 - self.total_mse.detach() / total
+        raw = torch.where(torch.isinf(raw), 0.0, raw)
+        if self.class_aggregation == "uniform_average":
+            score = raw.mean()
+        elif self.class_aggregation == "variance_weighted_average":
+            score = torch.sum(total * raw) / torch.sum(total)
+        else:
+            score = raw
+        if self.num_regressors:
+            samples = float(self.num_samples)
+            if self.num_regressors > samples - 1:
+                warnings.warn("More independent predictors than datapoints in adjusted R2 score. Falling back to standard R2 score.", stacklevel=2)
+            elif self.num_regressors == samples - 1:
+                warnings.warn("Division by zero in Adjusted R2 score. Falling back to standard R2 score.", stacklevel=2)
+            else:
+                n, p = torch.tensor(samples), torch.tensor(float(self.num_regressors))
+                score = 1.0 - (1.0 - score) * (n - 1.0) / (n - p - 1.0)
+        return score
+
+    def get_config(self):
+        return {**super().get_config(), "class_aggregation": self.class_aggregation, "num_regressors": self.num_regressors}
+
+
+@keras_export("keras.metrics")
+def pearson_correlation(y_true: torch.Tensor, y_pred: torch.Tensor, axis: int = -1) -> torch.Tensor:
+    """Pearson's r along `axis` (population standard deviations)."""
+    y_true, y_pred = tensor_pair(y_true, y_pred)
+    true_centered = y_true - y_true.mean(dim=axis, keepdim=True)
+    pred_centered = y_pred - y_pred.mean(dim=axis, keepdim=True)
+    true_centered = true_centered / true_centered.std(dim=axis, keepdim=True, correction=0)
+    pred_centered = pred_centered / pred_centered.std(dim=axis, keepdim=True, correction=0)
+    return torch.mean(true_centered * pred_centered, dim=axis)
+
+
+@keras_export("keras.metrics")
+def concordance_correlation(y_true: torch.Tensor, y_pred: torch.Tensor, axis: int = -1) -> torch.Tensor:
+    """Lin's concordance correlation along `axis`: agreement, not just correlation.
+
+    As in Keras, the covariance term centres `y_true` on the mean of `y_pred`.
+    """
+    y_true, y_pred = tensor_pair(y_true, y_pred)
+    true_mean = y_true.mean(dim=axis, keepdim=True)
+    pred_mean = y_pred.mean(dim=axis, keepdim=True)
+    true_var = (y_true - true_mean).var(dim=axis, keepdim=True, correction=0)
+    pred_var = (y_pred - pred_mean).var(dim=axis, keepdim=True, correction=0)
+    covariance = (y_true - pred_mean) * (y_pred - pred_mean)
+    norm = true_var + pred_var + torch.square(true_mean - pred_mean)
+    return torch.mean(2 * covariance / (norm + EPSILON), dim=axis)
+
+
+class _CorrelationMetric(MeanMetricWrapper):
+    """The mean over batches of a per-sample correlation along `axis`."""
+
+    def __init__(self, fn, name, dtype, axis):
+        super().__init__(fn, name=name, dtype=dtype, axis=axis)
+        self.axis = axis
+        self._direction = "up"
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "axis": self.axis}
+
+
+@keras_export("keras.metrics")
+class PearsonCorrelation(_CorrelationMetric):
+    def __init__(self, name="pearson_correlation", dtype=None, axis=-1):
+        super().__init__(pearson_correlation, name, dtype, axis)
+
+
+@keras_export("keras.metrics")
+class ConcordanceCorrelation(_CorrelationMetric):
+    def __init__(self, name="concordance_correlation", dtype=None, axis=-1):
+        super().__init__(concordance_correlation, name, dtype, axis)
+
+
+# ------------------------------------------------- one rate at a constraint on another
+class _RateAtConstraint(Metric):
+    """TP/FP/TN/FN at `num_thresholds` evenly spaced thresholds in [0, 1]; the result is the best
+    value of one rate among thresholds where the constrained rate reaches `value`."""
+
+    _argument = None  # the constructor argument holding the constraint ("recall", ...)
+
+    def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
+        if value < 0 or value > 1:
+            raise ValueError(f"Argument `{self._argument}` must be in the range [0, 1]. Received: {self._argument}={value}")
+        super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
+        if num_thresholds <= 0:
+            raise ValueError(f"Argument `num_thresholds` must be an integer > 0. Received: num_thresholds={num_thresholds}")
+        setattr(self, self._argument, value)
+        self.value = value
+        self.num_thresholds = num_thresholds
+        self.class_id = class_id
+        if num_thresholds == 1:
+            self.thresholds, self._thresholds_distributed_evenly = [0.5], False
+        else:
+            inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+            self.thresholds, self._thresholds_distributed_evenly = [0.0] + inner + [1.0], True
+        size = (len(self.thresholds),)
+        self.true_positives = self.add_variable(size, "zeros", name="true_positives")
+        self.false_positives = self.add_variable(size, "zeros", name="false_positives")
+        self.true_negatives = self.add_variable(size, "zeros", name="true_negatives")
+        self.false_negatives = self.add_variable(size, "zeros", name="false_negatives")
+
+    @torch.no_grad()
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        update_confusion_matrix_variables(
+            {
+                TRUE_POSITIVES: self.true_positives,
+                TRUE_NEGATIVES: self.true_negatives,
+                FALSE_POSITIVES: self.false_positives,
+                FALSE_NEGATIVES: self.false_negatives,
+            },
+            y_true,
+            y_pred,
+            self.thresholds,
+            class_id=self.class_id,
+            sample_weight=sample_weight,
+            thresholds_distributed_evenly=self._thresholds_distributed_evenly,
+        )
+
+    def _rates(self):
+        tp, fp = self.true_positives.detach(), self.false_positives.detach()
+        tn, fn = self.true_negatives.detach(), self.false_negatives.detach()
+        return {
+            "recall": divide_no_nan(tp, tp + fn),
+            "precision": divide_no_nan(tp, tp + fp),
+            "specificity": divide_no_nan(tn, tn + fp),
+        }
+
+    def _best(self, constrained, dependent):
+        values = torch.where(constrained >= self.value, dependent, 0.0)
+        return torch.clamp(torch.amax(values), min=0.0)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "class_id": self.class_id,
+            "num_thresholds": self.num_thresholds,
+            self._argument: getattr(self, self._argument),
+        }
+
+
+@keras_export("keras.metrics")
+class PrecisionAtRecall(_RateAtConstraint):
+    """The best precision at thresholds where recall >= `recall`."""
+
+    _argument = "recall"
+
+    def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(recall, num_thresholds=num_thresholds, class_id=class_id, name=name, dtype=dtype)
+
+    def result(self):
+        rates = self._rates()
+        return self._best(rates["recall"], rates["precision"])
+
+
+@keras_export("keras.metrics")
+class RecallAtPrecision(_RateAtConstraint):
+    """The best recall at thresholds where precision >= `precision`."""
+
+    _argument = "precision"
+
+    def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(precision, num_thresholds=num_thresholds, class_id=class_id, name=name, dtype=dtype)
+
+    def result(self):
+        rates = self._rates()
+        return self._best(rates["precision"], rates["recall"])
+
+
+@keras_export("keras.metrics")
+class SensitivityAtSpecificity(_RateAtConstraint):
+    """The best sensitivity (recall) at thresholds where specificity >= `specificity`."""
+
+    _argument = "specificity"
+
+    def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(specificity, num_thresholds=num_thresholds, class_id=class_id, name=name, dtype=dtype)
+
+    def result(self):
+        rates = self._rates()
+        return self._best(rates["specificity"], rates["recall"])
+
+
+@keras_export("keras.metrics")
+class SpecificityAtSensitivity(_RateAtConstraint):
+    """The best specificity at thresholds where sensitivity (recall) >= `sensitivity`."""
+
+    _argument = "sensitivity"
+
+    def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(sensitivity, num_thresholds=num_thresholds, class_id=class_id, name=name, dtype=dtype)
+
+    def result(self):
+        rates = self._rates()
+        return self._best(rates["recall"], rates["specificity"])
+
+
 # ---------------------------------------------------------------------------------- lookup
 _CLASSES = (
     Metric,
@@ -1037,6 +1616,20 @@ _CLASSES = (
     SparseCategoricalAccuracy,
     TopKCategoricalAccuracy,
     SparseTopKCategoricalAccuracy,
+    F1Score,
+    FBetaScore,
+    IoU,
+    BinaryIoU,
+    MeanIoU,
+    OneHotIoU,
+    OneHotMeanIoU,
+    R2Score,
+    PearsonCorrelation,
+    ConcordanceCorrelation,
+    PrecisionAtRecall,
+    RecallAtPrecision,
+    SensitivityAtSpecificity,
+    SpecificityAtSensitivity,
 )
 # Names `keras.metrics.get` accepts: class names, their snake_case, and a few short aliases.
 _BY_NAME = {
@@ -1109,4 +1702,9 @@ def resolve_metric(identifier, y_true, y_pred, loss=None):
     if not isinstance(metric, Metric):
         metric = MeanMetricWrapper(metric)
     metric.name = name
+    build = getattr(metric, "_build_from_batch", None)
+    if build is not None:
+        # State shaped by the data (F1Score, R2Score, multi-label AUC) exists from here on, as it
+        # will after the first update, so a resumed fit can restore it before counting the batch.
+        build(y_true, y_pred)
     return metric

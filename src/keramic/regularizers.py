@@ -141,3 +141,10 @@ def get(identifier):
     if regularizer is not None and not callable(regularizer):
         raise ConfigError(f"Could not interpret regularizer identifier: {identifier!r}")
     return regularizer
+
+
+# Keras's lower-case aliases (`keras.regularizers.l2(1e-4)`).
+l1 = L1
+l2 = L2
+l1_l2 = L1L2
+orthogonal_regularizer = OrthogonalRegularizer

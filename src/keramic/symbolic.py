@@ -30,34 +30,19 @@ class KerasTensor:
 
     def __array__(self, *args, **kwargs):
         raise TypeError(
-            "A symbolic KerasTensor cannot be converted to a NumPy array. Use keramic layers "
-            "(e.g. `keramic.layers.Lambda`) to transform symbolic tensors."
+            "A symbolic KerasTensor cannot be converted to a NumPy array: it has no values yet. Transform it "
+            "with `keramic.ops` functions, Python operators or layers; they record graph nodes."
         )
 
-    # Arithmetic on symbolic tensors becomes Lambda-free merge layers where Keras has them.
-    def __add__(self, other):
-        from keramic.layers.merging import Add
+    # `==` stays identity, as in Keras 3: KerasTensors are dict keys and `in` operands. The other
+    # Python operators (`+`, `<`, `[...]`, ...) are attached by keramic.ops.operators, which records
+    # them as the op nodes Keras records.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+    _is_keras_tensor = True
 
-        return _binary(Add, self, other)
-
-    def __sub__(self, other):
-        from keramic.layers.merging import Subtract
-
-        return _binary(Subtract, self, other)
-
-    def __mul__(self, other):
-        from keramic.layers.merging import Multiply
-
-        return _binary(Multiply, self, other)
-
-
-def _binary(layer_class, a, b):
-    if not isinstance(b, KerasTensor):
-        raise TypeError(
-            f"Arithmetic between a KerasTensor and {type(b).__name__} is not supported symbolically; "
-            "wrap it in a Lambda layer."
-        )
-    return layer_class()([a, b])
+    def __iter__(self):
+        raise TypeError("A symbolic KerasTensor cannot be iterated; index it or use ops.unstack.")
 
 
 class Node:
@@ -124,8 +109,9 @@ def any_symbolic(args, kwargs):
 _PROBE_SIZES = (2, 3)
 
 
-def run_on_placeholders(fn, args, kwargs):
-    """Infer output KerasTensors by running `fn` on zero tensors.
+def run_on_placeholders(fn, args, kwargs, fill="zeros"):
+    """Infer output KerasTensors by running `fn` on placeholder tensors (zeros, or identity
+    matrices with `fill="eye"`).
 
     Unknown dims are tried at two sizes: output dims that follow them are unknown too.
     """
@@ -136,7 +122,11 @@ def run_on_placeholders(fn, args, kwargs):
             if not isinstance(x, KerasTensor):
                 return x
             shape = [probe if d is None else d for d in x.shape]
-            return torch.zeros(shape, dtype=backend.torch_dtype(x.dtype), device=backend.get_device())
+            dtype = backend.torch_dtype(x.dtype)
+            if fill == "eye" and len(shape) >= 2:
+                eye = torch.eye(shape[-2], shape[-1], dtype=dtype, device=backend.get_device())
+                return eye.expand(shape).clone()
+            return torch.zeros(shape, dtype=dtype, device=backend.get_device())
 
         with torch.no_grad():
             results.append(fn(*map_structure(concrete, args), **map_structure(concrete, kwargs)))

@@ -21,15 +21,15 @@ import collections
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import threading
 
 import numpy as np
 
 from keramic.errors import FileFormatError, KeramicError
 from keramic.export import onnx as onnx_export
-from keramic.saving.formats import keras_directory, keras_v3
+from keramic.saving import inspect_summary
+from keramic.saving.formats import keras_directory, keras_v3, table
+from keramic.saving.stores import atomic
 
 SERVING_GRAPH = "serving.onnx"
 EVALUATION_GRAPH = "evaluation.onnx"
@@ -93,7 +93,7 @@ def export_model(model, directory, input_shapes=None, include_optimizer=True, ov
         _write_json(os.path.join(temporary, keras_v3.METADATA), keras_v3.saving_metadata())
         weights = os.path.join(temporary, keras_v3.WEIGHTS)
         keras_v3.write_weights_file(model, weights, include_optimizer)
-        keras_directory.fsync(weights)
+        atomic.fsync_file(weights)
 
     _write_artifact(directory, serving, evaluation, left_out, overwrite, write_model)
 
@@ -112,10 +112,7 @@ def _write_artifact(directory, serving, evaluation, left_out, overwrite, write_m
         if not overwrite:
             raise FileExistsError(f"{path} exists and overwrite=False.")
         keras_directory.check_replaceable(path, ARTIFACT_ENTRIES, "export a model", "an exported model")
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    temporary = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
-    try:
+    with atomic.directory_atomically(path) as temporary:
         os.mkdir(os.path.join(temporary, ASSETS))
         _write_bytes(os.path.join(temporary, SERVING_GRAPH), serving.onnx_bytes)
         signatures = {SERVING_SIGNATURE: _signature_def(serving, PREDICT_METHOD)}
@@ -135,12 +132,7 @@ def _write_artifact(directory, serving, evaluation, left_out, overwrite, write_m
         if write_model is not None:
             write_model(temporary)
         _write_json(os.path.join(temporary, FINGERPRINT), fingerprint(temporary))
-        keras_directory.fsync(os.path.join(temporary, ASSETS))
-        keras_directory.fsync(temporary)
-        keras_directory.move_into_place(temporary, path)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+        atomic.fsync_directory(os.path.join(temporary, ASSETS))
 
 
 def _signature_def(graph, method):
@@ -241,16 +233,9 @@ def tensor_spec(name, info):
 
 def _read_json(path):
     try:
-        size = os.path.getsize(path)
-    except OSError:
+        return atomic.read_json_file(path, JSON_SIZE_LIMIT)
+    except (FileNotFoundError, NotADirectoryError):
         raise FileFormatError(f"{os.path.dirname(path)}: not an exported model (no {os.path.basename(path)}).") from None
-    if size > JSON_SIZE_LIMIT:
-        raise FileFormatError(f"{path}: {size} bytes is over the {JSON_SIZE_LIMIT}-byte limit.")
-    try:
-        with open(path, "rb") as handle:
-            return json.loads(handle.read().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise FileFormatError(f"{path}: not valid JSON ({error}).") from None
 
 
 def verify_fingerprint(directory):
@@ -354,3 +339,31 @@ def predict_artifact(x, directory, signature_name=SERVING_SIGNATURE):
     if len(outputs) == 1:
         return outputs[0]
     return {node.name: value for node, value in zip(session.get_outputs(), outputs)}
+
+
+# ------------------------------------------------------------------------------ the format table
+def inspect_artifact(directory):
+    """The model inside an artifact (as for its directory form), plus its signatures and graphs."""
+    directory = os.fspath(directory)
+    document = read_signatures(directory)
+    if os.path.isfile(os.path.join(directory, keras_v3.CONFIG)):
+        report = keras_directory.inspect_model_directory(directory, "keramic_export", ARTIFACT_FORMAT.description)
+    else:
+        report = inspect_summary.summarize(directory, "keramic_export", ARTIFACT_FORMAT.description)
+    report["signatures"] = {name: document["graphs"][name] for name in document["signature_def"]}
+    return report
+
+
+ARTIFACT_FORMAT = table.register(
+    table.FileFormat(
+        name="keramic_export",
+        title="keramic export artifact",
+        description="keramic export artifact (serving.onnx, signatures.json, fingerprint.json; the model as a directory)",
+        recognise=is_artifact,
+        holds_model=True,
+        load=load_artifact,
+        inspect=inspect_artifact,
+        hint="an export artifact is not a weights file: load_model() it, or pass its model.weights.h5.",
+        order=11,
+    )
+)

@@ -205,6 +205,14 @@ def _keras_mask(tensor):
     return getattr(tensor, "_keras_mask", None) if tensor is not None else None
 
 
+def _with_query_mask(outputs, query):
+    """Symbolic attention output (the first output when scores come too) carries the query's mask, as in Keras."""
+    mask = getattr(query, "_keras_mask", None)
+    if mask is not None:
+        (outputs[0] if isinstance(outputs, (list, tuple)) else outputs)._keras_mask = mask
+    return outputs
+
+
 def _as_bool(mask):
     """Masks may come as bool, int or float (> 0.5 means keep, as Keras's Softmax reads them)."""
     if mask is None:
@@ -228,6 +236,9 @@ def _fused_mask_value(dtype):
 @keras_export("keras.layers")
 class MultiHeadAttention(Layer):
     """Multi-head scaled dot-product attention (Vaswani et al., 2017), Keras's weights and masking.
+
+    The projections are public attributes (`query_dense`, ..., `output_dense`) and the gate a
+    private one (`_gate_dense`): Keras's saving walk names them so, and so do our files.
 
     Masks: the Keras masks of `query` and `value` (and of `key` when given), `attention_mask`
     (`(B, T, S)`, True = attend) and `use_causal_mask` are combined with AND; the output carries
@@ -307,10 +318,6 @@ class MultiHeadAttention(Layer):
     dropout = property(lambda self: self._dropout)
     use_bias = property(lambda self: self._use_bias)
     attention_axes = property(lambda self: self._attention_axes)
-    query_dense = property(lambda self: self._query_dense)
-    key_dense = property(lambda self: self._key_dense)
-    value_dense = property(lambda self: self._value_dense)
-    output_dense = property(lambda self: self._output_dense)
 
     # ------------------------------------------------------------ build
     def _projection_layer(self, input_rank, bound_dims, output_dims, name, activation=None):
@@ -339,17 +346,17 @@ class MultiHeadAttention(Layer):
                 f"Received: value_shape={value_shape} and key_shape={key_shape}"
             )
         heads = self._num_heads
-        self._query_dense = self._projection_layer(len(query_shape), 1, (heads, self._key_dim), "query")
-        self._query_dense.build_from_config({"input_shape": query_shape})
-        self._key_dense = self._projection_layer(len(key_shape), 1, (heads, self._key_dim), "key")
-        self._key_dense.build_from_config({"input_shape": key_shape})
+        self.query_dense = self._projection_layer(len(query_shape), 1, (heads, self._key_dim), "query")
+        self.query_dense.build_from_config({"input_shape": query_shape})
+        self.key_dense = self._projection_layer(len(key_shape), 1, (heads, self._key_dim), "key")
+        self.key_dense.build_from_config({"input_shape": key_shape})
         if self._use_gate:
             self._gate_dense = self._projection_layer(
                 len(query_shape), 1, (heads, self._value_dim), "gate", activation="sigmoid"
             )
             self._gate_dense.build_from_config({"input_shape": query_shape})
-        self._value_dense = self._projection_layer(len(value_shape), 1, (heads, self._value_dim), "value")
-        self._value_dense.build_from_config({"input_shape": value_shape})
+        self.value_dense = self._projection_layer(len(value_shape), 1, (heads, self._value_dim), "value")
+        self.value_dense.build_from_config({"input_shape": value_shape})
         rank = len(value_shape) + 1
         if self._attention_axes is None:
             self._attention_axes = tuple(range(1, rank - 2))
@@ -360,8 +367,8 @@ class MultiHeadAttention(Layer):
         self._softmax = Softmax(axis=score_axes, dtype=self.dtype_policy)
         self._dropout_layer = Dropout(rate=self._dropout, seed=self.seed, dtype=self.dtype_policy)
         output_dims = self._output_shape or (query_shape[-1],)
-        self._output_dense = self._projection_layer(len(query_shape), 2, output_dims, "attention_output")
-        self._output_dense.build_from_config({"input_shape": (*query_shape[:-1], heads, self._value_dim)})
+        self.output_dense = self._projection_layer(len(query_shape), 2, output_dims, "attention_output")
+        self.output_dense.build_from_config({"input_shape": (*query_shape[:-1], heads, self._value_dim)})
 
     # ------------------------------------------------------------ masks
     def _compute_attention_mask(self, query, value, query_mask, value_mask, key_mask, attention_mask, use_causal_mask):
@@ -481,15 +488,15 @@ class MultiHeadAttention(Layer):
             )
         gate = self._gate_dense(query) if self._use_gate else None
         output, scores = self._compute_attention(
-            self._query_dense(query),
-            self._key_dense(key),
-            self._value_dense(value),
+            self.query_dense(query),
+            self.key_dense(key),
+            self.value_dense(value),
             attention_mask,
             training,
             return_attention_scores,
             causal_only,
         )
-        output = self._output_dense(output if gate is None else output * gate)
+        output = self.output_dense(output if gate is None else output * gate)
         if query_mask is not None:
             output._keras_mask = query_mask
         return (output, scores) if return_attention_scores else output
@@ -506,7 +513,7 @@ class MultiHeadAttention(Layer):
 
     def compute_output_spec(self, *args, **kwargs):
         kwargs.setdefault("training", False)
-        return run_on_placeholders(self.call, args, kwargs)
+        return _with_query_mask(run_on_placeholders(self.call, args, kwargs), args[0] if args else kwargs.get("query"))
 
     def get_config(self):
         config = super().get_config()

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from keramic import backend, dtype_policies
-from keramic.errors import NotBuiltError
-from keramic.serialization import restore_hooks, serialize
+from keramic.errors import NotBuiltError, WeightsMismatchError
+from keramic.serialization import restore_hooks, saveable, serialize
 from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor, Node, any_symbolic, flatten, map_structure, run_on_placeholders, shape_of
 from keramic.utils import naming
@@ -88,6 +88,11 @@ class Layer(torch.nn.Module):
         state["_trainable"] = True
         state["_build_shapes"] = None
         state["supports_masking"] = False
+        # Torch-side view (see docs/torch.md): attribute -> variable (for mixed-precision autocast),
+        # `_modules` keys this class derived from layer names, and the device inputs are sent to.
+        state["_variable_attrs"] = {}
+        state["_derived_children"] = []
+        state["_device"] = backend.get_device()
         return layer
 
     def __init__(self, *, activity_regularizer=None, trainable=True, dtype=None, autocast=True, name=None, **kwargs):
@@ -119,10 +124,84 @@ class Layer(torch.nn.Module):
         if isinstance(value, backend.Variable):
             if not any(value is v for v in state["_own_trainable"] + state["_own_non_trainable"]):
                 (state["_own_trainable"] if value.trainable else state["_own_non_trainable"]).append(value)
+                self._register_variable(value)
+            # A plain attribute: torch already knows the variable (registered once, by its own name).
+            state["_variable_attrs"][name] = value
+            object.__setattr__(self, name, value)
+            return
+        if state["_variable_attrs"].pop(name, None) is not None and not isinstance(value, (Layer, list, tuple, dict)):
+            object.__setattr__(self, name, value)  # replacing a variable attribute keeps the variable registered
+            return
         if name not in state["_tracked_order"] and not name.startswith("__"):
             if isinstance(value, (Layer, list, tuple, dict)):
                 state["_tracked_order"].append(name)
         super().__setattr__(name, value)
+
+    # ---------------------------------------------------------------- torch.nn.Module view
+    def _register_variable(self, variable):
+        """Put a variable in `_parameters` once, keyed by its name (made unique in this layer).
+
+        A variable another layer registered first (tied weights) stays with that layer, so
+        `state_dict()` holds each variable exactly once.
+        """
+        if getattr(variable, "_keramic_registered", False):
+            return
+        key = _unique_key(variable.name.replace(".", "_"), self._parameters, self._modules)
+        self._parameters[key] = variable
+        variable._keramic_registered = True
+
+    def _sync_children(self):
+        """Register in `_modules` the sub-layers torch cannot see from attributes (graph and
+        Sequential layers, layers in lists and dicts), keyed by layer name; drop stale ones."""
+        modules, derived = self._modules, self.__dict__["_derived_children"]
+        by_attribute = {id(m) for key, m in modules.items() if key not in derived and m is not None}
+        wanted = [layer for layer in self._sublayers() if id(layer) not in by_attribute]
+        if [modules.get(key) for key in derived] == wanted:
+            return
+        for key in derived:
+            modules.pop(key, None)
+        derived.clear()
+        for layer in wanted:
+            key = _unique_key(layer.name.replace(".", "_"), self._parameters, modules)
+            modules[key] = layer
+            derived.append(key)
+
+    def _sync_tree(self):
+        for layer in self._flatten_layers():
+            layer._sync_children()
+
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        if memo is None:
+            self._sync_tree()
+        return super().named_modules(memo, prefix, remove_duplicate)
+
+    def named_children(self):
+        self._sync_children()
+        return super().named_children()
+
+    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+        if destination is None and not prefix:
+            self._sync_tree()
+        return super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        self._sync_tree()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _apply(self, fn, recurse=True):
+        """`.to()`, `.cuda()`, `.half()`, `.double()`: cast and move variables in place, then let
+        the dtype policy and the input device follow (a float64 model computes in float64)."""
+        self._sync_children()
+        result = super()._apply(fn, recurse)
+        probe = fn(torch.zeros((), dtype=backend.torch_dtype(self.variable_dtype), device=self._device))
+        if probe.is_floating_point() and probe.dtype != backend.torch_dtype(self.variable_dtype):
+            self.dtype_policy = dtype_policies.DTypePolicy(backend.standardize_dtype(probe.dtype))
+        self.__dict__["_device"] = probe.device
+        return result
+
+    def forward(self, *args, **kwargs):
+        """torch's entry point (DDP, hooks): the same as calling the layer."""
+        return self(*args, **kwargs)
 
     def _sublayers(self):
         """Direct sub-layers in the order they were assigned (lists and dicts searched too)."""
@@ -219,9 +298,9 @@ class Layer(torch.nn.Module):
         variable.constraint = constraints.get(constraint)
         variable.regularizer = regularizers.get(regularizer)
         variable.overwrite_with_gradient = overwrite_with_gradient
+        variable._keramic_autocast = bool(autocast)
         (self._own_trainable if trainable else self._own_non_trainable).append(variable)
-        # Register with torch under a private name so `module.parameters()` sees it too.
-        self.register_parameter(f"_weight_{len(self._own_trainable) + len(self._own_non_trainable)}", variable)
+        self._register_variable(variable)
         return variable
 
     def add_variable(self, shape, initializer, dtype=None, trainable=True, name=None, **kwargs):
@@ -378,6 +457,8 @@ class Layer(torch.nn.Module):
             args = (map_structure(self._as_input_tensor, args[0]),) + args[1:]
         has_training, has_mask, _, training_default = _call_signature_flags(type(self))
         context = _context
+        if context.depth == 0 and args:
+            args, kwargs = _to_device(args, kwargs, self._device)
         outer_training = context.training
         if has_training:
             training = kwargs.get("training")
@@ -391,6 +472,13 @@ class Layer(torch.nn.Module):
             previous_mask = _collect_mask(args[0])
             if has_mask and previous_mask is not None and kwargs.get("mask") is None:
                 kwargs["mask"] = previous_mask
+        paired = _paired_mask_arguments(type(self))
+        if paired:
+            _hand_over_paired_masks(paired, args, kwargs)
+        policy = self.dtype_policy
+        if self._autocast_inputs and self.autocast:
+            args, kwargs = _autocast_inputs(args, kwargs, policy.compute_torch_dtype)
+        cast_variables = None
         entry = context.depth == 0
         if entry and context.layers_with_losses:
             for layer in context.layers_with_losses:
@@ -401,38 +489,63 @@ class Layer(torch.nn.Module):
         try:
             if not self.built:
                 self._maybe_build(args, kwargs)
+                if policy.is_mixed:
+                    cast_variables = self._cast_variables(policy.compute_torch_dtype)
                 context.scopes.append(self.name)
                 try:
                     outputs = self.call(*args, **kwargs)
                 finally:
                     context.scopes.pop()
             else:
+                if policy.is_mixed:
+                    cast_variables = self._cast_variables(policy.compute_torch_dtype)
                 outputs = self.call(*args, **kwargs)
         finally:
             context.depth -= 1
             context.training = outer_training
+            if cast_variables:
+                self.__dict__.update(cast_variables)
         if self.activity_regularizer is not None:
             for output in flatten(outputs):
                 if isinstance(output, torch.Tensor):
-                    self.add_loss(self.activity_regularizer(output))
+                    self.add_loss(_activity_penalty(self.activity_regularizer, output))
         if self.supports_masking or type(self).compute_mask is not Layer.compute_mask:
             output_mask = self.compute_mask(args[0] if args else None, previous_mask)
             if output_mask is not None:
                 _attach_mask(outputs, output_mask)
         return outputs
 
+    # Keras casts float inputs to the compute dtype; Functional and Sequential cast per Input instead.
+    _autocast_inputs = True
+
     def _as_input_tensor(self, x):
-        """NumPy inputs become tensors; float ones in the layer's compute dtype, as Keras autocasts."""
+        """NumPy inputs become tensors on the layer's device; float ones in its compute dtype, as Keras autocasts."""
         if isinstance(x, np.ndarray) or isinstance(x, (float, int, np.generic)):
             array = np.asarray(x)
-            return backend.convert_to_tensor(array, self.compute_dtype if array.dtype.kind == "f" else None)
+            tensor = backend.convert_to_tensor(array, self.compute_dtype if array.dtype.kind == "f" else None)
+            return tensor if tensor.device == self._device else tensor.to(self._device)
         return x
 
+    def _cast_variables(self, dtype):
+        """Mixed precision: for the duration of `call`, attributes holding float32 variables read as
+        `dtype` copies (gradients still reach the float32 variables). Returns what to put back."""
+        attributes = self.__dict__["_variable_attrs"]
+        if not attributes:
+            return None
+        originals = {}
+        for name, variable in attributes.items():
+            if variable.is_floating_point() and variable.dtype != dtype and getattr(variable, "_keramic_autocast", True):
+                originals[name] = variable
+                self.__dict__[name] = variable.to(dtype)
+        return originals
+
     def _symbolic_call(self, args, kwargs):
-        """Call on KerasTensors: build, infer the outputs' shapes, and record a graph node."""
+        """Call on KerasTensors: build, infer the outputs' shapes (and masks), and record a graph node."""
         self._maybe_build(args, kwargs)
-        outputs = self.compute_output_spec(*args, **kwargs)
-        Node(self, args, kwargs, outputs)
+        outputs = self.compute_output_spec(*args, **_with_symbolic_masks(type(self), args, kwargs))
+        if args and (self.supports_masking or type(self).compute_mask is not Layer.compute_mask):
+            _attach_symbolic_mask(self, args[0], kwargs.get("mask"), outputs)
+        Node(self, args, kwargs, outputs)  # the node keeps the caller's arguments; masks flow at run time
         return outputs
 
     def compute_output_spec(self, *args, **kwargs):
@@ -486,7 +599,8 @@ class Layer(torch.nn.Module):
         }
         if self.activity_regularizer is not None:
             config["activity_regularizer"] = serialize.serialize_keras_object(self.activity_regularizer)
-        if not _is_keramic_class(type(self)):
+        # Keras fills in constructor arguments only for a class that does not write its own get_config.
+        if not _is_keramic_class(type(self)) and type(self).get_config is Layer.get_config:
             config.update(_auto_config(self))
         return config
 
@@ -497,6 +611,62 @@ class Layer(torch.nn.Module):
             config["dtype"] = dtype_policies.get(config["dtype"])
         return cls(**config)
 
+    # ---------------------------------------------------------------- saving protocol
+    # What saving reads (keramic.serialization.saveable): children in Keras's visiting order, own
+    # variables, and Keras's hooks. Saving calls a hook only where a class overrides it; layers that
+    # keep the defaults are read and written in bulk.
+    _saving_kind = "layer"
+    _structure_from_config = False  # True where the config lists every layer (Functional, Sequential)
+
+    @staticmethod
+    @functools.cache
+    def _bare_attributes() -> frozenset:
+        """Attribute names every layer has: they never name children (Keras skips them too)."""
+        bare = Layer.__new__(Layer)
+        Layer.__init__(bare, name="bare")
+        return frozenset(vars(bare)) | frozenset(bare._modules) | {"_functional", "_graph_layers", "_plan", "_run_kwargs"}
+
+    def _saveable_children(self) -> list:
+        """(attribute, value) pairs the saving walk visits, public names first, each group sorted."""
+        names = (set(vars(self)) | (set(self._modules) - set(self._derived_children))) - self._bare_attributes()
+        if isinstance(getattr(type(self), "layers", None), property):
+            names.add("layers")  # a subclassed Model's `layers` sorts among its attributes
+        ordered = sorted((n for n in names if not n.startswith("__")), key=lambda n: "~" + n if n.startswith("_") else n)
+        return [(name, getattr(self, name, None)) for name in ordered]
+
+    def _attribute_children(self) -> list:
+        """(attribute, value) pairs holding layers or containers, in assignment order (checkpoint keys)."""
+        return [(name, getattr(self, name, None)) for name in self._tracked_order]
+
+    def _saveable_variables(self) -> list:
+        """Own variables in Keras's saving order: trainable, then non-trainable, each in creation order."""
+        return self._own_trainable + self._own_non_trainable
+
+    @saveable.default_hook
+    def save_own_variables(self, store) -> None:
+        """Put this layer's own variables in `store` as "0", "1", ... (override to save other state)."""
+        for index, variable in enumerate(self._saveable_variables()):
+            store[str(index)] = variable
+
+    @saveable.default_hook
+    def load_own_variables(self, store) -> None:
+        """Assign this layer's own variables from `store`'s "0", "1", ...; the counts must agree."""
+        variables = self._saveable_variables()
+        if len(store.keys()) != len(variables):
+            raise WeightsMismatchError(
+                f"Layer '{self.name}' has {len(variables)} variables, but the saved state lists {len(store.keys())}."
+            )
+        for index, variable in enumerate(variables):
+            variable.assign(store[str(index)])
+
+    @saveable.default_hook
+    def save_assets(self, dir_path: str) -> None:
+        """Write files this layer needs (a vocabulary, ...) into `dir_path`; nothing by default."""
+
+    @saveable.default_hook
+    def load_assets(self, dir_path) -> None:
+        """Read what `save_assets` wrote (`dir_path` is None when nothing was saved); nothing by default."""
+
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
 
@@ -505,6 +675,16 @@ class Layer(torch.nn.Module):
 
     def __eq__(self, other):
         return self is other
+
+
+def _unique_key(base, *taken):
+    """`base`, or `base_1`, `base_2`, ... : the first not already a key of any of `taken`."""
+    base = base or "variable"
+    key, index = base, 0
+    while any(key in mapping for mapping in taken):
+        index += 1
+        key = f"{base}_{index}"
+    return key
 
 
 def _is_keramic_class(cls):
@@ -532,6 +712,109 @@ def _auto_config(layer):
     return extra
 
 
+
+
+def _to_device(args, kwargs, device):
+    """Send tensor arguments of an outermost call to the layer's device (no-op when already there)."""
+    if len(args) == 1 and isinstance(args[0], torch.Tensor) and args[0].device == device and not kwargs:
+        return args, kwargs
+
+    def move(x):
+        return x.to(device) if isinstance(x, torch.Tensor) and x.device != device else x
+
+    return map_structure(move, args), {key: move(value) for key, value in kwargs.items()}
+
+
+def _autocast_inputs(args, kwargs, dtype):
+    """Keras's autocast: float tensor arguments in another float dtype are cast to `dtype`."""
+
+    def cast(x):
+        if isinstance(x, torch.Tensor) and x.dtype != dtype and x.is_floating_point():
+            mask = getattr(x, "_keras_mask", None)
+            x = x.to(dtype)
+            if mask is not None:
+                x._keras_mask = mask
+        return x
+
+    if len(args) == 1 and isinstance(args[0], torch.Tensor):
+        args = (cast(args[0]),)
+    else:
+        args = map_structure(cast, args)
+    if kwargs:
+        kwargs = {key: cast(value) if key != "mask" else value for key, value in kwargs.items()}
+    return args, kwargs
+
+
+def _activity_penalty(regularizer, output):
+    """Keras's activity penalty: the regularizer's value divided by the batch size (0 for an empty batch)."""
+    loss = regularizer(output)
+    if output.dim() > 0:
+        batch = output.shape[0]
+        loss = loss / batch if batch else torch.zeros_like(loss)
+    return loss
+
+
+def _paired_mask_arguments(cls):
+    """`call` arguments `x` that have an `x_mask` partner (`query` / `query_mask`, ...), with their positions."""
+    paired = cls.__dict__.get("_paired_masks")
+    if paired is None:
+        names = [
+            p.name
+            for p in inspect.signature(cls.call).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ][1:]
+        paired = tuple((i, name) for i, name in enumerate(names) if f"{name}_mask" in names)
+        cls._paired_masks = paired
+    return paired
+
+
+def _hand_over_paired_masks(paired, args, kwargs):
+    """Fill each empty `x_mask` argument from the Keras mask carried by the tensor given as `x`."""
+    for index, name in paired:
+        key = f"{name}_mask"
+        if kwargs.get(key) is not None:
+            continue
+        value = args[index] if index < len(args) else kwargs.get(name)
+        mask = getattr(value, "_keras_mask", None) if isinstance(value, torch.Tensor) else None
+        if mask is not None:
+            kwargs[key] = mask
+
+
+def _with_symbolic_masks(cls, args, kwargs):
+    """The call's kwargs plus the masks Keras hands a layer (`mask`, `x_mask`), taken from symbolic inputs."""
+    has_mask = _call_signature_flags(cls)[1]
+    paired = _paired_mask_arguments(cls)
+    if not (has_mask or paired) or not args:
+        return kwargs
+    kwargs = dict(kwargs)
+    if has_mask and kwargs.get("mask") is None:
+        mask = _collect_mask(args[0])
+        if mask is not None:
+            kwargs["mask"] = mask
+    for index, name in paired:
+        value = args[index] if index < len(args) else kwargs.get(name)
+        mask = getattr(value, "_keras_mask", None) if isinstance(value, KerasTensor) else None
+        if mask is not None and kwargs.get(f"{name}_mask") is None:
+            kwargs[f"{name}_mask"] = mask
+    return kwargs
+
+
+def _attach_symbolic_mask(layer, inputs, given_mask, outputs):
+    """Give symbolic outputs the `_keras_mask` Keras would (`compute_mask` run on placeholders)."""
+    previous = given_mask if given_mask is not None else _collect_mask(inputs)
+    if previous is None and type(layer).compute_mask is Layer.compute_mask:
+        return
+    try:
+        mask = run_on_placeholders(layer.compute_mask, (inputs, previous), {})
+    except Exception:  # a compute_mask that cannot run on placeholders leaves the outputs unmasked
+        return
+    if mask is None:
+        return
+    flat_outputs = flatten(outputs)
+    masks = flatten(mask) if isinstance(mask, (list, tuple)) else [mask] * len(flat_outputs)
+    for output, item in zip(flat_outputs, masks):
+        if isinstance(output, KerasTensor) and isinstance(item, KerasTensor):
+            output._keras_mask = item
 
 
 def _collect_mask(inputs):

@@ -1,4 +1,4 @@
-"""Core layers: Dense, Activation, Dropout and the reshaping layers."""
+"""Core layers: Dense, Activation, Dropout, the reshaping layers, Identity and Masking."""
 
 import math
 
@@ -8,7 +8,6 @@ import torch
 from keramic import activations, constraints, initializers, regularizers
 from keramic.layers.base import Layer, weight_settings
 from keramic.serialization.registry import keras_export
-
 
 
 @keras_export("keras.layers")
@@ -239,3 +238,48 @@ class RepeatVector(Layer):
         config = super().get_config()
         config["n"] = self.n
         return config
+
+
+@keras_export("keras.layers")
+class Identity(Layer):
+    """Returns its input unchanged (a placeholder that keeps masks)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras_export("keras.layers")
+class Masking(Layer):
+    """Masks time steps whose features all equal `mask_value`: they become zeros and carry a False mask."""
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mask_value = mask_value
+        self.supports_masking = True
+
+    def _keep(self, inputs):
+        return (inputs != self.mask_value).any(dim=-1, keepdim=True)
+
+    def call(self, inputs):
+        keep = self._keep(inputs)
+        outputs = torch.where(keep, inputs, torch.zeros((), dtype=inputs.dtype, device=inputs.device))
+        outputs._keras_mask = keep.squeeze(-1)
+        return outputs
+
+    def compute_mask(self, inputs, previous_mask):
+        if inputs is None or not isinstance(inputs, torch.Tensor):
+            return None
+        return self._keep(inputs).squeeze(-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mask_value": self.mask_value}

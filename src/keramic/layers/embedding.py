@@ -1,4 +1,4 @@
-"""Embedding: integer ids -> dense vectors, optionally masking id 0 for the layers downstream."""
+"""Embedding (integer ids -> dense vectors, optionally masking id 0) and ReversibleEmbedding (vectors -> logits too)."""
 
 import warnings
 
@@ -8,7 +8,6 @@ from keramic import backend, constraints, initializers, regularizers
 from keramic.layers.base import Layer, weight_settings
 from keramic.serialization.registry import keras_export
 from keramic.serialization.serialize import deserialize_keras_object
-
 
 
 @keras_export("keras.layers")
@@ -101,3 +100,87 @@ class Embedding(Layer):
         config = dict(config)
         config["quantization_config"] = deserialize_keras_object(config.get("quantization_config"))
         return super().from_config(config)
+
+
+@keras_export("keras.layers")
+class ReversibleEmbedding(Embedding):
+    """An Embedding that also maps vectors back to logits over the vocabulary (`reverse=True`).
+
+    With `tie_weights` the reverse projection is the transposed embedding table; otherwise it is
+    its own `(output_dim, input_dim)` weight, `reverse_embeddings`.
+    """
+
+    def __init__(
+        self,
+        input_dim,
+        output_dim,
+        tie_weights=True,
+        embeddings_initializer="uniform",
+        embeddings_regularizer=None,
+        embeddings_constraint=None,
+        mask_zero=False,
+        reverse_dtype=None,
+        logit_soft_cap=None,
+        **kwargs,
+    ):
+        super().__init__(
+            input_dim,
+            output_dim,
+            embeddings_initializer=embeddings_initializer,
+            embeddings_regularizer=embeddings_regularizer,
+            embeddings_constraint=embeddings_constraint,
+            mask_zero=mask_zero,
+            **kwargs,
+        )
+        self.tie_weights = tie_weights
+        self.reverse_dtype = reverse_dtype
+        self.logit_soft_cap = logit_soft_cap
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        super().build(input_shape)
+        if not self.tie_weights:
+            self.reverse_embeddings = self.add_weight(
+                shape=(self.output_dim, self.input_dim),
+                initializer=self.embeddings_initializer,
+                name="reverse_embeddings",
+            )
+
+    def call(self, inputs, reverse=False):
+        if not reverse:
+            outputs = super().call(inputs)
+            if self.mask_zero:
+                outputs._keras_mask = inputs != 0
+            return outputs
+        kernel = self.embeddings.T if self.tie_weights else self.reverse_embeddings
+        if self.reverse_dtype is not None:
+            dtype = backend.torch_dtype(self.reverse_dtype)
+            inputs, kernel = inputs.to(dtype), kernel.to(dtype)
+        logits = torch.matmul(inputs, kernel)
+        if self.logit_soft_cap is not None:
+            logits = torch.tanh(logits / self.logit_soft_cap) * self.logit_soft_cap
+        return logits
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape, reverse=False):
+        shape = list(input_shape)
+        if reverse:
+            shape[-1] = self.input_dim
+        else:
+            shape.append(self.output_dim)
+        return tuple(shape)
+
+    def compute_output_spec(self, inputs, reverse=False):
+        from keramic.symbolic import KerasTensor
+
+        return KerasTensor(self.compute_output_shape(inputs.shape, reverse), self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"tie_weights": self.tie_weights, "reverse_dtype": self.reverse_dtype, "logit_soft_cap": self.logit_soft_cap}
+        )
+        return config

@@ -1,4 +1,4 @@
-"""Merge layers: element-wise Add, Subtract, Multiply, Average, Maximum, Minimum, and Concatenate.
+"""Merge layers: element-wise Add, Subtract, Multiply, Average, Maximum, Minimum; Concatenate and Dot.
 
 Inputs broadcast as in Keras: a lower-rank input gets new axes right after the batch axis.
 The output mask is the OR of the input masks (when every input has one).
@@ -270,3 +270,90 @@ minimum = _merge_function(Minimum)
 def concatenate(inputs, axis=-1, **kwargs):
     """Functional form of `Concatenate`: `concatenate([a, b], axis=-1)`."""
     return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def _l2_normalize(x, axis):
+    """`x` over its L2 norm along `axis` (norms below 1e-7 count as 1e-7, as in Keras)."""
+    return x * torch.clamp(torch.rsqrt(x.square().sum(dim=axis, keepdim=True)), max=1e7)
+
+
+def batch_dot(x, y, axes):
+    """Per-sample dot product of `x` and `y` over `x`'s axis `axes[0]` and `y`'s axis `axes[1]`.
+
+    The result keeps `x`'s other axes, then `y`'s; a result with only the batch axis gets a trailing 1.
+    """
+    a0, a1 = axes
+    x = x.movedim(a0, -1)
+    y = y.movedim(a1, 1)
+    x_rest, y_rest = tuple(x.shape[1:-1]), tuple(y.shape[2:])
+    batch = x.shape[0]
+    result = torch.bmm(x.reshape(batch, -1, x.shape[-1]), y.reshape(batch, y.shape[1], -1))
+    return result.reshape((batch,) + x_rest + y_rest) if x_rest or y_rest else result.reshape(batch, 1)
+
+
+@keras_export("keras.layers")
+class Dot(Merge):
+    """Dot product of two samples along the given axes (cosine proximity with `normalize=True`)."""
+
+    def __init__(self, axes, normalize=False, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(axes, int):
+            if not isinstance(axes, (list, tuple)):
+                raise TypeError(f"Invalid type for argument `axes`: it should be a list or an int. Received: axes={axes}")
+            if len(axes) != 2:
+                raise ValueError(f"Invalid format for argument `axes`: it should contain two elements. Received: axes={axes}")
+            if not isinstance(axes[0], int) or not isinstance(axes[1], int):
+                raise ValueError(
+                    f"Invalid format for argument `axes`: list elements should be integers. Received: axes={axes}"
+                )
+        self.axes = axes
+        self.normalize = normalize
+
+    def _resolved_axes(self, rank1, rank2):
+        axes = [self.axes, self.axes] if isinstance(self.axes, int) else list(self.axes)
+        return [axes[0] % rank1 if axes[0] < 0 else axes[0], axes[1] % rank2 if axes[1] < 0 else axes[1]]
+
+    def build(self, input_shape):
+        if not _is_shape_list(input_shape) or len(input_shape) != 2:
+            raise ValueError(f"A `Dot` layer should be called on a list of 2 inputs. Received: input_shape={input_shape}")
+        shape1, shape2 = input_shape
+        axes = self._resolved_axes(len(shape1), len(shape2))
+        if shape1[axes[0]] != shape2[axes[1]]:
+            raise ValueError(
+                f"Incompatible input shapes: axis values {shape1[axes[0]]} (at axis {axes[0]}) != "
+                f"{shape2[axes[1]]} (at axis {axes[1]}). Full input shapes: {shape1}, {shape2}"
+            )
+
+    def call(self, inputs, mask=None):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(f"A `Dot` layer should be called on exactly 2 inputs. Received: inputs={inputs}")
+        x1, x2 = inputs
+        axes = self._resolved_axes(x1.dim(), x2.dim())
+        if 0 in axes:
+            raise ValueError("Cannot perform batch_dot over axis 0 (the batch axis).")
+        if self.normalize:
+            x1, x2 = _l2_normalize(x1, axes[0]), _l2_normalize(x2, axes[1])
+        return batch_dot(x1, x2, axes)
+
+    def compute_output_shape(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+            raise ValueError(f"A `Dot` layer should be called on a list of 2 inputs. Received: input_shape={input_shape}")
+        shape1, shape2 = list(input_shape[0]), list(input_shape[1])
+        axes = self._resolved_axes(len(shape1), len(shape2))
+        shape1.pop(axes[0])
+        shape2.pop(axes[1])
+        shape2.pop(0)
+        output = shape1 + shape2
+        return tuple(output + [1] if len(output) == 1 else output)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None
+
+    def get_config(self):
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
+
+
+@keras_export("keras.layers")
+def dot(inputs, axes=-1, **kwargs):
+    """Functional form of `Dot`: `dot([a, b], axes=-1)`."""
+    return Dot(axes=axes, **kwargs)(inputs)

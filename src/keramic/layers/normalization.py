@@ -1,6 +1,6 @@
-"""BatchNormalization and LayerNormalization.
+"""Normalization over axes: Batch, Layer, Group, Unit and RMS normalization.
 
-Both compute in at least float32 (half-precision inputs are upcast, as Keras does) and return the
+Batch and Layer normalization compute in at least float32 (half-precision inputs are upcast, as Keras does) and return the
 layer's compute dtype.
 """
 
@@ -295,6 +295,180 @@ class LayerNormalization(Layer):
                 "center": self.center,
                 "scale": self.scale,
                 "rms_scaling": self.rms_scaling,
+                **weight_settings(self, ("beta", "gamma")),
+            }
+        )
+        return config
+
+
+def _check_axes(axis, input_shape):
+    for item in axis if isinstance(axis, (list, tuple)) else [axis]:
+        if item >= len(input_shape) or item < -len(input_shape):
+            raise ValueError(f"Axis {item} is out of bounds for input shape {tuple(input_shape)}. Received: axis={axis}")
+    return input_shape
+
+
+@keras_export("keras.layers")
+class UnitNormalization(Layer):
+    """Scales each input to unit L2 norm along `axis` (norms below 1e-12 count as 1e-12)."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)):
+            self.axis = list(axis)
+        elif isinstance(axis, int):
+            self.axis = axis
+        else:
+            raise TypeError(f"Invalid value for `axis` argument: expected an int or a list/tuple of ints. Received: axis={axis}")
+        self.supports_masking = True
+
+    def call(self, inputs):
+        axis = tuple(self.axis) if isinstance(self.axis, list) else self.axis
+        square_sum = inputs.square().sum(dim=axis, keepdim=True)
+        return inputs * torch.minimum(torch.rsqrt(square_sum), torch.tensor(1e12, dtype=inputs.dtype, device=inputs.device))
+
+    def compute_output_shape(self, input_shape):
+        return _check_axes(self.axis, input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+@keras_export("keras.layers")
+class RMSNormalization(Layer):
+    """`x / sqrt(mean(x**2, axis) + epsilon) * scale`, computed in at least float32."""
+
+    def __init__(self, axis=-1, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        if isinstance(self.axis, (list, tuple)):
+            self.axis = sorted(self.axis)
+            shape = tuple(input_shape[dim] for dim in self.axis)
+        else:
+            shape = (input_shape[self.axis],)
+            self.axis = [self.axis]
+        self.scale = self.add_weight(name="scale", shape=shape, initializer="ones")
+
+    def call(self, inputs):
+        dtype = inputs.dtype
+        x = _at_least_float32(inputs)
+        rank = x.dim()
+        axes = sorted(a % rank for a in self.axis)
+        if axes == list(range(rank - len(axes), rank)):
+            outputs = F.rms_norm(x, tuple(x.shape[a] for a in axes), self.scale.to(x.dtype), self.epsilon)
+        else:
+            outputs = x * torch.rsqrt(x.square().mean(dim=tuple(axes), keepdim=True) + self.epsilon) * self.scale.to(x.dtype)
+        return outputs.to(dtype)
+
+    def compute_output_shape(self, input_shape):
+        return _check_axes(self.axis, input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}
+
+
+@keras_export("keras.layers")
+class GroupNormalization(Layer):
+    """Normalizes each group of `groups` channels (over the group and every non-batch axis).
+
+    `groups=-1` is instance normalization (one channel per group); `gamma`/`beta` are per channel.
+    """
+
+    def __init__(
+        self,
+        groups=32,
+        axis=-1,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        **kwargs,
+    ):
+        if not isinstance(groups, int) or (groups <= 0 and groups != -1):
+            raise ValueError(
+                "Received an invalid value for argument `groups`, expected a positive integer (or `-1` for "
+                f"instance normalization). Received: groups={groups}"
+            )
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        self.autocast = False
+        self.groups = groups
+        self.axis = axis
+        self.epsilon = epsilon
+        self.center = center
+        self.scale = scale
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+
+    def build(self, input_shape):
+        dim = input_shape[self.axis]
+        if dim is None:
+            raise ValueError(
+                f"Axis {self.axis} of input tensor should have a defined dimension but the layer received an "
+                f"input with shape {tuple(input_shape)}."
+            )
+        if self.groups == -1:
+            self.groups = dim
+        if dim < self.groups:
+            raise ValueError(f"Number of groups ({self.groups}) cannot be more than the number of channels ({dim}).")
+        if dim % self.groups != 0:
+            raise ValueError(f"Number of groups ({self.groups}) must be a multiple of the number of channels ({dim}).")
+        self.gamma = self.beta = None
+        if self.scale:
+            self.gamma = self.add_weight(
+                shape=(dim,),
+                name="gamma",
+                initializer=self.gamma_initializer,
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
+                autocast=False,
+            )
+        if self.center:
+            self.beta = self.add_weight(
+                shape=(dim,),
+                name="beta",
+                initializer=self.beta_initializer,
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
+                autocast=False,
+            )
+
+    def call(self, inputs):
+        """torch's group_norm with channels moved to axis 1: the same grouping (contiguous channel blocks) as Keras.
+
+        The moved copy is made contiguous: torch 2.x's CPU group_norm backward crashes on channels-last strides.
+        """
+        axis = self.axis % inputs.dim()
+        x = _at_least_float32(inputs).movedim(axis, 1).contiguous()
+        gamma = None if self.gamma is None else self.gamma.to(x.dtype)
+        beta = None if self.beta is None else self.beta.to(x.dtype)
+        outputs = F.group_norm(x, self.groups, gamma, beta, self.epsilon).movedim(1, axis)
+        return outputs.to(inputs.dtype).to(backend.torch_dtype(self.compute_dtype))
+
+    def compute_output_shape(self, input_shape):
+        return _check_axes(self.axis, input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "groups": self.groups,
+                "axis": self.axis,
+                "epsilon": self.epsilon,
+                "center": self.center,
+                "scale": self.scale,
                 **weight_settings(self, ("beta", "gamma")),
             }
         )

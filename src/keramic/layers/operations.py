@@ -1,50 +1,72 @@
-"""Raw tensor operations recorded in Keras 3 Functional configs (e.g. `NotEqual` for an
-embedding mask). They run in the graph but, as in Keras, are not part of `model.layers`."""
+"""Graph nodes for raw tensor operations (`ops.mean(x)`, `x + 1`, `x[:, :2]`), as Keras 3 records
+them in Functional configs. They run in the graph but, as in Keras, are not in `model.layers`."""
 
-import torch
-
-from keramic import backend
+from keramic.backend import standardize_dtype
 from keramic.layers.base import Layer
+from keramic.ops import node
 from keramic.serialization.registry import keras_export
+from keramic.symbolic import flatten, run_on_placeholders
 
 
+@keras_export("keras")
 class Operation(Layer):
     """A weightless graph node that is not listed in `model.layers`."""
 
     def get_config(self):
         return {"name": self.name}
 
+    def get_build_config(self):
+        """Operations have no build state; Keras writes no `build_config` for them."""
+        return None
 
-def _binary(class_name, namespace, fn):
-    class BinaryOperation(Operation):
-        def call(self, x, y):
-            return fn(x, torch.as_tensor(y, device=x.device) if not isinstance(y, torch.Tensor) else y)
+    def compute_output_spec(self, *args, **kwargs):
+        """Dry-run the op; a failure names the op and the input shapes and dtypes."""
+        try:
+            return run_on_placeholders(self.call, args, kwargs)
+        except Exception as error:  # the op rejected these inputs: say which op and which shapes
+            first = error
+        try:
+            # Some ops (inverse, cholesky, solve) reject all-zero matrices: retry on identities.
+            return run_on_placeholders(self.call, args, kwargs, fill="eye")
+        except Exception:
+            pass
+        described = ", ".join(
+            f"shape={tuple(t.shape)} dtype={standardize_dtype(t.dtype)}" for t in flatten((args, kwargs)) if hasattr(t, "shape")
+        )
+        raise ValueError(f"Invalid inputs for operation '{type(self).__name__}' ({self.name}): {described}. {first}") from first
 
-    BinaryOperation.__name__ = BinaryOperation.__qualname__ = class_name
-    keras_export(namespace, class_name)(BinaryOperation)
-    BinaryOperation._keras_registered_name = class_name
-    return BinaryOperation
 
+def make_op_class(function_name, class_name, module, config_names):
+    """A node class for op function `function_name`, registered under Keras's module and name."""
+    def __init__(self, name=None, **config):
+        unknown = set(config) - set(config_names)
+        if unknown:
+            raise TypeError(f"{class_name} got unexpected arguments {sorted(unknown)}; it takes {list(config_names)}.")
+        Operation.__init__(self, name=name)
+        self._op_config = {key: config[key] for key in config_names if key in config}
 
-NotEqual = _binary("NotEqual", "keras.src.ops.numpy", torch.ne)
-Equal = _binary("Equal", "keras.src.ops.numpy", torch.eq)
-Greater = _binary("Greater", "keras.src.ops.numpy", torch.gt)
-Less = _binary("Less", "keras.src.ops.numpy", torch.lt)
-Divide = _binary("Divide", "keras.src.ops.numpy", torch.divide)
-
-
-@keras_export("keras.src.ops.core", "Cast")
-class Cast(Operation):
-    """`ops.cast(x, dtype)` as a graph node."""
-
-    _keras_registered_name = "Cast"
-
-    def __init__(self, dtype, name=None):
-        super().__init__(name=name)
-        self.target_dtype = backend.standardize_dtype(dtype)
-
-    def call(self, x):
-        return x.to(backend.torch_dtype(self.target_dtype))
+    def call(self, *args, **kwargs):
+        return node.call_eagerly(function_name, args, {**self._op_config, **kwargs})
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.target_dtype}
+        return {"name": self.name, **self._op_config}
+
+    cls = type(class_name, (Operation,), {
+        "__init__": __init__,
+        "call": call,
+        "get_config": get_config,
+        "__doc__": f"`ops.{function_name}` as a graph node.",
+        "_keras_registered_name": class_name,
+    })
+    cls.__qualname__ = class_name
+    return keras_export(module, class_name)(cls)
+
+
+def _register_op_nodes():
+    """Every op node class exists from import on, so configs naming them resolve."""
+    for function_name, class_name, module, config_names in node.node_classes_to_make():
+        cls = make_op_class(function_name, class_name, f"keras.src.ops.{module}", config_names)
+        node.register_class(module, class_name, cls)
+
+
+_register_op_nodes()

@@ -1,7 +1,8 @@
-"""Pooling layers: Max/Average pooling over windows, and global pooling over all positions.
+"""Pooling layers, 1D/2D/3D: Max/Average pooling over windows, and global pooling over all positions.
 
-"same" padding follows TF: windows are centred with any extra padding after, padded positions
-never win a max and are left out of an average's count.
+"same" padding centres windows with any extra padding after. Padded positions never win a max;
+an average leaves them out of its count when the padding is even, and, as real Keras does on the
+torch backend, counts repeated edge values when it is not.
 """
 
 import torch
@@ -16,20 +17,22 @@ from keramic.layers.conv import (
     same_padding,
     to_channels_first,
 )
+from keramic.layers.input_spec import InputSpec
 from keramic.serialization.registry import keras_export
 
-_MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d}
-_AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d}
+_MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
 class _Pooling(Layer):
-    """Window pooling shared by the 1D and 2D, max and average layers."""
+    """Window pooling shared by the 1D/2D/3D, max and average layers."""
 
     rank = None
     mode = None
 
     def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
+        self.input_spec = InputSpec(ndim=self.rank + 2)
         self.pool_size = normalize_tuple(pool_size, self.rank, "pool_size")
         self.strides = normalize_tuple(pool_size if strides is None else strides, self.rank, "strides", allow_zero=True)
         self.padding = padding
@@ -66,13 +69,10 @@ class _Pooling(Layer):
         pads = self._pads(x)
         if all(before == after for before, after in pads):
             return pool(x, self.pool_size, self.strides, tuple(b for b, _ in pads), count_include_pad=False)
-        # Uneven padding: torch can't pad it, so sum over zero-padded windows and divide by
-        # how many real positions each window covers.
+        # Uneven padding: as Keras does on torch, repeat the edge values into the padding and
+        # average whole windows (TF instead leaves the padding out of the count).
         flat = [p for pair in reversed(pads) for p in pair]
-        sums = pool(F.pad(x, flat), self.pool_size, self.strides)
-        ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
-        counts = pool(F.pad(ones, flat), self.pool_size, self.strides)
-        return sums / counts
+        return pool(F.pad(x, flat, mode="replicate"), self.pool_size, self.strides)
 
     def compute_output_shape(self, input_shape):
         spatial = input_shape[1:-1] if self.data_format == "channels_last" else input_shape[2:]
@@ -144,13 +144,44 @@ class AveragePooling1D(_Pooling):
 class AveragePooling2D(_Pooling):
     """Mean over `pool_size` windows of an image.
 
-    >>> AveragePooling2D()(np.zeros((1, 6, 6, 3), "float32")).shape
+    >>> AveragePooling2D(2)(np.zeros((1, 6, 6, 3), "float32")).shape
     torch.Size([1, 3, 3, 3])
     """
 
     rank, mode = 2, "average"
 
+    # Keras requires `pool_size` here; keramic keeps its earlier (2, 2) default so existing code runs.
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, name=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
+
+
+@keras_export("keras.layers", name="MaxPool3D")
+@keras_export("keras.layers")
+class MaxPooling3D(_Pooling):
+    """Max over `pool_size` windows of a volume.
+
+    >>> MaxPooling3D()(np.zeros((1, 4, 4, 4, 3), "float32")).shape
+    torch.Size([1, 2, 2, 2, 3])
+    """
+
+    rank, mode = 3, "max"
+
+    def __init__(self, pool_size=(2, 2, 2), strides=None, padding="valid", data_format=None, name=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
+
+
+@keras_export("keras.layers", name="AvgPool3D")
+@keras_export("keras.layers")
+class AveragePooling3D(_Pooling):
+    """Mean over `pool_size` windows of a volume.
+
+    >>> AveragePooling3D(2)(np.zeros((1, 4, 4, 4, 3), "float32")).shape
+    torch.Size([1, 2, 2, 2, 3])
+    """
+
+    rank, mode = 3, "average"
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None, **kwargs):
         super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
 
 
@@ -161,6 +192,7 @@ class _GlobalPooling(Layer):
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
+        self.input_spec = InputSpec(ndim=self.rank + 2)
         self.data_format = normalize_data_format(data_format)
         self.keepdims = keepdims
 
@@ -249,6 +281,36 @@ class GlobalMaxPooling2D(_GlobalPooling):
     """
 
     rank = 2
+
+    def call(self, inputs):
+        return inputs.amax(dim=self._axes(inputs.dim()), keepdim=self.keepdims)
+
+
+@keras_export("keras.layers", name="GlobalAvgPool3D")
+@keras_export("keras.layers")
+class GlobalAveragePooling3D(_GlobalPooling):
+    """Mean over depth, height and width.
+
+    >>> GlobalAveragePooling3D()(np.ones((2, 3, 4, 4, 3), "float32")).shape
+    torch.Size([2, 3])
+    """
+
+    rank = 3
+
+    def call(self, inputs):
+        return inputs.mean(dim=self._axes(inputs.dim()), keepdim=self.keepdims)
+
+
+@keras_export("keras.layers", name="GlobalMaxPool3D")
+@keras_export("keras.layers")
+class GlobalMaxPooling3D(_GlobalPooling):
+    """Max over depth, height and width.
+
+    >>> GlobalMaxPooling3D()(np.ones((2, 3, 4, 4, 3), "float32")).shape
+    torch.Size([2, 3])
+    """
+
+    rank = 3
 
     def call(self, inputs):
         return inputs.amax(dim=self._axes(inputs.dim()), keepdim=self.keepdims)

@@ -71,6 +71,7 @@ class Functional(Model):
     """`Model(inputs, outputs)`: runs the recorded layer calls in graph order."""
 
     _keras_registered_name = "Functional"
+    _autocast_inputs = False  # inputs take their Input's dtype instead
 
     def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
         super().__init__(name=name, trainable=trainable, **kwargs)
@@ -108,6 +109,13 @@ class Functional(Model):
     @property
     def layers(self):
         return list(self._layers)
+
+    # Saving protocol: the config lists every layer, so `layers` comes first and by position.
+    _structure_from_config = True
+
+    def _saveable_children(self):
+        rest = [(name, value) for name, value in super()._saveable_children() if name not in ("layers", "_layers")]
+        return [("layers", self.layers), *rest]
 
     @property
     def input_names(self):
@@ -158,7 +166,7 @@ class Functional(Model):
         for tensor, value, dtype in zip(self.inputs, self._flatten_call_inputs(inputs), self._input_dtypes):
             if not isinstance(value, torch.Tensor):
                 value = backend.convert_to_tensor(value)
-            if value.dtype != dtype and (value.is_floating_point() or not torch.empty((), dtype=dtype).is_floating_point()):
+            if value.dtype != dtype:  # Keras casts every input to its Input's dtype (uint8 images -> float32)
                 value = value.to(dtype)
             values[id(tensor)] = value
 

@@ -99,6 +99,8 @@ def functional_from_config(cls, config, custom_objects=None):
             return [resolve(item) for item in value]
         if isinstance(value, dict) and "class_name" not in value:
             return {key: resolve(item) for key, item in value.items()}
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value  # plain call arguments (an einops pattern, a scalar) are data, not object names
         return deserialize_keras_object(value, custom_objects=custom_objects)
 
     def call_node(name, node):

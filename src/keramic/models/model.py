@@ -5,8 +5,30 @@ import torch
 from keramic import backend
 from keramic.layers.base import Layer
 from keramic.serialization.registry import keras_export
+from keramic.symbolic import KerasTensor, flatten
 from keramic.training.trainer import Trainer
 from keramic.utils import naming
+
+
+def _functional_arguments(args, kwargs):
+    """Whether a Model constructor was called Functional-style: `(inputs, outputs)` of KerasTensors."""
+    if not (len(args) == 2 or (len(args) == 1 and "outputs" in kwargs) or ("inputs" in kwargs and "outputs" in kwargs)):
+        return False
+    inputs = args[0] if args else kwargs["inputs"]
+    leaves = flatten(inputs)
+    return bool(leaves) and all(isinstance(leaf, KerasTensor) for leaf in leaves)
+
+
+def _rebase_on(cls, functional):
+    """Replace `Model` by `functional` among the bases of `cls` and of its Model-derived bases."""
+    bases = []
+    for base in cls.__bases__:
+        if base is Model:
+            base = functional
+        elif isinstance(base, type) and issubclass(base, Model) and not issubclass(base, functional):
+            _rebase_on(base, functional)
+        bases.append(base)
+    cls.__bases__ = tuple(bases)
 
 
 @keras_export("keras")
@@ -29,6 +51,13 @@ class Model(Trainer, Layer):
         return super().__new__(cls, *args, **kwargs)
 
     def __init__(self, *args, **kwargs):
+        if _functional_arguments(args, kwargs):
+            # `CustomModel(inputs, outputs)`: as in Keras, the subclass becomes a Functional model.
+            from keramic.models.functional import Functional
+
+            _rebase_on(type(self), Functional)
+            Functional.__init__(self, *args, **kwargs)
+            return
         if args or "inputs" in kwargs:
             raise TypeError("Model(inputs, outputs) builds a Functional model; subclasses take no inputs.")
         trainable = kwargs.pop("trainable", True)

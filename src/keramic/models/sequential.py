@@ -1,5 +1,7 @@
 """Sequential models: a plain stack of layers, each feeding the next."""
 
+import torch
+
 from keramic.layers.base import Layer
 from keramic.layers.input_layer import Input, InputLayer
 from keramic.models.model import Model
@@ -8,8 +10,9 @@ from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor
 
 
-@keras_export("keras")
+# Applied bottom-up: "keras" is recorded as the config's `module`, as Keras writes it.
 @keras_export("keras.models")
+@keras_export("keras")
 class Sequential(Model):
     """`Sequential([Input((784,)), Dense(64, "relu"), Dense(10)])`, or `add()` layers one by one.
 
@@ -93,8 +96,20 @@ class Sequential(Model):
     def layers(self):
         return self._sublayers()
 
+    # Saving protocol: the config lists every layer, so `layers` comes first and by position.
+    _structure_from_config = True
+
+    def _saveable_children(self):
+        rest = [(name, value) for name, value in super()._saveable_children() if name not in ("layers", "_layers")]
+        return [("layers", self.layers), *rest]
+
+    _autocast_inputs = False  # inputs take the Input's dtype instead
+
     def call(self, inputs, training=None, mask=None):
         outputs = inputs
+        if self._functional is not None and isinstance(inputs, torch.Tensor):
+            dtype = self._functional._input_dtypes[0]
+            outputs = inputs if inputs.dtype == dtype else inputs.to(dtype)
         for layer in self.layers:
             outputs = layer(outputs)
         return outputs

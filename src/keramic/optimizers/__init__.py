@@ -1,30 +1,48 @@
 """Keras 3 optimizers on torch: same arguments, variables, configs and update rules."""
 
-from keramic.optimizers import schedules
+from keramic.optimizers import legacy, schedules
 from keramic.optimizers.adadelta import Adadelta
+from keramic.optimizers.adafactor import Adafactor
 from keramic.optimizers.adagrad import Adagrad
 from keramic.optimizers.adam import Adam
 from keramic.optimizers.adamax import Adamax
 from keramic.optimizers.adamw import AdamW
 from keramic.optimizers.base import Optimizer
+from keramic.optimizers.ftrl import Ftrl
+from keramic.optimizers.lamb import Lamb
+from keramic.optimizers.lion import Lion
+from keramic.optimizers.loss_scale_optimizer import LossScaleOptimizer
+from keramic.optimizers.multi_optimizer import MultiOptimizer, OptimizerMap
+from keramic.optimizers.muon import Muon
 from keramic.optimizers.nadam import Nadam
 from keramic.optimizers.rmsprop import RMSprop
+from keramic.optimizers.schedule_free_adamw import ScheduleFreeAdamW
 from keramic.optimizers.sgd import SGD
 from keramic.serialization import registry
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 
 __all__ = [
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "Adamax",
     "AdamW",
+    "Ftrl",
+    "Lamb",
+    "Lion",
+    "LossScaleOptimizer",
+    "MultiOptimizer",
+    "Muon",
     "Nadam",
     "Optimizer",
+    "OptimizerMap",
     "RMSprop",
     "SGD",
+    "ScheduleFreeAdamW",
     "deserialize",
     "get",
+    "legacy",
     "schedules",
     "serialize",
 ]

@@ -14,7 +14,7 @@ import torch
 
 from keramic import backend
 from keramic.optimizers import schedules
-from keramic.serialization import registry, restore_hooks
+from keramic.serialization import registry, restore_hooks, saveable
 from keramic.serialization.serialize import get_object, serialize_keras_object
 from keramic.utils.naming import auto_name
 
@@ -144,15 +144,20 @@ class Optimizer:
             )
 
     # ------------------------------------------------------------------ variables
-    def add_variable(self, shape, initializer="zeros", dtype=None, name=None):
-        """Create an optimizer variable (non-trainable), tracked in `variables` in creation order."""
+    def add_variable(self, shape, initializer="zeros", dtype=None, name=None, *, _path=None):
+        """Create an optimizer variable (non-trainable), tracked in `variables` in creation order.
+
+        `_path` overrides the `<optimizer name>/<name>` path, for the few variables Keras creates
+        outside the optimizer's name scope (Adafactor's placeholders).
+        """
         name = name or auto_name("variable")
+        path = _path or f"{self.name}/{name}"
         # A checkpoint loaded before this slot existed supplies its value (a fresh tensor: no copy).
         restored = restore_hooks.take_optimizer_value(self, name, shape, dtype) if restore_hooks.PENDING else None
         if restored is None:
-            variable = backend.Variable(_initial_value(initializer, shape, dtype), name=name, trainable=False, path=f"{self.name}/{name}")
+            variable = backend.Variable(_initial_value(initializer, shape, dtype), name=name, trainable=False, path=path)
         else:
-            variable = backend.Variable.from_fresh_tensor(restored, name=name, trainable=False, path=f"{self.name}/{name}")
+            variable = backend.Variable.from_fresh_tensor(restored, name=name, trainable=False, path=path)
         self._variables.append(variable)
         return variable
 
@@ -164,7 +169,10 @@ class Optimizer:
             name = f"{path.replace('/', '_')}_{name}"
         else:
             name = f"{str(reference_variable.name).replace('/', '_').replace(':', '_')}_{name}"
-        return self.add_variable(reference_variable.shape, initializer, reference_variable.dtype, name)
+        variable = self.add_variable(reference_variable.shape, initializer, reference_variable.dtype, name)
+        if variable.device != reference_variable.device:  # slots follow a model moved with `.to(device)`
+            variable.data = variable.data.to(reference_variable.device)
+        return variable
 
     def add_optimizer_variables(self, trainable_variables, name, initializer="zeros"):
         """One slot per variable for each name; several names are interleaved per variable as Keras does."""
@@ -349,12 +357,14 @@ class Optimizer:
         """Clip, decay, then the optimizer's own rule: steps a-c of Keras's update."""
         lr = self._current_learning_rate(raw_step)
         grads = self._clip_gradients(grads)
-        if self.weight_decay is not None:
-            decayed = [v for v, keep in zip(variables, slots(self._decayed)) if keep]
-            if decayed:
-                torch._foreach_mul_(decayed, float(f32(1) - f32(self.weight_decay) * f32(lr)))
+        self._apply_weight_decay([v for v, keep in zip(variables, slots(self._decayed)) if keep], lr)
         step = raw_step // self.gradient_accumulation_steps if self.gradient_accumulation_steps else raw_step
         self._foreach_update(grads, variables, lr, step + 1, slots)
+
+    def _apply_weight_decay(self, variables, lr):
+        """Decoupled weight decay, `var *= 1 - weight_decay*lr`, on the variables not excluded."""
+        if self.weight_decay is not None and variables:
+            torch._foreach_mul_(variables, float(f32(1) - f32(self.weight_decay) * f32(lr)))
 
     def _clip_gradients(self, grads):
         if self.clipnorm and self.clipnorm > 0:
@@ -435,23 +445,39 @@ class Optimizer:
         for variable, weight in zip(self._variables, weights):
             variable.assign(weight)
 
+    # Saving protocol (keramic.serialization.saveable): own variables, no children, Keras's hooks.
+    _saving_kind = "optimizer"
+
+    def _saveable_children(self) -> list:
+        return []
+
+    def _saveable_variables(self) -> list:
+        return self.variables
+
+    def _variables_before_build(self) -> int:
+        """How many variables exist before `build`: the step counter, and the learning rate unless scheduled."""
+        return 1 if isinstance(self._learning_rate, schedules.LearningRateSchedule) else 2
+
+    @saveable.default_hook
     def save_own_variables(self, store):
-        for i, variable in enumerate(self._variables):
+        for i, variable in enumerate(self.variables):
             store[str(i)] = variable.numpy()
 
+    @saveable.default_hook
     def load_own_variables(self, store):
         """Restore by index; a different variable count keeps the fresh state, with Keras's warning."""
-        if len(store.keys()) != len(self._variables):
+        variables = self.variables  # a MultiOptimizer's include its inner optimizers'
+        if len(store.keys()) != len(variables):
             message = (
                 f"Skipping variable loading for optimizer '{self.name}', because it has "
-                f"{len(self._variables)} variables whereas the saved optimizer has "
+                f"{len(variables)} variables whereas the saved optimizer has "
                 f"{len(store.keys())} variables. "
             )
-            if not self._variables:
+            if not variables:
                 message += "This is likely because the optimizer has not been called/built yet."
             warnings.warn(message, stacklevel=2)
             return
-        for i, variable in enumerate(self._variables):
+        for i, variable in enumerate(variables):
             variable.assign(store[str(i)])
 
     # ------------------------------------------------------------------ config

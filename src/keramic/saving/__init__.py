@@ -1,5 +1,6 @@
 """Saving and serialization: configs, registries, formats (`keramic.saving`)."""
 
+from keramic.saving.api import load_model, load_weights, save_model, save_weights
 from keramic.serialization.registry import (
     CustomObjectScope,
     custom_object_scope,
@@ -9,4 +10,18 @@ from keramic.serialization.registry import (
     register_keras_serializable,
 )
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
-from keramic.saving.api import load_model, load_weights, save_model, save_weights
+
+__all__ = [
+    "CustomObjectScope",
+    "custom_object_scope",
+    "deserialize_keras_object",
+    "get_custom_objects",
+    "get_registered_name",
+    "get_registered_object",
+    "load_model",
+    "load_weights",
+    "register_keras_serializable",
+    "save_model",
+    "save_weights",
+    "serialize_keras_object",
+]

@@ -96,8 +96,7 @@ class CheckpointManager:
 
     def _read_state(self):
         try:
-            with open(self._state_path(), encoding="utf-8") as handle:
-                state = json.load(handle)
+            state = atomic.read_json_file(self._state_path(), what="a checkpoint manager state")
             records = [_Record(int(r["step"]), float(r["time"]), bool(r.get("preserved"))) for r in state["checkpoints"]]
             return str(state["manager_id"]), {r.step: r for r in records}, state.get("last_preserved_time")
         except FileNotFoundError:

@@ -18,59 +18,36 @@ import torch
 
 from keramic.errors import FileFormatError, KeramicError
 from keramic.saving import api
-from keramic.saving.formats import legacy_h5, safetensors_weights, sharded_weights
+from keramic.saving.formats import safetensors_weights, sharded_weights, table
 from keramic.saving.stores import bulk_io, h5_layout, h5_weights
 from keramic.saving.stores.atomic import write_atomically
 
-# kind -> (description, holds a whole model)
-KINDS = {
-    "keras": ("Keras 3 .keras archive", True),
-    "directory": ("Keras 3 model directory", True),
-    "legacy_h5": ("legacy HDF5 model", True),
-    "legacy_weights": ("legacy HDF5 weights, by layer name", False),
-    "weights_h5": ("Keras 3 .weights.h5 weights", False),
-    "weights_json": ("Keras 3 sharded weights", False),
-    "safetensors": ("safetensors weights", False),
-}
 TARGETS = "`.keras`, `.h5` (legacy whole model), `.weights.h5`, `.safetensors` (or `.safetensors.index.json` with a shard size)"
+KEYED = ("weights_h5", "weights_json", "safetensors")  # weights formats copied key for key, with no model
 
 
 def source_kind(path):
-    """What `path` holds, from its bytes (a sharded safetensors index: from its name)."""
-    if safetensors_weights.recognise(path) is not None:
-        return "safetensors"
-    kind = api.sniff(path)
-    if kind == "zip":
-        return "keras"
-    if kind == "directory":
-        return "directory"
-    if kind == "hdf5":
-        with h5_weights.open_hdf5(path, f"{path}:") as h5file:
-            if legacy_h5.is_legacy_model_file(h5file):
-                return "legacy_h5"
-            return "legacy_weights" if legacy_h5.is_legacy_weights_file(h5file) else "weights_h5"
-    try:
-        sharded_weights.read_index(path)
-    except FileFormatError:
+    """The table name of what `path` holds, from its bytes (a sharded safetensors index: from its name)."""
+    row = table.detect(path)
+    if row.name == "config_json":
         raise FileFormatError(
             f"{path}: a JSON file that is not a sharded weights index; a model config (`model.to_json()`) is "
             "not a saved model: pass it with --config to convert a weights file into a whole model."
-        ) from None
-    return "weights_json"
+        )
+    if row.load is None and row.load_weights is None:
+        raise FileFormatError(f"{path}: {row.description} cannot be converted.")
+    return row.name
 
 
 def target_kind(path, max_shard_size=None):
-    """The format a target path asks for, from its extension."""
+    """The table name of the format a target path asks for, from its extension."""
     if safetensors_weights.is_safetensors_path(path):
         return "safetensors"
     if max_shard_size is not None:
         raise KeramicError(f"{path}: a shard size only applies to a `.safetensors` target.")
-    if path.endswith(".keras"):
-        return "keras"
-    if path.endswith(".weights.h5"):
-        return "weights_h5"
-    if path.endswith((".h5", ".hdf5")):
-        return "legacy_h5"
+    row = table.for_target(path)
+    if row is not None and row.name in ("keras_v3", "legacy_h5", "weights_h5"):
+        return row.name
     raise KeramicError(f"{path}: cannot tell the target format from its extension; use {TARGETS}.")
 
 
@@ -85,7 +62,7 @@ class Report:
         self.parts.append((part, verdict))
 
     def __str__(self):
-        lines = [f"{self.source} ({KINDS[self.source_kind][0]}) -> {self.target} ({KINDS[self.target_kind][0]})"]
+        lines = [f"{self.source} ({table.get(self.source_kind).title}) -> {self.target} ({table.get(self.target_kind).title})"]
         lines.extend(f"  {part}: {verdict}" for part, verdict in self.parts)
         return "\n".join(lines)
 
@@ -103,7 +80,7 @@ def convert(source, target, config=None, max_shard_size=None):
     if os.path.exists(target) and os.path.realpath(source) == os.path.realpath(target):
         raise KeramicError(f"{target}: the target is the source file itself; write the conversion to a new path.")
     report = Report(source, from_kind, target, to_kind)
-    whole_source, whole_target = KINDS[from_kind][1], KINDS[to_kind][1]
+    whole_source, whole_target = table.get(from_kind).holds_model, table.get(to_kind).holds_model
     if whole_source and config is not None:
         raise KeramicError(f"{source}: holds its own architecture already; --config is only for weights-only sources.")
     if whole_source:
@@ -114,7 +91,7 @@ def convert(source, target, config=None, max_shard_size=None):
         stored_optimizer = _stored_optimizer_count(source, from_kind)
         api.load_weights(model, source)
         _describe_model(report, model, f"from {config}", whole_target, stored_optimizer)
-    elif whole_target or from_kind == "legacy_weights":
+    elif whole_target or from_kind not in KEYED:
         why = "a whole model" if whole_target else "keyed weights (a legacy .h5 weights file pairs tensors with layers by name)"
         raise KeramicError(
             f"{source}: holds weights only; converting it to {target} ({why}) needs the model's architecture: pass "
@@ -162,7 +139,7 @@ def _describe_model(report, model, origin, whole_target, stored_optimizer=None):
 
 
 def _save(model, target, kind, max_shard_size):
-    if kind in ("keras", "legacy_h5"):
+    if table.get(kind).holds_model:
         api.save_model(model, target)
     else:
         api.save_weights(model, target, max_shard_size=max_shard_size)
@@ -170,8 +147,8 @@ def _save(model, target, kind, max_shard_size):
 
 # ---------------------------------------------------------------- weights-only, key for key
 def _stored_optimizer_count(source, kind):
-    if kind == "legacy_weights":
-        return 0  # that layout never holds optimizer state
+    if kind not in KEYED:
+        return 0  # legacy weights never hold optimizer state; a checkpoint's is not keyed this way
     with _open_entries(source, kind) as (entries, aliases, _):
         return sum(1 for key in [*(key for key, _ in entries), *aliases] if key.startswith("optimizer/"))
 

@@ -16,6 +16,7 @@ import torch
 from keramic import backend
 from keramic.errors import WeightsMismatchError
 from keramic.serialization.restore_hooks import PENDING
+from keramic.serialization.saveable import saving_kind
 from keramic.utils.naming import to_snake_case
 
 METRICS_PREFIX = "metrics"
@@ -29,9 +30,7 @@ def _join(path, name):
 
 
 def _collect_layers(value, path, found):
-    from keramic.layers.base import Layer
-
-    if isinstance(value, Layer):
+    if saving_kind(value) == "layer":
         found.append((path, value))
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
@@ -44,14 +43,11 @@ def _collect_layers(value, path, found):
 def _child_layers(layer):
     """(relative path, layer) of a layer's children: attribute names, list indices and dict keys in
     assignment order; a Functional or Sequential model's layers by position (`layers/0`)."""
-    from keramic.models.functional import Functional
-    from keramic.models.sequential import Sequential
-
-    if isinstance(layer, (Functional, Sequential)):
+    if layer._structure_from_config:
         return [(f"layers/{index}", child) for index, child in enumerate(layer.layers)]
     found = []
-    for attribute in layer._tracked_order:
-        _collect_layers(getattr(layer, attribute, None), attribute, found)
+    for attribute, value in layer._attribute_children():
+        _collect_layers(value, attribute, found)
     return found
 
 
@@ -81,7 +77,7 @@ def _unique_names(variables):
 
 def _own_variables_in_creation_order(layer):
     """A layer's own variables in the order they were created (torch registers them in that order)."""
-    own = layer._own_trainable + layer._own_non_trainable
+    own = layer._saveable_variables()
     wanted = {id(v) for v in own}
     ordered, seen = [], set()
     for variable in [*layer._parameters.values(), *own]:
@@ -111,13 +107,16 @@ class _SlotNamer:
             key = key_of.get(id(variable), path)
             self.references.setdefault(path.replace("/", "_"), []).append(key)
         self.seen = {}
+        self.plain = {}  # how often each non-slot name came (a MultiOptimizer's inner `iteration`s)
 
     def key(self, name):
         cut = len(name)
         while True:
             cut = name.rfind("_", 0, cut)
             if cut <= 0:
-                return f"{self.prefix}/{name}"
+                count = self.plain.get(name, 0)
+                self.plain[name] = count + 1
+                return f"{self.prefix}/{name}" + (f"_{count}" if count else "")
             keys = self.references.get(name[:cut])
             if keys is not None:
                 slot = name[cut + 1 :]
@@ -322,7 +321,7 @@ class PendingRestore:
         path = self._layer_path(layer)
         if path is None:
             return None
-        taken = sum(v.name == name for v in layer._own_trainable + layer._own_non_trainable)
+        taken = sum(v.name == name for v in layer._saveable_variables())
         key = _join(path, name if taken == 0 else f"{name}_{taken}")
         return self._take(key, shape, dtype, f"layer '{layer.name}' (at '{path or 'the model'}')")
 

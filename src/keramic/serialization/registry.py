@@ -6,12 +6,13 @@ name taken from a file.
 
 import contextlib
 import threading
+from typing import Any
 
 # namespace ("keras.layers") -> {public name -> object}
-_PUBLIC = {}
+_PUBLIC: dict[str, dict[str, Any]] = {}
 # "package>Name" -> object, filled by register_keras_serializable
-_REGISTERED = {}
-_REGISTERED_NAMES = {}  # object -> "package>Name"
+_REGISTERED: dict[str, Any] = {}
+_REGISTERED_NAMES: dict[Any, str] = {}  # object -> "package>Name"
 _scope = threading.local()
 
 

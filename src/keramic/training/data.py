@@ -1,4 +1,8 @@
-"""Turn what users pass to fit/evaluate/predict into batches of tensors on keramic's device."""
+"""Turn what users pass to fit/evaluate/predict into batches of tensors on the model's device.
+
+Whole arrays stay where they are (numpy arrays become CPU tensors without a copy); each batch is
+sliced there and then sent to the model's device, so a large dataset never has to fit on the GPU.
+"""
 
 import math
 
@@ -9,11 +13,32 @@ from keramic import backend
 from keramic.symbolic import flatten, map_structure
 
 
-def to_tensors(data):
-    """Arrays (nested in lists/dicts) -> tensors on the device, converted once per fit call."""
+def _as_tensor(array):
+    """A tensor where the data already is: numpy shares memory; float64 becomes floatx as in Keras."""
+    if array is None or isinstance(array, torch.Tensor):
+        return array
+    array = np.asarray(array)
+    if array.dtype == object:
+        raise TypeError(f"Cannot convert an object array to a tensor: {array!r}")
+    tensor = torch.from_numpy(np.ascontiguousarray(array)) if array.ndim else torch.tensor(array)
+    return tensor.to(backend.torch_dtype(backend.floatx())) if tensor.dtype == torch.float64 else tensor
+
+
+def to_tensors(data, device=None):
+    """Arrays (nested in lists/dicts) -> tensors, left in place or sent to `device`."""
     if data is None:
         return None
-    return map_structure(lambda a: a if a is None else backend.convert_to_tensor(a), data)
+    tensors = map_structure(_as_tensor, data)
+    return tensors if device is None else to_device(tensors, device)
+
+
+def to_device(data, device):
+    """Send every tensor of a structure to `device` (no-op for those already there)."""
+    if data is None:
+        return None
+    if isinstance(data, torch.Tensor):
+        return data if data.device == device else data.to(device, non_blocking=True)
+    return map_structure(lambda t: t if not isinstance(t, torch.Tensor) or t.device == device else t.to(device, non_blocking=True), data)
 
 
 def num_samples(*structures):
@@ -76,29 +101,36 @@ def class_weights_to_sample_weights(y, class_weight):
 class ArrayBatches:
     """Batches over in-memory tensors; reshuffled each epoch when `shuffle` is true."""
 
-    def __init__(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False):
+    def __init__(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False, device=None):
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.size = num_samples(x, y, sample_weight)
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.device = device
 
     @property
     def steps(self):
         return math.ceil(self.size / self.batch_size)
 
     def __iter__(self):
-        order = torch.randperm(self.size, device=backend.get_device()) if self.shuffle else None
+        order = torch.randperm(self.size, device=flatten(self.x)[0].device) if self.shuffle else None
+        device = self.device
+        leaves = [leaf for part in (self.x, self.y, self.sample_weight) if part is not None for leaf in flatten(part)]
+        if all(not isinstance(leaf, torch.Tensor) or leaf.device == device for leaf in leaves):
+            device = None  # the data already lives on the model's device
         for start in range(0, self.size, self.batch_size):
             stop = min(start + self.batch_size, self.size)
             index = slice(start, stop) if order is None else order[start:stop]
-            yield take(self.x, index), take(self.y, index), take(self.sample_weight, index)
+            batch = take(self.x, index), take(self.y, index), take(self.sample_weight, index)
+            yield batch if device is None else tuple(to_device(part, device) for part in batch)
 
 
 class IterableBatches:
     """Batches from a generator, a torch DataLoader or any iterable of (x, y[, w]) tuples."""
 
-    def __init__(self, iterable, steps=None):
+    def __init__(self, iterable, steps=None, device=None):
         self.iterable = iterable
+        self.device = device
         self.steps = steps if steps is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
 
     def __iter__(self):
@@ -107,16 +139,16 @@ class IterableBatches:
             if self.steps is not None and step >= self.steps:
                 break
             x, y, sample_weight = unpack(batch)
-            yield to_tensors(x), to_tensors(y), to_tensors(sample_weight)
+            yield to_tensors(x, self.device), to_tensors(y, self.device), to_tensors(sample_weight, self.device)
 
 
-def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, steps=None):
-    """Pick the batch source for the kind of data given."""
+def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, steps=None, device=None):
+    """Pick the batch source for the kind of data given; batches arrive on `device`."""
     if _is_array_like(x):
-        return ArrayBatches(to_tensors(x), to_tensors(y), to_tensors(sample_weight), batch_size or 32, shuffle)
+        return ArrayBatches(to_tensors(x), to_tensors(y), to_tensors(sample_weight), batch_size or 32, shuffle, device)
     if y is not None:
         raise ValueError("`y` must not be given when `x` is a generator or dataset that yields (x, y) batches.")
-    return IterableBatches(x, steps)
+    return IterableBatches(x, steps, device)
 
 
 def _is_array_like(x):

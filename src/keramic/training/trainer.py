@@ -3,8 +3,9 @@
 import numpy as np
 import torch
 
+from keramic import backend
 from keramic import metrics as metrics_module
-from keramic.layers.base import pending_call_losses
+from keramic.layers.base import Layer, pending_call_losses
 from keramic import optimizers as optimizers_module
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.symbolic import flatten, map_structure
@@ -13,13 +14,13 @@ from keramic.training.compile import CompiledLoss, CompiledMetrics, match_target
 
 
 def _to_numpy(structure):
-    return map_structure(lambda t: t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t, structure)
+    return map_structure(lambda t: backend.convert_to_numpy(t) if isinstance(t, torch.Tensor) else t, structure)
 
 
 def _concat(batches):
     first = batches[0]
     if isinstance(first, torch.Tensor):
-        return torch.cat(batches).cpu().numpy()
+        return backend.convert_to_numpy(torch.cat(batches))
     if isinstance(first, (list, tuple)):
         return type(first)(_concat([b[i] for b in batches]) for i in range(len(first)))
     if isinstance(first, dict):
@@ -62,7 +63,12 @@ class Trainer:
         jit_compile="auto",
         auto_scale_loss=True,
     ):
-        """Choose the optimizer, loss(es) and metrics (strings, objects, or per-output lists/dicts)."""
+        """Choose the optimizer, loss(es) and metrics (strings, objects, or per-output lists/dicts).
+
+        `jit_compile=True` runs the forward and loss of the train, test and predict steps through
+        `torch.compile` (the optimizer update stays eager); `"auto"` leaves them eager, as Keras does
+        on torch. A `mixed_float16` model's optimizer is wrapped in a `LossScaleOptimizer`.
+        """
         self.optimizer = optimizers_module.get(optimizer)
         self._compile_args = {
             "optimizer": self.optimizer,
@@ -78,6 +84,10 @@ class Trainer:
         self._compiled_metrics = None
         self._loss_tracker = metrics_module.Mean(name="loss")
         self._output_loss_trackers = {}  # per-output loss trackers of a multi-output model, made at its first batch
+        if auto_scale_loss and self.dtype_policy.name == "mixed_float16" and self.optimizer is not None:
+            if not isinstance(self.optimizer, optimizers_module.LossScaleOptimizer):
+                self.optimizer = optimizers_module.LossScaleOptimizer(self.optimizer, name="loss_scale_optimizer")
+        self.__dict__["_jit_steps"] = {} if self._compile_args["jit_compile"] is True and not run_eagerly else None
         self.compiled = True
 
     def get_compile_config(self):
@@ -137,12 +147,37 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Compiled loss of a batch plus every regularization and `add_loss` term."""
+        """The scalar loss of a batch, as Keras 3: compiled losses plus every regularization and
+        `add_loss` term. Override it to change the loss; `fit` then calls the override."""
+        return self._loss_parts(x, y, y_pred, sample_weight, training)[0]
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Update the compiled metrics with a batch and return every metric's result (Keras 3)."""
+        targets, predictions, weights = self._match_batch(y, y_pred, sample_weight)
+        with torch.no_grad():
+            if self._compiled_metrics.metrics is None:
+                self._create_metrics(targets, predictions)
+            self._compiled_metrics.update(targets, [p.detach() for p in predictions], weights)
+        return self.get_metrics_result()
+
+    def get_metrics_result(self):
+        """{name: result} of the loss trackers and compiled metrics, as the logs show them."""
+        return self._logs()
+
+    def _match_batch(self, y, y_pred, sample_weight):
+        """Targets, predictions and sample weights as per-output lists (losses resolved on first use)."""
         self._ensure_compiled_objects(y_pred)
         targets, predictions = match_targets(y, y_pred, self._compiled_loss.output_names)
         weights = sample_weight if isinstance(sample_weight, (list, tuple)) else [sample_weight] * len(predictions)
         if isinstance(sample_weight, dict):
             weights = [sample_weight.get(n) for n in self._compiled_loss.output_names]
+        if self._compiled_loss.losses is None:
+            self._compiled_loss.build(targets, predictions)
+        return targets, predictions, weights
+
+    def _loss_parts(self, x, y, y_pred, sample_weight, training):
+        """(total loss, per-output losses, targets, predictions, sample weights) of a batch."""
+        targets, predictions, weights = self._match_batch(y, y_pred, sample_weight)
         total, per_output = self._compiled_loss(targets, predictions, weights)
         extra = self._step_losses()
         if extra:
@@ -202,34 +237,95 @@ class Trainer:
             if getattr(v, "regularizer", None) is not None
         ]
         variables = [v for v in self.trainable_variables if v.requires_grad]
-        if not self.optimizer.built:
+        if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
         return variables
 
-    def train_step(self, x, y, sample_weight, variables):
-        """One optimizer update on a batch; returns nothing (metrics are updated in place)."""
-        y_pred = self(x, training=True)
-        loss, per_output, targets, predictions, weights = self.compute_loss(x, y, y_pred, sample_weight)
+    def _forward_and_loss(self, x, y, sample_weight, training):
+        y_pred = self(x, training=training)
+        if type(self).compute_loss is Trainer.compute_loss:
+            return self._loss_parts(x, y, y_pred, sample_weight, training)
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        if y is None:
+            self._ensure_compiled_objects(y_pred)
+            return loss, [], [], [], []
+        targets, predictions, weights = self._match_batch(y, y_pred, sample_weight)
+        return loss, [None] * len(predictions), targets, predictions, weights
+
+    def _forward(self, x):
+        return self(x, training=False)
+
+    def _step_function(self, name):
+        """The eager method `name`, or (with `jit_compile=True`, after one eager batch has created
+        the losses and metrics) its `torch.compile`d version, made once per compile."""
+        function = getattr(self, name)
+        jitted = self.__dict__.get("_jit_steps")
+        if jitted is None:
+            return function
+        if name not in jitted:
+            jitted[name] = None  # the first batch runs eagerly
+            return function
+        if jitted[name] is None:
+            jitted[name] = torch.compile(function)
+        return jitted[name]
+
+    def train_step(self, data):
+        """One optimizer update on a batch `(x, y[, sample_weight])`; returns the logs (Keras 3).
+
+        Override it with Keras 3's torch-backend code (`self.zero_grad()`, `loss.backward()`,
+        `self.optimizer.apply(...)`) to take over the update; `fit` then calls the override.
+        """
+        x, y, sample_weight = data_module.unpack(data)
+        self._train_batch(x, y, sample_weight, self._trainable_for_step())
+        return self.get_metrics_result()
+
+    def test_step(self, data):
+        """Loss and metrics of a batch `(x, y[, sample_weight])`; returns the logs (Keras 3)."""
+        x, y, sample_weight = data_module.unpack(data)
+        self._test_batch(x, y, sample_weight)
+        return self.get_metrics_result()
+
+    def predict_step(self, data):
+        """The model's outputs for a batch (Keras 3); `data` is `x` or `(x,)`."""
+        x, _, _ = data_module.unpack(data)
+        return self._predict_batch(x)
+
+    def _train_batch(self, x, y, sample_weight, variables):
+        """The default update: forward, loss, gradients, optimizer step, metrics."""
+        loss, per_output, targets, predictions, weights = self._step_function("_forward_and_loss")(x, y, sample_weight, True)
         if variables:
-            grads = torch.autograd.grad(loss, variables, allow_unused=True)
+            grads = torch.autograd.grad(self.optimizer.scale_loss(loss), variables, allow_unused=True)
             pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
             self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         self._record(loss, per_output, targets, predictions, weights, _batch_size(x))
 
-    def test_step(self, x, y, sample_weight):
+    def _test_batch(self, x, y, sample_weight):
         with torch.no_grad():
-            y_pred = self(x, training=False)
-            loss, per_output, targets, predictions, weights = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+            loss, per_output, targets, predictions, weights = self._step_function("_forward_and_loss")(x, y, sample_weight, False)
             self._record(loss, per_output, targets, predictions, weights, _batch_size(x))
 
-    def predict_step(self, x):
+    def _predict_batch(self, x):
         with torch.no_grad():
-            return self(x, training=False)
+            return self._step_function("_forward")(x)
+
+    def _overrides(self, name):
+        """True when the model's class replaces Trainer's `name` (a Keras-style custom step)."""
+        return getattr(type(self), name) is not getattr(Trainer, name)
+
+    def _prepare_custom_step(self, x, y):
+        """Before a custom `train_step` / `test_step` first runs: create the compiled metrics from
+        one forward pass, so that iterating `self.metrics` finds them as in Keras."""
+        if y is None or not self.compiled or self._compiled_metrics is not None and self._compiled_metrics.metrics is not None:
+            return
+        with torch.no_grad():
+            y_pred = self(x, training=False)
+            targets, predictions, _ = self._match_batch(y, y_pred, None)
+            self._create_metrics(targets, predictions)
 
     def _build_before_training(self, x):
         """Build the model (a first call) so that the optimizer can see every variable."""
-        if not self.built:
-            self.predict_step(x)
+        if not self.built and type(self).call is not Layer.call:  # a GAN-style model may have no `call`
+            self._predict_batch(x)
 
     # ------------------------------------------------------------------ loops
     def fit(
@@ -263,11 +359,11 @@ class Trainer:
             if sample_weight is not None:
                 raise ValueError("Arguments `sample_weight` and `class_weight` cannot be given together.")
             sample_weight = data_module.class_weights_to_sample_weights(data_module.to_tensors(y), class_weight)
-        batches = data_module.make_batches(x, y, sample_weight, batch_size, shuffle, steps_per_epoch)
+        batches = data_module.make_batches(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, self._device)
         validation = None
         if validation_data is not None:
             vx, vy, vw = data_module.unpack(validation_data)
-            validation = data_module.make_batches(vx, vy, vw, validation_batch_size or batch_size, False, validation_steps)
+            validation = data_module.make_batches(vx, vy, vw, validation_batch_size or batch_size, False, validation_steps, self._device)
 
         callback_list = CallbackList(
             callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=epochs, steps=batches.steps
@@ -279,10 +375,13 @@ class Trainer:
         initial_epoch, skip = self.__dict__.pop("_resume_at", (initial_epoch, 0))
         epoch_logs = {}
         variables = None
+        custom = self._overrides("train_step")
         for epoch in range(initial_epoch, epochs):
             self._reset_trackers()
+            if custom:
+                self.reset_metrics()
             callback_list.on_epoch_begin(epoch)
-            step = -1
+            step, logs = -1, {}
             for step, (bx, by, bw) in enumerate(batches):
                 if skip:
                     skip -= 1
@@ -290,16 +389,25 @@ class Trainer:
                 if variables is None:
                     self._build_before_training(bx)
                     variables = self._trainable_for_step()
+                    if custom:
+                        self._prepare_custom_step(bx, by)
                 callback_list.on_train_batch_begin(step)
-                self.train_step(bx, by, bw, variables)
-                callback_list.on_train_batch_end(step, self._logs())
+                if custom:
+                    logs = _flatten_logs(self.train_step(_pack(bx, by, bw)))
+                else:
+                    self._train_batch(bx, by, bw, variables)
+                    logs = self._logs()
+                callback_list.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
             if step < 0:
                 raise ValueError("fit() received no data: the input produced no batches.")
-            epoch_logs = _pythonify(self._logs())
+            epoch_logs = _pythonify(logs if custom else self._logs())
             if validation is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_batches(validation, callbacks=None)
+                # As Keras: validation runs the test hooks (SwapEMAWeights, TensorBoard use them).
+                callback_list.on_test_begin()
+                val_logs = self._evaluate_batches(validation, callbacks=callback_list)
+                callback_list.on_test_end(val_logs)
                 epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
             callback_list.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
@@ -312,16 +420,25 @@ class Trainer:
 
     def _evaluate_batches(self, batches, callbacks):
         self._reset_trackers()
-        step = -1
+        custom = self._overrides("test_step")
+        if custom:
+            self.reset_metrics()
+        step, logs = -1, {}
         for step, (bx, by, bw) in enumerate(batches):
             if callbacks is not None:
                 callbacks.on_test_batch_begin(step)
-            self.test_step(bx, by, bw)
+            if custom:
+                if step == 0:
+                    self._prepare_custom_step(bx, by)
+                logs = _flatten_logs(self.test_step(_pack(bx, by, bw)))
+            else:
+                self._test_batch(bx, by, bw)
+                logs = self._logs()
             if callbacks is not None:
-                callbacks.on_test_batch_end(step, self._logs())
+                callbacks.on_test_batch_end(step, logs)
         if step < 0:
             raise ValueError("evaluate() received no data: the input produced no batches.")
-        return _pythonify(self._logs())
+        return _pythonify(logs if custom else self._logs())
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, callbacks=None, return_dict=False):
         """Loss and metrics on the data: a scalar, a list in `metrics_names` order, or a dict."""
@@ -329,7 +446,7 @@ class Trainer:
 
         self._assert_compiled("evaluate")
         verbose = _default_verbose(verbose)
-        batches = data_module.make_batches(x, y, sample_weight, batch_size, False, steps)
+        batches = data_module.make_batches(x, y, sample_weight, batch_size, False, steps, self._device)
         callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=batches.steps)
         callback_list.on_test_begin()
         logs = self._evaluate_batches(batches, callback_list)
@@ -347,13 +464,18 @@ class Trainer:
         from keramic.training.callbacks import CallbackList
 
         verbose = _default_verbose(verbose)
-        batches = data_module.make_batches(x, None, None, batch_size, False, steps)
+        batches = data_module.make_batches(x, None, None, batch_size, False, steps, self._device)
         callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=batches.steps)
         callback_list.on_predict_begin()
         outputs = []
+        custom = self._overrides("predict_step")
         for step, (bx, _, _) in enumerate(batches):
             callback_list.on_predict_batch_begin(step)
-            outputs.append(self.predict_step(bx))
+            if custom:
+                with torch.no_grad():
+                    outputs.append(self.predict_step(bx))
+            else:
+                outputs.append(self._predict_batch(bx))
             callback_list.on_predict_batch_end(step, {"outputs": outputs[-1]})
         callback_list.on_predict_end()
         if not outputs:
@@ -363,7 +485,7 @@ class Trainer:
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One update on one batch; returns the loss (and metrics) of that batch."""
         self._assert_compiled("train_on_batch")
-        x, y, sample_weight = map(data_module.to_tensors, (x, y, sample_weight))
+        x, y, sample_weight = (data_module.to_tensors(part, self._device) for part in (x, y, sample_weight))
         if class_weight is not None:
             if sample_weight is not None:
                 raise ValueError("Arguments `sample_weight` and `class_weight` cannot be given together.")
@@ -371,18 +493,36 @@ class Trainer:
         self._build_before_training(x)
         variables = self._trainable_for_step()
         self._reset_trackers()
-        self.train_step(x, y, sample_weight, variables)
+        self._train_batch(x, y, sample_weight, variables)
         return self._format_results(_pythonify(self._logs()), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._assert_compiled("test_on_batch")
-        x, y, sample_weight = map(data_module.to_tensors, (x, y, sample_weight))
+        x, y, sample_weight = (data_module.to_tensors(part, self._device) for part in (x, y, sample_weight))
         self._reset_trackers()
-        self.test_step(x, y, sample_weight)
+        self._test_batch(x, y, sample_weight)
         return self._format_results(_pythonify(self._logs()), return_dict)
 
     def predict_on_batch(self, x):
-        return _to_numpy(self.predict_step(data_module.to_tensors(x)))
+        return _to_numpy(self._predict_batch(data_module.to_tensors(x, self._device)))
+
+
+def _pack(x, y, sample_weight):
+    """A batch as Keras hands it to `train_step`: `x`, `(x, y)` or `(x, y, sample_weight)`."""
+    if y is None and sample_weight is None:
+        return x
+    return (x, y) if sample_weight is None else (x, y, sample_weight)
+
+
+def _flatten_logs(logs):
+    """Logs returned by a custom step, nested dicts flattened (Keras shows their entries)."""
+    flat = {}
+    for key, value in (logs or {}).items():
+        if isinstance(value, dict):
+            flat.update(_flatten_logs(value))
+        else:
+            flat[key] = value
+    return flat
 
 
 def _batch_size(x):

@@ -8,11 +8,14 @@ A failed or interrupted download never leaves a partial file where a later call 
 import hashlib
 import http.client
 import os
+import shutil
 import sys
+import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 
 from keramic.errors import DataDownloadError
 
@@ -23,6 +26,12 @@ _TIMEOUT_S = 60
 def keramic_home():
     """`$KERAMIC_HOME` when set, else `~/.keramic`: the root of keramic's caches."""
     return os.path.expanduser(os.environ.get("KERAMIC_HOME") or os.path.join("~", ".keramic"))
+
+
+def keras_home():
+    """`$KERAS_HOME` when set, else `~/.keras`: Keras's own cache, shared so that files Keras already
+    fetched (application weights) are reused rather than downloaded twice."""
+    return os.path.expanduser(os.environ.get("KERAS_HOME") or os.path.join("~", ".keras"))
 
 
 def _hash_name(file_hash, hash_algorithm):
@@ -50,29 +59,89 @@ def get_file(
     cache_subdir="datasets",
     hash_algorithm="auto",
     force_download=False,
+    extract=False,
+    archive_format="auto",
+    untar=False,
+    md5_hash=None,
 ):
     """Return the local path of `origin`, downloading it into `cache_dir/cache_subdir/fname` if needed.
 
     A cached file whose hash no longer matches `file_hash` is downloaded again. `cache_dir`
-    defaults to `keramic_home()`; an absolute `cache_subdir` is used as is.
+    defaults to `keramic_home()`; an absolute `cache_subdir` is used as is. With `extract` (or
+    `untar`), the tar or zip archive is unpacked next to it (named as Keras names it) and the
+    folder's path is returned; members that would land outside that folder are refused.
     """
     if not origin:
         raise ValueError('Please specify the "origin" argument (the URL of the file to download).')
+    if md5_hash is not None and file_hash is None:
+        file_hash, hash_algorithm = md5_hash, "md5"
+    named = bool(fname)
     fname = os.fspath(fname) if fname else os.path.basename(urllib.parse.urlsplit(origin).path)
     if not fname:
         raise ValueError(f"Cannot take a file name from origin {origin!r}; pass `fname`.")
     if os.sep in fname or (os.altsep and os.altsep in fname):
         raise ValueError(f"`fname` must be a bare file name (use `cache_dir` for the folder), got {fname!r}.")
     directory = os.path.join(os.path.expanduser(cache_dir or keramic_home()), cache_subdir)
+    extraction_dir = None
+    if extract or untar:
+        if named and "." in fname:
+            extraction_dir = os.path.join(directory, fname[: fname.find(".")] + "_extracted")
+        else:
+            extraction_dir = os.path.join(directory, fname)
+            fname = f"{fname}_archive"
     target = os.path.join(directory, fname)
     algorithm = _hash_name(file_hash, hash_algorithm) if file_hash else None
-    if not force_download and os.path.exists(target):
-        if file_hash is None or hash_file(target, algorithm) == file_hash.lower():
-            return target
+    cached = not force_download and os.path.exists(target)
+    if cached and file_hash is not None and hash_file(target, algorithm) != file_hash.lower():
         print(f"The cached file {target} does not match its expected {algorithm}; downloading it again.")
-    os.makedirs(directory, exist_ok=True)
-    _download(origin, target, file_hash.lower() if file_hash else None, algorithm)
-    return target
+        cached = False
+    if not cached:
+        os.makedirs(directory, exist_ok=True)
+        _download(origin, target, file_hash.lower() if file_hash else None, algorithm)
+    if extraction_dir is None:
+        return target
+    if not cached or not os.path.isdir(extraction_dir):
+        extract_archive(target, extraction_dir, "tar" if untar else archive_format)
+    return extraction_dir
+
+
+def extract_archive(archive, destination, archive_format="auto"):
+    """Unpack a tar (any compression) or zip `archive` into the folder `destination`, replacing it.
+
+    Unpacked into a temporary folder first and renamed into place, so an interrupted extraction is
+    never mistaken for a complete one. Members with absolute paths, `..` or links out are refused.
+    """
+    formats = ("tar", "zip") if archive_format in ("auto", None) else tuple(
+        [archive_format] if isinstance(archive_format, str) else archive_format
+    )
+    unknown = set(formats) - {"tar", "zip"}
+    if unknown:
+        raise ValueError(f"archive_format must be 'auto', 'tar', 'zip' or a list of them; got {archive_format!r}.")
+    parent = os.path.dirname(os.path.abspath(destination))
+    staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(destination)}.", suffix=".part")
+    try:
+        if "tar" in formats and tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tar:
+                try:
+                    tar.extractall(staging, filter="data")
+                except tarfile.FilterError as error:
+                    raise DataDownloadError(f"{archive}: refused to extract {error}.") from error
+        elif "zip" in formats and zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as archive_file:
+                for member in archive_file.namelist():
+                    resolved = os.path.realpath(os.path.join(staging, member))
+                    if os.path.isabs(member) or not resolved.startswith(os.path.realpath(staging) + os.sep):
+                        raise DataDownloadError(f"{archive}: refused to extract {member!r}, which points outside.")
+                archive_file.extractall(staging)
+        else:
+            raise DataDownloadError(f"{archive} is not a {' or '.join(formats)} archive; nothing was extracted.")
+        if os.path.isdir(destination):
+            shutil.rmtree(destination)
+        os.replace(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return destination
 
 
 def _download(origin, target, file_hash, algorithm):

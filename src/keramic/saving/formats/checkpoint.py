@@ -11,14 +11,13 @@ The layout is specified in `docs/checkpoint.md`.
 
 import concurrent.futures
 import contextlib
-import ctypes
 import hashlib
 import json
+import math
 import mmap
 import os
 import random
 import re
-import shutil
 import sys
 
 import numpy as np
@@ -27,7 +26,9 @@ import torch
 from keramic import backend
 from keramic.errors import FileFormatError, KeramicError, WeightsMismatchError
 from keramic.saving import deferred
+from keramic.saving.formats import table
 from keramic.saving.stores import atomic, hashed_write, safetensors_file
+from keramic.saving.version import keramic_version
 
 FORMAT = "keramic.checkpoint"
 VERSION = 1
@@ -77,7 +78,13 @@ class RngState:
                 torch.cuda.set_rng_state(state, device)
         numpy_state = self.numpy_state
         np.random.set_state(
-            (numpy_state["kind"], np.asarray(numpy_state["keys"], dtype=np.uint32), numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+            (
+                numpy_state["kind"],
+                np.asarray(numpy_state["keys"], dtype=np.uint32),
+                numpy_state["pos"],
+                numpy_state["has_gauss"],
+                numpy_state["cached_gaussian"],
+            )
         )
         python_state = self.python_state
         random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss_next"]))
@@ -149,49 +156,9 @@ def _workers(count):
     return max(1, min(count, os.cpu_count() or 1))
 
 
-def _fsync_directory(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def is_checkpoint(path):
     """True when `path` is a checkpoint directory (it holds the index file)."""
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, INDEX))
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(first, second):
-    """Swap two paths in one step (Linux `renameat2(RENAME_EXCHANGE)`); False where unsupported."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return False
-    result = renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
-    return result == 0
-
-
-def _publish(temporary, target):
-    """Make the complete `temporary` directory appear at `target` by rename; an older checkpoint
-    there is swapped out atomically (or, where swapping is unsupported, renamed aside first) and
-    deleted in the background."""
-    replaced = None
-    if not os.path.lexists(target):
-        os.rename(temporary, target)
-    elif _exchange(temporary, target):
-        replaced = temporary
-    else:
-        replaced = os.path.join(os.path.dirname(target), atomic.temp_name(os.path.basename(target)))
-        os.rename(target, replaced)
-        os.rename(temporary, target)
-    _fsync_directory(os.path.dirname(target))
-    if replaced is not None:
-        atomic.remove_tree_later(replaced)
 
 
 def write_snapshot(snapshot, directory, max_shard_size=DEFAULT_SHARD_SIZE, fsync=True, metadata=None):
@@ -205,12 +172,7 @@ def write_snapshot(snapshot, directory, max_shard_size=DEFAULT_SHARD_SIZE, fsync
         raise CheckpointExistsError(f"{directory}: exists and is not a keramic checkpoint (no {INDEX}); refusing to replace it.")
     if sys.byteorder != "little":
         raise KeramicError(f"{directory}: checkpoints are little-endian; this machine is not.")
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    atomic.remove_stale_temps(parent, re.escape(os.path.basename(directory)), directories=True)
-    temporary = os.path.join(parent, atomic.temp_name(os.path.basename(directory)))
-    os.mkdir(temporary)
-    try:
+    with atomic.directory_atomically(directory, fsync=fsync, remove_old_later=True) as temporary:
         shards = _shards(snapshot.entries, max_shard_size * 2**30)
         names = [f"data-{number:05d}-of-{len(shards):05d}.safetensors" for number in range(len(shards))]
 
@@ -228,31 +190,15 @@ def write_snapshot(snapshot, directory, max_shard_size=DEFAULT_SHARD_SIZE, fsync
         index = {
             "format": FORMAT,
             "version": VERSION,
-            "keramic_version": _keramic_version(),
+            "keramic_version": keramic_version(),
             "model_class": snapshot.model_class,
             "files": files,
             "tensors": tensors,
             "training_state": snapshot.training_state,
             "metadata": metadata or {},
         }
-        with open(os.path.join(temporary, INDEX), "w", encoding="utf-8") as handle:
-            json.dump(index, handle, indent=1)
-            handle.flush()
-            if fsync:
-                os.fsync(handle.fileno())
-        if fsync:
-            _fsync_directory(temporary)
-        _publish(temporary, directory)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+        atomic.write_json(os.path.join(temporary, INDEX), index, fsync=fsync, indent=1)
     return directory
-
-
-def _keramic_version():
-    from keramic import __version__
-
-    return __version__
 
 
 def save_checkpoint(model, directory, training_state=None, include_optimizer=True, include_metrics=True, max_shard_size=DEFAULT_SHARD_SIZE, fsync=True):
@@ -278,15 +224,9 @@ def read_index(directory):
     """The validated index of the checkpoint at `directory`."""
     path = os.path.join(directory, INDEX)
     try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > INDEX_SIZE_LIMIT:
-                raise _index_error(directory, "index", f"{size} bytes is over the {INDEX_SIZE_LIMIT}-byte limit.")
-            index = json.loads(handle.read().decode("utf-8"))
+        index = atomic.read_json_file(path, INDEX_SIZE_LIMIT, f"{path}: entry 'index'", "a checkpoint index")
     except (FileNotFoundError, NotADirectoryError):
         raise FileFormatError(f"{directory}: not a keramic checkpoint (no {INDEX}).") from None
-    except (ValueError, UnicodeDecodeError, RecursionError) as error:
-        raise _index_error(directory, "index", f"not valid JSON ({error}).") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise _index_error(directory, "format", f"expected '{FORMAT}'.")
     if not isinstance(index.get("version"), int) or index["version"] > VERSION:
@@ -433,3 +373,93 @@ def restore_metric_state(model, status):
             if value is not None and tuple(value.shape) == tuple(variable.shape):
                 variable.copy_(value)
                 status._matched(key)
+
+
+# ---------------------------------------------------------------- the table row
+def _optional_text(value):
+    return None if value is None else str(value)
+
+
+def _tensor_size(path, key, record):
+    """(elements, bytes) of one index entry, whose shape and dtype are checked first."""
+    shape, dtype = record.get("shape"), record.get("dtype")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise FileFormatError(f"{os.path.join(path, INDEX)}: entry 'tensors/{key}': shape {shape!r} is not a list of sizes.")
+    try:
+        itemsize = backend.torch_dtype(dtype).itemsize
+    except (KeyError, ValueError, TypeError):
+        raise FileFormatError(f"{os.path.join(path, INDEX)}: entry 'tensors/{key}': unknown dtype {dtype!r}.") from None
+    elements = math.prod(shape)
+    return elements, elements * itemsize
+
+
+def inspect(path):
+    """A checkpoint's index, grouped: the model's variables by top-level attribute, the optimizer's
+    state, metrics and the training state (JSON values as stored; RNG states only named)."""
+    index = read_index(path)
+    special = (deferred.OPTIMIZER_PREFIX, deferred.METRICS_PREFIX, TRAINING_STATE)
+    totals = {group: [0, 0, 0] for group in ("model", *special)}  # tensors, elements, bytes
+    rows, dtypes, optimizer_class = {}, {}, None
+    for key, record in index["tensors"].items():
+        counts = (1, *_tensor_size(path, key, record))
+        parts = key.split("/")
+        group = parts[0] if parts[0] in special else "model"
+        totals[group] = [total + count for total, count in zip(totals[group], counts)]
+        if group == "model":
+            dtypes[record["dtype"]] = dtypes.get(record["dtype"], 0) + 1
+            # A Functional or Sequential model's layers are `layers/<index>`: one row each.
+            row = "(model's own variables)" if len(parts) == 1 else "/".join(parts[:2]) if parts[0] == "layers" and len(parts) > 2 else parts[0]
+            rows[row] = [total + count for total, count in zip(rows.get(row, [0, 0, 0]), counts)]
+        elif group == deferred.OPTIMIZER_PREFIX and len(parts) > 2:
+            optimizer_class = parts[1]
+    training_state = {
+        name: description.get("value") if isinstance(description, dict) and "value" in description else "(RNG state)"
+        for name, description in index.get("training_state", {}).items()
+    }
+    metadata = index.get("metadata") if isinstance(index.get("metadata"), dict) else {}
+    return {
+        "file": path,
+        "format": "keramic_checkpoint",
+        "format_description": CHECKPOINT.description,
+        "keramic_version": _optional_text(index.get("keramic_version")),
+        "model_class": _optional_text(index.get("model_class")),
+        "files": [{"name": name, "bytes": record["size"], "sha256": record["sha256"]} for name, record in index["files"].items()],
+        "tensors": len(index["tensors"]),
+        "layers": [{"attribute": name, "tensors": row[0], "params": row[1], "bytes": row[2]} for name, row in rows.items()],
+        "total_params": totals["model"][1],
+        "weights_bytes": totals["model"][2],
+        "weight_dtypes": dtypes,
+        "optimizer": {"class_name": optimizer_class, "variables": totals[deferred.OPTIMIZER_PREFIX][0], "bytes": totals[deferred.OPTIMIZER_PREFIX][2]},
+        "metric_variables": totals[deferred.METRICS_PREFIX][0],
+        "training_state": training_state,
+        "metadata": metadata,
+        "total_weight_bytes": sum(total[2] for total in totals.values()),
+    }
+
+
+
+def save_into(model, path, max_shard_size=None, fsync=True):
+    options = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+    return save_checkpoint(model, path, fsync=fsync, **options)
+
+
+def load_weights_into(model, path, skip_mismatch=False, by_name=False, verify=True):
+    if by_name:
+        raise FileFormatError(f"{path}: `by_name` only supports loading legacy '.h5' or '.hdf5' files.")
+    return load_checkpoint(model, path, verify=verify)
+
+
+CHECKPOINT = table.register(
+    table.FileFormat(
+        name="keramic_checkpoint",
+        title="keramic checkpoint",
+        description="keramic checkpoint directory (checkpoint.json index + safetensors data files)",
+        recognise=is_checkpoint,
+        save=save_into,
+        load_weights=load_weights_into,
+        inspect=inspect,
+        hint="a checkpoint holds variables keyed by attribute path, not an architecture: build the model in code "
+        "and call `model.load_weights(...)` on it.",
+        order=10,
+    )
+)

@@ -11,21 +11,24 @@ the archive; other files are read through h5py.
 """
 
 import datetime
+import inspect
 import json
 import os
 import zipfile
 
 import h5py
 
-import keramic
 from keramic.errors import FileFormatError, KeramicError, NotBuiltError
-from keramic.serialization.restore_hooks import skipping_initializers
-from keramic.serialization import registry
-from keramic.serialization.serialize import deserialize_keras_object, safe_mode_scope, serialize_keras_object
-from keramic.saving.stores import bulk_io, h5_layout, h5_weights, weights_index, zip_writer
+from keramic.saving import assets, inspect_hdf5, inspect_summary
+from keramic.saving.formats import table
+from keramic.saving.stores import atomic, bulk_io, h5_layout, h5_weights, weights_index, zip_writer
 from keramic.saving.stores.atomic import write_atomically
 from keramic.saving.stores.zip_member import FileWindow, open_member
-from keramic.saving.tree import variable_groups
+from keramic.saving.tree import group_name, loading_groups, variable_groups
+from keramic.saving.version import keramic_version
+from keramic.serialization import registry
+from keramic.serialization.restore_hooks import skipping_initializers
+from keramic.serialization.serialize import deserialize_keras_object, safe_mode_scope, serialize_keras_object
 
 CONFIG = "config.json"
 METADATA = "metadata.json"
@@ -35,25 +38,21 @@ KERAS_FORMAT_VERSION = "3.15.1"
 
 def check_saveable(model):
     """Refuse models that cannot be rebuilt from a file, saying what to do about it."""
-    from keramic.models.functional import Functional
-    from keramic.models.sequential import Sequential
-
     if not model.built:
         raise NotBuiltError(
             f"Model '{model.name}' has not been built yet, so it has no weights to save. "
             "Call it on a batch of data (or call `model.build(input_shape)`) first."
         )
-    if isinstance(model, (Functional, Sequential)):
+    if model._structure_from_config:
         return
     cls = type(model)
-    import inspect
-
     init_parameters = [
         p
         for name, p in inspect.signature(cls.__init__).parameters.items()
         if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
     ]
-    if "get_config" not in vars(cls) and init_parameters and cls.__init__ is not keramic.Model.__init__:
+    own_constructor = not cls.__init__.__module__.startswith("keramic.")
+    if "get_config" not in vars(cls) and init_parameters and own_constructor:
         raise KeramicError(
             f"Subclassed model {cls.__name__} takes constructor arguments "
             f"({', '.join(p.name for p in init_parameters)}) but has no get_config(). Add "
@@ -76,7 +75,7 @@ def saving_metadata():
     return {
         "keras_version": KERAS_FORMAT_VERSION,
         "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
-        "keramic_version": keramic.__version__,
+        "keramic_version": keramic_version(),
     }
 
 
@@ -107,8 +106,11 @@ def save(model, path, include_optimizer=True, fsync=True):
     path = os.fspath(path)
     config = model_config(model, include_optimizer)
     image = h5_layout.WeightsImage(variable_groups(model, include_optimizer=include_optimizer))
-    metadata = {**saving_metadata(), weights_index.KEY: weights_index.build(image)}
-    with write_atomically(path, fsync=fsync) as temporary:
+    metadata = saving_metadata()
+    index = weights_index.build(image)
+    if index is not None:
+        metadata[weights_index.KEY] = index
+    with assets.saved_assets(model) as asset_files, write_atomically(path, fsync=fsync) as temporary:
         fd = os.open(temporary, os.O_WRONLY)
         try:
             writer = zip_writer.StoredZipWriter(fd)
@@ -117,6 +119,9 @@ def save(model, path, include_optimizer=True, fsync=True):
             zip_writer.write_member_buffers(
                 writer, fd, WEIGHTS, image.size, image.buffers(), zip_writer.now(), h5_layout.DATA_ALIGNMENT
             )
+            for name, file_path in asset_files:
+                with open(file_path, "rb") as handle:
+                    writer.add(name, handle.read())
             writer.close()
         finally:
             os.close(fd)
@@ -133,10 +138,7 @@ def open_archive(path):
 def read_config(path, archive):
     if CONFIG not in archive.namelist():
         raise FileFormatError(f"{path}: the archive has no '{CONFIG}' entry, so it is not a Keras model file.")
-    try:
-        return json.loads(archive.read(CONFIG).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as error:
-        raise FileFormatError(f"{path}: entry '{CONFIG}' is not valid JSON ({error}).") from None
+    return atomic.read_json_member(path, archive, CONFIG)
 
 
 def load(path, custom_objects=None, compile=True, safe_mode=True):
@@ -147,6 +149,7 @@ def load(path, custom_objects=None, compile=True, safe_mode=True):
         if WEIGHTS not in archive.namelist():
             raise FileFormatError(f"{path}: the archive has no '{WEIGHTS}' entry.")
         load_weights_from_member(model, path, archive, WEIGHTS, skip_mismatch=False)
+        assets.load_from_archive(model, path, archive)
     return model
 
 
@@ -191,31 +194,121 @@ def check_built(model, filename):
 
 
 def groups_to_load(model, source):
-    """The model's variable groups, optimizer included (its slots created to match) when `source` holds its state."""
+    """([groups read in bulk], [(path, object) reading its own store]): optimizer included (its slots
+    created to match) when `source` holds its state."""
     optimizer = getattr(model, "optimizer", None)
     stored = len(source.stored("optimizer/vars")) if optimizer is not None else 0
     if stored == 0:
-        return variable_groups(model, include_optimizer=False)
+        return loading_groups(model, include_optimizer=False)
     if not optimizer.built and stored > len(optimizer.variables):
         optimizer.build(model.trainable_variables)  # slots come from the file, so create them first
-    groups = variable_groups(model, include_optimizer=True)
-    if optimizer.built and stored < len(optimizer.variables) and stored == _unbuilt_count(optimizer):
+    groups, custom = loading_groups(model, include_optimizer=True)
+    if optimizer.built and stored < len(optimizer.variables) and stored == optimizer._variables_before_build():
         # The file's optimizer was never built (compiled, not trained): only its counters exist.
         groups = [(p, o, v[:stored] if o is optimizer else v) for p, o, v in groups]
-    return groups
+    return groups, custom
+
+
+def read_state(model, source, filename, skip_mismatch):
+    """Assign the model's variables from a weights source (`stored`, `read`, `store`): in bulk, then
+    each object overriding `load_own_variables` from its own group's store."""
+    groups, custom = groups_to_load(model, source)
+    h5_weights.read_groups(source, groups, filename, skip_mismatch)
+    for path, owner in custom:
+        owner.load_own_variables(source.store(group_name(path)))
 
 
 def _load_weights(model, source, filename, skip_mismatch):
     """Assign the model's variables (optimizer slots created to match the file) from a weights source."""
     check_built(model, filename)
     try:
-        h5_weights.read_groups(source, groups_to_load(model, source), filename, skip_mismatch)
+        read_state(model, source, filename, skip_mismatch)
     except EOFError as error:
         raise FileFormatError(f"{filename}: {error} (file truncated?)") from None
 
 
-def _unbuilt_count(optimizer):
-    """Variables an optimizer has before `build`: iteration, and learning_rate unless a schedule."""
-    from keramic.optimizers.schedules import LearningRateSchedule
+# ---------------------------------------------------------------- the table rows: .keras, .weights.h5
+def recognise(path):
+    """A zip archive (Keras's `.keras`, whatever its name)."""
+    return os.path.isfile(path) and table.head(path, 4) == table.ZIP_MAGIC
 
-    return 1 if isinstance(optimizer._learning_rate, LearningRateSchedule) else 2
+
+def inspect_archive(path):
+    """The archive's config, metadata and weights layout, no tensor data read."""
+    with open_archive(path) as archive:
+        names = set(archive.namelist())
+        if CONFIG not in names:
+            raise FileFormatError(f"{path}: the archive has no '{CONFIG}' entry, so it is not a Keras model file.")
+        config = atomic.read_json_member(path, archive, CONFIG)
+        metadata = atomic.read_json_member(path, archive, METADATA) if METADATA in names else {}
+        if not isinstance(metadata, dict):
+            raise FileFormatError(f"{path}: entry '{METADATA}': expected a JSON object, found {type(metadata).__name__}.")
+        weights = inspect_hdf5.read_weights_member(path, archive, WEIGHTS) if WEIGHTS in names else None
+    return inspect_summary.summarize(path, "keras_v3", KERAS_V3.description, config, metadata, weights, entry=CONFIG)
+
+
+def load_weights_into(model, path, skip_mismatch=False, by_name=False, verify=True):
+    """Fill `model` from the weights member of a `.keras` archive."""
+    table.refuse_by_name(path, by_name)
+    with open_archive(path) as archive:
+        if WEIGHTS not in archive.namelist():
+            raise FileFormatError(f"{path}: the archive has no '{WEIGHTS}' entry.")
+        load_weights_from_member(model, path, archive, WEIGHTS, skip_mismatch)
+
+
+def save_weights_file(model, path, fsync=True):
+    """Write a Keras 3 `.weights.h5` file atomically."""
+    if not model.built:
+        raise NotBuiltError(f"Model '{model.name}' has not been built yet; call it on data or build() it before saving weights.")
+    with write_atomically(path, fsync=fsync) as temporary:
+        write_weights_file(model, temporary)
+    return path
+
+
+def recognise_weights(path):
+    """Any HDF5 file (the legacy layouts are recognised before, by their rows)."""
+    return os.path.isfile(path) and table.head(path) == table.HDF5_MAGIC
+
+
+def inspect_weights(path):
+    with h5_weights.open_hdf5(path, f"{path}:") as h5file:
+        weights = inspect_hdf5.weights_summary(h5file, path)
+    return inspect_summary.summarize(path, "weights_h5", WEIGHTS_H5.description, weights=weights)
+
+
+def load_weights_h5(model, path, skip_mismatch=False, by_name=False, verify=True):
+    table.refuse_by_name(path, by_name)
+    with h5_weights.open_hdf5(path, f"{path}:") as h5file:
+        load_weights_from_h5(model, h5file, path, skip_mismatch)
+
+
+KERAS_V3 = table.register(
+    table.FileFormat(
+        name="keras_v3",
+        title="Keras 3 .keras archive",
+        description="Keras 3 whole-model archive (.keras zip: metadata.json, config.json, model.weights.h5)",
+        recognise=recognise,
+        suffixes=(".keras",),
+        holds_model=True,
+        save=save,
+        load=load,
+        load_weights=load_weights_into,
+        inspect=inspect_archive,
+        order=20,
+    )
+)
+WEIGHTS_H5 = table.register(
+    table.FileFormat(
+        name="weights_h5",
+        title="Keras 3 .weights.h5 weights",
+        description="Keras 3 weights file (.weights.h5)",
+        recognise=recognise_weights,
+        suffixes=(".weights.h5",),
+        save=save_weights_file,
+        load_weights=load_weights_h5,
+        inspect=inspect_weights,
+        hint="an HDF5 file without a model architecture (no 'model_config' attribute), e.g. a weights file: build "
+        "the model in code and call `model.load_weights(...)` on it.",
+        order=32,
+    )
+)

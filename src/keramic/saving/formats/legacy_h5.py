@@ -21,12 +21,14 @@ import h5py
 import numpy as np
 
 from keramic.errors import ConfigError, FileFormatError, KeramicError, NotBuiltError, WeightsMismatchError
-from keramic.serialization import registry
-from keramic.saving.formats import keras2_config, legacy_optimizer_weights
+from keramic.saving import inspect_hdf5, inspect_summary
+from keramic.saving.formats import keras2_config, keras2_training, keras2_writing, legacy_optimizer_weights, table
 from keramic.saving.formats.keras_v3 import KERAS_FORMAT_VERSION
-from keramic.serialization.serialize import deserialize_keras_object, safe_mode_scope, serialize_keras_object
+from keramic.saving.stores import h5_weights
 from keramic.saving.stores.atomic import write_atomically
 from keramic.saving.stores.h5_weights import FileCheck, read_dataset_into, write_dataset
+from keramic.serialization import registry
+from keramic.serialization.serialize import deserialize_keras_object, safe_mode_scope, serialize_keras_object
 
 MODEL_WEIGHTS = "model_weights"
 OPTIMIZER_WEIGHTS = "optimizer_weights"
@@ -66,8 +68,8 @@ def save(model, path, include_optimizer=True):
     # Graphs that form cannot express keep Keras 3's form, which Keras 3 and keramic read.
     entry = _legacy_entry(serialize_keras_object(model))
     try:
-        model_config = keras2_config.to_keras2_model_config(entry)
-    except keras2_config.Keras2FormError:
+        model_config = keras2_writing.to_keras2_model_config(entry)
+    except keras2_writing.Keras2FormError:
         model_config = entry
     optimizer = getattr(model, "optimizer", None) if include_optimizer and model.compiled else None
     with write_atomically(path) as temporary, h5py.File(temporary, "w") as h5file:
@@ -75,7 +77,7 @@ def save(model, path, include_optimizer=True):
         h5file.attrs["backend"] = "torch"
         h5file.attrs["model_config"] = json.dumps(model_config).encode("utf-8")
         if optimizer is not None:
-            training_config = keras2_config.to_keras2_training_config(_training_config(model))
+            training_config = keras2_writing.to_keras2_training_config(_training_config(model))
             h5file.attrs["training_config"] = json.dumps(training_config).encode("utf-8")
         _write_model_weights(h5file.create_group(MODEL_WEIGHTS), model)
         if optimizer is not None and optimizer.variables:
@@ -98,14 +100,11 @@ def save_weights(model, path):
 
 
 def _check_saveable(model):
-    from keramic.models.functional import Functional
-    from keramic.models.sequential import Sequential
-
     if not model.built:
         raise NotBuiltError(
             f"Model '{model.name}' has not been built yet, so it has no weights to save. Call it on a batch of data first."
         )
-    if not isinstance(model, (Functional, Sequential)):
+    if not model._structure_from_config:
         raise KeramicError(
             f"The legacy .h5 format cannot rebuild the subclassed model '{model.name}' "
             f"({type(model).__name__}): it stores no build information, so its weights could not be "
@@ -207,7 +206,7 @@ def _legacy_weights(layer):
 
 def _top_level_weights(model):
     """Variables created on the model object itself (subclassed models' `add_weight`)."""
-    return model._own_trainable + model._own_non_trainable
+    return model._saveable_variables()
 
 
 # ------------------------------------------------------------------------------- reading helpers
@@ -506,8 +505,6 @@ def load(path, custom_objects=None, compile=True, safe_mode=True):
 
 
 def _build_model(config, keras_version, path, custom_objects, safe_mode):
-    from keramic.models.model import Model
-
     try:
         config = keras2_config.convert_model_config(config, keras_version)
         with safe_mode_scope(safe_mode), registry.custom_object_scope(custom_objects):
@@ -517,7 +514,7 @@ def _build_model(config, keras_version, path, custom_objects, safe_mode):
     except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as error:
         message = f"cannot rebuild the model ({type(error).__name__}: {error})."
         raise _error(path, "model_config", message, ConfigError) from error
-    if not isinstance(model, Model):
+    if not callable(getattr(model, "compile_from_config", None)):
         raise _error(path, "model_config", f"describes a {type(model).__name__}, not a model.", ConfigError)
     if not model.built:
         message = f"model '{model.name}' is not built after loading its config, so its weights cannot be restored."
@@ -527,7 +524,7 @@ def _build_model(config, keras_version, path, custom_objects, safe_mode):
 
 def _compile(model, training_config, path, custom_objects):
     try:
-        compile_config = keras2_config.convert_training_config(training_config, model.output_names, custom_objects)
+        compile_config = keras2_training.convert_training_config(training_config, model.output_names, custom_objects)
         with registry.custom_object_scope(custom_objects):
             model.compile_from_config(compile_config, custom_objects)
     except KeramicError as error:
@@ -567,3 +564,78 @@ def _restore_optimizer(optimizer, group, check, path, keras_version, training_co
         return
     for position, variable in pairs:
         _read(datasets[position], variable, path)
+
+
+# ------------------------------------------------------------------------------- the table rows
+def _hdf5_with(path, test):
+    """Whether `path` is an HDF5 file for which `test(h5file)` holds (a damaged one raises, naming it)."""
+    if not os.path.isfile(path) or table.head(path) != table.HDF5_MAGIC:
+        return False
+    with h5_weights.open_hdf5(path, f"{path}:") as h5file:
+        return test(h5file)
+
+
+def _legacy_compile_config(training_config):
+    """tf.keras's `training_config` in the shape of a Keras 3 `compile_config`, for the report only."""
+    if not isinstance(training_config, dict):
+        return None
+    return {
+        "optimizer": training_config.get("optimizer_config"),
+        "loss": training_config.get("loss"),
+        "metrics": training_config.get("metrics"),
+        "loss_weights": training_config.get("loss_weights"),
+    }
+
+
+def inspect_model(path):
+    """A legacy whole-model file: its (untranslated) config, training config, versions and weights layout."""
+    with h5_weights.open_hdf5(path, f"{path}:") as h5file:
+        config = _json_attribute(h5file, "model_config", path)
+        if isinstance(config, dict) and "training_config" in h5file.attrs:
+            config = dict(config, compile_config=_legacy_compile_config(_json_attribute(h5file, "training_config", path)))
+        metadata = {"keras_version": inspect_hdf5.text(h5file.attrs.get("keras_version"))}
+        weights = inspect_hdf5.legacy_weights_summary(h5file, path)
+    return inspect_summary.summarize(path, "legacy_h5", LEGACY_MODEL.description, config, metadata, weights, entry="model_config")
+
+
+def inspect_weights(path):
+    with h5_weights.open_hdf5(path, f"{path}:") as h5file:
+        metadata = {"keras_version": inspect_hdf5.text(h5file.attrs.get("keras_version"))}
+        weights = inspect_hdf5.legacy_weights_summary(h5file, path)
+    return inspect_summary.summarize(path, "legacy_weights", LEGACY_WEIGHTS.description, metadata=metadata, weights=weights)
+
+
+def load_weights_into(model, path, skip_mismatch=False, by_name=False, verify=True):
+    return load_weights(model, path, by_name=by_name, skip_mismatch=skip_mismatch)
+
+
+LEGACY_MODEL = table.register(
+    table.FileFormat(
+        name="legacy_h5",
+        title="legacy HDF5 model",
+        description="legacy HDF5 model (.h5: model_config, model_weights, optimizer_weights)",
+        recognise=lambda path: _hdf5_with(path, is_legacy_model_file),
+        suffixes=(".h5", ".hdf5"),
+        holds_model=True,
+        save=save,
+        load=load,
+        load_weights=load_weights_into,
+        inspect=inspect_model,
+        order=30,
+    )
+)
+LEGACY_WEIGHTS = table.register(
+    table.FileFormat(
+        name="legacy_weights",
+        title="legacy HDF5 weights, by layer name",
+        description="legacy HDF5 weights, by layer name (tf.keras `save_weights('w.h5')`)",
+        recognise=lambda path: _hdf5_with(path, is_legacy_weights_file),
+        suffixes=(".h5", ".hdf5"),
+        save=save_weights,
+        load_weights=load_weights_into,
+        inspect=inspect_weights,
+        hint="an HDF5 file without a model architecture (no 'model_config' attribute), e.g. a weights file: build "
+        "the model in code and call `model.load_weights(...)` on it.",
+        order=31,
+    )
+)

@@ -17,12 +17,15 @@ import os
 import re
 import threading
 
+import torch
+
 from keramic.errors import FileFormatError, KeramicError, NotBuiltError, WeightsMismatchError
-from keramic.saving.formats import keras_v3
+from keramic.saving import inspect_summary
+from keramic.saving.formats import keras_v3, table
 from keramic.saving.formats.sharded_weights import _check_shard_name
-from keramic.saving.stores import h5_weights, safetensors_file
+from keramic.saving.stores import atomic, h5_weights, safetensors_file
 from keramic.saving.stores.atomic import write_atomically
-from keramic.saving.tree import variable_groups
+from keramic.saving.tree import entries, variable_groups
 
 SUFFIX = ".safetensors"
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -99,7 +102,7 @@ def model_tensors(model):
     tensors, aliases, first = [], {}, {}
     for path, _, variables in variable_groups(model):
         group = f"{path}/vars" if path else "vars"
-        for index, variable in enumerate(variables):
+        for index, variable in entries(variables):
             key = f"{group}/{index}"
             identity = _identity(variable)
             if identity in first:
@@ -232,16 +235,9 @@ def _previous_shards(index_file):
 def read_index(index_file):
     """({key: shard name}, {alias: key}) from a sharded index, every shard name checked to be plain."""
     try:
-        size = os.path.getsize(index_file)
+        index = atomic.read_json_file(index_file, INDEX_SIZE_LIMIT, what="a safetensors index")
     except OSError as error:
         raise FileFormatError(f"{index_file}: cannot read the safetensors index ({error}).") from None
-    if size > INDEX_SIZE_LIMIT:
-        raise FileFormatError(f"{index_file}: the safetensors index is {size} bytes, over the {INDEX_SIZE_LIMIT}-byte limit.")
-    try:
-        with open(index_file, "rb") as handle:
-            index = json.loads(handle.read().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as error:
-        raise FileFormatError(f"{index_file}: not a valid JSON safetensors index ({error}).") from None
     mapping = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(mapping, dict):
         raise FileFormatError(f"{index_file}: entry 'weight_map': missing or not an object, so this is not a safetensors index.")
@@ -298,6 +294,12 @@ class SafetensorsWeights:
             if found is None:
                 return entries
             entries.append(found[1])
+
+    def store(self, group_path):
+        """The group's tensors by name (`<group_path>/<key>`), for a `load_own_variables` override."""
+        prefix = group_path + "/"
+        items = {key[len(prefix) :]: key for key in self.keys() if key.startswith(prefix) and "/" not in key[len(prefix) :]}
+        return h5_weights.GroupStore(items, lambda key: _owned_value(self.tensor(key)))
 
     def read(self, plan):
         by_file, seen = {}, set()
@@ -362,4 +364,52 @@ def load(model, filepath, skip_mismatch=False):
                 f"{', '.join(repr(k) for k in keys[:3])}{', ...' if len(keys) > 3 else ''}: it was written for "
                 "another model or library."
             )
-        h5_weights.read_groups(source, keras_v3.groups_to_load(model, source), filepath, skip_mismatch)
+        keras_v3.read_state(model, source, filepath, skip_mismatch)
+
+
+def _owned_value(tensor):
+    """A tensor of its own (not a view of the memory map), as numpy unless bfloat16."""
+    value = tensor.clone()
+    return value if value.dtype == torch.bfloat16 else value.numpy()
+
+
+# ---------------------------------------------------------------- the table row
+def inspect(path):
+    """Every stored tensor's key, dtype and shape (headers only; no tensor data read), by object."""
+    source = recognise(path)
+    entries, itemsizes = [], {}
+    with open_weights(source) as weights:
+        for key, file in weights.located.items():
+            entry = file.entries[key]
+            dtype = str(entry.dtype).removeprefix("torch.")
+            entries.append((key, dtype, entry.shape))
+            itemsizes[dtype] = entry.dtype.itemsize
+        tied = len(weights.aliases)
+    summary = inspect_summary.keyed_weights_summary(entries, itemsizes.__getitem__)
+    report = inspect_summary.summarize(path, "safetensors", SAFETENSORS.description, weights=summary)
+    report["tied_tensors"] = tied
+    return report
+
+
+def load_weights_into(model, path, skip_mismatch=False, by_name=False, verify=True):
+    table.refuse_by_name(path, by_name)
+    return load(model, recognise(path), skip_mismatch)
+
+
+SAFETENSORS = table.register(
+    table.FileFormat(
+        name="safetensors",
+        title="safetensors weights",
+        description="safetensors weights (.safetensors, or a .safetensors.index.json and its shards)",
+        recognise=lambda path: recognise(path) is not None,
+        suffixes=(SUFFIX, INDEX_SUFFIX),
+        save=save,
+        load_weights=load_weights_into,
+        inspect=inspect,
+        hint="a safetensors weights file holds no model architecture: build the model in code and call "
+        "`model.load_weights(...)` on it.",
+        target_path=target_path,
+        name_based=True,
+        order=15,
+    )
+)

@@ -13,11 +13,12 @@ import warnings
 
 import h5py
 
-from keramic.errors import FileFormatError, KeramicError
-from keramic.saving.formats import keras_v3
-from keramic.saving.stores import h5_weights
+from keramic.errors import FileFormatError, KeramicError, NotBuiltError
+from keramic.saving import inspect_hdf5, inspect_summary
+from keramic.saving.formats import keras_v3, table
+from keramic.saving.stores import atomic, h5_weights
 from keramic.saving.stores.atomic import write_atomically
-from keramic.saving.tree import variable_groups
+from keramic.saving.tree import entries, variable_groups
 
 # An index lists each group once; a model whose index passes this has millions of groups.
 INDEX_SIZE_LIMIT = 64 * 1024**2
@@ -59,11 +60,11 @@ def plan_shards(groups, max_bytes):
     for path, owner, variables in groups:
         name = _group_name(path)
         shards[-1].append((name, str(getattr(owner, "name", "")), []))
-        for index, variable in enumerate(variables):
+        for index, variable in entries(variables):
             size = variable.numel() * variable.element_size()
             if size > max_bytes:
                 raise KeramicError(
-                    f"Variable '{variable.path}' (entry '/{name}/{index}', shape {tuple(variable.shape)}) takes "
+                    f"Variable '{getattr(variable, 'path', index)}' (entry '/{name}/{index}', shape {tuple(variable.shape)}) takes "
                     f"{size} bytes, more than max_shard_size ({max_bytes:.0f} bytes); increase `max_shard_size`."
                 )
             total += size
@@ -98,6 +99,8 @@ def save(model, filepath, max_shard_size):
     >>> save(model, "ckpt/model.weights.json", max_shard_size=2.0)  # GiB per shard
     """
     filepath = index_path(filepath)
+    if not model.built:
+        raise NotBuiltError(f"Model '{model.name}' has not been built yet; call it on data or build() it before saving weights.")
     try:
         max_bytes = float(max_shard_size) * 1024**3
     except (TypeError, ValueError):
@@ -133,16 +136,9 @@ def _write_shard(path, shard):
 def read_index(filepath):
     """The index's `weight_map` as `{"/<path>/vars": [shard names]}`, every name checked to be plain."""
     try:
-        size = os.path.getsize(filepath)
+        index = atomic.read_json_file(filepath, INDEX_SIZE_LIMIT, what="a sharded weights index")
     except OSError as error:
         raise FileFormatError(f"{filepath}: cannot read the sharded weights index ({error}).") from None
-    if size > INDEX_SIZE_LIMIT:
-        raise FileFormatError(f"{filepath}: the sharded weights index is {size} bytes, over the {INDEX_SIZE_LIMIT}-byte limit.")
-    try:
-        with open(filepath, "rb") as handle:
-            index = json.loads(handle.read().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise FileFormatError(f"{filepath}: not a valid JSON sharded weights index ({error}).") from None
     mapping = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(mapping, dict):
         raise FileFormatError(f"{filepath}: entry 'weight_map': missing or not an object, so this is not a sharded weights index.")
@@ -222,6 +218,19 @@ class ShardedWeights:
             datasets.append(found[len(datasets)])
         return datasets
 
+    def store(self, group_path):
+        """Every dataset of `group_path` by name, across the shards, for a `load_own_variables` override."""
+        items = {}
+        for name in self.mapping.get(f"/{group_path}", ()):
+            shard = self.shards[os.path.join(self.directory, name)]
+            group = h5_weights.find_group(shard.check, shard.h5file, group_path)
+            for key in () if group is None else group.keys():
+                dataset = shard.check.dataset(group, key)
+                if dataset is not None:
+                    _check_dtype(shard.check, dataset)
+                    items[key] = dataset
+        return h5_weights.GroupStore(items, h5_weights.dataset_value)
+
     def read(self, plan):
         """Fill the variables, each shard's part by that shard's own (bulk) reader."""
         by_shard = {}
@@ -262,4 +271,76 @@ def load(model, filepath, skip_mismatch=False):
             open_files.callback(os.close, fd)
             shards[path] = h5_weights.H5Weights(h5file, path, (fd, 0, os.fstat(fd).st_size))
         source = ShardedWeights(filepath, mapping, shards)
-        h5_weights.read_groups(source, keras_v3.groups_to_load(model, source), filepath, skip_mismatch)
+        keras_v3.read_state(model, source, filepath, skip_mismatch)
+
+
+# ---------------------------------------------------------------- the table row
+def recognise(path):
+    """A JSON file holding an object with a `weight_map` (whatever its name)."""
+    if not os.path.isfile(path) or table.head(path, 1).lstrip()[:1] != b"{":
+        return False
+    try:
+        index = atomic.read_json_file(path, INDEX_SIZE_LIMIT)
+    except FileFormatError:
+        return False
+    return isinstance(index, dict) and "weight_map" in index
+
+
+def _merge(summaries):
+    """One weights summary from each shard's: objects split over shards are added up."""
+    merged = {"model_name": None, "objects": [], "own_params": 0, "own_bytes": 0, "params": 0, "bytes": 0, "dtypes": {}, "optimizer": None}
+    objects = {}
+    for summary in summaries:
+        merged["model_name"] = merged["model_name"] or summary["model_name"]
+        for key in ("own_params", "own_bytes", "params", "bytes"):
+            merged[key] += summary[key]
+        for dtype, count in summary["dtypes"].items():
+            merged["dtypes"][dtype] = merged["dtypes"].get(dtype, 0) + count
+        for item in summary["objects"]:
+            row = objects.setdefault(item["path"], {"path": item["path"], "name": item["name"], "params": 0, "bytes": 0})
+            row["params"] += item["params"]
+            row["bytes"] += item["bytes"]
+        stored = summary["optimizer"]
+        if stored is not None:
+            optimizer = merged["optimizer"] = merged["optimizer"] or {"name": stored["name"], "variables": 0, "bytes": 0}
+            optimizer["variables"] += stored["variables"]
+            optimizer["bytes"] += stored["bytes"]
+    merged["objects"] = [objects[path] for path in sorted(objects, key=inspect_hdf5.natural_key)]
+    return merged
+
+
+def inspect(path):
+    """The index and the layout of every shard it names (metadata only)."""
+    mapping = read_index(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    summaries = []
+    for name in dict.fromkeys(name for names in mapping.values() for name in names):
+        shard = os.path.join(directory, name)
+        with _open_shard(path, shard) as h5file:
+            summaries.append(inspect_hdf5.weights_summary(h5file, shard))
+    report = inspect_summary.summarize(path, "weights_json", SHARDED.description, weights=_merge(summaries))
+    report["shards"] = len(summaries)
+    return report
+
+
+def load_weights_into(model, path, skip_mismatch=False, by_name=False, verify=True):
+    table.refuse_by_name(path, by_name)
+    return load(model, path, skip_mismatch)
+
+
+SHARDED = table.register(
+    table.FileFormat(
+        name="weights_json",
+        title="Keras 3 sharded weights",
+        description="Keras 3 sharded weights (a .weights.json index and its .weights.h5 shards)",
+        recognise=recognise,
+        suffixes=(".weights.json",),
+        save=save,
+        load_weights=load_weights_into,
+        inspect=inspect,
+        hint="a sharded weights index holds no model architecture: build the model in code and call "
+        "`model.load_weights(...)` on it.",
+        target_path=lambda path, max_shard_size=None: index_path(path),
+        order=40,
+    )
+)

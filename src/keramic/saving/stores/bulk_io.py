@@ -21,7 +21,7 @@ _IOV_MAX = 1024
 
 # ---------------------------------------------------------------- CRC-32 combine (zlib's rule)
 _CRC_POLYNOMIAL = 0xEDB88320
-_ZERO_BYTE_POWERS = []  # _ZERO_BYTE_POWERS[k]: the CRC register after 2**k zero bytes, as a 32x32 GF(2) matrix
+_ZERO_BYTE_POWERS: list[list[int]] = []  # _ZERO_BYTE_POWERS[k]: the CRC register after 2**k zero bytes, as a 32x32 GF(2) matrix
 
 
 def _apply(matrix, vector):

@@ -15,6 +15,8 @@ import struct
 import numpy as np
 import torch
 
+from keramic.saving.tree import entries
+
 UNDEFINED = 0xFFFFFFFFFFFFFFFF
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 SUPERBLOCK_SIZE = 96
@@ -56,7 +58,7 @@ def _object_header(messages):
     return struct.pack("<BBHII4x", 1, 0, len(messages), 1, len(body)) + body
 
 
-_DATATYPES = {}
+_DATATYPES: dict[object, bytes] = {}
 
 
 def _datatype_message(dtype):
@@ -86,7 +88,7 @@ def _string_attribute(name, reference):
 
 
 class Dataset:
-    """One variable's dataset (`<group_path>/<index>`): where its bytes go and which buffer holds them."""
+    """One variable's dataset (`<group_path>/<key>`): where its bytes go and which buffer holds them."""
 
     __slots__ = ("group_path", "index", "dtype_name", "file_dtype", "shape", "buffer", "nbytes", "offset", "address", "attribute")
 
@@ -126,7 +128,8 @@ class _Group:
 class WeightsImage:
     """A planned HDF5 file: `metadata` holds bytes [0, data_start); tensors follow at their offsets.
 
-    `groups` are `(path, owner, variables)` as `tree.variable_groups` lists them. Tensor offsets are
+    `groups` are `(path, owner, variables)` as `tree.variable_groups` lists them (variables a list,
+    or a dict keyed by a `save_own_variables` override). Tensor offsets are
     multiples of DATA_ALIGNMENT (the zip writer aligns the member's start to match).
     """
 
@@ -140,11 +143,11 @@ class WeightsImage:
             for part in group_path.split("/"):
                 node = node.children.setdefault(part.encode(), _Group())
             node.attribute = self._string(str(getattr(owner, "name", "")))
-            for index, variable in enumerate(variables):
-                dataset = Dataset(group_path, index, variable)
+            for key, variable in entries(variables):
+                dataset = Dataset(group_path, key, variable)
                 if dataset.dtype_name == "bfloat16":
                     dataset.attribute = self._string("bfloat16")
-                node.children[str(index).encode()] = dataset
+                node.children[key.encode()] = dataset
                 self.datasets.append(dataset)
         self._cursor = SUPERBLOCK_SIZE
         self._fixed_messages = {}

@@ -7,6 +7,7 @@ files are written by `h5_layout` (h5py per dataset is slow); `write_dataset` and
 """
 
 import warnings
+from collections.abc import Mapping
 
 import h5py
 import numpy as np
@@ -150,8 +151,20 @@ class H5Weights:
         self.h5file, self.check, self.raw = h5file, FileCheck(filename), raw
 
     def stored(self, group_path):
-        group = _find_group(self.check, self.h5file, group_path)
+        group = find_group(self.check, self.h5file, group_path)
         return [] if group is None else _numbered_datasets(self.check, group)
+
+    def store(self, group_path):
+        """The group's datasets by name, for a `load_own_variables` override (empty when absent)."""
+        group = find_group(self.check, self.h5file, group_path)
+        if group is None:
+            return GroupStore({}, dataset_value)
+        items = {}
+        for key in group:
+            dataset = self.check.dataset(group, key)
+            if dataset is not None:
+                items[key] = dataset
+        return GroupStore(items, dataset_value)
 
     def read(self, plan):
         jobs, direct = [], []
@@ -185,6 +198,31 @@ class H5Weights:
         return base + offset
 
 
+class GroupStore(Mapping):
+    """One group's stored values, read-only, for a `load_own_variables` override: `store[key]` is a
+    numpy array (a torch tensor for bfloat16), read when asked for."""
+
+    def __init__(self, items, read):
+        self._items, self._read = items, read  # {key: entry}, entry -> value
+
+    def __getitem__(self, key):
+        return self._read(self._items[key])
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self):
+        return len(self._items)
+
+
+def dataset_value(dataset):
+    """A dataset's whole value: numpy, or a torch tensor for Keras's bfloat16."""
+    if _is_bfloat16(dataset):
+        raw = np.ascontiguousarray(dataset[()])
+        return torch.from_numpy(raw.view(np.int16).copy()).view(torch.bfloat16)
+    return np.asarray(dataset[()])
+
+
 def read_groups(source, groups, filename, skip_mismatch=False):
     """Assign every variable of `groups` from `source`, after checking counts and shapes of all.
 
@@ -215,7 +253,7 @@ def read_groups(source, groups, filename, skip_mismatch=False):
     return report
 
 
-def _find_group(check, h5file, name):
+def find_group(check, h5file, name):
     node = h5file
     for part in name.split("/"):
         node = check.group(node, part)

@@ -19,7 +19,9 @@ import zipfile
 
 import torch
 
-from keramic.saving.stores import bulk_io
+from keramic.errors import FileFormatError
+from keramic.saving.stores import atomic, bulk_io
+from keramic.saving.stores.h5_weights import GroupStore
 from keramic.saving.stores.zip_member import member_data_offset
 
 KEY = "keramic_weights_index"
@@ -46,10 +48,14 @@ TORCH_DTYPES = {
 
 
 def build(image):
-    """The index entry for a planned `h5_layout.WeightsImage`."""
+    """The index entry for a planned `h5_layout.WeightsImage`, or None when a group's datasets are not
+    "0", "1", ... in order (a `save_own_variables` override chose the keys: h5py reads that file)."""
     groups = {}
     for dataset in image.datasets:
-        groups.setdefault(dataset.group_path, []).append([dataset.dtype_name, list(dataset.shape), dataset.offset])
+        group = groups.setdefault(dataset.group_path, [])
+        if dataset.index != str(len(group)):
+            return None
+        group.append([dataset.dtype_name, list(dataset.shape), dataset.offset])
     return {
         "version": VERSION,
         "size": image.size,
@@ -90,6 +96,17 @@ class IndexedWeights:
     def stored(self, group_path):
         return self._groups.get(group_path, [])
 
+    def store(self, group_path):
+        """The group's entries as "0", "1", ..., for a `load_own_variables` override."""
+        items = {str(index): entry for index, entry in enumerate(self.stored(group_path))}
+        return GroupStore(items, self._value)
+
+    def _value(self, entry):
+        value = torch.empty(entry.shape, dtype=TORCH_DTYPES[entry.dtype])
+        if entry.nbytes:
+            bulk_io.read_into(self._fd, [(_writable_bytes(value), entry.offset)], self.path)
+        return value if value.dtype == torch.bfloat16 else value.numpy()
+
     def read(self, plan):
         """Fill each variable of `plan` [(entry, variable)]: straight into its memory when it is a
         contiguous CPU tensor of the stored dtype, else through a scratch tensor and a cast."""
@@ -123,15 +140,11 @@ class IndexedWeights:
 
 
 def _metadata(archive, name):
-    try:
-        info = archive.getinfo(name)
-    except KeyError:
-        return None
-    if info.file_size > MAX_METADATA_BYTES:
+    if name not in archive.namelist():
         return None
     try:
-        value = json.loads(archive.read(name))
-    except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError):
+        value = atomic.read_json_member(archive.filename or "", archive, name, MAX_METADATA_BYTES)
+    except FileFormatError:
         return None
     return value.get(KEY) if isinstance(value, dict) else None
 

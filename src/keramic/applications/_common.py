@@ -1,0 +1,102 @@
+"""What every application shares: argument checks, the image input, the pooled head, and loading
+weights from a local file or from Keras's published ImageNet files (downloaded once, hash-checked)."""
+
+import contextlib
+import functools
+import inspect
+import os
+
+from keramic import activations, layers
+from keramic.serialization.restore_hooks import skipping_initializers
+from keramic.utils.file_utils import get_file, keras_home
+
+
+def skips_initializers_when_loading(builder):
+    """Decorator: when `weights` names a file (or "imagenet"), build without running initializers,
+    since loading overwrites every variable or raises (a large network builds several times faster)."""
+    signature = inspect.signature(builder)
+
+    @functools.wraps(builder)
+    def build(*args, **kwargs):
+        weights = signature.bind(*args, **kwargs).arguments.get("weights", signature.parameters["weights"].default)
+        with skipping_initializers() if weights is not None else contextlib.nullcontext():
+            return builder(*args, **kwargs)
+
+    return build
+
+
+def check_weights_argument(weights, include_top, classes):
+    """`weights` is None, "imagenet" or an existing file; ImageNet heads have 1000 classes."""
+    if not (weights in (None, "imagenet") or os.path.exists(os.fspath(weights))):
+        raise ValueError(
+            "The `weights` argument should be None (random initialization), 'imagenet' (pre-training "
+            f"on ImageNet) or the path to an existing weights file; got {weights!r}, which is none of these."
+        )
+    if weights == "imagenet" and include_top and classes != 1000:
+        raise ValueError(
+            f"With weights='imagenet' and include_top=True, `classes` must be 1000; got classes={classes}."
+        )
+
+
+def check_classifier_activation(classifier_activation, weights):
+    """Pretrained heads were trained for softmax (or raw logits): refuse any other activation."""
+    if weights is None:
+        return
+    allowed = (activations.get("softmax"), activations.get(None))
+    if activations.get(classifier_activation) not in allowed:
+        raise ValueError(
+            "With pretrained weights and include_top=True, classifier_activation must be None or "
+            f"'softmax'; got {classifier_activation!r}."
+        )
+
+
+def image_input(input_shape, input_tensor):
+    """(tensor the network starts from, the model's inputs): a fresh `Input`, or the caller's tensor."""
+    if input_tensor is None:
+        tensor = layers.Input(shape=input_shape)
+        return tensor, tensor
+    if getattr(input_tensor, "_keras_history", None) is None:
+        raise ValueError(
+            f"`input_tensor` must be a symbolic tensor from `keramic.Input` (or a layer's output); "
+            f"got {type(input_tensor).__name__}."
+        )
+    return input_tensor, _source_inputs(input_tensor)
+
+
+def _source_inputs(tensor):
+    """The `Input` tensors upstream of `tensor`, in the order first reached."""
+    found, seen, stack = [], set(), [tensor]
+    while stack:
+        current = stack.pop()
+        layer, node_index, _ = current._keras_history
+        node = layer._inbound_nodes[node_index]
+        if node.is_input:
+            if id(current) not in seen:
+                seen.add(id(current))
+                found.append(current)
+            continue
+        stack.extend(reversed(node.input_tensors))
+    return found[0] if len(found) == 1 else found
+
+
+def global_pool(x, pooling, avg_name=None, max_name=None):
+    """The `pooling` option of a headless network: None, "avg" or "max"."""
+    if pooling == "avg":
+        return layers.GlobalAveragePooling2D(name=avg_name)(x)
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D(name=max_name)(x)
+    if pooling is not None:
+        raise ValueError(f"`pooling` must be None, 'avg' or 'max'; got {pooling!r}.")
+    return x
+
+
+def load_weights(model, weights, file_name=None, origin=None, file_hash=None):
+    """Load `weights` into `model`: a local path, or for "imagenet" Keras's file for this variant,
+    fetched into `$KERAS_HOME/models` (default `~/.keras/models`) and checked against `file_hash`."""
+    if weights == "imagenet":
+        if origin is None:
+            raise ValueError(f"Keras publishes no ImageNet weights for {model.name} with these options.")
+        weights = get_file(file_name, origin, cache_dir=keras_home(), cache_subdir="models", file_hash=file_hash)
+    if weights is not None:
+        model.load_weights(weights)
+    return model

@@ -1,0 +1,270 @@
+"""Transposed convolutions Conv1DTranspose/2D/3D: the gradient of a convolution, used to upsample.
+
+Output sizes follow Keras (TF's rule); torch's full transposed output is cut to that size, using
+torch's own `padding`/`output_padding` where the cut is symmetric enough and a slice otherwise.
+"""
+
+import torch.nn.functional as F
+
+from keramic import activations, constraints, initializers, regularizers
+from keramic.layers.base import Layer, weight_settings
+from keramic.layers.conv import (
+    channel_spec,
+    from_channels_first,
+    normalize_data_format,
+    normalize_padding,
+    normalize_tuple,
+    to_channels_first,
+)
+from keramic.layers.input_spec import InputSpec
+from keramic.serialization.registry import keras_export
+
+_CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+def _transpose_output_length(length, kernel, stride, padding, output_padding, dilation):
+    """Keras's output size of a transposed convolution (TF's rule)."""
+    if length is None:
+        return None
+    effective = (kernel - 1) * dilation + 1
+    if padding == "valid":
+        extra = max(effective, stride) - effective if output_padding is None else output_padding
+        return (length - 1) * stride + effective + extra
+    if output_padding is None:
+        return length * stride
+    return (length - 1) * stride + effective % 2 + output_padding
+
+
+class _ConvTranspose(Layer):
+    """Shared constructor, build and call of the Conv{1,2,3}DTranspose layers."""
+
+    rank = None
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        output_padding=None,
+        data_format=None,
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.input_spec = InputSpec(min_ndim=self.rank + 2)
+        rank = self.rank
+        self.filters = filters
+        self.kernel_size = normalize_tuple(kernel_size, rank, "kernel_size")
+        self.strides = normalize_tuple(strides, rank, "strides")
+        self.dilation_rate = normalize_tuple(dilation_rate, rank, "dilation_rate")
+        self.padding = normalize_padding(padding)
+        self.output_padding = (
+            None if output_padding is None else normalize_tuple(output_padding, rank, "output_padding", allow_zero=True)
+        )
+        self.data_format = normalize_data_format(data_format)
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        if filters is not None and filters <= 0:
+            raise ValueError(
+                "Invalid value for argument `filters`. "
+                f"Expected a strictly positive value. Received filters={filters}."
+            )
+        if self.output_padding is not None:
+            for i, (extra, stride) in enumerate(zip(self.output_padding, self.strides)):
+                if extra >= stride:
+                    raise ValueError(
+                        f"`output_padding` must be strictly less than `strides` for all dimensions. At dimension {i}, "
+                        f"`output_padding` is {extra} but `strides` is {stride}. Received: "
+                        f"output_padding={self.output_padding}, strides={self.strides}"
+                    )
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
+            )
+
+    def build(self, input_shape):
+        channels = input_shape[-1] if self.data_format == "channels_last" else input_shape[1]
+        self.input_spec = channel_spec(self.rank, self.data_format, channels)
+        self.kernel = self.add_weight(
+            shape=self.kernel_size + (self.filters, channels),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+            name="kernel",
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=(self.filters,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+                name="bias",
+            )
+
+    def _crops(self, spatial):
+        """Per axis, how much of torch's full output (length (n-1)*s + k_eff) to cut before and after.
+
+        The cut before is what the forward "same"/"valid" conv would pad before; a negative cut
+        after means zeros to append (output_padding beyond the full output).
+        """
+        crops = []
+        for i, n in enumerate(spatial):
+            k, s, d = self.kernel_size[i], self.strides[i], self.dilation_rate[i]
+            extra = None if self.output_padding is None else self.output_padding[i]
+            full = (n - 1) * s + (k - 1) * d + 1
+            size = _transpose_output_length(n, k, s, self.padding, extra, d)
+            before = max(full - size, 0) // 2
+            crops.append((before, full - size - before))
+        return crops
+
+    def call(self, inputs):
+        x = to_channels_first(inputs, self.data_format)
+        crops = self._crops(x.shape[2:])
+        kernel = self.kernel.permute(self.rank + 1, self.rank, *range(self.rank))
+        # torch cuts `padding` from both ends, then gives back `output_padding` at the end. An axis
+        # where "same" cuts one more after than before is cut here instead (its cut after is > 0).
+        padding, extra, window = [], [], [slice(None), slice(None)]
+        for (before, after), s, d in zip(crops, self.strides, self.dilation_rate):
+            if 0 <= before - after < max(s, d):
+                padding.append(before)
+                extra.append(before - after)
+                window.append(slice(None))
+            else:
+                padding.append(0)
+                extra.append(0)
+                window.append(slice(before, -after))
+        outputs = _CONV_TRANSPOSE[self.rank](
+            x, kernel, self.bias, self.strides, tuple(padding), tuple(extra), 1, self.dilation_rate
+        )
+        outputs = outputs[tuple(window)]
+        outputs = from_channels_first(outputs, self.data_format)
+        return outputs if self.activation is activations.linear else self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        spatial = input_shape[1:-1] if self.data_format == "channels_last" else input_shape[2:]
+        sizes = tuple(
+            _transpose_output_length(
+                n,
+                self.kernel_size[i],
+                self.strides[i],
+                self.padding,
+                None if self.output_padding is None else self.output_padding[i],
+                self.dilation_rate[i],
+            )
+            for i, n in enumerate(spatial)
+        )
+        if self.data_format == "channels_last":
+            return (input_shape[0],) + sizes + (self.filters,)
+        return (input_shape[0], self.filters) + sizes
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "output_padding": self.output_padding,
+                "data_format": self.data_format,
+                "dilation_rate": self.dilation_rate,
+                "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                **weight_settings(self, ("kernel", "bias"), activity=True),
+            }
+        )
+        return config
+
+
+@keras_export("keras.layers", name="Convolution1DTranspose")
+@keras_export("keras.layers")
+class Conv1DTranspose(_ConvTranspose):
+    """Transposed 1D convolution over (batch, steps, channels): upsamples steps by `strides`.
+
+    >>> Conv1DTranspose(4, 3, strides=2, padding="same")(np.zeros((1, 5, 2), "float32")).shape
+    torch.Size([1, 10, 4])
+    """
+
+    rank = 1
+
+
+@keras_export("keras.layers", name="Convolution2DTranspose")
+@keras_export("keras.layers")
+class Conv2DTranspose(_ConvTranspose):
+    """Transposed 2D convolution (the gradient of Conv2D): upsamples images by `strides`.
+
+    >>> Conv2DTranspose(4, 3, strides=2, padding="same")(np.zeros((1, 5, 5, 2), "float32")).shape
+    torch.Size([1, 10, 10, 4])
+    """
+
+    rank = 2
+
+
+@keras_export("keras.layers", name="Convolution3DTranspose")
+@keras_export("keras.layers")
+class Conv3DTranspose(_ConvTranspose):
+    """Transposed 3D convolution over (batch, depth, height, width, channels) volumes.
+
+    >>> Conv3DTranspose(4, 3, strides=2, padding="same")(np.zeros((1, 2, 3, 3, 2), "float32")).shape
+    torch.Size([1, 4, 6, 6, 4])
+    """
+
+    rank = 3
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,  # Keras takes `data_format` before `output_padding` here (only in 3D)
+        output_padding=None,
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            kernel_size,
+            strides,
+            padding,
+            output_padding,
+            data_format,
+            dilation_rate,
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            activity_regularizer,
+            kernel_constraint,
+            bias_constraint,
+            **kwargs,
+        )

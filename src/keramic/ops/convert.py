@@ -1,0 +1,34 @@
+"""Inputs of `keras.ops` -> torch tensors, with Keras's dtype defaults for Python values."""
+
+import numpy as np
+import torch
+
+from keramic import backend
+from keramic.ops.dtypes import dtype_of, standardize_dtype
+
+
+def to_tensor(x, dtype=None):
+    """A tensor on keramic's device. NumPy arrays keep their dtype; Python ints become int32
+    and floats `floatx()`, as in Keras."""
+    if isinstance(x, torch.Tensor):
+        if dtype is not None:
+            x = x.to(backend.torch_dtype(dtype))
+        return x if x.device == backend.get_device() else x.to(backend.get_device())
+    if isinstance(x, (bool, int, float)):
+        return torch.tensor(x, dtype=backend.torch_dtype(dtype or dtype_of(x)), device=backend.get_device())
+    if dtype is None and not isinstance(x, np.ndarray) and not isinstance(x, np.generic):
+        dtype = dtype_of(x)
+    if isinstance(x, (list, tuple)) and any(isinstance(item, torch.Tensor) for item in x):
+        tensor = torch.stack([to_tensor(item) for item in x])
+    else:
+        array = np.asarray(x)
+        if array.dtype == object:
+            raise TypeError(f"Cannot convert {type(x).__name__} of mixed objects to a tensor: {x!r}")
+        tensor = torch.from_numpy(np.array(array, copy=True))
+    if dtype is not None:
+        tensor = tensor.to(backend.torch_dtype(dtype))
+    return tensor.to(backend.get_device())
+
+
+def torch_dtype(dtype):
+    return backend.torch_dtype(standardize_dtype(dtype))

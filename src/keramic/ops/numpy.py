@@ -1,0 +1,1286 @@
+"""`keras.ops.numpy`: NumPy-style functions on torch tensors, with Keras's dtype rules.
+
+>>> keramic.ops.mean(keramic.ops.ones((2, 3)), axis=1)
+"""
+
+import builtins
+
+import numpy as np
+import torch
+
+from keramic import backend
+from keramic.ops.convert import to_tensor, torch_dtype
+from keramic.ops.dtypes import dtype_of, is_float_dtype, promote_types, result_type, standardize_dtype
+from keramic.ops.node import keras_op
+
+_t = to_tensor
+_WIDE = (torch.int64, torch.uint64, torch.float64, torch.complex128)
+
+
+def _export(name, fn, doc):
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    globals()[name] = keras_op(fn)
+
+
+def _axis(axis):
+    if axis is None:
+        return None
+    if isinstance(axis, (list, tuple)):
+        return tuple(int(a) for a in axis)
+    return int(axis)
+
+
+def _all_dims(x, axis):
+    return tuple(range(x.dim())) if axis is None else _axis(axis)
+
+
+def _float_input(x):
+    """Ints and bools become `floatx()`; floats keep their width (Keras's rule for float math)."""
+    x = _t(x)
+    return x if x.is_floating_point() or x.is_complex() else x.to(torch_dtype(backend.floatx()))
+
+
+def _pair(x1, x2, extra=None, narrow=False):
+    """Both operands as tensors of the promoted dtype (`narrow`: Keras's 32-bit `result_type`)."""
+    if (extra is None and isinstance(x1, torch.Tensor) and isinstance(x2, torch.Tensor) and x1.dtype == x2.dtype
+            and x1.device == x2.device and (not narrow or x1.dtype not in _WIDE)):
+        return x1, x2  # the common case: nothing to promote or move
+    promote = result_type if narrow else promote_types
+    dtype = promote(x1, x2) if extra is None else promote(x1, x2, extra)
+    return _t(x1, dtype), _t(x2, dtype)
+
+
+# ------------------------------------------------------------------ element-wise, one input
+_FLOAT_UNARY = {
+    "sqrt": torch.sqrt, "exp": torch.exp, "exp2": torch.exp2, "expm1": torch.expm1, "log": torch.log,
+    "log2": torch.log2, "log10": torch.log10, "log1p": torch.log1p, "sin": torch.sin, "cos": torch.cos,
+    "tan": torch.tan, "arcsin": torch.arcsin, "arccos": torch.arccos, "arctan": torch.arctan,
+    "sinh": torch.sinh, "cosh": torch.cosh, "tanh": torch.tanh, "arcsinh": torch.arcsinh,
+    "arccosh": torch.arccosh, "arctanh": torch.arctanh, "ceil": torch.ceil, "floor": torch.floor,
+    "reciprocal": torch.reciprocal, "deg2rad": torch.deg2rad, "rad2deg": torch.rad2deg,
+    "sinc": torch.sinc, "i0": torch.special.i0, "cbrt": lambda x: torch.sign(x) * torch.abs(x) ** (1.0 / 3.0),
+}
+for _name, _fn in _FLOAT_UNARY.items():
+    _export(_name, lambda x, _fn=_fn: _fn(_float_input(x)), f"Element-wise `{_name}`; ints become floatx().")
+
+
+def _wide_float_input(x):
+    """As `_float_input`, but int64 becomes float64 (Keras's rule for deg2rad, cbrt, i0, ...)."""
+    x = _t(x)
+    return x.to(torch.float64) if x.dtype == torch.int64 else _float_input(x)
+
+
+for _name in ("deg2rad", "rad2deg", "cbrt", "i0"):
+    _export(_name, lambda x, _fn=_FLOAT_UNARY[_name]: _fn(_wide_float_input(x)),
+            f"Element-wise `{_name}`; ints become floatx() (int64: float64).")
+
+
+def _same_dtype_unary(name, fn):
+    _export(name, lambda x: fn(_t(x)), f"Element-wise `{name}`, keeping the input dtype.")
+
+
+
+
+@keras_op
+def absolute(x):
+    x = _t(x)
+    if x.dtype == torch.bool or (not x.is_floating_point() and not x.dtype.is_signed):
+        return x
+    return torch.abs(x)
+
+
+abs = absolute  # noqa: A001  (Keras's alias)
+_same_dtype_unary("negative", torch.negative)
+_same_dtype_unary("sign", lambda x: x if x.dtype == torch.bool else torch.sign(x))
+_same_dtype_unary("trunc", lambda x: x if not x.is_floating_point() else torch.trunc(x))
+_same_dtype_unary("copy", torch.clone)
+
+
+@keras_op
+def conjugate(x):
+    x = _t(x)
+    return torch.conj(x).resolve_conj() if x.is_complex() else x
+
+
+conj = conjugate
+_same_dtype_unary("real", lambda x: torch.real(x) if x.is_complex() else x)
+_same_dtype_unary("imag", lambda x: torch.imag(x) if x.is_complex() else torch.zeros_like(x))
+_same_dtype_unary("angle", lambda x: torch.angle(_float_input(x)))
+_same_dtype_unary("fabs", lambda x: torch.abs(_float_input(x)))
+
+
+@keras_op
+def square(x):
+    x = _t(x)
+    if x.dtype == torch.bool:
+        x = x.to(torch.int32)
+    return x * x
+
+
+@keras_op
+def round(x, decimals=0):  # noqa: A001
+    x = _t(x)
+    if not x.is_floating_point():
+        if decimals >= 0:
+            return x
+        factor = 10 ** (-decimals)
+        return (torch.round(x.double() / factor) * factor).to(x.dtype)
+    return torch.round(x, decimals=decimals)
+
+
+@keras_op
+def signbit(x):
+    x = _t(x)
+    return torch.signbit(x) if x.dtype != torch.bool else torch.zeros_like(x)
+
+
+for _name, _fn in {"isnan": torch.isnan, "isinf": torch.isinf, "isfinite": torch.isfinite,
+                   "isposinf": torch.isposinf, "isneginf": torch.isneginf, "isreal": torch.isreal}.items():
+    _export(_name, lambda x, _fn=_fn: _fn(_t(x)), f"Element-wise `{_name}` test (bool result).")
+
+
+@keras_op
+def logical_not(x):
+    return torch.logical_not(_t(x))
+
+
+@keras_op
+def bitwise_invert(x):
+    return torch.bitwise_not(_t(x))
+
+
+@keras_op
+def bitwise_not(x):
+    return torch.bitwise_not(_t(x))
+
+
+@keras_op
+def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
+    x = _t(x)
+    if not x.is_floating_point():
+        return x
+    return torch.nan_to_num(x, nan=nan, posinf=posinf, neginf=neginf)
+
+
+# ------------------------------------------------------------------ element-wise, two inputs
+def _promoting_binary(name, fn, doc):
+    def op(x1, x2):
+        a, b = _pair(x1, x2)
+        return fn(a, b)
+
+    _export(name, op, doc)
+
+
+_promoting_binary("add", torch.add, "`x1 + x2` with Keras's dtype promotion.")
+_promoting_binary("subtract", torch.subtract, "`x1 - x2`.")
+
+
+def _narrowing_binary(name, fn, doc):
+    def op(x1, x2):
+        a, b = _pair(x1, x2, narrow=True)
+        return fn(a, b)
+
+    _export(name, op, doc)
+
+
+_narrowing_binary("maximum", torch.maximum, "Element-wise maximum.")
+_narrowing_binary("minimum", torch.minimum, "Element-wise minimum.")
+_narrowing_binary("fmax", torch.fmax, "Maximum ignoring NaN.")
+_narrowing_binary("fmin", torch.fmin, "Minimum ignoring NaN.")
+
+
+@keras_op
+def heaviside(x1, x2):
+    """Step function: 0 below zero, 1 above, `x2` at zero (ints give floatx())."""
+    a, b = _pair(x1, x2, narrow=True)
+    if not a.is_floating_point():
+        a, b = a.to(torch_dtype(backend.floatx())), b.to(torch_dtype(backend.floatx()))
+    return torch.heaviside(a, b)
+_promoting_binary("gcd", torch.gcd, "Greatest common divisor.")
+_promoting_binary("lcm", torch.lcm, "Least common multiple.")
+_promoting_binary("bitwise_and", torch.bitwise_and, "Bitwise and.")
+_promoting_binary("bitwise_or", torch.bitwise_or, "Bitwise or.")
+_promoting_binary("bitwise_xor", torch.bitwise_xor, "Bitwise xor.")
+
+
+@keras_op
+def multiply(x1, x2):
+    a, b = _pair(x1, x2)
+    if a.dtype == torch.bool:
+        return torch.logical_and(a, b)
+    return torch.multiply(a, b)
+
+
+def _float_binary(name, fn, doc, strong_scalars=False):
+    def op(x1, x2):
+        if strong_scalars:  # Python numbers count as floatx() tensors here, not as weak scalars
+            x1, x2 = _t(x1), _t(x2)
+        a, b = _pair(x1, x2, float)
+        return fn(a, b)
+
+    _export(name, op, doc)
+
+
+_float_binary("divide", torch.divide, "`x1 / x2` (true division; ints give floats).")
+_float_binary("true_divide", torch.divide, "`x1 / x2` (true division; ints give floats).")
+_float_binary("arctan2", torch.arctan2, "Element-wise arctan(x1 / x2) by quadrant.", strong_scalars=True)
+_float_binary("hypot", torch.hypot, "sqrt(x1**2 + x2**2).", strong_scalars=True)
+_float_binary("logaddexp", torch.logaddexp, "log(exp(x1) + exp(x2)).", strong_scalars=True)
+_float_binary("logaddexp2", torch.logaddexp2, "log2(2**x1 + 2**x2).", strong_scalars=True)
+_float_binary("nextafter", torch.nextafter, "Next float after x1 towards x2.", strong_scalars=True)
+
+
+@keras_op
+def divide_no_nan(x1, x2):
+    a, b = _pair(x1, x2, float)
+    return torch.where(b == 0, torch.zeros((), dtype=a.dtype, device=a.device), a / torch.where(b == 0, torch.ones_like(b), b))
+
+
+@keras_op
+def floor_divide(x1, x2):
+    a, b = _pair(x1, x2, narrow=True)
+    if a.dtype == torch.bool:
+        a, b = a.to(torch.int32), b.to(torch.int32)
+    return torch.floor_divide(a, b)
+
+
+@keras_op
+def mod(x1, x2):
+    a, b = _pair(x1, x2)
+    if a.dtype == torch.bool:
+        a, b = a.to(torch.int32), b.to(torch.int32)
+    return torch.remainder(a, b)
+
+
+@keras_op
+def fmod(x1, x2):
+    a, b = _pair(x1, x2)
+    if a.dtype == torch.bool:
+        a, b = a.to(torch.int32), b.to(torch.int32)
+    return torch.fmod(a, b)
+
+
+@keras_op
+def power(x1, x2):
+    a, b = _pair(x1, x2)
+    return torch.pow(a, b)
+
+
+@keras_op
+def ldexp(x1, x2):
+    a = _float_input(x1)
+    return a * torch.pow(torch.tensor(2.0, dtype=a.dtype, device=a.device), _t(x2))
+
+
+for _name, _fn in {"equal": torch.eq, "not_equal": torch.ne, "greater": torch.gt, "greater_equal": torch.ge,
+                   "less": torch.lt, "less_equal": torch.le}.items():
+    _promoting_binary(_name, _fn, f"Element-wise `{_name}` comparison (bool result).")
+
+for _name, _fn in {"logical_and": torch.logical_and, "logical_or": torch.logical_or,
+                   "logical_xor": torch.logical_xor}.items():
+    _export(_name, lambda x1, x2, _fn=_fn: _fn(_t(x1), _t(x2)), f"Element-wise `{_name}` (bool result).")
+
+
+def _shift(fn):
+    def op(x, y):
+        a, b = _pair(x, y)
+        return fn(a, b)
+
+    return op
+
+
+_export("bitwise_left_shift", _shift(torch.bitwise_left_shift), "x << y.")
+_export("left_shift", _shift(torch.bitwise_left_shift), "x << y.")
+_export("bitwise_right_shift", _shift(torch.bitwise_right_shift), "x >> y.")
+_export("right_shift", _shift(torch.bitwise_right_shift), "x >> y.")
+
+
+@keras_op
+def isclose(x1, x2, rtol=1e-05, atol=1e-08, equal_nan=False):
+    a, b = _pair(x1, x2)
+    return torch.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
+
+
+@keras_op
+def allclose(x1, x2, rtol=1e-05, atol=1e-08, equal_nan=False):
+    a, b = _pair(x1, x2)
+    return torch.tensor(torch.allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan), device=a.device)
+
+
+@keras_op
+def clip(x, x_min, x_max):
+    x = _t(x)
+    if x.dtype == torch.bool:
+        x = x.to(torch.int32)
+    return torch.clamp(x, x_min, x_max).to(x.dtype)
+
+
+@keras_op
+def where(condition, x1=None, x2=None):
+    condition = _t(condition).to(torch.bool)
+    if x1 is None and x2 is None:
+        return torch.nonzero(condition).T  # (ndim, n) int64 indices, as Keras
+    if x1 is None or x2 is None:
+        raise ValueError("ops.where needs both x1 and x2, or neither.")
+    a, b = _pair(x1, x2)
+    return torch.where(condition, a, b)
+
+
+# ------------------------------------------------------------------ products
+@keras_op
+def matmul(x1, x2):
+    dtype = promote_types(x1, x2)
+    a, b = _t(x1), _t(x2)
+    if dtype == "bool":
+        return torch.matmul(a.to(torch.int64), b.to(torch.int64)) > 0
+    if not is_float_dtype(dtype) and not dtype.startswith("complex"):
+        # Keras: int8 x int8 accumulates in int32; other ints take the 32-bit `result_type`.
+        out_dtype = "int32" if dtype == "int8" else result_type(x1, x2)
+        return torch.matmul(a.to(torch.int64), b.to(torch.int64)).to(torch_dtype(out_dtype))
+    return torch.matmul(a.to(torch_dtype(dtype)), b.to(torch_dtype(dtype)))
+
+
+@keras_op
+def dot(x1, x2):
+    a, b = _pair(x1, x2)
+    if a.dim() == 0 or b.dim() == 0:
+        return a * b
+    if b.dim() == 1:
+        return torch.tensordot(a, b, dims=([-1], [0]))
+    return torch.tensordot(a, b, dims=([-1], [-2]))
+
+
+@keras_op
+def vdot(x1, x2):
+    a, b = _pair(x1, x2)
+    return torch.sum(torch.conj(a.flatten()) * b.flatten()) if a.is_complex() else torch.sum(a.flatten() * b.flatten())
+
+
+@keras_op
+def inner(x1, x2):
+    a, b = _pair(x1, x2)
+    if a.dim() == 0 or b.dim() == 0:
+        return a * b
+    return torch.inner(a, b)
+
+
+@keras_op
+def outer(x1, x2):
+    a, b = _pair(x1, x2)
+    return torch.outer(a.flatten(), b.flatten())
+
+
+@keras_op
+def tensordot(x1, x2, axes=2):
+    a, b = _pair(x1, x2)
+    if isinstance(axes, (list, tuple)) and len(axes) == 2 and isinstance(axes[0], (list, tuple, int)):
+        first, second = axes
+        axes = ([first] if isinstance(first, int) else list(first), [second] if isinstance(second, int) else list(second))
+    return torch.tensordot(a, b, dims=axes)
+
+
+@keras_op
+def kron(x1, x2):
+    a, b = _pair(x1, x2)
+    return torch.kron(a, b)
+
+
+@keras_op
+def cross(x1, x2, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    a, b = _pair(x1, x2)
+    if axis is not None:
+        axisa = axisb = axisc = axis
+    a, b = torch.movedim(a, axisa, -1), torch.movedim(b, axisb, -1)
+    if a.shape[-1] == 2:
+        a = torch.nn.functional.pad(a, (0, 1))
+    if b.shape[-1] == 2:
+        b = torch.nn.functional.pad(b, (0, 1))
+    a, b = torch.broadcast_tensors(a, b)
+    out = torch.linalg.cross(a, b, dim=-1)
+    if x1 is not None and _t(x1).shape[axisa] == 2 and _t(x2).shape[axisb] == 2:
+        return out[..., 2]
+    return torch.movedim(out, -1, axisc)
+
+
+@keras_op
+def einsum(subscripts, *operands, **kwargs):
+    tensors = [_t(o) for o in operands]
+    dtype = result_type(*tensors)
+    if not is_float_dtype(dtype):
+        out = "int32" if dtype in ("bool", "int8", "uint8", "int16", "uint16") else dtype
+        return torch.einsum(subscripts, *[t.to(torch.int64) for t in tensors]).to(torch_dtype(out))
+    return torch.einsum(subscripts, *[t.to(torch_dtype(dtype)) for t in tensors])
+
+
+# ------------------------------------------------------------------ reductions
+def _small_int_to_int32(x):
+    if x.dtype in (torch.bool, torch.int8, torch.int16, torch.uint8, torch.uint16):
+        return x.to(torch.int32)
+    return x
+
+
+@keras_op
+def sum(x, axis=None, keepdims=False):  # noqa: A001
+    x = _small_int_to_int32(_t(x))
+    return torch.sum(x, dim=_all_dims(x, axis), keepdim=keepdims, dtype=x.dtype)
+
+
+@keras_op
+def prod(x, axis=None, keepdims=False, dtype=None):
+    x = _t(x)
+    if dtype is not None:
+        x = x.to(torch_dtype(dtype))
+    elif not x.is_floating_point() and not x.is_complex():
+        x = x.to(torch.int32)
+    dims = _all_dims(x, axis)
+    dims = (dims,) if isinstance(dims, int) else dims
+    for dim in sorted((d % x.dim() for d in dims), reverse=True) if x.dim() else []:
+        x = torch.prod(x, dim=dim, keepdim=keepdims, dtype=x.dtype)
+    return x
+
+
+@keras_op
+def mean(x, axis=None, keepdims=False):
+    x = _float_input(x)
+    return torch.mean(x, dim=_all_dims(x, axis), keepdim=keepdims)
+
+
+def _extreme(fn):
+    def op(x, axis=None, keepdims=False, initial=None):
+        x = _t(x)
+        out = fn(x, dim=_all_dims(x, axis), keepdim=keepdims) if x.numel() else None
+        if initial is not None:
+            value = torch.tensor(initial, dtype=x.dtype, device=x.device)
+            pick = torch.maximum if fn is torch.amax else torch.minimum
+            out = value if out is None else pick(out, value)
+        if out is None:
+            raise ValueError("Cannot compute max/min of an empty tensor without `initial`.")
+        return out
+
+    return op
+
+
+_export("max", _extreme(torch.amax), "Largest value along `axis`.")
+_export("min", _extreme(torch.amin), "Smallest value along `axis`.")
+
+
+@keras_op
+def amax(x, axis=None, keepdims=False):
+    x = _t(x)
+    return torch.amax(x, dim=_all_dims(x, axis), keepdim=keepdims)
+
+
+@keras_op
+def amin(x, axis=None, keepdims=False):
+    x = _t(x)
+    return torch.amin(x, dim=_all_dims(x, axis), keepdim=keepdims)
+
+
+@keras_op
+def all(x, axis=None, keepdims=False):  # noqa: A001
+    x = _t(x).to(torch.bool)
+    return torch.all(x, dim=_all_dims(x, axis), keepdim=keepdims) if x.dim() else x
+
+
+@keras_op
+def any(x, axis=None, keepdims=False):  # noqa: A001
+    x = _t(x).to(torch.bool)
+    return torch.any(x, dim=_all_dims(x, axis), keepdim=keepdims) if x.dim() else x
+
+
+@keras_op
+def var(x, axis=None, keepdims=False):
+    x = _float_input(x)
+    compute = x.to(torch.float32) if x.dtype in (torch.float16, torch.bfloat16) else x
+    return torch.var(compute, dim=_all_dims(x, axis), keepdim=keepdims, correction=0).to(x.dtype)
+
+
+@keras_op
+def std(x, axis=None, keepdims=False):
+    x = _float_input(x)
+    compute = x.to(torch.float32) if x.dtype in (torch.float16, torch.bfloat16) else x
+    return torch.std(compute, dim=_all_dims(x, axis), keepdim=keepdims, correction=0).to(x.dtype)
+
+
+@keras_op
+def ptp(x, axis=None, keepdims=False):
+    x = _t(x)
+    dims = _all_dims(x, axis)
+    return torch.amax(x, dim=dims, keepdim=keepdims) - torch.amin(x, dim=dims, keepdim=keepdims)
+
+
+@keras_op
+def average(x, axis=None, weights=None):
+    if weights is None:
+        return mean(x, axis=axis)
+    dtype = result_type(x, weights, float)
+    x, weights = _t(x, dtype), _t(weights, dtype)
+    if axis is None:
+        return torch.sum(x * weights) / torch.sum(weights)
+    if weights.dim() == 1 and x.dim() > 1:
+        shape = [1] * x.dim()
+        shape[axis] = -1
+        weights = weights.reshape(shape)
+    return torch.sum(x * weights, dim=axis) / torch.sum(weights.expand_as(x), dim=axis)
+
+
+def _arg(fn):
+    def op(x, axis=None, keepdims=False):
+        x = _t(x)
+        if x.dtype == torch.bool:
+            x = x.to(torch.int32)
+        if axis is None:
+            out = fn(x.flatten(), dim=0)
+            return (out.reshape([1] * x.dim()) if keepdims else out).to(torch.int32)
+        return fn(x, dim=axis, keepdim=keepdims).to(torch.int32)
+
+    return op
+
+
+_export("argmax", _arg(torch.argmax), "Index of the largest value (int32).")
+_export("argmin", _arg(torch.argmin), "Index of the smallest value (int32).")
+
+
+def _nan_arg(fn, fill):
+    def op(x, axis=None, keepdims=False):
+        x = _float_input(x)
+        return _arg(fn)(torch.where(torch.isnan(x), torch.tensor(fill, dtype=x.dtype, device=x.device), x), axis, keepdims)
+
+    return op
+
+
+_export("nanargmax", _nan_arg(torch.argmax, -float("inf")), "argmax ignoring NaN.")
+_export("nanargmin", _nan_arg(torch.argmin, float("inf")), "argmin ignoring NaN.")
+
+
+def _cumulative(fn):
+    def op(x, axis=None, dtype=None):
+        x = _t(x)
+        if dtype is not None:
+            x = x.to(torch_dtype(dtype))
+        elif x.dtype in (torch.bool, torch.int64):
+            x = x.to(torch.int32)  # Keras: bool and int64 accumulate in int32
+        if axis is None:
+            x, axis = x.flatten(), 0
+        return fn(x, dim=axis, dtype=x.dtype)
+
+    return op
+
+
+@keras_op
+def cumsum(x, axis=None, dtype=None):
+    """Cumulative sum along `axis` (over the flattened input when None)."""
+    return _cumulative(torch.cumsum)(x, axis, dtype)
+
+
+@keras_op
+def cumprod(x, axis=None, dtype=None):
+    """Cumulative product along `axis` (over the flattened input when None)."""
+    return _cumulative(torch.cumprod)(x, axis, dtype)
+
+
+def _nan_filled(x, value):
+    x = _t(x)
+    if not x.is_floating_point():
+        return x
+    return torch.where(torch.isnan(x), torch.tensor(value, dtype=x.dtype, device=x.device), x)
+
+
+@keras_op
+def nansum(x, axis=None, keepdims=False):
+    return sum(_nan_filled(x, 0.0), axis=axis, keepdims=keepdims)
+
+
+@keras_op
+def nanprod(x, axis=None, keepdims=False):
+    return prod(_nan_filled(x, 1.0), axis=axis, keepdims=keepdims)
+
+
+@keras_op
+def nanmean(x, axis=None, keepdims=False):
+    x = _float_input(x)
+    return torch.nanmean(x, dim=_all_dims(x, axis), keepdim=keepdims)
+
+
+@keras_op
+def nanmax(x, axis=None, keepdims=False):
+    return amax(_nan_filled(x, -float("inf")), axis=axis, keepdims=keepdims)
+
+
+@keras_op
+def nanmin(x, axis=None, keepdims=False):
+    return amin(_nan_filled(x, float("inf")), axis=axis, keepdims=keepdims)
+
+
+@keras_op
+def nanvar(x, axis=None, keepdims=False):
+    x = _float_input(x)
+    dims = _all_dims(x, axis)
+    centre = torch.nanmean(x, dim=dims, keepdim=True)
+    return torch.nanmean((x - centre) ** 2, dim=dims, keepdim=keepdims)
+
+
+@keras_op
+def nanstd(x, axis=None, keepdims=False):
+    return torch.sqrt(nanvar(x, axis=axis, keepdims=keepdims))
+
+
+@keras_op
+def nancumsum(x, axis=None, dtype=None):
+    return cumsum(_nan_filled(x, 0.0), axis=axis, dtype=dtype)
+
+
+@keras_op
+def nancumprod(x, axis=None, dtype=None):
+    return cumprod(_nan_filled(x, 1.0), axis=axis, dtype=dtype)
+
+
+def _quantile_impl(x, q, axis, method, keepdims, ignore_nan):
+    x = _float_input(x)
+    q = _t(q, standardize_dtype(x.dtype))
+    fn = torch.nanquantile if ignore_nan else torch.quantile
+    compute = x.to(torch.float32) if x.dtype in (torch.float16, torch.bfloat16) else x
+    if axis is None:
+        out = fn(compute.flatten(), q.to(compute.dtype), interpolation=method)
+        if keepdims:
+            out = out.reshape(q.shape + (1,) * x.dim())
+        return out.to(x.dtype)
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    axes = [a % x.dim() for a in axes]
+    rest = [d for d in range(x.dim()) if d not in axes]
+    moved = compute.permute(rest + axes).reshape([compute.shape[d] for d in rest] + [-1])
+    out = fn(moved, q.to(compute.dtype), dim=-1, keepdim=False)
+    if keepdims:
+        for a in sorted(axes):
+            out = out.unsqueeze(a + (1 if q.dim() else 0))
+    return out.to(x.dtype)
+
+
+@keras_op
+def quantile(x, q, axis=None, method="linear", keepdims=False):
+    return _quantile_impl(x, q, axis, method, keepdims, False)
+
+
+@keras_op
+def nanquantile(x, q, axis=None, method="linear", keepdims=False):
+    return _quantile_impl(x, q, axis, method, keepdims, True)
+
+
+@keras_op
+def percentile(x, q, axis=None, method="linear", keepdims=False):
+    return _quantile_impl(x, _t(q, "float32") / 100.0, axis, method, keepdims, False)
+
+
+@keras_op
+def nanpercentile(x, q, axis=None, method="linear", keepdims=False):
+    return _quantile_impl(x, _t(q, "float32") / 100.0, axis, method, keepdims, True)
+
+
+@keras_op
+def median(x, axis=None, keepdims=False):
+    return _quantile_impl(x, 0.5, axis, "linear", keepdims, False)
+
+
+@keras_op
+def nanmedian(x, axis=None, keepdims=False):
+    return _quantile_impl(x, 0.5, axis, "linear", keepdims, True)
+
+
+@keras_op
+def count_nonzero(x, axis=None):
+    x = _t(x)
+    return torch.count_nonzero(x, dim=_axis(axis)).to(torch.int32)
+
+
+# ------------------------------------------------------------------ creation
+def _creation_dtype(dtype, default=None):
+    return torch_dtype(dtype or default or backend.floatx())
+
+
+@keras_op
+def zeros(shape, dtype=None):
+    return torch.zeros(_shape(shape), dtype=_creation_dtype(dtype), device=backend.get_device())
+
+
+@keras_op
+def ones(shape, dtype=None):
+    return torch.ones(_shape(shape), dtype=_creation_dtype(dtype), device=backend.get_device())
+
+
+@keras_op
+def empty(shape, dtype=None):
+    return torch.zeros(_shape(shape), dtype=_creation_dtype(dtype), device=backend.get_device())
+
+
+@keras_op
+def full(shape, fill_value, dtype=None):
+    dtype = dtype or (dtype_of(fill_value) if not isinstance(fill_value, (int, float, bool)) else backend.floatx())
+    return torch.full(_shape(shape), 0, dtype=torch_dtype(dtype), device=backend.get_device()).add_(_t(fill_value).to(torch_dtype(dtype)))
+
+
+def _shape(shape):
+    if isinstance(shape, int):
+        return (shape,)
+    return tuple(int(d) for d in shape)
+
+
+def _like(fill):
+    def op(x, dtype=None):
+        x = _t(x)
+        return fill(x, dtype=torch_dtype(dtype) if dtype else x.dtype)
+
+    return op
+
+
+_export("zeros_like", _like(torch.zeros_like), "Zeros with the shape (and dtype) of `x`.")
+_export("ones_like", _like(torch.ones_like), "Ones with the shape (and dtype) of `x`.")
+_export("empty_like", _like(torch.zeros_like), "An uninitialised tensor like `x` (zeros here).")
+
+
+@keras_op
+def full_like(x, fill_value, dtype=None):
+    x = _t(x)
+    dtype = torch_dtype(dtype) if dtype else x.dtype
+    return torch.zeros_like(x, dtype=dtype) + _t(fill_value).to(dtype)
+
+
+@keras_op
+def arange(start, stop=None, step=None, dtype=None):
+    if dtype is None:
+        dtype = result_type(*[type(v) if isinstance(v, (int, float)) else v for v in (start, stop, step) if v is not None])
+    if stop is None:
+        start, stop = 0, start
+    return torch.arange(start, stop, 1 if step is None else step, dtype=torch_dtype(dtype), device=backend.get_device())
+
+
+@keras_op
+def eye(N, M=None, k=0, dtype=None):  # noqa: N803
+    M = N if M is None else M  # noqa: N806
+    dtype = _creation_dtype(dtype)
+    out = torch.zeros((N, M), dtype=dtype, device=backend.get_device())
+    index = torch.arange(builtins.max(0, -k), builtins.min(N, M - k), device=out.device)
+    out[index, index + k] = 1
+    return out
+
+
+@keras_op
+def identity(n, dtype=None):
+    return eye(n, dtype=dtype)
+
+
+@keras_op
+def tri(N, M=None, k=0, dtype=None):  # noqa: N803
+    M = N if M is None else M  # noqa: N806
+    return torch.tril(torch.ones((N, M), dtype=_creation_dtype(dtype), device=backend.get_device()), k)
+
+
+@keras_op
+def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0):
+    dtype = dtype or backend.floatx()
+    start_t, stop_t = _t(start, "float64"), _t(stop, "float64")
+    div = (num - 1) if endpoint else num
+    steps = torch.arange(num, dtype=torch.float64, device=backend.get_device())
+    shape = (-1,) + (1,) * start_t.dim()
+    step = (stop_t - start_t) / div if div > 0 else torch.full_like(start_t, float("nan"))
+    out = start_t + steps.reshape(shape) * step
+    if endpoint and num > 1:
+        out[-1] = stop_t
+    out = torch.movedim(out, 0, axis).to(torch_dtype(dtype))
+    return (out, step.to(torch_dtype(dtype))) if retstep else out
+
+
+@keras_op
+def logspace(start, stop, num=50, endpoint=True, base=10, dtype=None, axis=0):
+    exponents = linspace(start, stop, num=num, endpoint=endpoint, dtype="float64", axis=axis)
+    return torch.pow(torch.tensor(base, dtype=torch.float64, device=exponents.device), exponents).to(torch_dtype(dtype or backend.floatx()))
+
+
+@keras_op
+def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
+    start_t, stop_t = _t(start, "float64"), _t(stop, "float64")
+    out = torch.sign(start_t) * logspace(torch.log10(torch.abs(start_t)), torch.log10(torch.abs(stop_t)), num=num,
+                                         endpoint=endpoint, base=10, dtype="float64", axis=axis)
+    return out.to(torch_dtype(dtype or backend.floatx()))
+
+
+@keras_op
+def array(x, dtype=None):
+    return _t(x, dtype)
+
+
+def _window(fn):
+    def op(x):
+        return fn(int(x), periodic=False, dtype=torch.float32, device=backend.get_device())
+
+    return op
+
+
+_export("bartlett", _window(torch.bartlett_window), "Bartlett window.")
+_export("blackman", _window(torch.blackman_window), "Blackman window.")
+_export("hamming", _window(torch.hamming_window), "Hamming window.")
+_export("hanning", _window(torch.hann_window), "Hann window.")
+
+
+@keras_op
+def kaiser(x, beta):
+    return torch.kaiser_window(int(x), periodic=False, beta=float(beta), dtype=torch.float32, device=backend.get_device())
+
+
+@keras_op
+def vander(x, N=None, increasing=False):  # noqa: N803
+    x = _t(x)
+    return torch.linalg.vander(x, N=N).flip(-1) if not increasing else torch.linalg.vander(x, N=N)
+
+
+# ------------------------------------------------------------------ shapes and layout
+@keras_op
+def reshape(x, newshape):
+    newshape = (newshape,) if isinstance(newshape, int) else tuple(-1 if d is None else int(d) for d in newshape)
+    return torch.reshape(_t(x), newshape)
+
+
+@keras_op
+def transpose(x, axes=None):
+    x = _t(x)
+    return x.permute(*(tuple(axes) if axes is not None else range(x.dim() - 1, -1, -1)))
+
+
+@keras_op
+def swapaxes(x, axis1, axis2):
+    return torch.swapaxes(_t(x), axis1, axis2)
+
+
+@keras_op
+def moveaxis(x, source, destination):
+    source = tuple(source) if isinstance(source, (list, tuple)) else source
+    destination = tuple(destination) if isinstance(destination, (list, tuple)) else destination
+    return torch.movedim(_t(x), source, destination)
+
+
+@keras_op
+def expand_dims(x, axis):
+    x = _t(x)
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    out_dim = x.dim() + len(axes)
+    for a in sorted(a % out_dim for a in axes):
+        x = x.unsqueeze(a)
+    return x
+
+
+@keras_op
+def squeeze(x, axis=None):
+    x = _t(x)
+    if axis is None:
+        return x.squeeze()
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    for a in axes:
+        if x.shape[a] != 1:
+            raise ValueError(f"ops.squeeze: cannot squeeze axis {a} of size {x.shape[a]} (shape {tuple(x.shape)}).")
+    return x.squeeze(tuple(axes))
+
+
+@keras_op
+def ravel(x):
+    return _t(x).flatten()
+
+
+@keras_op
+def broadcast_to(x, shape):
+    return torch.broadcast_to(_t(x), _shape(shape))
+
+
+@keras_op
+def concatenate(xs, axis=0):
+    dtype = result_type(*xs)
+    tensors = [_t(x, dtype) for x in xs]
+    if axis is None:
+        return torch.cat([t.flatten() for t in tensors])
+    return torch.cat(tensors, dim=axis)
+
+
+@keras_op
+def append(x1, x2, axis=None):
+    return concatenate([x1, x2], axis=axis)
+
+
+@keras_op
+def stack(x, axis=0):
+    dtype = result_type(*x)
+    return torch.stack([_t(item, dtype) for item in x], dim=axis)
+
+
+@keras_op
+def hstack(xs):
+    dtype = result_type(*xs)
+    return torch.hstack([_t(x, dtype) for x in xs])
+
+
+@keras_op
+def vstack(xs):
+    dtype = result_type(*xs)
+    return torch.vstack([_t(x, dtype) for x in xs])
+
+
+@keras_op
+def dstack(xs):
+    dtype = result_type(*xs)
+    return torch.dstack([_t(x, dtype) for x in xs])
+
+
+@keras_op
+def split(x, indices_or_sections, axis=0):
+    x = _t(x)
+    if isinstance(indices_or_sections, int):
+        if x.shape[axis] % indices_or_sections:
+            raise ValueError(f"ops.split: axis {axis} of size {x.shape[axis]} does not divide into {indices_or_sections} equal parts.")
+        return list(torch.tensor_split(x, indices_or_sections, dim=axis))
+    return list(torch.tensor_split(x, [int(i) for i in indices_or_sections], dim=axis))
+
+
+@keras_op
+def array_split(x, indices_or_sections, axis=0):
+    x = _t(x)
+    if isinstance(indices_or_sections, int):
+        return list(torch.tensor_split(x, indices_or_sections, dim=axis))
+    return list(torch.tensor_split(x, [int(i) for i in indices_or_sections], dim=axis))
+
+
+@keras_op
+def hsplit(x, indices_or_sections):
+    return split(x, indices_or_sections, axis=1 if _t(x).dim() > 1 else 0)
+
+
+@keras_op
+def vsplit(x, indices_or_sections):
+    return split(x, indices_or_sections, axis=0)
+
+
+@keras_op
+def dsplit(x, indices_or_sections):
+    return split(x, indices_or_sections, axis=2)
+
+
+@keras_op
+def tile(x, repeats):
+    x = _t(x)
+    repeats = (repeats,) if isinstance(repeats, int) else tuple(repeats)
+    return torch.tile(x, repeats)
+
+
+@keras_op
+def repeat(x, repeats, axis=None):
+    x = _t(x)
+    if not isinstance(repeats, int):
+        repeats = _t(repeats).to(torch.int64)
+    if axis is None:
+        return torch.repeat_interleave(x.flatten(), repeats)
+    return torch.repeat_interleave(x, repeats, dim=axis)
+
+
+@keras_op
+def flip(x, axis=None):
+    x = _t(x)
+    dims = tuple(range(x.dim())) if axis is None else ((axis,) if isinstance(axis, int) else tuple(axis))
+    return torch.flip(x, dims)
+
+
+@keras_op
+def fliplr(x):
+    return torch.fliplr(_t(x))
+
+
+@keras_op
+def flipud(x):
+    return torch.flipud(_t(x))
+
+
+@keras_op
+def roll(x, shift, axis=None):
+    x = _t(x)
+    if axis is None:
+        return torch.roll(x.flatten(), shift).reshape(x.shape)
+    return torch.roll(x, shift, dims=axis)
+
+
+@keras_op
+def rot90(array, k=1, axes=(0, 1)):
+    return torch.rot90(_t(array), k, tuple(axes))
+
+
+@keras_op
+def pad(x, pad_width, mode="constant", constant_values=None):
+    x = _t(x)
+    widths = np.asarray(pad_width, dtype="int64")
+    if widths.ndim < 2:  # a number or one (before, after) pair pads the last axis only, as Keras does
+        widths = np.concatenate([np.zeros((x.dim() - 1, 2), "int64"), np.broadcast_to(widths, (2,))[None]])
+    widths = np.broadcast_to(widths, (x.dim(), 2))
+    flat = [int(v) for pair in widths[::-1] for v in pair]
+    if mode == "constant":
+        return torch.nn.functional.pad(x, flat, mode="constant", value=constant_values or 0)
+    if constant_values is not None:
+        raise ValueError("ops.pad: `constant_values` only applies with mode='constant'.")
+    torch_mode = {"reflect": "reflect", "symmetric": "symmetric", "edge": "replicate", "wrap": "circular"}.get(mode)
+    if torch_mode is None:
+        raise ValueError(f"ops.pad: unsupported mode {mode!r}.")
+    if torch_mode == "symmetric":
+        return torch.from_numpy(np.pad(x.cpu().numpy(), widths, mode="symmetric")).to(x.device)
+    compute = x if x.is_floating_point() else x.double()
+    return _pad_with(compute, flat, torch_mode).to(x.dtype)
+
+
+def _pad_with(x, flat, mode):
+    # torch pads only the trailing dims in non-constant modes: pad one dim at a time.
+    for dim in range(x.dim()):
+        before, after = flat[2 * (x.dim() - 1 - dim)], flat[2 * (x.dim() - 1 - dim) + 1]
+        if before or after:
+            moved = x.movedim(dim, -1)
+            shape = moved.shape
+            padded = torch.nn.functional.pad(moved.reshape(1, -1, shape[-1]), (before, after), mode=mode)
+            x = padded.reshape(shape[:-1] + (padded.shape[-1],)).movedim(-1, dim)
+    return x
+
+
+@keras_op
+def tril(x, k=0):
+    return torch.tril(_t(x), k)
+
+
+@keras_op
+def triu(x, k=0):
+    return torch.triu(_t(x), k)
+
+
+@keras_op
+def diag(x, k=0):
+    return torch.diag(_t(x), k)
+
+
+@keras_op
+def diagflat(x, k=0):
+    return torch.diagflat(_t(x), k)
+
+
+@keras_op
+def diagonal(x, offset=0, axis1=0, axis2=1):
+    return torch.diagonal(_t(x), offset, axis1, axis2)
+
+
+@keras_op
+def trace(x, offset=0, axis1=0, axis2=1):
+    x = _small_int_to_int32(_t(x))
+    return torch.sum(torch.diagonal(x, offset, axis1, axis2), dim=-1, dtype=x.dtype)
+
+
+@keras_op
+def diff(a, n=1, axis=-1):
+    return torch.diff(_t(a), n=n, dim=axis)
+
+
+@keras_op
+def ndim(x):
+    return _t(x).dim()
+
+
+@keras_op
+def size(x):
+    return torch.tensor(_t(x).numel(), dtype=torch.int64, device=backend.get_device())
+
+
+@keras_op
+def get_item(x, key):
+    x = _t(x)
+    if isinstance(key, list):
+        key = tuple(key)
+    if isinstance(key, tuple):
+        key = tuple(k.to(torch.int64) if isinstance(k, torch.Tensor) and not k.dtype == torch.bool else k for k in key)
+    return x[key]
+
+
+@keras_op
+def take(x, indices, axis=None):
+    x, indices = _t(x), _t(indices).to(torch.int64)
+    if axis is None:
+        x, axis = x.flatten(), 0
+    size_ = x.shape[axis]
+    indices = torch.where(indices < 0, indices + size_, indices)
+    out = torch.index_select(x, axis, indices.flatten())
+    axis = axis % x.dim()
+    return out.reshape(x.shape[:axis] + indices.shape + x.shape[axis + 1:])
+
+
+@keras_op
+def take_along_axis(x, indices, axis=None):
+    x, indices = _t(x), _t(indices).to(torch.int64)
+    if axis is None:
+        x, axis = x.flatten(), 0
+    indices = torch.where(indices < 0, indices + x.shape[axis], indices)
+    shape = list(torch.broadcast_shapes(tuple(x.shape[:axis]) + (1,) + tuple(x.shape[axis + 1:]) if x.dim() else (),
+                                        tuple(indices.shape[:axis]) + (1,) + tuple(indices.shape[axis + 1:])))
+    x_shape, i_shape = list(shape), list(shape)
+    x_shape[axis], i_shape[axis] = x.shape[axis], indices.shape[axis]
+    return torch.take_along_dim(x.expand(x_shape), indices.expand(i_shape), dim=axis)
+
+
+@keras_op
+def meshgrid(*x, indexing="xy"):
+    return list(torch.meshgrid(*[_t(item) for item in x], indexing=indexing))
+
+
+@keras_op
+def select(condlist, choicelist, default=0):
+    dtype = result_type(*choicelist)
+    out = _t(default, dtype)
+    for condition, choice in reversed(list(zip(condlist, choicelist))):
+        out = torch.where(_t(condition).to(torch.bool), _t(choice, dtype), out)
+    return out
+
+
+# ------------------------------------------------------------------ sorting and searching
+@keras_op
+def sort(x, axis=-1):
+    x = _t(x)
+    return torch.sort(x, dim=axis).values
+
+
+@keras_op
+def argsort(x, axis=-1):
+    x = _t(x)
+    if x.dtype == torch.bool:
+        x = x.to(torch.int32)
+    if axis is None:
+        x, axis = x.flatten(), 0
+    return torch.argsort(x, dim=axis, stable=True).to(torch.int32)
+
+
+@keras_op
+def argpartition(x, kth, axis=-1):
+    return torch.from_numpy(np.argpartition(_t(x).cpu().numpy(), kth, axis=axis).astype("int32")).to(backend.get_device())
+
+
+@keras_op
+def searchsorted(sorted_sequence, values, side="left"):
+    a, v = _t(sorted_sequence), _t(values)
+    dtype = torch_dtype(result_type(a, v))
+    return torch.searchsorted(a.to(dtype), v.to(dtype), side=side).to(torch.int32)
+
+
+@keras_op
+def digitize(x, bins):
+    x, bins = _t(x), _t(bins)
+    dtype = torch_dtype(result_type(x, bins))
+    return torch.bucketize(x.to(dtype), bins.to(dtype), right=True).to(torch.int32)
+
+
+@keras_op
+def nonzero(x):
+    """Indices of the non-zero entries: one row per axis (an (ndim, n) int32 tensor, as Keras)."""
+    return torch.nonzero(_t(x)).T.to(torch.int32)
+
+
+@keras_op
+def unique(x, sorted=True, return_index=False, return_inverse=False, return_counts=False, axis=None, size=None, fill_value=None):  # noqa: A002
+    x = _t(x)
+    values, inverse, counts = torch.unique(x, sorted=True, return_inverse=True, return_counts=True, dim=axis)
+    results = [values]
+    if return_index:
+        flat_inverse = inverse.flatten()
+        first = torch.full((values.shape[0],), flat_inverse.numel(), dtype=torch.int64, device=x.device)
+        first = first.scatter_reduce(0, flat_inverse, torch.arange(flat_inverse.numel(), device=x.device), reduce="amin")
+        results.append(first.to(torch.int32))
+    if return_inverse:
+        results.append(inverse.to(torch.int32))
+    if return_counts:
+        results.append(counts.to(torch.int32))
+    return results[0] if len(results) == 1 else tuple(results)
+
+
+@keras_op
+def isin(x1, x2, assume_unique=False, invert=False):
+    return torch.isin(_t(x1), _t(x2), assume_unique=assume_unique, invert=invert)
+
+
+@keras_op
+def bincount(x, weights=None, minlength=0, sparse=False):
+    x = _t(x).to(torch.int64)
+    length = builtins.max(int(x.max().item()) + 1 if x.numel() else 0, minlength)
+    if weights is not None:
+        weights = _t(weights)
+        dtype = weights.dtype
+    else:
+        weights = torch.ones_like(x, dtype=torch.int32)
+        dtype = torch.int32
+    if x.dim() == 1:
+        return torch.zeros(length, dtype=dtype, device=x.device).index_add_(0, x, weights.to(dtype))
+    out = torch.zeros((x.shape[0], length), dtype=dtype, device=x.device)
+    return out.scatter_add_(1, x, weights.to(dtype).expand_as(x))
+
+
+@keras_op
+def histogram(x, bins=10, range=None):  # noqa: A002
+    x = _t(x)
+    low, high = range if range is not None else (x.min().item(), x.max().item())
+    counts = torch.histc(x.float(), bins=bins, min=low, max=high)
+    edges = torch.linspace(low, high, bins + 1, device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)
+    return counts.to(edges.dtype), edges
+
+
+@keras_op
+def unravel_index(indices, shape):
+    indices = _t(indices)
+    out = []
+    for dim in reversed(shape):
+        out.append(indices % dim)
+        indices = indices // dim
+    return tuple(reversed(out))
+
+
+@keras_op
+def corrcoef(x):
+    x = _float_input(x)
+    return torch.corrcoef(x)
+
+
+@keras_op
+def correlate(x1, x2, mode="valid"):
+    a, b = _pair(x1, x2, float)
+    result = np.correlate(a.cpu().numpy(), b.cpu().numpy(), mode=mode)
+    return torch.from_numpy(result).to(a.device)
+
+
+@keras_op
+def trapezoid(y, x=None, dx=1.0, axis=-1):
+    y = _float_input(y)
+    if x is None:
+        return torch.trapezoid(y, dx=dx, dim=axis)
+    return torch.trapezoid(y, _t(x, standardize_dtype(y.dtype)), dim=axis)
+
+
+@keras_op
+def view(x, dtype=None):
+    x = _t(x)
+    return x if dtype is None else x.view(torch_dtype(dtype))
+
+
+@keras_op
+def slogdet(x):
+    sign_, logabsdet = torch.linalg.slogdet(_float_input(x))
+    return sign_, logabsdet
+
+
+@keras_op
+def vectorize(pyfunc, *, excluded=None, signature=None):
+    """`pyfunc` applied to every element (of same-shape inputs), like `np.vectorize`."""
+    if signature is not None or excluded:
+        raise NotImplementedError("ops.vectorize supports neither `signature` nor `excluded` here.")
+
+    def vectorized(*args):
+        tensors = torch.broadcast_tensors(*[_t(a) for a in args])
+        flat = torch.vmap(pyfunc)(*[t.reshape(-1) for t in tensors])
+        return flat.reshape(tensors[0].shape)
+
+    return vectorized
+
+
+
+__all__ = [n for n, v in list(globals().items()) if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) == __name__]

@@ -1,0 +1,172 @@
+"""Keras 3 configs -> the Keras 2 (tf.keras) forms a legacy `.h5` file holds, for `legacy_h5.save`.
+
+tf.keras 2 refuses keys Keras 3 added and reads functional graphs in its own node format; files
+written with these forms load in tf.keras 2, Keras 3 and keramic alike.
+"""
+
+from keramic.errors import ConfigError
+from keramic.saving.formats.keras2_config import has_internal_node, is_leaf, is_list_node, map_leaves
+
+# ------------------------------------------------------------------------------- writing Keras 2
+# Config keys Keras 3 added that tf.keras 2 refuses. They are left out only at the value that
+# means "not used"; any other value changes the computation and is kept (tf.keras then refuses
+# the file, but Keras 3 and keramic still rebuild the model exactly).
+_KERAS3_ONLY_KEYS = {
+    "quantization_config": (None,),
+    "lora_rank": (None,),
+    "lora_alpha": (None,),
+    "optional": (False,),  # InputLayer
+    "input_axes": (None,),  # initializers
+    "output_axes": (None,),
+}
+_KERAS3_ONLY_OPTIMIZER_KEYS = {"loss_scale_factor": (None,), "gradient_accumulation_steps": (None,), "weight_decay": (None,)}
+_ENVELOPE_ONLY_KEYS = ("module", "registered_name", "build_config", "compile_config")
+
+
+class Keras2FormError(ConfigError):
+    """A graph the Keras 2 config form cannot express (several positional call inputs, dict model
+    inputs/outputs, nested call structures): such files keep Keras 3's form."""
+
+
+def to_keras2_model_config(config):
+    """A Keras 3 model config in the form tf.keras 2 writes and reads (the reverse of
+    `convert_model_config` for what keramic writes): InputLayer `batch_input_shape`, dtype
+    policies as plain dtype names, Functional nodes as `[[layer, node, tensor, kwargs], ...]`,
+    objects as `{class_name, config}` and Keras 3-only keys left out where unused.
+
+    >>> to_keras2_model_config({"class_name": "InputLayer", "config": {"batch_shape": [None, 4], "optional": False}})
+    {'class_name': 'InputLayer', 'config': {'batch_input_shape': [None, 4]}}
+    """
+    return _to_keras2(config)
+
+
+def to_keras2_training_config(training_config):
+    """A Keras 3 `training_config` as tf.keras 2 reads it: objects as `{class_name, config}` and
+    the optimizer without Keras 3-only arguments (where unused)."""
+    converted = {key: _to_keras2(value) for key, value in training_config.items()}
+    optimizer = converted.get("optimizer_config")
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("config"), dict):
+        inner = _without_unused(optimizer["config"], _KERAS3_ONLY_OPTIMIZER_KEYS)
+        if inner.get("use_ema") is False:
+            for key in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
+                inner.pop(key, None)
+        # tf.keras 2.11+ reads a config without `is_legacy_optimizer: false` as one of its legacy
+        # (OptimizerV2) optimizers, and Keras 3 refuses that flag; so the config is written in the
+        # form both take, without the arguments OptimizerV2 lacks where they are unused.
+        optimizer["config"] = inner
+    converted.setdefault("loss_weights", None)
+    converted.setdefault("weighted_metrics", None)
+    return converted
+
+
+def _without_unused(config, keys):
+    return {key: value for key, value in config.items() if not (key in keys and value in keys[key])}
+
+
+def _to_keras2(value):
+    if isinstance(value, list):
+        return [_to_keras2(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    class_name = value.get("class_name")
+    if not isinstance(class_name, str) or "config" not in value:
+        return {key: _to_keras2(item) for key, item in value.items()}
+    if class_name == "DTypePolicy" and isinstance(value["config"], dict) and "name" in value["config"]:
+        return value["config"]["name"]  # tf.keras layers take the dtype by name
+    entry = {key: item for key, item in value.items() if key not in _ENVELOPE_ONLY_KEYS}
+    inner = entry["config"]
+    if isinstance(inner, dict) and "layers" in inner and "input_layers" in inner:
+        entry["config"] = _to_keras2_functional(inner)
+        return entry
+    if not isinstance(inner, dict):
+        entry["config"] = _to_keras2(inner)
+        return entry
+    inner = _without_unused({key: _to_keras2(item) for key, item in inner.items()}, _KERAS3_ONLY_KEYS)
+    if class_name == "InputLayer" and "batch_shape" in inner:
+        inner["batch_input_shape"] = inner.pop("batch_shape")
+    entry["config"] = inner
+    return entry
+
+
+def _to_keras2_functional(config):
+    entries = config["layers"]
+    # Keras 2 counted a hidden first node on nested models (see `has_internal_node`).
+    offsets = {entry["name"]: 1 for entry in entries if has_internal_node(entry)}
+    functional = {entry["name"] for entry in entries if isinstance(entry.get("config"), dict) and "input_layers" in entry["config"]}
+    # Keras 3 reads Keras 2 node lists without that hidden node, so the two disagree on the
+    # indices of calls to nested models: such graphs keep Keras 3's node form, which Keras 3 and
+    # keramic read (tf.keras 2 does not).
+    keep_keras3_nodes = bool(offsets)
+    converted_entries = []
+    for entry in entries:
+        converted = _to_keras2({key: item for key, item in entry.items() if key != "inbound_nodes"})
+        nodes = entry.get("inbound_nodes") or []
+        converted["inbound_nodes"] = list(nodes) if keep_keras3_nodes else [_keras2_node(node, offsets) for node in nodes]
+        converted_entries.append(converted)
+    result = {key: _to_keras2(item) for key, item in config.items() if key not in ("layers", "input_layers", "output_layers")}
+    result["layers"] = converted_entries
+    if keep_keras3_nodes:
+        result["input_layers"], result["output_layers"] = config["input_layers"], config["output_layers"]
+        return result
+
+    def boundary(leaf):
+        name, node_index, tensor_index = leaf[:3]
+        if name not in functional:
+            node_index += offsets.get(name, 0)
+        return [name, node_index, tensor_index]
+
+    for key in ("input_layers", "output_layers"):
+        structure = config[key]
+        if isinstance(structure, dict):
+            raise Keras2FormError(f"The Keras 2 form cannot store the {key} mapping {sorted(structure)}.")
+        if is_leaf(structure):
+            structure = [structure]  # Keras 2 always wrote a list, even for one tensor
+        result[key] = map_leaves(structure, boundary)
+    return result
+
+
+def _keras3_history(value):
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        return value["config"]["keras_history"]
+    return None
+
+
+def _keras2_node(node, offsets):
+    """`{"args": [...], "kwargs": {...}}` -> `[["dense", 0, 0, {kwargs}], ...]` (the reverse of
+    `_keras3_node`)."""
+    if is_list_node(node):
+        return node
+    args = node.get("args") or []
+    if len(args) != 1:
+        raise Keras2FormError(
+            f"The Keras 2 form stores only a layer call's first argument; this call has {len(args)} positional arguments."
+        )
+
+    def reference(history):
+        name, node_index, tensor_index = history
+        return [name, node_index + offsets.get(name, 0), tensor_index]
+
+    def kwarg(value):
+        history = _keras3_history(value)
+        if history is not None:
+            return reference(history)
+        if isinstance(value, list):
+            return [kwarg(item) for item in value]
+        if isinstance(value, dict):
+            return {key: kwarg(item) for key, item in value.items()}
+        return value
+
+    kwargs = kwarg(node.get("kwargs") or {})
+    first = args[0]
+    items = first if isinstance(first, (list, tuple)) else [first]
+    result = []
+    for item in items:
+        history = _keras3_history(item)
+        if history is None:
+            if isinstance(item, (list, dict)):
+                raise Keras2FormError("The Keras 2 form cannot store a nested structure as a layer call's input.")
+            result.append(["_CONSTANT_VALUE", -1, item, kwargs])
+        else:
+            result.append([*reference(history), kwargs])
+    return result
+

@@ -1,0 +1,157 @@
+"""The servables of one model: version folders found by polling, loaded, served, unloaded.
+
+A version folder loads once its files stop changing; the newest version that loads is served and
+older ones are unloaded once a newer one is available.
+"""
+
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+
+from keramic.export import artifact
+
+log = logging.getLogger("keramic.serving")
+
+INLINE_SECONDS = 0.002  # graphs faster than this on a warm-up batch run inline, not through the batcher
+WARMUP_BATCH = 64
+
+
+# ------------------------------------------------------------------------------ servables
+class Servable:
+    """One loaded version: its signatures and an onnxruntime session per signature."""
+
+    def __init__(self, version, directory, intra_op_threads=0):
+        import onnxruntime
+
+        self.version = version
+        self.directory = directory
+        self.fingerprint = artifact.verify_fingerprint(directory)
+        self.document = artifact.read_signatures(directory)
+        self.signatures = self.document["signature_def"]
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        # Idle onnxruntime threads would otherwise spin, taking the CPU the event loop parses requests on.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        self.sessions, self.inputs, self.outputs, self.batchable = {}, {}, {}, {}
+        for key, graph in self.document["graphs"].items():
+            session = onnxruntime.InferenceSession(os.path.join(directory, graph), options, providers=["CPUExecutionProvider"])
+            signature = self.signatures[key]
+            names = [node.name for node in session.get_inputs()]
+            if sorted(names) != sorted(signature["inputs"]):
+                raise artifact.FileFormatError(f"{directory}: graph {graph} takes inputs {names}, signature '{key}' lists {sorted(signature['inputs'])}.")
+            self.sessions[key] = session
+            self.inputs[key] = [(name, *artifact.tensor_spec(name, signature["inputs"][name])) for name in names]
+            self.outputs[key] = [node.name for node in session.get_outputs()]
+            shapes = [spec[2] for spec in self.inputs[key]] + [
+                artifact.tensor_spec(name, signature["outputs"][name])[1] for name in self.outputs[key]
+            ]
+            self.batchable[key] = all(shape and shape[0] is None for shape in shapes)
+        self.inline = {key: self._is_fast(key) for key in self.sessions}
+
+    def _is_fast(self, signature):
+        """Whether a call on WARMUP_BATCH samples takes under INLINE_SECONDS. Such graphs run on the
+        event loop itself: handing them to a thread costs more (GIL hand-offs) than running them.
+        The call also warms onnxruntime up before the first request."""
+        arrays = [
+            np.zeros([WARMUP_BATCH if i == 0 and self.batchable[signature] else (d or 1) for i, d in enumerate(shape)], dtype)
+            for _, dtype, shape in self.inputs[signature]
+        ]
+        try:
+            self.run(signature, arrays)
+            start = time.perf_counter()
+            self.run(signature, arrays)
+        except Exception:  # a graph that refuses zeros is simply not run inline
+            return False
+        return time.perf_counter() - start < INLINE_SECONDS
+
+    def run(self, signature, arrays):
+        names = [name for name, _, _ in self.inputs[signature]]
+        return self.sessions[signature].run(None, dict(zip(names, arrays)))
+
+
+class VersionState:
+    __slots__ = ("state", "error_code", "error_message", "servable", "stamp")
+
+    def __init__(self, state, stamp, servable=None, error_code="OK", error_message=""):
+        self.state, self.stamp, self.servable = state, stamp, servable
+        self.error_code, self.error_message = error_code, error_message
+
+
+class ModelManager:
+    """Watches `base_path` for numeric version folders; serves the newest that loads, unloads the rest."""
+
+    def __init__(self, name, base_path, intra_op_threads=0):
+        self.name = name
+        self.base_path = os.path.abspath(base_path)
+        self.intra_op_threads = intra_op_threads
+        self.versions = {}
+        self._lock = threading.Lock()
+
+    def latest(self):
+        with self._lock:
+            available = [v for v, s in self.versions.items() if s.state == "AVAILABLE"]
+            return self.versions[max(available)].servable if available else None
+
+    def specific(self, version):
+        with self._lock:
+            state = self.versions.get(version)
+            return state.servable if state is not None and state.state == "AVAILABLE" else None
+
+    def status(self):
+        with self._lock:
+            return sorted(((v, s.state, s.error_code, s.error_message) for v, s in self.versions.items()), reverse=True)
+
+    def poll(self):
+        """One look at the base path: load the newest version when it is new or changed."""
+        found = {}
+        try:
+            names = os.listdir(self.base_path)
+        except OSError:
+            names = []
+        for entry in names:
+            full = os.path.join(self.base_path, entry)
+            if entry.isdigit() and os.path.isdir(full):
+                found[int(entry)] = full
+        with self._lock:
+            gone = [v for v, s in self.versions.items() if v not in found and s.state == "AVAILABLE"]
+            for version in gone:
+                self.versions[version] = VersionState("END", None)
+                log.info("model %s: version %d removed from disk, unloaded", self.name, version)
+        if not found:
+            return
+        newest = max(found)
+        stamp = _stamp(found[newest])
+        current = self.versions.get(newest)
+        if current is not None and current.stamp == stamp:
+            return
+        with self._lock:
+            self.versions[newest] = VersionState("LOADING", stamp)
+        try:
+            servable = Servable(newest, found[newest], self.intra_op_threads)
+        except Exception as error:  # anything wrong with the folder: reported in the status, retried when it changes
+            log.warning("model %s: version %d failed to load: %s", self.name, newest, error)
+            with self._lock:
+                self.versions[newest] = VersionState("END", stamp, None, "UNKNOWN", str(error))
+            return
+        with self._lock:
+            self.versions[newest] = VersionState("AVAILABLE", stamp, servable)
+            for version, state in self.versions.items():
+                if version != newest and state.state == "AVAILABLE":
+                    self.versions[version] = VersionState("END", state.stamp)
+                    log.info("model %s: version %d unloaded", self.name, version)
+        log.info("model %s: serving version %d", self.name, newest)
+
+
+def _stamp(directory):
+    """What changes when a version folder's files do (a half-copied folder is retried later)."""
+    try:
+        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(directory)))
+    except OSError:
+        return None
+
+

@@ -1,0 +1,270 @@
+"""Datasets from arrays and directories (`keras.utils.*_dataset_from_*`, `split_dataset`).
+
+Keras returns `tf.data.Dataset`s; keramic has no TensorFlow, so these return an
+`ArrayDataset`: an in-memory, re-iterable dataset with the `tf.data` methods Keras guides use
+(`batch`, `unbatch`, `shuffle`, `map`, `take`, `prefetch`, `cache`), accepted by `fit`.
+"""
+
+import math
+import os
+
+import numpy as np
+
+from keramic.symbolic import flatten, map_structure
+
+ALLOWED_IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+
+class ArrayDataset:
+    """Elements along the first axis of a structure of arrays; optionally batched, shuffled, mapped."""
+
+    def __init__(self, data, batch_size=None, drop_remainder=False, shuffle_seed=None, shuffle=False,
+                 functions=(), class_names=None, limit=None):
+        self.data = data
+        self.batch_size = batch_size
+        self.drop_remainder = drop_remainder
+        self.shuffle_seed = shuffle_seed
+        self._shuffle = shuffle
+        self._functions = tuple(functions)
+        self.class_names = class_names
+        self._limit = limit
+        self._epoch = 0
+
+    def _replace(self, **changes):
+        fields = dict(data=self.data, batch_size=self.batch_size, drop_remainder=self.drop_remainder,
+                      shuffle_seed=self.shuffle_seed, shuffle=self._shuffle, functions=self._functions,
+                      class_names=self.class_names, limit=self._limit)
+        fields.update(changes)
+        return ArrayDataset(**fields)
+
+    @property
+    def num_elements(self):
+        return len(flatten(self.data)[0])
+
+    def __len__(self):
+        count = self.num_elements
+        if self.batch_size is not None:
+            count = count // self.batch_size if self.drop_remainder else math.ceil(count / self.batch_size)
+        return count if self._limit is None else min(count, self._limit)
+
+    def cardinality(self):
+        return len(self)
+
+    def __getitem__(self, index):
+        """Element (unbatched) or batch `index`, in the unshuffled order (as a torch `Dataset`)."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)}")
+        index %= len(self)
+        step = self.batch_size or 1
+        rows = slice(index * step, index * step + step) if self.batch_size else index
+        element = map_structure(lambda a: np.asarray(a)[rows], self.data)
+        for fn in self._functions:
+            element = fn(*element) if isinstance(element, tuple) else fn(element)
+        return element
+
+    def __iter__(self):
+        size = self.num_elements
+        order = np.arange(size)
+        if self._shuffle:
+            order = np.random.default_rng(None if self.shuffle_seed is None else self.shuffle_seed + self._epoch).permutation(size)
+            self._epoch += 1
+        step = self.batch_size or 1
+        for count, start in enumerate(range(0, size, step)):
+            if self._limit is not None and count >= self._limit:
+                return
+            index = order[start:start + step]
+            if self.batch_size is None:
+                element = map_structure(lambda a: np.asarray(a)[index[0]], self.data)
+            else:
+                if self.drop_remainder and len(index) < step:
+                    return
+                element = map_structure(lambda a: np.asarray(a)[index], self.data)
+            for fn in self._functions:
+                element = fn(*element) if isinstance(element, tuple) else fn(element)
+            yield element
+
+    def batch(self, batch_size, drop_remainder=False, **kwargs):
+        if self.batch_size is not None:
+            raise ValueError("This dataset is already batched; call unbatch() first.")
+        return self._replace(batch_size=int(batch_size), drop_remainder=drop_remainder)
+
+    def unbatch(self):
+        return self._replace(batch_size=None, drop_remainder=False)
+
+    def shuffle(self, buffer_size=None, seed=None, reshuffle_each_iteration=True):
+        return self._replace(shuffle=True, shuffle_seed=seed)
+
+    def map(self, map_func, num_parallel_calls=None, **kwargs):
+        return self._replace(functions=self._functions + (map_func,))
+
+    def take(self, count):
+        return self._replace(limit=int(count))
+
+    def prefetch(self, buffer_size=None):
+        return self
+
+    def cache(self, filename=""):
+        return self
+
+    def repeat(self, count=None):
+        return self
+
+    def as_numpy_iterator(self):
+        return iter(self)
+
+
+def split_dataset(dataset, left_size=None, right_size=None, shuffle=False, seed=None, preferred_backend=None):
+    """Split arrays (or a tuple/dict of arrays, or an ArrayDataset) into two datasets.
+
+    Sizes are fractions (float) or counts (int); one may be left out.
+    """
+    data = dataset.data if isinstance(dataset, ArrayDataset) else dataset
+    if isinstance(data, list):
+        data = np.asarray(data)
+    total = len(flatten(data)[0])
+    left = _split_size(left_size, total)
+    right = _split_size(right_size, total)
+    if left is None and right is None:
+        raise ValueError("split_dataset needs left_size or right_size (an int count or a float fraction).")
+    left = total - right if left is None else left
+    right = total - left if right is None else right
+    if left + right > total or left < 0 or right < 0:
+        raise ValueError(f"split_dataset: sizes {left} + {right} exceed the {total} samples.")
+    order = np.random.default_rng(seed).permutation(total) if shuffle else np.arange(total)
+    def pick(index):
+        return map_structure(lambda a: np.asarray(a)[index], data)
+
+    return ArrayDataset(pick(order[:left])), ArrayDataset(pick(order[total - right:]))
+
+
+def _split_size(size, total):
+    if size is None:
+        return None
+    if isinstance(size, float):
+        if not 0 < size < 1:
+            raise ValueError(f"A fractional split size must be in (0, 1); received {size}.")
+        return int(round(size * total))
+    return int(size)
+
+
+def timeseries_dataset_from_array(data, targets, sequence_length, sequence_stride=1, sampling_rate=1, batch_size=128,
+                                  shuffle=False, seed=None, start_index=None, end_index=None):
+    """Sliding windows over `data` (and the target at each window's start), batched."""
+    data = np.asarray(data)
+    start = start_index or 0
+    end = len(data) if end_index is None else end_index
+    span = (sequence_length - 1) * sampling_rate
+    starts = np.arange(start, end - span, sequence_stride)
+    if targets is not None:
+        starts = starts[starts < len(targets)]
+    if shuffle:
+        starts = np.random.default_rng(seed).permutation(starts)
+    offsets = np.arange(sequence_length) * sampling_rate
+    windows = data[starts[:, None] + offsets[None]]
+    elements = windows if targets is None else (windows, np.asarray(targets)[starts])
+    return ArrayDataset(elements, batch_size=batch_size)
+
+
+def _class_directories(directory, class_names):
+    found = sorted(entry for entry in os.listdir(directory) if os.path.isdir(os.path.join(directory, entry)))
+    if class_names is not None:
+        if sorted(class_names) != sorted(found) and set(class_names) - set(found):
+            raise ValueError(f"class_names {class_names} do not match the subdirectories of {directory}: {found}.")
+        return list(class_names)
+    return found
+
+
+def _collect(directory, labels, class_names, extensions, follow_links):
+    if labels not in ("inferred", None) and not isinstance(labels, (list, tuple)):
+        raise ValueError(f"labels must be 'inferred', None or a list; received {labels!r}.")
+    names = _class_directories(directory, class_names) if labels == "inferred" else []
+    roots = [(os.path.join(directory, name), index) for index, name in enumerate(names)] or [(directory, 0)]
+    paths, label_values = [], []
+    for root, index in roots:
+        for folder, _, files in sorted(os.walk(root, followlinks=follow_links)):
+            for filename in sorted(files):
+                if filename.lower().endswith(extensions):
+                    paths.append(os.path.join(folder, filename))
+                    label_values.append(index)
+    if isinstance(labels, (list, tuple)):
+        if len(labels) != len(paths):
+            raise ValueError(f"Expected {len(paths)} labels (one per file in {directory}); received {len(labels)}.")
+        label_values = list(labels)
+    return paths, np.asarray(label_values), names
+
+
+def _encode_labels(values, label_mode, num_classes):
+    if label_mode == "int":
+        return values.astype("int32")
+    if label_mode == "categorical":
+        return np.eye(num_classes, dtype="float32")[values]
+    if label_mode == "binary":
+        if num_classes != 2:
+            raise ValueError(f"label_mode='binary' needs exactly 2 classes; found {num_classes}.")
+        return values.astype("float32")[:, None]
+    raise ValueError(f"label_mode must be 'int', 'categorical', 'binary' or None; received {label_mode!r}.")
+
+
+def _subset(items, validation_split, subset, shuffle, seed):
+    count = len(items[0])
+    order = np.random.default_rng(seed).permutation(count) if shuffle else np.arange(count)
+    items = [np.asarray(item)[order] if len(item) else item for item in items]
+    if not validation_split:
+        return [items]
+    if seed is None and shuffle:
+        raise ValueError("validation_split with shuffle needs a `seed`, so both subsets use the same order.")
+    split = count - int(validation_split * count)
+    train = [item[:split] for item in items]
+    validation = [item[split:] for item in items]
+    if subset == "training":
+        return [train]
+    if subset == "validation":
+        return [validation]
+    if subset == "both":
+        return [train, validation]
+    raise ValueError(f"subset must be 'training', 'validation' or 'both' with validation_split; received {subset!r}.")
+
+
+def image_dataset_from_directory(directory, labels="inferred", label_mode="int", class_names=None, color_mode="rgb",
+                                 batch_size=32, image_size=(256, 256), shuffle=True, seed=None, validation_split=None,
+                                 subset=None, interpolation="bilinear", follow_links=False, crop_to_aspect_ratio=False,
+                                 pad_to_aspect_ratio=False, data_format=None, verbose=True):
+    """Images in `directory/<class>/...` -> batches of (images, labels), decoded with Pillow."""
+    from keramic.utils.image_utils import img_to_array, load_img
+
+    paths, values, names = _collect(directory, labels, class_names, ALLOWED_IMAGE_FORMATS, follow_links)
+    if verbose:
+        print(f"Found {len(paths)} files belonging to {len(names) or 1} classes.")
+    splits = _subset([np.asarray(paths), values], validation_split, subset, shuffle, seed)
+    datasets = []
+    for split_paths, split_values in splits:
+        images = np.stack([img_to_array(load_img(path, color_mode=color_mode, target_size=tuple(image_size),
+                                                 interpolation=interpolation, keep_aspect_ratio=crop_to_aspect_ratio),
+                                        data_format=data_format) for path in split_paths]) if len(split_paths) else \
+            np.zeros((0,) + tuple(image_size) + ({"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode],), "float32")
+        elements = images if label_mode is None or labels is None else (
+            images, _encode_labels(np.asarray(split_values), label_mode, max(len(names), 1)))
+        datasets.append(ArrayDataset(elements, batch_size=batch_size, class_names=names or None))
+    return datasets[0] if len(datasets) == 1 else datasets
+
+
+def text_dataset_from_directory(directory, labels="inferred", label_mode="int", class_names=None, batch_size=32,
+                                max_length=None, shuffle=True, seed=None, validation_split=None, subset=None,
+                                follow_links=False, verbose=True):
+    """Text files in `directory/<class>/*.txt` -> batches of (strings, labels)."""
+    paths, values, names = _collect(directory, labels, class_names, (".txt",), follow_links)
+    if verbose:
+        print(f"Found {len(paths)} files belonging to {len(names) or 1} classes.")
+    splits = _subset([np.asarray(paths), values], validation_split, subset, shuffle, seed)
+    datasets = []
+    for split_paths, split_values in splits:
+        texts = []
+        for path in split_paths:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+            texts.append(text[:max_length] if max_length is not None else text)
+        texts = np.asarray(texts, dtype=object)
+        elements = texts if label_mode is None or labels is None else (
+            texts, _encode_labels(np.asarray(split_values), label_mode, max(len(names), 1)))
+        datasets.append(ArrayDataset(elements, batch_size=batch_size, class_names=names or None))
+    return datasets[0] if len(datasets) == 1 else datasets
