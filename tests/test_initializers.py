@@ -214,3 +214,20 @@ def test_invalid_arguments():
     with pytest.raises(ConfigError):
         initializers.RandomNormal(seed="abc")
     assert initializers.VarianceScaling(distribution="normal").distribution == "truncated_normal"
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_truncated_normal_matches_keras_spread_and_bounds(keras, dtype):
+    mean, stddev, shape = 0.5, 0.2, (200, 100)
+    raw = initializers.TruncatedNormal(mean=mean, stddev=stddev, seed=3)(shape, dtype=dtype)
+    ours = raw.float().cpu()
+    # The bounds as the sample's own dtype rounds them (0.1 is not a float16).
+    lower, upper = (torch.tensor(bound, dtype=raw.dtype).item() for bound in (mean - 2 * stddev, mean + 2 * stddev))
+    theirs = torch.as_tensor(keras.initializers.TruncatedNormal(mean=mean, stddev=stddev, seed=3)(shape)).float().cpu()
+    assert ours.std().item() == pytest.approx(theirs.std().item(), rel=0.03)
+    assert ours.mean().item() == pytest.approx(theirs.mean().item(), abs=0.01)
+    assert theirs.min().item() >= mean - 2 * stddev - 1e-6 and theirs.max().item() <= mean + 2 * stddev + 1e-6
+    assert ours.min().item() >= lower and ours.max().item() <= upper
+    # Truncation, not clipping: no pile-up of values at the bounds.
+    assert (ours.sub(mean).abs() > 1.98 * stddev).float().mean().item() < 0.01

@@ -261,6 +261,70 @@ def test_fused_kernels_equal_the_step_loop():
     _assert_close(fused(x), looped(x))
 
 
+def _count_fused_calls(monkeypatch):
+    """Count calls of torch's fused LSTM / GRU kernels, to tell which path a layer took."""
+    calls = []
+    for name in ("lstm", "gru"):
+        kernel = getattr(torch, name)
+        monkeypatch.setattr(torch, name, lambda *a, _kernel=kernel, _name=name: calls.append(_name) or _kernel(*a))
+    return calls
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize(
+    "options",
+    [{"return_sequences": True, "return_state": True},
+     {"return_sequences": True, "return_state": True, "go_backwards": True},
+     {"return_state": True, "use_bias": False}],
+    ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_fused_path_matches_keras_outputs_and_gradients(keras, monkeypatch, kind, options):
+    """The fused kernel runs on Keras-layout weights: same outputs, states and weight gradients as Keras."""
+    calls = _count_fused_calls(monkeypatch)
+    x = _inputs()
+    theirs_layer, ours_layer = getattr(keras.layers, kind)(4, **options), _OURS[kind](4, **options)
+    theirs, mine = _run_pair(theirs_layer, ours_layer, x)
+    _assert_close(theirs, mine)
+    assert calls and set(calls) == {kind.lower()}
+    for layer in (theirs_layer, ours_layer):
+        sum(out.sum() for out in _as_list(layer(x))).backward()
+    keras_grads = [_np(w.value.grad) for w in theirs_layer.trainable_weights]
+    our_grads = [_np(w.value.grad) for w in ours_layer.trainable_weights]
+    assert len(keras_grads) == len(our_grads)
+    for a, b in zip(keras_grads, our_grads):
+        np.testing.assert_allclose(b, a, rtol=RTOL, atol=1e-5)
+
+
+@pytest.mark.interop
+def test_fused_stateful_lstm_matches_keras(keras, monkeypatch):
+    """States carried from one call to the next through the fused kernel, as Keras carries them."""
+    calls = _count_fused_calls(monkeypatch)
+    x = _inputs()
+    theirs, mine = keras.layers.LSTM(4, stateful=True), LSTM(4, stateful=True)
+    _run_pair(theirs, mine, x)
+    theirs.reset_state()
+    mine.reset_state()
+    for _ in range(2):
+        _assert_close(theirs(x), mine(x))
+    assert calls
+
+
+@pytest.mark.interop
+def test_configurations_the_kernel_cannot_run_fall_back_to_the_loop(keras, monkeypatch):
+    """A mask with padding, a non-default activation or use_cudnn=False keep the step loop, with Keras's numbers."""
+    calls = _count_fused_calls(monkeypatch)
+    x = _inputs()
+    mask = np.ones((3, 6), dtype=bool)
+    mask[0, 4:] = False
+    theirs, mine = _run_pair(keras.layers.LSTM(4, return_sequences=True), LSTM(4, return_sequences=True), x, mask=mask)
+    _assert_close(theirs, mine)
+    for kwargs in ({"recurrent_activation": "hard_sigmoid"}, {"use_cudnn": False}):
+        theirs, mine = _run_pair(keras.layers.LSTM(4, **kwargs), LSTM(4, **kwargs), x)
+        _assert_close(theirs, mine)
+    assert calls == []
+
+
 def test_gradients_flow_through_both_paths():
     x = torch.tensor(_inputs())
     for layer in (LSTM(3), LSTM(3, use_cudnn=False), GRU(3, reset_after=False), SimpleRNN(3)):

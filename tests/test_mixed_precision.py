@@ -1,6 +1,9 @@
 """Mixed precision as Keras 3 does it: policies, float32 variables with low-precision compute, loss
 scaling for float16, and `.keras` files that carry the policy, compared with real Keras."""
 
+import io
+import zipfile
+
 import numpy as np
 import pytest
 import torch
@@ -161,3 +164,49 @@ def test_keras_file_with_mixed_policies_loads_here_and_back(keras, tmp_path):
     back = keras.saving.load_model(keramic_file)
     assert back.get_layer("hidden").dtype_policy.name == "mixed_float16" and back.get_layer("norm").dtype_policy.name == "mixed_bfloat16"
     np.testing.assert_allclose(back.predict(x, verbose=0), reference.predict(x, verbose=0), rtol=1e-6)
+
+
+def _weights_file(path):
+    """{h5 path: array} of a `.keras` file's weights, read with h5py as Keras wrote them."""
+    h5py = pytest.importorskip("h5py")
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as h5:
+        found = {}
+        h5.visititems(lambda name, item: found.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+    return found
+
+
+@pytest.mark.interop
+def test_global_mixed_float16_loss_scale_state_loads_exactly_both_ways(keras, global_policy, tmp_path):
+    x = np.random.default_rng(6).normal(size=(8, 3)).astype("float32")
+    y = np.random.default_rng(7).normal(size=(8, 2)).astype("float32")
+    for lib in (keras, keramic):
+        lib.mixed_precision.set_global_policy("mixed_float16")
+    reference = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")])
+    reference.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    reference.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    keras_file, keramic_file = tmp_path / "keras.keras", tmp_path / "keramic.keras"
+    reference.save(keras_file)
+    stored = _weights_file(keras_file)
+    # LossScaleOptimizer state: its own 4 variables plus the inner ones, and the inner optimizer again.
+    assert len([k for k in stored if k.startswith("optimizer/vars/")]) == 10
+    assert len([k for k in stored if k.startswith("optimizer/inner_optimizer/vars/")]) == 6
+
+    loaded = keramic.saving.load_model(keras_file)
+    assert type(loaded.optimizer).__name__ == "LossScaleOptimizer"
+    mine, theirs = loaded.optimizer.variables, reference.optimizer.variables
+    assert [v.path for v in mine] == [v.path.replace("sequential_", "") for v in theirs]
+    for index, (a, b) in enumerate(zip(mine, theirs)):
+        np.testing.assert_array_equal(a.numpy(), np.asarray(b.numpy()))
+        np.testing.assert_array_equal(a.numpy(), stored[f"optimizer/vars/{index}"])
+    assert float(loaded.optimizer.dynamic_scale) == float(reference.optimizer.dynamic_scale.numpy())
+
+    loaded.save(keramic_file)
+    written = _weights_file(keramic_file)
+    assert sorted(written) == sorted(stored)
+    for key, value in stored.items():
+        assert written[key].shape == value.shape and written[key].dtype == value.dtype, key
+        np.testing.assert_array_equal(written[key], value)
+    back = keras.saving.load_model(keramic_file)
+    assert type(back.optimizer).__name__ == "LossScaleOptimizer"
+    for a, b in zip(back.optimizer.variables, reference.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a.numpy()), np.asarray(b.numpy()))

@@ -49,6 +49,8 @@ def standardize_dtype(dtype):
         return _DTYPE_NAMES[dtype]
     if hasattr(dtype, "variable_dtype"):  # a DTypePolicy
         return dtype.variable_dtype
+    if dtype is str or (isinstance(dtype, str) and dtype == "string"):
+        return "string"  # torch has none; string inputs stay numpy arrays (see layers/preprocessing/strings.py)
     name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
     name = _ALIASES.get(name, name)
     if name not in _TORCH_DTYPES:
@@ -57,7 +59,10 @@ def standardize_dtype(dtype):
 
 
 def torch_dtype(dtype):
-    return _TORCH_DTYPES[standardize_dtype(dtype)]
+    name = standardize_dtype(dtype)
+    if name == "string":
+        raise ValueError("torch has no string dtype: string values stay numpy arrays of `str`.")
+    return _TORCH_DTYPES[name]
 
 
 def is_float_dtype(dtype):
@@ -91,7 +96,13 @@ def convert_to_tensor(x, dtype=None):
             dtype = floatx()
         if array.dtype == object:
             raise TypeError(f"Cannot convert an object array to a tensor: {x!r}")
+        # numpy has no bfloat16: Keras's ml_dtypes arrays cross as their raw 16-bit patterns.
+        bfloat16 = array.dtype.name == "bfloat16"
+        if bfloat16:
+            array = array.view(np.int16)
         tensor = torch.from_numpy(np.ascontiguousarray(array) if array.ndim else array.copy())
+        if bfloat16:
+            tensor = tensor.view(torch.bfloat16)
         if dtype is not None:
             tensor = tensor.to(torch_dtype(dtype))
         return tensor.to(DEVICE)
@@ -163,7 +174,7 @@ class Variable(torch.nn.Parameter):
 
     def numpy(self):
         """A copy of the value: later updates of the variable never show through it."""
-        return self.detach().cpu().numpy().copy()
+        return convert_to_numpy(self).copy()
 
     def __array__(self, dtype=None, copy=None):
         array = self.numpy()

@@ -1464,6 +1464,8 @@ class _RateAtConstraint(Metric):
     value of one rate among thresholds where the constrained rate reaches `value`."""
 
     _argument = None  # the constructor argument holding the constraint ("recall", ...)
+    _constrained = None  # the rate that must reach `value`
+    _maximized = None  # the rate whose best value is the result
 
     def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
         if value < 0 or value > 1:
@@ -1513,8 +1515,9 @@ class _RateAtConstraint(Metric):
             "specificity": divide_no_nan(tn, tn + fp),
         }
 
-    def _best(self, constrained, dependent):
-        values = torch.where(constrained >= self.value, dependent, 0.0)
+    def result(self):
+        rates = self._rates()
+        values = torch.where(rates[self._constrained] >= self.value, rates[self._maximized], 0.0)
         return torch.clamp(torch.amax(values), min=0.0)
 
     def get_config(self):
@@ -1531,13 +1534,10 @@ class PrecisionAtRecall(_RateAtConstraint):
     """The best precision at thresholds where recall >= `recall`."""
 
     _argument = "recall"
+    _constrained, _maximized = "recall", "precision"
 
     def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(recall, num_thresholds=num_thresholds, class_id=class_id, name=name, dtype=dtype)
-
-    def result(self):
-        rates = self._rates()
-        return self._best(rates["recall"], rates["precision"])
 
 
 @keras_export("keras.metrics")
@@ -1545,13 +1545,10 @@ class RecallAtPrecision(_RateAtConstraint):
     """The best recall at thresholds where precision >= `precision`."""
 
     _argument = "precision"
+    _constrained, _maximized = "precision", "recall"
 
     def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(precision, num_thresholds=num_thresholds, class_id=class_id, name=name, dtype=dtype)
-
-    def result(self):
-        rates = self._rates()
-        return self._best(rates["precision"], rates["recall"])
 
 
 @keras_export("keras.metrics")
@@ -1559,13 +1556,10 @@ class SensitivityAtSpecificity(_RateAtConstraint):
     """The best sensitivity (recall) at thresholds where specificity >= `specificity`."""
 
     _argument = "specificity"
+    _constrained, _maximized = "specificity", "recall"
 
     def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(specificity, num_thresholds=num_thresholds, class_id=class_id, name=name, dtype=dtype)
-
-    def result(self):
-        rates = self._rates()
-        return self._best(rates["specificity"], rates["recall"])
 
 
 @keras_export("keras.metrics")
@@ -1573,13 +1567,10 @@ class SpecificityAtSensitivity(_RateAtConstraint):
     """The best specificity at thresholds where sensitivity (recall) >= `sensitivity`."""
 
     _argument = "sensitivity"
+    _constrained, _maximized = "recall", "specificity"
 
     def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(sensitivity, num_thresholds=num_thresholds, class_id=class_id, name=name, dtype=dtype)
-
-    def result(self):
-        rates = self._rates()
-        return self._best(rates["recall"], rates["specificity"])
 
 
 # ---------------------------------------------------------------------------------- lookup

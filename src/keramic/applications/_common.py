@@ -7,6 +7,7 @@ import inspect
 import os
 
 from keramic import activations, layers
+from keramic.applications import imagenet_utils
 from keramic.serialization.restore_hooks import skipping_initializers
 from keramic.utils.file_utils import get_file, keras_home
 
@@ -50,6 +51,14 @@ def check_classifier_activation(classifier_activation, weights):
         )
 
 
+def start(weights, include_top, classes, input_shape, input_tensor, default_size, min_size):
+    """The opening every builder shares: check the arguments, settle the input shape, make the input.
+    Returns (tensor the network starts from, the model's inputs, the settled input shape)."""
+    check_weights_argument(weights, include_top, classes)
+    input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size, min_size, include_top, weights)
+    return (*image_input(input_shape, input_tensor), input_shape)
+
+
 def image_input(input_shape, input_tensor):
     """(tensor the network starts from, the model's inputs): a fresh `Input`, or the caller's tensor."""
     if input_tensor is None:
@@ -88,6 +97,29 @@ def global_pool(x, pooling, avg_name=None, max_name=None):
     if pooling is not None:
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'; got {pooling!r}.")
     return x
+
+
+def classify_or_pool(
+    x, include_top, pooling, classes, classifier_activation, weights, pool_names=(None, None), dropout_rate=0.0,
+    **dense_kwargs,
+):  # fmt: skip
+    """The usual ending: average pool (then "top_dropout" if `dropout_rate`) and a "predictions" Dense
+    layer, or else the `pooling` option; `dense_kwargs` go to that Dense layer (initializers)."""
+    if not include_top:
+        return global_pool(x, pooling, *pool_names)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout_rate > 0:
+        x = layers.Dropout(dropout_rate, name="top_dropout")(x)
+    check_classifier_activation(classifier_activation, weights)
+    return layers.Dense(classes, activation=classifier_activation, name="predictions", **dense_kwargs)(x)
+
+
+def load_tf_kernels_weights(model, weights, include_top, prefix, top_url, notop_url, hashes):
+    """`load_weights` for the networks whose files are `<prefix>_weights_tf_dim_ordering_tf_kernels[_notop].h5`."""
+    suffix = "" if include_top else "_notop"
+    file_name = f"{prefix}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
+    origin, file_hash = (top_url, hashes[0]) if include_top else (notop_url, hashes[1])
+    return load_weights(model, weights, file_name, origin, file_hash)
 
 
 def load_weights(model, weights, file_name=None, origin=None, file_hash=None):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from keramic import initializers, layers
-from keramic.applications import _common, imagenet_utils
+from keramic.applications import _common
 from keramic.applications.imagenet_utils import decode_predictions
 from keramic.models import Model, Sequential
 from keramic.serialization.registry import keras_export
@@ -162,9 +162,7 @@ def ConvNeXt(
     weights_name=None,
 ):
     """A ConvNeXt with `depths[i]` blocks of width `projection_dims[i]` in stage i."""
-    _common.check_weights_argument(weights, include_top, classes)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size, 32, include_top, weights)
-    x, inputs = _common.image_input(input_shape, input_tensor)
+    x, inputs, _ = _common.start(weights, include_top, classes, input_shape, input_tensor, default_size, 32)
     if include_preprocessing and input_shape[-1] == 3:
         x = PreStem(name)(x)
     stages = [

@@ -59,9 +59,7 @@ def DenseNet(
     name="densenet",
 ):
     """A DenseNet with `blocks` conv blocks in each of its four dense stages."""
-    _common.check_weights_argument(weights, include_top, classes)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, 224, 32, include_top, weights)
-    img_input, inputs = _common.image_input(input_shape, input_tensor)
+    img_input, inputs, _ = _common.start(weights, include_top, classes, input_shape, input_tensor, 224, 32)
     x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)))(img_input)
     x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1_conv")(x)
     x = layers.BatchNormalization(axis=3, epsilon=_EPSILON, name="conv1_bn")(x)
@@ -74,12 +72,7 @@ def DenseNet(
             x = transition_block(x, 0.5, name=f"pool{stage}")
     x = layers.BatchNormalization(axis=3, epsilon=_EPSILON, name="bn")(x)
     x = layers.Activation("relu", name="relu")(x)
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        _common.check_classifier_activation(classifier_activation, weights)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = _common.global_pool(x, pooling, "avg_pool", "max_pool")
+    x = _common.classify_or_pool(x, include_top, pooling, classes, classifier_activation, weights, ("avg_pool", "max_pool"))
     model = Model(inputs, x, name=name)
     file_name = origin = file_hash = None
     if weights == "imagenet":

@@ -84,9 +84,7 @@ def EfficientNet(
     """An EfficientNet scaled by `width_coefficient` (channels) and `depth_coefficient` (repeats)."""
     if blocks_args == "default":
         blocks_args = DEFAULT_BLOCKS_ARGS
-    _common.check_weights_argument(weights, include_top, classes)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size, 32, include_top, weights)
-    img_input, inputs = _common.image_input(input_shape, input_tensor)
+    img_input, inputs, _ = _common.start(weights, include_top, classes, input_shape, input_tensor, default_size, 32)
 
     def round_filters(filters, divisor=depth_divisor):
         filters *= width_coefficient
@@ -128,17 +126,10 @@ def EfficientNet(
     )(x)  # fmt: skip
     x = layers.BatchNormalization(axis=3, name="top_bn")(x)
     x = layers.Activation(activation, name="top_activation")(x)
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if dropout_rate > 0:
-            x = layers.Dropout(dropout_rate, name="top_dropout")(x)
-        _common.check_classifier_activation(classifier_activation, weights)
-        x = layers.Dense(
-            classes, activation=classifier_activation, kernel_initializer=DENSE_KERNEL_INITIALIZER,
-            name="predictions",
-        )(x)  # fmt: skip
-    else:
-        x = _common.global_pool(x, pooling, "avg_pool", "max_pool")
+    x = _common.classify_or_pool(
+        x, include_top, pooling, classes, classifier_activation, weights, ("avg_pool", "max_pool"), dropout_rate,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+    )  # fmt: skip
     model = Model(inputs, x, name=name)
     file_name = origin = file_hash = None
     if weights == "imagenet":

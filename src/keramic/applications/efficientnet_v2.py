@@ -9,7 +9,7 @@ import copy
 import math
 
 from keramic import initializers, layers
-from keramic.applications import _common, imagenet_utils
+from keramic.applications import _common
 from keramic.applications.imagenet_utils import decode_predictions
 from keramic.models import Model
 from keramic.serialization.registry import keras_export
@@ -232,9 +232,7 @@ def EfficientNetV2(
     """An EfficientNetV2 built from `blocks_args` ("default": the stages of variant `weights_name`)."""
     if blocks_args == "default":
         blocks_args = DEFAULT_BLOCKS_ARGS[f"efficientnetv2{'-' if weights_name[0] == 'b' else ''}{weights_name}"]
-    _common.check_weights_argument(weights, include_top, classes)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size, 32, include_top, weights)
-    img_input, inputs = _common.image_input(input_shape, input_tensor)
+    img_input, inputs, input_shape = _common.start(weights, include_top, classes, input_shape, input_tensor, default_size, 32)
 
     def filters_of(count):
         return round_filters(count, width_coefficient, min_depth, depth_divisor)
@@ -276,17 +274,10 @@ def EfficientNetV2(
     )(x)  # fmt: skip
     x = layers.BatchNormalization(axis=3, momentum=bn_momentum, name="top_bn")(x)
     x = layers.Activation(activation=activation, name="top_activation")(x)
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if dropout_rate > 0:
-            x = layers.Dropout(dropout_rate, name="top_dropout")(x)
-        _common.check_classifier_activation(classifier_activation, weights)
-        x = layers.Dense(
-            classes, activation=classifier_activation, kernel_initializer=DENSE_KERNEL_INITIALIZER,
-            bias_initializer=initializers.Constant(0.0), name="predictions",
-        )(x)  # fmt: skip
-    else:
-        x = _common.global_pool(x, pooling, "avg_pool", "max_pool")
+    x = _common.classify_or_pool(
+        x, include_top, pooling, classes, classifier_activation, weights, ("avg_pool", "max_pool"), dropout_rate,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER, bias_initializer=initializers.Constant(0.0),
+    )  # fmt: skip
     model = Model(inputs, x, name=name)
     file_name = origin = file_hash = None
     if weights == "imagenet":

@@ -94,9 +94,7 @@ def InceptionResNetV2(
     name="inception_resnet_v2",
 ):
     """Instantiate InceptionResNetV2 (`weights`: None, 'imagenet' or a file; inputs at least 75x75)."""
-    _common.check_weights_argument(weights, include_top, classes)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, 299, 75, include_top, weights)
-    img_input, inputs = _common.image_input(input_shape, input_tensor)
+    img_input, inputs, _ = _common.start(weights, include_top, classes, input_shape, input_tensor, 299, 75)
     x = conv2d_bn(img_input, 32, 3, strides=2, padding="valid")
     x = conv2d_bn(x, 32, 3, padding="valid")
     x = conv2d_bn(x, 64, 3)
@@ -136,12 +134,7 @@ def InceptionResNetV2(
         x = inception_resnet_block(x, scale=0.2, block_type="block8", block_idx=block_idx)
     x = inception_resnet_block(x, scale=1.0, activation=None, block_type="block8", block_idx=10)
     x = conv2d_bn(x, 1536, 1, name="conv_7b")
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        _common.check_classifier_activation(classifier_activation, weights)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = _common.global_pool(x, pooling)
+    x = _common.classify_or_pool(x, include_top, pooling, classes, classifier_activation, weights)
     model = Model(inputs, x, name=name)
     file_name, file_hash = WEIGHTS_FILES[0 if include_top else 1]
     return _common.load_weights(model, weights, file_name, BASE_WEIGHT_URL + file_name, file_hash)

@@ -91,9 +91,7 @@ def InceptionV3(
     name="inception_v3",
 ):
     """Instantiate InceptionV3 (`weights`: None, 'imagenet' or a weights file; inputs at least 75x75)."""
-    _common.check_weights_argument(weights, include_top, classes)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, 299, 75, include_top, weights)
-    img_input, inputs = _common.image_input(input_shape, input_tensor)
+    img_input, inputs, _ = _common.start(weights, include_top, classes, input_shape, input_tensor, 299, 75)
     x = conv2d_bn(img_input, 32, 3, 3, strides=(2, 2), padding="valid")
     x = conv2d_bn(x, 32, 3, 3, padding="valid")
     x = conv2d_bn(x, 64, 3, 3)
@@ -126,18 +124,11 @@ def InceptionV3(
     x = layers.Concatenate(axis=3, name="mixed8")([branch3x3, branch7x7x3, branch_pool])
     x = _module_c(x, 0)
     x = _module_c(x, 1)
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        _common.check_classifier_activation(classifier_activation, weights)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = _common.global_pool(x, pooling)
+    x = _common.classify_or_pool(x, include_top, pooling, classes, classifier_activation, weights)
     model = Model(inputs, x, name=name)
-    files = (
-        ("inception_v3_weights_tf_dim_ordering_tf_kernels.h5", WEIGHTS_PATH, WEIGHTS_HASHES[0]),
-        ("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", WEIGHTS_PATH_NO_TOP, WEIGHTS_HASHES[1]),
+    return _common.load_tf_kernels_weights(
+        model, weights, include_top, "inception_v3", WEIGHTS_PATH, WEIGHTS_PATH_NO_TOP, WEIGHTS_HASHES
     )
-    return _common.load_weights(model, weights, *files[0 if include_top else 1])
 
 
 def preprocess_input(x, data_format=None):

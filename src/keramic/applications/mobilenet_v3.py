@@ -131,48 +131,35 @@ def _stack(blocks, alpha):
     return stack_fn
 
 
-@keras_export("keras.applications")
-def MobileNetV3Small(
-    input_shape=None,
-    alpha=1.0,
-    minimalistic=False,
-    include_top=True,
-    weights="imagenet",
-    input_tensor=None,
-    classes=1000,
-    pooling=None,
-    dropout_rate=0.2,
-    classifier_activation="softmax",
-    include_preprocessing=True,
-    name="MobileNetV3Small",
-):
-    """Instantiate MobileNetV3Small (inputs are raw pixels in [0, 255])."""
-    return MobileNetV3(
-        _stack(_SMALL_BLOCKS, alpha), 1024, input_shape, alpha, "small", minimalistic, include_top, weights,
-        input_tensor, classes, pooling, dropout_rate, classifier_activation, include_preprocessing, name=name,
-    )  # fmt: skip
+def _variant(public_name, blocks, last_point_ch, model_type):
+    """The exported constructor for one size ("small" or "large") of MobileNetV3."""
+
+    def constructor(
+        input_shape=None,
+        alpha=1.0,
+        minimalistic=False,
+        include_top=True,
+        weights="imagenet",
+        input_tensor=None,
+        classes=1000,
+        pooling=None,
+        dropout_rate=0.2,
+        classifier_activation="softmax",
+        include_preprocessing=True,
+        name=public_name,
+    ):
+        return MobileNetV3(
+            _stack(blocks, alpha), last_point_ch, input_shape, alpha, model_type, minimalistic, include_top, weights,
+            input_tensor, classes, pooling, dropout_rate, classifier_activation, include_preprocessing, name=name,
+        )  # fmt: skip
+
+    constructor.__name__ = constructor.__qualname__ = public_name
+    constructor.__doc__ = f"Instantiate {public_name} (inputs are raw pixels in [0, 255])."
+    return keras_export("keras.applications")(constructor)
 
 
-@keras_export("keras.applications")
-def MobileNetV3Large(
-    input_shape=None,
-    alpha=1.0,
-    minimalistic=False,
-    include_top=True,
-    weights="imagenet",
-    input_tensor=None,
-    classes=1000,
-    pooling=None,
-    dropout_rate=0.2,
-    classifier_activation="softmax",
-    include_preprocessing=True,
-    name="MobileNetV3Large",
-):
-    """Instantiate MobileNetV3Large (inputs are raw pixels in [0, 255])."""
-    return MobileNetV3(
-        _stack(_LARGE_BLOCKS, alpha), 1280, input_shape, alpha, "large", minimalistic, include_top, weights,
-        input_tensor, classes, pooling, dropout_rate, classifier_activation, include_preprocessing, name=name,
-    )  # fmt: skip
+MobileNetV3Small = _variant("MobileNetV3Small", _SMALL_BLOCKS, 1024, "small")
+MobileNetV3Large = _variant("MobileNetV3Large", _LARGE_BLOCKS, 1280, "large")
 
 
 def relu(x):

@@ -37,9 +37,7 @@ def ResNet(
     weights_name=None,
 ):
     """The ResNet stem and head around `stack_fn` (the residual stages); `preact` selects v2."""
-    _common.check_weights_argument(weights, include_top, classes)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, 224, 32, include_top, weights)
-    img_input, inputs = _common.image_input(input_shape, input_tensor)
+    img_input, inputs, _ = _common.start(weights, include_top, classes, input_shape, input_tensor, 224, 32)
     x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(img_input)
     x = layers.Conv2D(64, 7, strides=2, use_bias=use_bias, name="conv1_conv")(x)
     if not preact:
@@ -51,12 +49,7 @@ def ResNet(
     if preact:
         x = layers.BatchNormalization(axis=3, epsilon=_EPSILON, name="post_bn")(x)
         x = layers.Activation("relu", name="post_relu")(x)
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        _common.check_classifier_activation(classifier_activation, weights)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = _common.global_pool(x, pooling, "avg_pool", "max_pool")
+    x = _common.classify_or_pool(x, include_top, pooling, classes, classifier_activation, weights, ("avg_pool", "max_pool"))
     model = Model(inputs, x, name=name)
     file_name = origin = file_hash = None
     if weights == "imagenet" and weights_name in WEIGHTS_HASHES:

@@ -52,9 +52,7 @@ def Xception(
     name="xception",
 ):
     """Instantiate Xception (`weights`: None, 'imagenet' or a weights file; inputs at least 71x71)."""
-    _common.check_weights_argument(weights, include_top, classes)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, 299, 71, include_top, weights)
-    img_input, inputs = _common.image_input(input_shape, input_tensor)
+    img_input, inputs, _ = _common.start(weights, include_top, classes, input_shape, input_tensor, 299, 71)
     x = layers.Conv2D(32, (3, 3), strides=(2, 2), use_bias=False, name="block1_conv1")(img_input)
     x = layers.BatchNormalization(axis=-1, name="block1_conv1_bn")(x)
     x = layers.Activation("relu", name="block1_conv1_act")(x)
@@ -74,18 +72,11 @@ def Xception(
     for conv, filters in ((1, 1536), (2, 2048)):
         x = _sepconv_bn(x, filters, f"block14_sepconv{conv}")
         x = layers.Activation("relu", name=f"block14_sepconv{conv}_act")(x)
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        _common.check_classifier_activation(classifier_activation, weights)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = _common.global_pool(x, pooling)
+    x = _common.classify_or_pool(x, include_top, pooling, classes, classifier_activation, weights)
     model = Model(inputs, x, name=name)
-    files = (
-        ("xception_weights_tf_dim_ordering_tf_kernels.h5", WEIGHTS_PATH, WEIGHTS_HASHES[0]),
-        ("xception_weights_tf_dim_ordering_tf_kernels_notop.h5", WEIGHTS_PATH_NO_TOP, WEIGHTS_HASHES[1]),
+    return _common.load_tf_kernels_weights(
+        model, weights, include_top, "xception", WEIGHTS_PATH, WEIGHTS_PATH_NO_TOP, WEIGHTS_HASHES
     )
-    return _common.load_weights(model, weights, *files[0 if include_top else 1])
 
 
 def preprocess_input(x, data_format=None):

@@ -12,8 +12,8 @@ dependency. Two things make a trace of keramic code exact and batch-independent:
   `binary_cross_entropy` as its formula (the exporter has no translation for it) and `index_add`
   as a one-hot matmul (the exporter's scatter loses repeated indices).
 
-Python loops over time steps (RNN layers without a fused torch kernel, e.g. masked or LSTM on the
-CPU) are unrolled by the trace, so their sequence length is fixed in the graph. Every exported
+Python loops over time steps (RNN layers without a fused torch kernel, e.g. masked or
+`use_cudnn=False`) are unrolled by the trace, so their sequence length is fixed in the graph. Every exported
 graph is checked against the model on a third batch with onnxruntime before it is returned;
 when a layer cannot be exported, or its exported outputs differ, the error names that layer.
 """

@@ -365,8 +365,8 @@ def _check_graph(model, fn, graph, samples, arrays):
         problem = f"the exported graph's outputs differ from the model's by up to {worst:.3g} on a batch of another size"
     open_axes = [spec.name for spec in graph.inputs if None in spec.shape[1:]]
     hint = (
-        f" Inputs {open_axes} have open axes besides the batch: a loop over time steps (e.g. an LSTM on the CPU, or "
-        "a masked RNN) is unrolled for one length, so fix it with input_shapes={input_name: (None, length, ...)}."
+        f" Inputs {open_axes} have open axes besides the batch: a loop over time steps (e.g. a masked RNN, or one "
+        "with use_cudnn=False) is unrolled for one length, so fix it with input_shapes={input_name: (None, length, ...)}."
         if open_axes
         else " Its code probably turns tensor values or sizes into Python numbers (`.item()`, `int(tensor)`, a "
         "branch on tensor values), which a traced graph cannot follow."

@@ -314,11 +314,8 @@ class LSTMCell(_RecurrentCell):
         return h, [h, c]
 
     def _fused(self, sequences, states, training):
-        # Not on the CPU: torch's CPU LSTM goes through oneDNN, whose spinning worker threads slow
-        # it down a hundredfold when the cores are shared; the step loop there is steady.
         if not (
-            sequences.device.type != "cpu"
-            and self._fusable(training)
+            self._fusable(training)
             and self.activation is activations.tanh
             and self.recurrent_activation is activations.sigmoid
         ):

@@ -1,10 +1,14 @@
-"""Convolution layers Conv1D/2D/3D, and the shape and padding helpers every spatial layer shares.
+"""Convolution layers Conv1D/2D/3D, and the helpers every spatial layer shares: shapes and padding,
+and (for the convolution family) argument checks, weight settings, weights and config entries.
 
 Weights keep Keras's layout (`(k..., in, out)`); each call views them in torch's layout and runs
 one `torch.nn.functional` convolution. channels_last inputs are viewed as NCHW with a permute
 (no copy), so torch sees a channels_last-strided tensor and returns one.
 """
 
+from collections.abc import Sequence
+
+import torch
 import torch.nn.functional as F
 
 from keramic import activations, backend, constraints, initializers, regularizers
@@ -100,6 +104,107 @@ def channel_spec(rank, data_format, channels):
     return InputSpec(min_ndim=rank + 2, axes={axis: channels})
 
 
+def spatial_dims(shape: Sequence, data_format: str) -> tuple:
+    """The spatial part of a full shape: what a window slides over."""
+    return tuple(shape[1:-1]) if data_format == "channels_last" else tuple(shape[2:])
+
+
+def channel_count(shape: Sequence, data_format: str) -> int | None:
+    """The size of the channel axis of a full shape."""
+    return shape[-1] if data_format == "channels_last" else shape[1]
+
+
+def full_shape(batch: int | None, spatial: Sequence, channels: int | None, data_format: str) -> tuple:
+    """A full shape from its parts, the channel axis where `data_format` puts it."""
+    if data_format == "channels_last":
+        return (batch, *spatial, channels)
+    return (batch, channels, *spatial)
+
+
+def window_output_sizes(layer: Layer, spatial: Sequence) -> tuple:
+    """Output spatial sizes of a layer's kernel_size/strides/padding/dilation_rate window."""
+    return tuple(
+        output_length(n, k, s, layer.padding, d)
+        for n, k, s, d in zip(spatial, layer.kernel_size, layer.strides, layer.dilation_rate)
+    )
+
+
+def window_output_shape(layer: Layer, input_shape: Sequence, channels: int | None) -> tuple:
+    """Output shape of a convolution-like layer with `channels` output channels."""
+    sizes = window_output_sizes(layer, spatial_dims(input_shape, layer.data_format))
+    return full_shape(input_shape[0], sizes, channels, layer.data_format)
+
+
+def torch_kernel(kernel: torch.Tensor, rank: int) -> torch.Tensor:
+    """Keras kernel layout (k..., in, out) -> torch's (out, in, k...), as a view."""
+    return kernel.permute(rank + 1, rank, *range(rank))
+
+
+def set_window(
+    layer: Layer, rank: int, kernel_size, strides, padding: str, data_format: str | None, dilation_rate, allow_causal: bool = False
+) -> None:
+    """Validate and store the window arguments every convolution layer takes."""
+    layer.kernel_size = normalize_tuple(kernel_size, rank, "kernel_size")
+    layer.strides = normalize_tuple(strides, rank, "strides")
+    layer.dilation_rate = normalize_tuple(dilation_rate, rank, "dilation_rate")
+    layer.padding = normalize_padding(padding, allow_causal=allow_causal)
+    layer.data_format = normalize_data_format(data_format)
+
+
+def check_filters(filters: int | None) -> None:
+    """Keras refuses zero or negative `filters` (None passes)."""
+    if filters is not None and filters <= 0:
+        raise ValueError(
+            "Invalid value for argument `filters`. "
+            f"Expected a strictly positive value. Received filters={filters}."
+        )
+
+
+def check_strides_and_dilation(strides: tuple, dilation_rate: tuple) -> None:
+    """Keras refuses a strided window that is also dilated."""
+    if max(strides) > 1 and max(dilation_rate) > 1:
+        raise ValueError(
+            "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+            f"Received: strides={strides} and dilation_rate={dilation_rate}"
+        )
+
+
+def set_weight_setting(layer: Layer, weight: str, initializer, regularizer, constraint) -> None:
+    """Store `<weight>_initializer`, `_regularizer` and `_constraint`, resolved from their identifiers."""
+    setattr(layer, f"{weight}_initializer", initializers.get(initializer))
+    setattr(layer, f"{weight}_regularizer", regularizers.get(regularizer))
+    setattr(layer, f"{weight}_constraint", constraints.get(constraint))
+
+
+def add_configured_weight(layer: Layer, weight: str, shape: tuple, name: str, initializer=None):
+    """A weight made with the layer's `<weight>_*` settings (`initializer` overrides the stored one)."""
+    return layer.add_weight(
+        shape=shape,
+        initializer=getattr(layer, f"{weight}_initializer") if initializer is None else initializer,
+        regularizer=getattr(layer, f"{weight}_regularizer"),
+        constraint=getattr(layer, f"{weight}_constraint"),
+        name=name,
+    )
+
+
+def add_bias(layer: Layer, size: int, initializer=None):
+    """The layer's "bias" weight of `size` values, or None when `use_bias` is off."""
+    if not layer.use_bias:
+        return None
+    return add_configured_weight(layer, "bias", (size,), "bias", initializer)
+
+
+def attribute_config(layer: Layer, keys: Sequence[str]) -> dict:
+    """Config entries read from the layer's attributes of the same names; activations serialized."""
+    return {key: activations.serialize(getattr(layer, key)) if key.endswith("activation") else getattr(layer, key) for key in keys}
+
+
+def activate(layer: Layer, outputs: torch.Tensor) -> torch.Tensor:
+    """Back from NC... to the layer's data format, then its activation."""
+    outputs = from_channels_first(outputs, layer.data_format)
+    return outputs if layer.activation is activations.linear else layer.activation(outputs)
+
+
 class _Conv(Layer):
     """Shared constructor, build and call of the Conv{1,2,3}D layers."""
 
@@ -127,27 +232,14 @@ class _Conv(Layer):
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.input_spec = InputSpec(min_ndim=self.rank + 2)
-        rank = self.rank
         self.filters = filters
         self.groups = groups
-        self.kernel_size = normalize_tuple(kernel_size, rank, "kernel_size")
-        self.strides = normalize_tuple(strides, rank, "strides")
-        self.dilation_rate = normalize_tuple(dilation_rate, rank, "dilation_rate")
-        self.padding = normalize_padding(padding, allow_causal=rank == 1)
-        self.data_format = normalize_data_format(data_format)
+        set_window(self, self.rank, kernel_size, strides, padding, data_format, dilation_rate, allow_causal=self.rank == 1)
         self.activation = activations.get(activation)
         self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        if filters is not None and filters <= 0:
-            raise ValueError(
-                "Invalid value for argument `filters`. "
-                f"Expected a strictly positive value. Received filters={filters}."
-            )
+        set_weight_setting(self, "kernel", kernel_initializer, kernel_regularizer, kernel_constraint)
+        set_weight_setting(self, "bias", bias_initializer, bias_regularizer, bias_constraint)
+        check_filters(filters)
         if groups <= 0:
             raise ValueError(f"The number of groups must be a positive integer. Received: groups={groups}.")
         if filters is not None and filters % groups:
@@ -155,17 +247,10 @@ class _Conv(Layer):
                 "The number of filters must be evenly divisible by the number of groups. "
                 f"Received: groups={groups}, filters={filters}."
             )
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
-            )
-
-    def _channels(self, input_shape):
-        return input_shape[-1] if self.data_format == "channels_last" else input_shape[1]
+        check_strides_and_dilation(self.strides, self.dilation_rate)
 
     def build(self, input_shape):
-        channels = self._channels(input_shape)
+        channels = channel_count(input_shape, self.data_format)
         if channels % self.groups:
             raise ValueError(
                 "The number of input channels must be evenly divisible by the number of groups. "
@@ -174,37 +259,17 @@ class _Conv(Layer):
             )
         self._check_output_shape(input_shape)
         self.input_spec = channel_spec(self.rank, self.data_format, channels)
-        self.kernel = self.add_weight(
-            shape=self.kernel_size + (channels // self.groups, self.filters),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-            name="kernel",
-        )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=(self.filters,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-                name="bias",
-            )
+        self.kernel = add_configured_weight(self, "kernel", self.kernel_size + (channels // self.groups, self.filters), "kernel")
+        self.bias = add_bias(self, self.filters)
 
     def _check_output_shape(self, input_shape):
-        shape = self.compute_output_shape(input_shape)
-        spatial = shape[1:-1] if self.data_format == "channels_last" else shape[2:]
+        spatial = spatial_dims(self.compute_output_shape(input_shape), self.data_format)
         if any(d is not None and d <= 0 for d in spatial):
             raise ValueError(
                 f"Computed output size would be zero or negative. Received inputs shape={input_shape}, "
                 f"kernel_size={self.kernel_size}, dilation_rate={self.dilation_rate}, strides={self.strides}, "
                 f"padding={self.padding}."
             )
-
-    def _torch_kernel(self):
-        """Keras (k..., in, out) -> torch (out, in, k...)."""
-        rank = self.rank
-        return self.kernel.permute(rank + 1, rank, *range(rank))
 
     def call(self, inputs):
         x = to_channels_first(inputs, self.data_format)
@@ -214,37 +279,18 @@ class _Conv(Layer):
         elif self.padding == "causal":
             x = F.pad(x, ((self.kernel_size[0] - 1) * self.dilation_rate[0], 0))
         outputs = _CONV[self.rank](
-            x, self._torch_kernel(), self.bias, self.strides, padding, self.dilation_rate, self.groups
+            x, torch_kernel(self.kernel, self.rank), self.bias, self.strides, padding, self.dilation_rate, self.groups
         )
-        outputs = from_channels_first(outputs, self.data_format)
-        return outputs if self.activation is activations.linear else self.activation(outputs)
+        return activate(self, outputs)
 
     def compute_output_shape(self, input_shape):
-        spatial = input_shape[1:-1] if self.data_format == "channels_last" else input_shape[2:]
-        sizes = tuple(
-            output_length(n, k, s, self.padding, d)
-            for n, k, s, d in zip(spatial, self.kernel_size, self.strides, self.dilation_rate)
-        )
-        if self.data_format == "channels_last":
-            return (input_shape[0],) + sizes + (self.filters,)
-        return (input_shape[0], self.filters) + sizes
+        return window_output_shape(self, input_shape, self.filters)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "strides": self.strides,
-                "padding": self.padding,
-                "data_format": self.data_format,
-                "dilation_rate": self.dilation_rate,
-                "groups": self.groups,
-                "activation": activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                **weight_settings(self, ("kernel", "bias"), activity=True),
-            }
-        )
+        keys = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups", "activation", "use_bias")
+        config.update(attribute_config(self, keys))
+        config.update(weight_settings(self, ("kernel", "bias"), activity=True))
         return config
 
 

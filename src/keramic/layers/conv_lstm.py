@@ -8,9 +8,24 @@ i, f, c, o. Without input dropout the input convolution runs once over every tim
 import torch
 import torch.nn.functional as F
 
-from keramic import activations, backend, constraints, initializers, regularizers
+from keramic import activations, backend, initializers
 from keramic.layers.base import Layer, weight_settings
-from keramic.layers.conv import normalize_data_format, normalize_padding, normalize_tuple, output_length, pad_same
+from keramic.layers.conv import (
+    add_bias,
+    add_configured_weight,
+    attribute_config,
+    from_channels_first,
+    full_shape,
+    normalize_data_format,
+    normalize_padding,
+    normalize_tuple,
+    pad_same,
+    set_weight_setting,
+    to_channels_first,
+    torch_kernel,
+    window_output_shape,
+    window_output_sizes,
+)
 from keramic.layers.rnn import RNN
 from keramic.serialization.registry import keras_export
 
@@ -66,16 +81,10 @@ class ConvLSTMCell(Layer):
         self.activation = activations.get(activation)
         self.recurrent_activation = activations.get(recurrent_activation)
         self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        set_weight_setting(self, "kernel", kernel_initializer, kernel_regularizer, kernel_constraint)
+        set_weight_setting(self, "recurrent", recurrent_initializer, recurrent_regularizer, recurrent_constraint)
+        set_weight_setting(self, "bias", bias_initializer, bias_regularizer, bias_constraint)
         self.unit_forget_bias = unit_forget_bias
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
         self.dropout = min(1.0, max(0.0, dropout))
         self.recurrent_dropout = min(1.0, max(0.0, recurrent_dropout))
         self.seed = seed
@@ -99,29 +108,9 @@ class ConvLSTMCell(Layer):
         self.__dict__["_spatial"] = spatial
         self.input_dim = input_shape[channel_axis]
         width = 4 * self.filters
-        self.kernel = self.add_weight(
-            shape=self.kernel_size + (self.input_dim, width),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-            name="kernel",
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=self.kernel_size + (self.filters, width),
-            initializer=self.recurrent_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
-            name="recurrent_kernel",
-        )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=(width,),
-                initializer=self._bias_initializer(),
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-                name="bias",
-            )
+        self.kernel = add_configured_weight(self, "kernel", self.kernel_size + (self.input_dim, width), "kernel")
+        self.recurrent_kernel = add_configured_weight(self, "recurrent", self.kernel_size + (self.filters, width), "recurrent_kernel")
+        self.bias = add_bias(self, width, self._bias_initializer())
 
     def _bias_initializer(self):
         if not self.unit_forget_bias:
@@ -135,17 +124,8 @@ class ConvLSTMCell(Layer):
         return initializer
 
     # ------------------------------------------------------------ shapes and states
-    def _state_spatial(self):
-        return tuple(
-            output_length(n, k, s, self.padding, d)
-            for n, k, s, d in zip(self._spatial, self.kernel_size, self.strides, self.dilation_rate)
-        )
-
     def _state_shape(self, batch_size):
-        spatial = self._state_spatial()
-        if self.data_format == "channels_last":
-            return (batch_size, *spatial, self.filters)
-        return (batch_size, self.filters, *spatial)
+        return full_shape(batch_size, window_output_sizes(self, self._spatial), self.filters, self.data_format)
 
     def get_initial_state(self, batch_size=None):
         shape = self._state_shape(batch_size)
@@ -155,14 +135,12 @@ class ConvLSTMCell(Layer):
     # ------------------------------------------------------------ convolutions
     def _conv(self, x, kernel, strides, padding, dilation):
         """Keras-layout kernel `(*k, in, out)` over a channels-last or -first `x`."""
-        if self.data_format == "channels_last":
-            x = x.movedim(-1, 1)
-        weight = kernel.permute(self.rank + 1, self.rank, *range(self.rank))
+        x = to_channels_first(x, self.data_format)
         pad = 0
         if padding == "same":
             x, pad = pad_same(x, self.kernel_size, strides, dilation)
-        out = _CONV[self.rank](x, weight, stride=strides, padding=pad, dilation=dilation)
-        return out.movedim(1, -1) if self.data_format == "channels_last" else out
+        out = _CONV[self.rank](x, torch_kernel(kernel, self.rank), stride=strides, padding=pad, dilation=dilation)
+        return from_channels_first(out, self.data_format)
 
     def input_conv(self, x, kernel, bias=None):
         out = self._conv(x, kernel, self.strides, self.padding, self.dilation_rate)
@@ -222,26 +200,13 @@ class ConvLSTMCell(Layer):
         return self._recurrent(projected, h, c, self._dropout_masks(training, self.recurrent_dropout, h))
 
     def compute_output_shape(self, inputs_shape, states_shape=None):
-        batch = inputs_shape[0]
-        spatial = tuple(inputs_shape[2:]) if self.data_format == "channels_first" else tuple(inputs_shape[1:-1])
-        out = tuple(
-            output_length(n, k, s, self.padding, d)
-            for n, k, s, d in zip(spatial, self.kernel_size, self.strides, self.dilation_rate)
-        )
-        shape = (batch, *out, self.filters) if self.data_format == "channels_last" else (batch, self.filters, *out)
+        shape = window_output_shape(self, inputs_shape, self.filters)
         return shape, [shape, shape]
 
     def _config_values(self):
+        window = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate")
         return {
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "data_format": self.data_format,
-            "dilation_rate": self.dilation_rate,
-            "activation": activations.serialize(self.activation),
-            "recurrent_activation": activations.serialize(self.recurrent_activation),
-            "use_bias": self.use_bias,
+            **attribute_config(self, window + ("activation", "recurrent_activation", "use_bias")),
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),

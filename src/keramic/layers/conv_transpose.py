@@ -6,15 +6,24 @@ torch's own `padding`/`output_padding` where the cut is symmetric enough and a s
 
 import torch.nn.functional as F
 
-from keramic import activations, constraints, initializers, regularizers
+from keramic import activations
 from keramic.layers.base import Layer, weight_settings
 from keramic.layers.conv import (
+    activate,
+    add_bias,
+    add_configured_weight,
+    attribute_config,
+    channel_count,
     channel_spec,
-    from_channels_first,
-    normalize_data_format,
-    normalize_padding,
+    check_filters,
+    check_strides_and_dilation,
+    full_shape,
     normalize_tuple,
+    set_weight_setting,
+    set_window,
+    spatial_dims,
     to_channels_first,
+    torch_kernel,
 )
 from keramic.layers.input_spec import InputSpec
 from keramic.serialization.registry import keras_export
@@ -62,29 +71,16 @@ class _ConvTranspose(Layer):
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.input_spec = InputSpec(min_ndim=self.rank + 2)
-        rank = self.rank
         self.filters = filters
-        self.kernel_size = normalize_tuple(kernel_size, rank, "kernel_size")
-        self.strides = normalize_tuple(strides, rank, "strides")
-        self.dilation_rate = normalize_tuple(dilation_rate, rank, "dilation_rate")
-        self.padding = normalize_padding(padding)
+        set_window(self, self.rank, kernel_size, strides, padding, data_format, dilation_rate)
         self.output_padding = (
-            None if output_padding is None else normalize_tuple(output_padding, rank, "output_padding", allow_zero=True)
+            None if output_padding is None else normalize_tuple(output_padding, self.rank, "output_padding", allow_zero=True)
         )
-        self.data_format = normalize_data_format(data_format)
         self.activation = activations.get(activation)
         self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        if filters is not None and filters <= 0:
-            raise ValueError(
-                "Invalid value for argument `filters`. "
-                f"Expected a strictly positive value. Received filters={filters}."
-            )
+        set_weight_setting(self, "kernel", kernel_initializer, kernel_regularizer, kernel_constraint)
+        set_weight_setting(self, "bias", bias_initializer, bias_regularizer, bias_constraint)
+        check_filters(filters)
         if self.output_padding is not None:
             for i, (extra, stride) in enumerate(zip(self.output_padding, self.strides)):
                 if extra >= stride:
@@ -93,31 +89,13 @@ class _ConvTranspose(Layer):
                         f"`output_padding` is {extra} but `strides` is {stride}. Received: "
                         f"output_padding={self.output_padding}, strides={self.strides}"
                     )
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
-            )
+        check_strides_and_dilation(self.strides, self.dilation_rate)
 
     def build(self, input_shape):
-        channels = input_shape[-1] if self.data_format == "channels_last" else input_shape[1]
+        channels = channel_count(input_shape, self.data_format)
         self.input_spec = channel_spec(self.rank, self.data_format, channels)
-        self.kernel = self.add_weight(
-            shape=self.kernel_size + (self.filters, channels),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-            name="kernel",
-        )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=(self.filters,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-                name="bias",
-            )
+        self.kernel = add_configured_weight(self, "kernel", self.kernel_size + (self.filters, channels), "kernel")
+        self.bias = add_bias(self, self.filters)
 
     def _crops(self, spatial):
         """Per axis, how much of torch's full output (length (n-1)*s + k_eff) to cut before and after.
@@ -138,7 +116,6 @@ class _ConvTranspose(Layer):
     def call(self, inputs):
         x = to_channels_first(inputs, self.data_format)
         crops = self._crops(x.shape[2:])
-        kernel = self.kernel.permute(self.rank + 1, self.rank, *range(self.rank))
         # torch cuts `padding` from both ends, then gives back `output_padding` at the end. An axis
         # where "same" cuts one more after than before is cut here instead (its cut after is > 0).
         padding, extra, window = [], [], [slice(None), slice(None)]
@@ -152,14 +129,12 @@ class _ConvTranspose(Layer):
                 extra.append(0)
                 window.append(slice(before, -after))
         outputs = _CONV_TRANSPOSE[self.rank](
-            x, kernel, self.bias, self.strides, tuple(padding), tuple(extra), 1, self.dilation_rate
+            x, torch_kernel(self.kernel, self.rank), self.bias, self.strides, tuple(padding), tuple(extra), 1, self.dilation_rate
         )
-        outputs = outputs[tuple(window)]
-        outputs = from_channels_first(outputs, self.data_format)
-        return outputs if self.activation is activations.linear else self.activation(outputs)
+        return activate(self, outputs[tuple(window)])
 
     def compute_output_shape(self, input_shape):
-        spatial = input_shape[1:-1] if self.data_format == "channels_last" else input_shape[2:]
+        spatial = spatial_dims(input_shape, self.data_format)
         sizes = tuple(
             _transpose_output_length(
                 n,
@@ -171,26 +146,13 @@ class _ConvTranspose(Layer):
             )
             for i, n in enumerate(spatial)
         )
-        if self.data_format == "channels_last":
-            return (input_shape[0],) + sizes + (self.filters,)
-        return (input_shape[0], self.filters) + sizes
+        return full_shape(input_shape[0], sizes, self.filters, self.data_format)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "strides": self.strides,
-                "padding": self.padding,
-                "output_padding": self.output_padding,
-                "data_format": self.data_format,
-                "dilation_rate": self.dilation_rate,
-                "activation": activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                **weight_settings(self, ("kernel", "bias"), activity=True),
-            }
-        )
+        keys = ("filters", "kernel_size", "strides", "padding", "output_padding", "data_format", "dilation_rate", "activation", "use_bias")
+        config.update(attribute_config(self, keys))
+        config.update(weight_settings(self, ("kernel", "bias"), activity=True))
         return config
 
 

@@ -6,17 +6,22 @@ separable one follows it with a 1x1 convolution that mixes channels.
 
 import torch.nn.functional as F
 
-from keramic import activations, constraints, initializers, regularizers
+from keramic import activations
 from keramic.layers.base import Layer, weight_settings
 from keramic.layers.conv import (
+    activate,
+    add_bias,
+    add_configured_weight,
+    attribute_config,
+    channel_count,
     channel_spec,
-    from_channels_first,
-    normalize_data_format,
-    normalize_padding,
-    normalize_tuple,
-    output_length,
+    check_filters,
     pad_same,
+    set_weight_setting,
+    set_window,
     to_channels_first,
+    torch_kernel,
+    window_output_shape,
 )
 from keramic.layers.input_spec import InputSpec
 from keramic.serialization.registry import keras_export
@@ -44,11 +49,7 @@ class _DepthwiseBase(Layer):
         super().__init__(**kwargs)
         self.input_spec = InputSpec(min_ndim=self.rank + 2)
         self.depth_multiplier = depth_multiplier
-        self.kernel_size = normalize_tuple(kernel_size, self.rank, "kernel_size")
-        self.strides = normalize_tuple(strides, self.rank, "strides")
-        self.dilation_rate = normalize_tuple(dilation_rate, self.rank, "dilation_rate")
-        self.padding = normalize_padding(padding)
-        self.data_format = normalize_data_format(data_format)
+        set_window(self, self.rank, kernel_size, strides, padding, data_format, dilation_rate)
         self.activation = activations.get(activation)
         self.use_bias = use_bias
         if depth_multiplier is not None and depth_multiplier <= 0:
@@ -57,46 +58,20 @@ class _DepthwiseBase(Layer):
                 f"Received depth_multiplier={depth_multiplier}."
             )
 
-    def _channels(self, input_shape):
-        return input_shape[-1] if self.data_format == "channels_last" else input_shape[1]
-
     def _depthwise(self, x, depthwise_kernel, bias):
         """Grouped conv with one group per input channel on an NC... tensor.
 
         Keras (k..., in, m) becomes torch (in*m, 1, k...): output channel c*m + j reads input c.
         """
         channels = depthwise_kernel.shape[-2]
-        weight = depthwise_kernel.reshape(self.kernel_size + (1, -1))
-        weight = weight.permute(self.rank + 1, self.rank, *range(self.rank))
+        weight = torch_kernel(depthwise_kernel.reshape(self.kernel_size + (1, -1)), self.rank)
         padding = 0
         if self.padding == "same":
             x, padding = pad_same(x, self.kernel_size, self.strides, self.dilation_rate)
         return _CONV[self.rank](x, weight, bias, self.strides, padding, self.dilation_rate, channels)
 
-    def _output_shape(self, input_shape, channels):
-        spatial = input_shape[1:-1] if self.data_format == "channels_last" else input_shape[2:]
-        sizes = tuple(
-            output_length(n, k, s, self.padding, d)
-            for n, k, s, d in zip(spatial, self.kernel_size, self.strides, self.dilation_rate)
-        )
-        if self.data_format == "channels_last":
-            return (input_shape[0],) + sizes + (channels,)
-        return (input_shape[0], channels) + sizes
-
-    def _activate(self, outputs):
-        outputs = from_channels_first(outputs, self.data_format)
-        return outputs if self.activation is activations.linear else self.activation(outputs)
-
     def _base_config(self):
-        return {
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "data_format": self.data_format,
-            "dilation_rate": self.dilation_rate,
-            "activation": activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-        }
+        return attribute_config(self, ("kernel_size", "strides", "padding", "data_format", "dilation_rate", "activation", "use_bias"))
 
 
 class _DepthwiseConv(_DepthwiseBase):
@@ -133,50 +108,28 @@ class _DepthwiseConv(_DepthwiseBase):
             activity_regularizer=activity_regularizer,
             **kwargs,
         )
-        self.depthwise_initializer = initializers.get(depthwise_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.depthwise_constraint = constraints.get(depthwise_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        set_weight_setting(self, "depthwise", depthwise_initializer, depthwise_regularizer, depthwise_constraint)
+        set_weight_setting(self, "bias", bias_initializer, bias_regularizer, bias_constraint)
 
     def build(self, input_shape):
-        channels = self._channels(input_shape)
+        channels = channel_count(input_shape, self.data_format)
         self.input_spec = channel_spec(self.rank, self.data_format, channels)
-        self.kernel = self.add_weight(
-            shape=self.kernel_size + (channels, self.depth_multiplier),
-            initializer=self.depthwise_initializer,
-            regularizer=self.depthwise_regularizer,
-            constraint=self.depthwise_constraint,
-            name="kernel",
-        )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=(channels * self.depth_multiplier,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-                name="bias",
-            )
+        self.kernel = add_configured_weight(self, "depthwise", self.kernel_size + (channels, self.depth_multiplier), "kernel")
+        self.bias = add_bias(self, channels * self.depth_multiplier)
 
     def call(self, inputs):
         x = to_channels_first(inputs, self.data_format)
-        return self._activate(self._depthwise(x, self.kernel, self.bias))
+        return activate(self, self._depthwise(x, self.kernel, self.bias))
 
     def compute_output_shape(self, input_shape):
-        channels = self._channels(input_shape)
-        return self._output_shape(input_shape, None if channels is None else channels * self.depth_multiplier)
+        channels = channel_count(input_shape, self.data_format)
+        return window_output_shape(self, input_shape, None if channels is None else channels * self.depth_multiplier)
 
     def get_config(self):
         config = super().get_config()
         config["depth_multiplier"] = self.depth_multiplier
         config.update(self._base_config())
-        config.update(
-            {
-                **weight_settings(self, ("depthwise", "bias"), activity=True),
-            }
-        )
+        config.update(weight_settings(self, ("depthwise", "bias"), activity=True))
         return config
 
 
@@ -219,65 +172,32 @@ class _SeparableConv(_DepthwiseBase):
             **kwargs,
         )
         self.filters = filters
-        if filters is not None and filters <= 0:
-            raise ValueError(
-                "Invalid value for argument `filters`. "
-                f"Expected a strictly positive value. Received filters={filters}."
-            )
-        self.depthwise_initializer = initializers.get(depthwise_initializer)
-        self.pointwise_initializer = initializers.get(pointwise_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
-        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.depthwise_constraint = constraints.get(depthwise_constraint)
-        self.pointwise_constraint = constraints.get(pointwise_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        check_filters(filters)
+        set_weight_setting(self, "depthwise", depthwise_initializer, depthwise_regularizer, depthwise_constraint)
+        set_weight_setting(self, "pointwise", pointwise_initializer, pointwise_regularizer, pointwise_constraint)
+        set_weight_setting(self, "bias", bias_initializer, bias_regularizer, bias_constraint)
 
     def build(self, input_shape):
-        channels = self._channels(input_shape)
+        channels = channel_count(input_shape, self.data_format)
         self.input_spec = channel_spec(self.rank, self.data_format, channels)
-        self.depthwise_kernel = self.add_weight(
-            shape=self.kernel_size + (channels, self.depth_multiplier),
-            initializer=self.depthwise_initializer,
-            regularizer=self.depthwise_regularizer,
-            constraint=self.depthwise_constraint,
-            name="depthwise_kernel",
-        )
-        self.pointwise_kernel = self.add_weight(
-            shape=(1,) * self.rank + (channels * self.depth_multiplier, self.filters),
-            initializer=self.pointwise_initializer,
-            regularizer=self.pointwise_regularizer,
-            constraint=self.pointwise_constraint,
-            name="pointwise_kernel",
-        )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=(self.filters,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-                name="bias",
-            )
+        depthwise_shape = self.kernel_size + (channels, self.depth_multiplier)
+        self.depthwise_kernel = add_configured_weight(self, "depthwise", depthwise_shape, "depthwise_kernel")
+        pointwise_shape = (1,) * self.rank + (channels * self.depth_multiplier, self.filters)
+        self.pointwise_kernel = add_configured_weight(self, "pointwise", pointwise_shape, "pointwise_kernel")
+        self.bias = add_bias(self, self.filters)
 
     def call(self, inputs):
         x = self._depthwise(to_channels_first(inputs, self.data_format), self.depthwise_kernel, None)
-        pointwise = self.pointwise_kernel.permute(self.rank + 1, self.rank, *range(self.rank))
-        return self._activate(_CONV[self.rank](x, pointwise, self.bias))
+        return activate(self, _CONV[self.rank](x, torch_kernel(self.pointwise_kernel, self.rank), self.bias))
 
     def compute_output_shape(self, input_shape):
-        return self._output_shape(input_shape, self.filters)
+        return window_output_shape(self, input_shape, self.filters)
 
     def get_config(self):
         config = super().get_config()
         config.update({"depth_multiplier": self.depth_multiplier, "filters": self.filters})
         config.update(self._base_config())
-        config.update(
-            {
-                **weight_settings(self, ("depthwise", "pointwise", "bias"), activity=True),
-            }
-        )
+        config.update(weight_settings(self, ("depthwise", "pointwise", "bias"), activity=True))
         return config
 
 

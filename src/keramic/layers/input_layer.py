@@ -34,13 +34,15 @@ class InputLayer(Layer):
             raise ValueError(f"Unrecognized keyword arguments passed to InputLayer: {kwargs}")
         if isinstance(dtype, dict):  # a DTypePolicy envelope from a Keras 2 config
             dtype = dtype.get("config", {}).get("name")
-        super().__init__(name=name or naming.auto_name("InputLayer"), dtype=dtype)
+        self._dtype = backend.standardize_dtype(dtype)
+        # A string Input has no compute dtype; its (unused) policy is the default, as in Keras.
+        policy = None if self._dtype == "string" else dtype
+        super().__init__(name=name or naming.auto_name("InputLayer"), dtype=policy)
         if batch_shape is None:
             if shape is None and input_tensor is None:
                 raise ValueError("InputLayer needs `shape` or `batch_shape`.")
             batch_shape = (batch_size,) + tuple(shape) if shape is not None else input_tensor.shape
         self.batch_shape = tuple(None if d is None else int(d) for d in batch_shape)
-        self._dtype = backend.standardize_dtype(dtype)
         self.sparse = bool(sparse)
         self.optional = optional
         self.built = True

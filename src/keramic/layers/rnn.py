@@ -1,8 +1,8 @@
 """The RNN layer that runs a cell over time, and SimpleRNN / LSTM / GRU built on it.
 
-Without a mask or recurrent dropout, tanh/sigmoid cells run in torch's fused RNN kernels (GRU and
-SimpleRNN everywhere, LSTM off the CPU), which compute the same function; Keras's torch backend
-uses them too where it can.
+Without a mask or recurrent dropout, tanh/sigmoid cells run in torch's fused RNN kernels (the
+Keras-layout weights are rearranged inside the autograd graph, so gradients reach the same variables), which
+compute the same function; Keras's torch backend uses them too where it can.
 """
 
 import inspect

@@ -1,9 +1,11 @@
 """Functional models: a graph of layer calls from symbolic inputs to symbolic outputs."""
 
+import numpy as np
 import torch
 
 from keramic import backend
 from keramic.errors import ConfigError
+from keramic.layers.preprocessing import strings
 from keramic.models.model import Model
 from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor, flatten, map_structure
@@ -98,7 +100,8 @@ class Functional(Model):
         self.__dict__["_run_kwargs"] = {
             id(n): {k: v for k, v in n.call_kwargs.items() if k != "training"} for n in self._plan
         }
-        self._input_dtypes = [backend.torch_dtype(t.dtype) for t in self.inputs]
+        # None for string inputs: torch has no strings, so they reach their layers as numpy arrays.
+        self._input_dtypes = [None if t.dtype == "string" else backend.torch_dtype(t.dtype) for t in self.inputs]
         self.built = True
         self._build_shapes = None
 
@@ -116,6 +119,15 @@ class Functional(Model):
     def _saveable_children(self):
         rest = [(name, value) for name, value in super()._saveable_children() if name not in ("layers", "_layers")]
         return [("layers", self.layers), *rest]
+
+    # Keras returns the structures given to the constructor (a list or dict stays one).
+    @property
+    def input(self):
+        return self._inputs_struct
+
+    @property
+    def output(self):
+        return self._outputs_struct
 
     @property
     def input_names(self):
@@ -161,9 +173,18 @@ class Functional(Model):
             raise ValueError(f"Model '{self.name}' expects {len(self.inputs)} input(s), but received {len(values)}.")
         return values
 
+    def _as_input_tensor(self, x):
+        """String arrays stay numpy (torch has no strings); `call` hands them to their layers."""
+        if isinstance(x, np.ndarray) and x.dtype.kind in "USO":
+            return x
+        return super()._as_input_tensor(x)
+
     def call(self, inputs, training=None, mask=None):
         values = {}
         for tensor, value, dtype in zip(self.inputs, self._flatten_call_inputs(inputs), self._input_dtypes):
+            if dtype is None:
+                values[id(tensor)] = strings.as_array(value)
+                continue
             if not isinstance(value, torch.Tensor):
                 value = backend.convert_to_tensor(value)
             if value.dtype != dtype:  # Keras casts every input to its Input's dtype (uint8 images -> float32)

@@ -82,16 +82,9 @@ class LossScaleOptimizer(Optimizer):
     def finalize_variable_values(self, var_list):
         self.inner_optimizer.finalize_variable_values(var_list)
 
-    def save_own_variables(self, store):
-        for i, variable in enumerate(self.variables):
-            store[str(i)] = variable.numpy()
-
-    def load_own_variables(self, store):
-        variables = self.variables
-        if len(store.keys()) != len(variables):
-            return super().load_own_variables(store)
-        for i, variable in enumerate(variables):
-            variable.assign(store[str(i)])
+    def _saveable_children(self) -> list:
+        """The inner optimizer saves again under `inner_optimizer`, as in Keras's files."""
+        return [("inner_optimizer", self.inner_optimizer)]
 
     def get_config(self):
         return {

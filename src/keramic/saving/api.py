@@ -77,9 +77,11 @@ def save_model(model: Any, filepath: PathLike, overwrite: bool = True, zipped: b
     return row.save(model, filepath, include_optimizer=include_optimizer)
 
 
-def load_model(filepath: PathLike, custom_objects: dict | None = None, compile: bool = True, safe_mode: bool = True) -> Any:
+def load_model(filepath: PathLike, custom_objects: dict | None = None, compile: bool = True, safe_mode: bool | None = None) -> Any:
     """Load a model saved by keramic or Keras (`.keras` archive, its directory form, legacy `.h5`,
     an export artifact). The format comes from the file's bytes, whatever its name.
+    `safe_mode` unset means safe unless `keras.config.enable_unsafe_deserialization()` was called,
+    as in Keras.
 
     >>> model = load_model("model.keras")
     """
@@ -154,8 +156,8 @@ def load_weights(model: Any, filepath: PathLike, skip_mismatch: bool = False, by
     return row.load_weights(model, filepath, skip_mismatch=skip_mismatch, by_name=by_name, verify=verify)
 
 
-def model_from_json(json_string: str, custom_objects: dict | None = None, safe_mode: bool = True) -> Any:
-    """Rebuild a model (new weights) from `model.to_json()` output."""
+def model_from_json(json_string: str, custom_objects: dict | None = None, safe_mode: bool | None = None) -> Any:
+    """Rebuild a model (new weights) from `model.to_json()` output (`safe_mode` as in `load_model`)."""
     try:
         config = json.loads(json_string)
     except ValueError as error:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from keramic import backend
+from keramic.layers.preprocessing import strings
 from keramic.symbolic import flatten, map_structure
 
 
@@ -18,6 +19,8 @@ def _as_tensor(array):
     if array is None or isinstance(array, torch.Tensor):
         return array
     array = np.asarray(array)
+    if array.dtype.kind in "US" or (array.dtype == object and array.size and isinstance(array.flat[0], (str, bytes))):
+        return strings.as_array(array)  # torch has no strings: string inputs are batched as numpy arrays
     if array.dtype == object:
         raise TypeError(f"Cannot convert an object array to a tensor: {array!r}")
     tensor = torch.from_numpy(np.ascontiguousarray(array)) if array.ndim else torch.tensor(array)
@@ -56,7 +59,12 @@ def take(data, index):
         return None
     if isinstance(data, torch.Tensor):
         return data[index]
-    return map_structure(lambda a: a if a is None else a[index], data)
+    return map_structure(lambda a: a if a is None else a[_index_for(a, index)], data)
+
+
+def _index_for(array, index):
+    """A shuffled index tensor as numpy for numpy (string) arrays."""
+    return index.cpu().numpy() if isinstance(array, np.ndarray) and isinstance(index, torch.Tensor) else index
 
 
 def split_validation(x, y, sample_weight, fraction):
@@ -113,7 +121,8 @@ class ArrayBatches:
         return math.ceil(self.size / self.batch_size)
 
     def __iter__(self):
-        order = torch.randperm(self.size, device=flatten(self.x)[0].device) if self.shuffle else None
+        devices = [leaf.device for leaf in flatten(self.x) if isinstance(leaf, torch.Tensor)]
+        order = torch.randperm(self.size, device=devices[0] if devices else None) if self.shuffle else None
         device = self.device
         leaves = [leaf for part in (self.x, self.y, self.sample_weight) if part is not None for leaf in flatten(part)]
         if all(not isinstance(leaf, torch.Tensor) or leaf.device == device for leaf in leaves):

@@ -7,6 +7,8 @@ drawn, so a training step that does not redraw costs no device synchronisation.
 import sys
 import time
 
+import numpy as np
+
 _BOLD = "\x1b[1m"
 _GREEN = "\x1b[32m"
 _WHITE = "\x1b[37m"
@@ -21,7 +23,8 @@ def _supports_redraw(stream):
 
 
 def _format_number(value):
-    value = float(value)
+    """A scalar as Keras prints it; a per-class array (e.g. F1Score(average=None)) shows its mean, as in Keras."""
+    value = float(np.mean(value))
     return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
 
 
@@ -112,7 +115,7 @@ class Progbar:
             else:
                 steps = max(current - self._seen_so_far, 1)
                 total, count = self._values.get(name, (0.0, 0))
-                self._values[name] = (total + float(value) * steps, count + steps)
+                self._values[name] = (total + np.asarray(value, dtype=np.float64) * steps, count + steps)
         self._seen_so_far = current
 
         draws = (self.verbose == 1 and (finalize or self._dynamic)) or (self.verbose == 2 and finalize)
@@ -145,7 +148,7 @@ class Progbar:
         return (now - self._start) / current
 
     def _metrics_text(self):
-        return "".join(f" - {name}: {_format_number(float(total) / max(count, 1))}" for name, (total, count) in self._values.items())
+        return "".join(f" - {name}: {_format_number(np.asarray(total, dtype=np.float64) / max(count, 1))}" for name, (total, count) in self._values.items())
 
     def _draw_line(self, current, now, finalize):
         style = self._dynamic

@@ -1,12 +1,15 @@
 """compile / fit / evaluate / predict for models, with Keras 3's semantics and a lean training step."""
 
+import itertools
+import warnings
+
 import numpy as np
 import torch
 
-from keramic import backend
+from keramic import backend, config
 from keramic import metrics as metrics_module
-from keramic.layers.base import Layer, pending_call_losses
 from keramic import optimizers as optimizers_module
+from keramic.layers.base import Layer, pending_call_losses
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.symbolic import flatten, map_structure
 from keramic.training import data as data_module
@@ -29,7 +32,33 @@ def _concat(batches):
 
 
 def _pythonify(logs):
-    return {key: float(value) for key, value in logs.items()}
+    """Logs as Python floats; a metric with one value per class (`F1Score(average=None)`) stays a
+    numpy array, as Keras keeps it in logs and history."""
+    result = {}
+    for key, value in logs.items():
+        array = backend.convert_to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
+        result[key] = float(array) if array.ndim == 0 else array
+    return result
+
+
+class _FirstSteps:
+    """The first `limit` batches of each epoch: `keras.config.max_steps_per_epoch()` at work."""
+
+    def __init__(self, batches, limit):
+        self.batches, self.limit = batches, limit
+        self.steps = limit if batches.steps is None else min(batches.steps, limit)
+
+    def __iter__(self):
+        return itertools.islice(self.batches, self.limit)
+
+
+def _make_batches(x, y, sample_weight, batch_size, shuffle, steps, device):
+    """`data.make_batches`, capped (with Keras's warning) by `keras.config.max_steps_per_epoch()`."""
+    limit = config.max_steps_per_epoch()
+    if limit and (not steps or limit < steps):
+        warnings.warn(f"Limiting steps_per_epoch to {limit}")
+        return _FirstSteps(data_module.make_batches(x, y, sample_weight, batch_size, shuffle, limit, device), limit)
+    return data_module.make_batches(x, y, sample_weight, batch_size, shuffle, steps, device)
 
 
 def _default_verbose(verbose):
@@ -41,6 +70,7 @@ class Trainer:
 
     def __init__(self):
         self.optimizer = None
+        self.loss = None
         self.compiled = False
         self.stop_training = False
         self.history = None
@@ -70,6 +100,7 @@ class Trainer:
         on torch. A `mixed_float16` model's optimizer is wrapped in a `LossScaleOptimizer`.
         """
         self.optimizer = optimizers_module.get(optimizer)
+        self.loss = loss  # as passed, as Keras keeps it
         self._compile_args = {
             "optimizer": self.optimizer,
             "loss": loss,
@@ -352,6 +383,10 @@ class Trainer:
 
         self._assert_compiled("fit")
         verbose = _default_verbose(verbose)
+        max_epochs = config.max_epochs()
+        if max_epochs and max_epochs < epochs:
+            warnings.warn(f"Limiting epochs to {max_epochs}")
+            epochs = max_epochs
         if validation_split and validation_data is None:
             x, y, sample_weight = map(data_module.to_tensors, (x, y, sample_weight))
             (x, y, sample_weight), validation_data = data_module.split_validation(x, y, sample_weight, validation_split)
@@ -359,11 +394,11 @@ class Trainer:
             if sample_weight is not None:
                 raise ValueError("Arguments `sample_weight` and `class_weight` cannot be given together.")
             sample_weight = data_module.class_weights_to_sample_weights(data_module.to_tensors(y), class_weight)
-        batches = data_module.make_batches(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, self._device)
+        batches = _make_batches(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, self._device)
         validation = None
         if validation_data is not None:
             vx, vy, vw = data_module.unpack(validation_data)
-            validation = data_module.make_batches(vx, vy, vw, validation_batch_size or batch_size, False, validation_steps, self._device)
+            validation = _make_batches(vx, vy, vw, validation_batch_size or batch_size, False, validation_steps, self._device)
 
         callback_list = CallbackList(
             callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=epochs, steps=batches.steps
@@ -446,7 +481,7 @@ class Trainer:
 
         self._assert_compiled("evaluate")
         verbose = _default_verbose(verbose)
-        batches = data_module.make_batches(x, y, sample_weight, batch_size, False, steps, self._device)
+        batches = _make_batches(x, y, sample_weight, batch_size, False, steps, self._device)
         callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=batches.steps)
         callback_list.on_test_begin()
         logs = self._evaluate_batches(batches, callback_list)
@@ -464,7 +499,7 @@ class Trainer:
         from keramic.training.callbacks import CallbackList
 
         verbose = _default_verbose(verbose)
-        batches = data_module.make_batches(x, None, None, batch_size, False, steps, self._device)
+        batches = _make_batches(x, None, None, batch_size, False, steps, self._device)
         callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=batches.steps)
         callback_list.on_predict_begin()
         outputs = []
