@@ -228,6 +228,27 @@ def _fresh(initializer):
     return initializer.clone() if hasattr(initializer, "clone") else initializer
 
 
+_PROJECTION_SETTINGS = (
+    "kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint",
+)
+
+
+def projection_dense(owner, prefix, equation, output_shape, bias_axes, name, activation=None):
+    """An EinsumDense projection of an attention layer, with the owner's weight settings
+    (read as `prefix + setting`); each projection gets its own copy of the initializers."""
+    return EinsumDense(
+        equation,
+        output_shape=output_shape,
+        bias_axes=bias_axes,
+        activation=activation,
+        kernel_initializer=_fresh(getattr(owner, prefix + "kernel_initializer")),
+        bias_initializer=_fresh(getattr(owner, prefix + "bias_initializer")),
+        **{setting: getattr(owner, prefix + setting) for setting in _PROJECTION_SETTINGS},
+        dtype=owner.dtype_policy,
+        name=name,
+    )
+
+
 def _fused_mask_value(dtype):
     """What Keras adds to masked scores before its fused kernel: -0.7 times the dtype's maximum."""
     return -0.7 * (65500.0 if dtype == torch.float16 else 3.38953e38)
@@ -322,21 +343,8 @@ class MultiHeadAttention(Layer):
     # ------------------------------------------------------------ build
     def _projection_layer(self, input_rank, bound_dims, output_dims, name, activation=None):
         equation, bias_axes = _projection(input_rank - 1, bound_dims, len(output_dims))
-        return EinsumDense(
-            equation,
-            output_shape=[None] * (input_rank - 2) + list(output_dims),
-            bias_axes=bias_axes if self._use_bias else None,
-            activation=activation,
-            kernel_initializer=_fresh(self._kernel_initializer),
-            bias_initializer=_fresh(self._bias_initializer),
-            kernel_regularizer=self._kernel_regularizer,
-            bias_regularizer=self._bias_regularizer,
-            activity_regularizer=self._activity_regularizer,
-            kernel_constraint=self._kernel_constraint,
-            bias_constraint=self._bias_constraint,
-            dtype=self.dtype_policy,
-            name=name,
-        )
+        output_shape = [None] * (input_rank - 2) + list(output_dims)
+        return projection_dense(self, "_", equation, output_shape, bias_axes if self._use_bias else None, name, activation)
 
     def build(self, query_shape, value_shape, key_shape=None):
         key_shape = value_shape if key_shape is None else key_shape

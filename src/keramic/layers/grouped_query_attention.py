@@ -12,7 +12,7 @@ import torch
 
 from keramic import constraints, initializers, regularizers
 from keramic.layers.activations import Softmax
-from keramic.layers.attention import EinsumDense, _as_bool, _fresh, _fused_mask_value, _keras_mask, _with_query_mask
+from keramic.layers.attention import _as_bool, _fused_mask_value, _keras_mask, _with_query_mask, projection_dense
 from keramic.layers.base import Layer, weight_settings
 from keramic.layers.core import Dropout
 from keramic.serialization.registry import keras_export
@@ -75,21 +75,7 @@ class GroupedQueryAttention(Layer):
         self._inverse_sqrt_head_dim = 1.0 / math.sqrt(float(head_dim))
 
     def _dense(self, equation, output_shape, bias_axes, name, activation=None):
-        return EinsumDense(
-            equation,
-            output_shape=output_shape,
-            bias_axes=bias_axes if self.use_bias else None,
-            activation=activation,
-            kernel_initializer=_fresh(self.kernel_initializer),
-            bias_initializer=_fresh(self.bias_initializer),
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            activity_regularizer=self.activity_regularizer,
-            kernel_constraint=self.kernel_constraint,
-            bias_constraint=self.bias_constraint,
-            dtype=self.dtype_policy,
-            name=name,
-        )
+        return projection_dense(self, "", equation, output_shape, bias_axes if self.use_bias else None, name, activation)
 
     def build(self, query_shape, value_shape, key_shape=None):
         key_shape = value_shape if key_shape is None else key_shape
