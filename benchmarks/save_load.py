@@ -3,6 +3,9 @@
 
     python benchmarks/save_load.py            # ~1 GiB / 100 tensors, ~50 MB / 5000 tensors, tutorial MLP
     python benchmarks/save_load.py --quick    # small sizes, a fast sanity run
+    python benchmarks/save_load.py --quick --baseline /tmp/old/src --only-keramic
+                                              # keramic now vs another source tree, in one run
+                                              # (--baseline repeats: several trees side by side)
 
 Each contender runs in its own subprocess. Before every timed call the process touches (and
 frees) more memory than the call needs: on this kind of VM, memory freed seconds earlier is
@@ -28,6 +31,7 @@ CASES = {
     "big": ("~1 GiB float32 in 100 tensors", "dense", {"width": 2304, "depth": 50}, {"width": 1024, "depth": 8}),
     "many": ("~50 MB float32 in 5000 tensors", "bank", {"count": 5000, "size": 2500}, {"count": 500, "size": 2500}),
     "mlp": ("tutorial MLP 784-64-64-10, RMSprop, one step", "mlp", {}, {}),
+    "deep": ("Sequential of 250 Dense(8): per-layer costs", "dense", {"width": 8, "depth": 250}, {"width": 8, "depth": 250}),
 }
 CONTENDERS = ["keramic", "keras", "torch", "safetensors"]
 
@@ -166,7 +170,7 @@ def worker(case, contender, directory, repeat, quick):
             _measure(lambda: keras_v3.save(model, path, fsync=False), slack)[0] for _ in range(repeat)
         )
         config = model.to_json()
-    del model, weights, save
+    model = weights = save = None  # drop the saved model before timing loads (the closures see None)
     if contender not in ("keramic", "keras"):
         del state
     loads = []
@@ -206,11 +210,15 @@ def worker(case, contender, directory, repeat, quick):
 
 
 # ---------------------------------------------------------------- the parent: run, tabulate, judge
-def run_worker(case, contender, directory, repeat, quick):
+def run_worker(case, contender, directory, repeat, quick, source=None):
+    """One contender's results; `source` (a `src` folder) runs keramic from that tree instead."""
     command = [sys.executable, __file__, "--worker", case, contender, directory, "--repeat", str(repeat)]
     if quick:
         command.append("--quick")
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": "torch"})
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    if source:
+        env["PYTHONPATH"] = source
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         raise RuntimeError(f"{case}/{contender} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -224,16 +232,33 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a fast sanity run")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement (median reported)")
+    parser.add_argument("--baseline", metavar="SRC", action="append", default=[],
+                        help="also time keramic from this source tree (e.g. the code before a change); may repeat")
+    parser.add_argument("--only-keramic", action="store_true", help="time keramic (and --baseline) only, no peers")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated cases to run with --only-keramic (default: {','.join(CASES)})")
     parser.add_argument("--worker", nargs=3, metavar=("CASE", "CONTENDER", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(*args.worker, args.repeat, args.quick)
 
     results = {}
+    cases = args.cases.split(",") if args.only_keramic else list(CASES)
     with tempfile.TemporaryDirectory(prefix="keramic-bench-") as directory:
-        for case in CASES:
-            for contender in CONTENDERS:
+        for case in cases:
+            for source in args.baseline:
+                results[case, source] = run_worker(case, "keramic", directory, args.repeat, args.quick, source)
+            for contender in ["keramic"] if args.only_keramic else CONTENDERS:
                 results[case, contender] = run_worker(case, contender, directory, args.repeat, args.quick)
+    if args.baseline:
+        print(f"keramic now vs other trees (median of {args.repeat}, seconds; same run, same machine)")
+        print(f"  {'case':<6}{'tree':<24}{'save':>9}{'load':>9}{'load_weights':>14}")
+        for case in cases:
+            for source in ["keramic", *args.baseline]:
+                r = results[case, source]
+                name = "now" if source == "keramic" else source
+                print(f"  {case:<6}{name[-24:]:<24}{r['save_s']:9.4f}{r['load_s']:9.4f}{r['load_weights_s']:14.4f}")
+    if args.only_keramic:
+        return None
 
     print(f"save/load benchmark ({'quick' if args.quick else 'full'} sizes, median of {args.repeat}); "
           f"keramic CRC-32 from {results['big', 'keramic']['crc32']}")

@@ -14,6 +14,12 @@ Usage, in a test that takes the `keras` fixture (tests/conftest.py) and pytest's
         np.random.default_rng(0).normal(size=(2, 5, 5, 3)).astype("float32"),
     )
 
+Masks and several outputs: `apply` may wire more than the layer under test (an `Embedding(mask_zero=True)`
+before an RNN, a boolean `attention_mask` input, `return_attention_scores=True`); `framework_of(layer)`
+says which framework's layers to make there. Boolean inputs become boolean `Input`s; tuple and list
+outputs are compared item by item; with `masks=True` the masks the two models attach to their
+outputs (`_keras_mask`) must be equal too.
+
 Expected values always come from Keras; keramic only ever produces the "actual" side.
 """
 
@@ -64,6 +70,15 @@ def random_weights(weights: Sequence[Any], seed: int = 0) -> list[np.ndarray]:
     return values
 
 
+def framework_of(layer: Any) -> Any:
+    """The framework `layer` belongs to (real Keras or keramic), so `apply` can add layers of the same kind."""
+    if type(layer).__module__.startswith("keramic"):
+        return keramic
+    import keras
+
+    return keras
+
+
 def _as_list(inputs: Arrays) -> list[np.ndarray]:
     return [np.asarray(x) for x in inputs] if isinstance(inputs, (list, tuple)) else [np.asarray(inputs)]
 
@@ -80,6 +95,21 @@ def _model(framework: Any, layer: Any, arrays: list[np.ndarray], apply: Callable
 
 def _feed(arrays: list[np.ndarray]) -> Any:
     return arrays if len(arrays) > 1 else arrays[0]
+
+
+def _output_masks(model: Any, x: Any) -> list[Any]:
+    """The masks a model's eager call attaches to each output (None where there is none)."""
+    outputs = model(x)
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    return [getattr(output, "_keras_mask", None) for output in outputs]
+
+
+def _assert_same_masks(our_model: Any, keras_model: Any, x: Any) -> None:
+    ours, theirs = _output_masks(our_model, x), _output_masks(keras_model, x)
+    _assert_equal([m is None for m in ours], [m is None for m in theirs], "which outputs carry a mask")
+    for i, (mine, reference) in enumerate(zip(ours, theirs)):
+        if reference is not None:
+            np.testing.assert_array_equal(to_numpy(mine), to_numpy(reference), err_msg=f"output mask [{i}]")
 
 
 def _assert_close(actual: Any, expected: Any, atol: float, rtol: float, what: str) -> None:
@@ -122,6 +152,7 @@ def assert_layer_parity(
     files: bool = True,
     apply: Callable[[Any, list[Any]], Any] = _default_apply,
     seed: int = 0,
+    masks: bool = False,
 ) -> tuple[Any, Any]:
     """Check one layer against Keras end to end; returns (keras_model, our_model) for extra checks.
 
@@ -130,7 +161,7 @@ def assert_layer_parity(
     2. Randomises Keras's weights and copies them into ours; the weight paths, shapes and
        trainability must be equal, as must `get_config()` and `get_build_config()` (JSON-normalised).
     3. Compares predictions (`atol`/`rtol`), and `compute_output_shape` where the layer has one
-       output.
+       output; with `masks`, the output masks of an eager call as well.
     4. With `files`: Keras writes `.keras` and `.weights.h5`, keramic loads them and predicts the
        same; keramic writes both, Keras loads them and predicts the same.
     5. With `train` and trainable weights: one `train_on_batch` (SGD lr 0.1 with momentum, MSE
@@ -152,10 +183,13 @@ def assert_layer_parity(
     _assert_equal(json_normalised(our_layer.get_build_config()), json_normalised(keras_layer.get_build_config()),
                   "get_build_config")
 
-    expected = keras_model.predict(x, verbose=0)
+    expected = to_numpy(keras_model.predict(x, verbose=0))
     _assert_close(our_model.predict(x, verbose=0), expected, atol, rtol, "prediction")
-    if len(arrays) == 1 and not isinstance(expected, list):
-        shape = tuple(our_layer.compute_output_shape((None,) + arrays[0].shape[1:]))
+    if masks:
+        _assert_same_masks(our_model, keras_model, x)
+    layer_input = keras_layer.input  # the model input, or what `apply` put before the layer
+    if not isinstance(layer_input, (list, tuple, dict)) and not isinstance(expected, list):
+        shape = tuple(our_layer.compute_output_shape(tuple(layer_input.shape)))
         _assert_equal(shape, (None,) + expected.shape[1:], "compute_output_shape")
 
     if files:

@@ -61,11 +61,11 @@ def test_tensorboard_event_files_hold_keras_tags_and_values(tmp_path):
     np.testing.assert_allclose([v for _, v in _scalars(train, "epoch_learning_rate")], [0.05, 0.05], rtol=1e-6)
     weight_paths = [w.path for layer in model.layers for w in layer.weights]
     assert sorted(tags["histograms"]) == sorted(f"{path}/histogram" for path in weight_paths)
-    kernel = train.Histograms("hidden/kernel/histogram")
+    kernel = train.Histograms(f"{model.get_layer('hidden').kernel.path}/histogram")  # Keras tags by weight path
     assert [event.step for event in kernel] == [0, 1]
     assert kernel[-1].histogram_value.num == 12
     np.testing.assert_allclose(kernel[-1].histogram_value.sum, model.layers[0].kernel.detach().sum().item(), rtol=1e-5)
-    assert "hidden/kernel/image" in tags["images"]
+    assert f"{model.get_layer('hidden').kernel.path}/image" in tags["images"]
     # The conceptual graph: the model's config under the "keras" tag, as Keras writes it.
     graph = train.Tensors("keras")
     assert len(graph) == 1 and graph[0].step == 0

@@ -124,7 +124,7 @@ def test_legacy_hdf5_is_chosen_by_extension_on_save_and_by_content_on_load(tmp_p
         (bytes(range(1, 200)), "unrecognised file format"),
         (b"", "unrecognised file format"),
         (b"\x89HDF\r\n\x1a\n" + b"\x00" * 40, "truncated or damaged"),
-        (b"PK\x03\x04 broken zip", "not a valid .keras archive"),
+        (b"PK\x03\x04 broken zip", "not a valid zip archive"),
     ],
 )
 def test_unrecognised_or_damaged_files(tmp_path, content, message):

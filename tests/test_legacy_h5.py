@@ -13,8 +13,10 @@ Where keramic deliberately differs from Keras 3.15 (every case is asserted below
 - it refuses to write subclassed models to `.h5`, which Keras writes but cannot read back.
 """
 
+import importlib.util
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -686,7 +688,7 @@ def test_weights_only_files_by_position_by_name_and_skipping(tmp_path):
     # By name: "a" matches, "b" has another shape, "new" is not in the file.
     partial = stack(layers.Dense(3, name="a"), layers.Dense(5, name="b"), layers.Dense(1, name="new"))
     before = partial.get_weights()
-    with pytest.raises(WeightsMismatchError, match=r"(?s)w\.h5.*entry '/b/b/kernel'") as caught:
+    with pytest.raises(WeightsMismatchError, match=r"(?s)w\.h5.*entry '/b/sequential(_\d+)?/b/kernel'") as caught:
         legacy_h5.load_weights(partial, path, by_name=True)
     assert "Nothing was loaded" in str(caught.value)
     for got, want in zip(partial.get_weights(), before):
@@ -707,7 +709,7 @@ def test_weights_only_files_by_position_by_name_and_skipping(tmp_path):
 
     # By position, skip_mismatch skips single weights of another shape (Keras 3; tf.keras refused).
     wider = stack(layers.Dense(3), layers.Dense(5), layers.Dense(1))
-    with pytest.warns(UserWarning, match=r"w\.h5: entry '/b/b/kernel': skipping layer #1"):
+    with pytest.warns(UserWarning, match=r"w\.h5: entry '/b/sequential(_\d+)?/b/kernel': skipping layer #1"):
         legacy_h5.load_weights(wider, path, skip_mismatch=True)
     np.testing.assert_array_equal(wider.get_weights()[0], source.get_weights()[0])  # a: loaded
     np.testing.assert_array_equal(wider.get_weights()[5], source.get_weights()[5])  # c/bias: loaded
@@ -739,7 +741,7 @@ def test_bad_files_are_refused_naming_file_and_entry(tmp_path):
         legacy_h5.load(weights_only)
 
     bad_json = _copy(good, tmp_path / "json.h5", lambda f: f.attrs.__setitem__("model_config", b"{not json"))
-    with pytest.raises(FileFormatError, match=r"json\.h5: entry 'model_config': is not valid JSON"):
+    with pytest.raises(FileFormatError, match=r"json\.h5: entry 'model_config': not valid JSON"):
         legacy_h5.load(bad_json)
 
     def mystery(h5file):
@@ -947,7 +949,17 @@ def test_our_h5_loads_in_keras3(keras, tmp_path, name):
 
 
 # ---------------------------------------------------------------- real tf.keras 2
-TF_PYTHON = os.environ.get("KERAMIC_TF_PYTHON")
+def _tf_python():
+    """The interpreter that runs tf.keras 2: KERAMIC_TF_PYTHON, else this one when it has
+    tensorflow and tf_keras (CI installs both; they run in a subprocess, away from torch)."""
+    named = os.environ.get("KERAMIC_TF_PYTHON")
+    if named:
+        return named
+    has_tf_keras = all(importlib.util.find_spec(name) is not None for name in ("tensorflow", "tf_keras"))
+    return sys.executable if has_tf_keras else None
+
+
+TF_PYTHON = _tf_python()
 
 # Run by the TensorFlow interpreter: loads every `<name>.h5` compiled and compares predictions
 # with `<name>.npz` (inputs x0.., predictions p0..); prints one line per model.
@@ -1040,12 +1052,12 @@ def test_our_h5_config_is_the_keras2_form(tmp_path):
 
 
 def test_our_h5_loads_in_tf_keras2(tmp_path):
-    """tf.keras 2 loads our `.h5` files, compiled, predicting what we predict (needs an
-    interpreter with TensorFlow and tf_keras in KERAMIC_TF_PYTHON)."""
+    """tf.keras 2 loads our `.h5` files, compiled, predicting what we predict (needs tensorflow and
+    tf_keras here or in the interpreter KERAMIC_TF_PYTHON names)."""
     import subprocess
 
     if not TF_PYTHON or not os.path.exists(TF_PYTHON):
-        pytest.skip("set KERAMIC_TF_PYTHON to a Python with tensorflow and tf_keras 2 installed to check tf.keras 2 loading")
+        pytest.skip("tf.keras 2 is the reference: pip install tensorflow-cpu==2.21.0 tf-keras==2.21.0 (or set KERAMIC_TF_PYTHON)")
     rng = np.random.default_rng(0)
     for name, make in TF_MODELS.items():
         keramic.utils.set_random_seed(0)
@@ -1059,7 +1071,8 @@ def test_our_h5_loads_in_tf_keras2(tmp_path):
         np.savez(tmp_path / f"{name}.npz", **arrays)
         again = legacy_h5.load(tmp_path / f"{name}.h5")  # and we still read what we wrote
         assert_close(again.predict(x, verbose=0), predictions)
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", CUDA_VISIBLE_DEVICES="")
+    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    env.update(TF_USE_LEGACY_KERAS="1", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(
         [TF_PYTHON, "-c", TF_KERAS_LOADER, str(tmp_path)], capture_output=True, text=True, env=env, timeout=600, check=False
     )
@@ -1085,3 +1098,112 @@ def test_graphs_the_keras2_form_cannot_express_keep_keras3_form(tmp_path):
         path = tmp_path / f"m{index}.h5"
         model.save(path)
         np.testing.assert_array_equal(keramic.models.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def _model_config(path):
+    with h5py.File(path, "r") as h5file:
+        return json.loads(h5file.attrs["model_config"])
+
+
+def test_op_nodes_are_written_as_tfkeras_op_layers_and_read_back(tmp_path):
+    """`x[:, :3] * 2 + 1`, relu, sum, concatenate: tf.keras's TFOpLambda/SlicingOpLambda layers in
+    the file (tests/test_tfkeras_interop.py loads such files in tf.keras), exact when read back."""
+    x = keramic.Input((6,), name="x")
+    dense = layers.Dense(4)
+    h = keramic.ops.relu(dense(x)[:, :3] * 2.0 + 1.0)
+    h = keramic.ops.concatenate([h, keramic.ops.sum(h, axis=-1, keepdims=True)], axis=-1)
+    head = layers.Dense(2)
+    model = keramic.Model(x, head(h))
+    legacy_h5.save(model, tmp_path / "ops.h5")
+    entries = _model_config(tmp_path / "ops.h5")["config"]["layers"]
+    functions = [e["config"]["function"] for e in entries if e["class_name"] in ("TFOpLambda", "SlicingOpLambda")]
+    assert functions == ["__operators__.getitem", "math.multiply", "__operators__.add", "nn.relu", "math.reduce_sum", "concat"]
+
+    data = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+    kernel, bias = (w.numpy() for w in dense.weights)
+    hidden = np.maximum((data @ kernel + bias)[:, :3] * 2.0 + 1.0, 0.0)
+    hidden = np.concatenate([hidden, hidden.sum(axis=-1, keepdims=True)], axis=-1)
+    expected = hidden @ head.weights[0].numpy() + head.weights[1].numpy()
+    again = legacy_h5.load(tmp_path / "ops.h5")
+    np.testing.assert_allclose(again.predict(data, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_op_nodes_without_a_tensorflow_layer_keep_keras3_form(tmp_path):
+    x = keramic.Input((3,), name="x")
+    model = keramic.Model(x, layers.Dense(2)(keramic.ops.sinh(x)))  # no tf.keras TFOpLambda table entry
+    legacy_h5.save(model, tmp_path / "sinh.h5")
+    entries = _model_config(tmp_path / "sinh.h5")["config"]["layers"]
+    sinh = next(e for e in entries if e["class_name"] == "Sinh")
+    assert sinh["module"] == "keras.src.ops.numpy"  # found by module: no layer is named `Sinh`
+    data = np.random.default_rng(1).normal(size=(2, 3)).astype("float32")
+    np.testing.assert_array_equal(legacy_h5.load(tmp_path / "sinh.h5").predict(data, verbose=0), model.predict(data, verbose=0))
+
+
+def test_an_object_loaded_under_a_registered_name_is_saved_under_it(tmp_path):
+    class Doubler(layers.Layer):  # not decorated: known only through custom_objects
+        def call(self, inputs):
+            return inputs * 2.0
+
+    model = keramic.Sequential([keramic.Input((3,)), Doubler(name="double"), layers.Dense(2)])
+    config = json.loads(model.to_json())
+    entry = next(e for e in config["config"]["layers"] if e["class_name"] == "Doubler")
+    entry["registered_name"] = "Pkg>Doubler"
+    loaded = keramic.models.model_from_json(json.dumps(config), custom_objects={"Pkg>Doubler": Doubler})
+    again = next(e for e in json.loads(loaded.to_json())["config"]["layers"] if e["class_name"] == "Doubler")
+    assert again["registered_name"] == "Pkg>Doubler"
+    legacy_h5.save(loaded, tmp_path / "custom.h5")
+    classes = [e["class_name"] for e in _model_config(tmp_path / "custom.h5")["config"]["layers"]]
+    assert "Pkg>Doubler" in classes  # Keras's legacy form names custom objects by their registered name
+    assert type(legacy_h5.load(tmp_path / "custom.h5", custom_objects={"Pkg>Doubler": Doubler}).layers[0]) is Doubler
+
+
+def test_wrapped_layers_keep_their_module_for_keras3(tmp_path):
+    """Keras 3 finds a Bidirectional's GRU only through its `module` (else "Could not locate class 'GRU'")."""
+    model = keramic.Sequential([keramic.Input((4, 3)), layers.Bidirectional(layers.GRU(2)), layers.Dense(1)])
+    legacy_h5.save(model, tmp_path / "bidi.h5")
+    entry = next(e for e in _model_config(tmp_path / "bidi.h5")["config"]["layers"] if e["class_name"] == "Bidirectional")
+    assert entry["config"]["layer"]["module"] == "keras.layers" and entry["config"]["layer"]["class_name"] == "GRU"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        (slice(None), slice(None, None, -1)),
+        (Ellipsis, slice(None, None, -2), -1),
+        (slice(None), slice(3, 0, -1), slice(-1, -5, -2)),
+        (slice(None), None, slice(10, None, -1)),
+        (Ellipsis, slice(-2, None, -1)),
+        (slice(None), slice(None, -1, -1), 2),
+    ],
+)
+def test_negative_step_slices_of_tf_keras_read_as_flip_then_slice(key):
+    """tf.keras's `x[:, ::-1]` becomes flip + a positive-step slice; numpy is the reference."""
+    from keramic.saving.formats import keras2_tf_ops
+
+    def tf_keras_form(item):  # how tf.keras 2.21 writes each part of a slice spec
+        if isinstance(item, slice):
+            return {"start": item.start, "stop": item.stop, "step": item.step}
+        return {"class_name": "__ellipsis__"} if item is Ellipsis else item
+
+    def python(item):
+        if isinstance(item, dict) and item.get("class_name") == "__slice__":
+            return slice(*(item["config"][part] for part in ("start", "stop", "step")))
+        return Ellipsis if isinstance(item, dict) else item
+
+    x_ref = {"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}
+    entry = {"class_name": "SlicingOpLambda", "name": "s", "config": {"name": "s", "function": "__operators__.getitem"},
+             "inbound_nodes": [{"args": [x_ref], "kwargs": {"slice_spec": [tf_keras_form(item) for item in key]}}]}
+    flip, sliced = keras2_tf_ops.to_op_nodes(entry)
+    assert flip["class_name"] == "Flip" and sliced["class_name"] == "GetItem"
+    data = np.arange(2 * 4 * 6).reshape(2, 4, 6)
+    flipped = np.flip(data, axis=tuple(flip["config"]["axis"]))
+    new_key = tuple(python(item) for item in sliced["inbound_nodes"][0]["args"][1])
+    np.testing.assert_array_equal(flipped[new_key], data[key])
+
+
+def test_a_tensorflow_function_without_a_keramic_op_is_refused_by_name():
+    from keramic.saving.formats import keras2_tf_ops
+
+    entry = {"class_name": "TFOpLambda", "name": "e", "config": {"name": "e", "function": "einsum"}, "inbound_nodes": []}
+    with pytest.raises(ConfigError, match=r"tf\.einsum"):
+        keras2_tf_ops.to_op_nodes(entry)

@@ -210,3 +210,52 @@ def test_global_mixed_float16_loss_scale_state_loads_exactly_both_ways(keras, gl
     assert type(back.optimizer).__name__ == "LossScaleOptimizer"
     for a, b in zip(back.optimizer.variables, reference.optimizer.variables):
         np.testing.assert_array_equal(np.asarray(a.numpy()), np.asarray(b.numpy()))
+
+
+def _listed_weights_layer(lib):
+    class ListedWeights(lib.layers.Layer):
+        """Keeps its kernels in a list and a dict, as user layers often do."""
+
+        def build(self, input_shape):
+            self.kernels = [self.add_weight(shape=(input_shape[-1], 3), name=f"k{i}") for i in range(2)]
+            self.extra = {"bias": self.add_weight(shape=(3,), name="b", initializer="ones")}
+
+        def call(self, x):
+            return lib.ops.matmul(x, self.kernels[0]) + lib.ops.matmul(x, self.kernels[1]) + self.extra["bias"]
+
+    return ListedWeights(dtype="mixed_float16", name="listed")
+
+
+@pytest.mark.interop
+def test_variables_in_lists_and_dicts_compute_in_the_policy_dtype_as_in_keras(keras):
+    x = np.random.default_rng(8).normal(size=(4, 5)).astype("float32")
+    reference, layer = _listed_weights_layer(keras), _listed_weights_layer(keramic)
+    reference.build((None, 5))
+    layer.build((None, 5))
+    layer.set_weights(reference.get_weights())
+    theirs, mine = reference(x), layer(torch.from_numpy(x))
+    assert mine.dtype == torch.float16 and str(theirs.dtype).endswith("float16")
+    np.testing.assert_allclose(mine.detach().numpy().astype("float32"), np.asarray(theirs.detach().cpu().numpy(), "float32"), rtol=2e-3, atol=2e-3)
+    assert all(isinstance(k, torch.nn.Parameter) and k.dtype == torch.float32 for k in layer.kernels)
+    mine.float().sum().backward()
+    assert layer.kernels[0].grad is not None and layer.kernels[0].grad.dtype == torch.float32
+    assert layer.extra["bias"].grad is not None
+
+
+@pytest.mark.interop
+def test_loss_scaled_file_loaded_under_float32_keeps_weights_and_skips_optimizer_state_as_keras(keras, global_policy, tmp_path):
+    """Keras loads the model and warns that the (LossScaleOptimizer-sized) optimizer state does not fit a
+    plain optimizer; keramic does the same instead of refusing the file."""
+    x = np.random.default_rng(9).normal(size=(8, 3)).astype("float32")
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    reference = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")])
+    reference.compile(optimizer="adam", loss="mse")
+    reference.fit(x, np.zeros((8, 2), "float32"), batch_size=4, verbose=0)
+    reference.save(tmp_path / "scaled.keras")
+    keras.mixed_precision.set_global_policy("float32")
+    with pytest.warns(UserWarning, match="Skipping variable loading for optimizer"):
+        loaded = keramic.saving.load_model(tmp_path / "scaled.keras")
+    assert type(loaded.optimizer).__name__ == "Adam"
+    for mine, theirs in zip(loaded.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), reference.predict(x, verbose=0), rtol=2e-3, atol=2e-3)

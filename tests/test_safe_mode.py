@@ -16,7 +16,7 @@ import pytest
 
 import keramic
 from keramic import layers
-from keramic.errors import UnknownObjectError, UnsafeDeserializationError
+from keramic.errors import FileFormatError, UnknownObjectError, UnsafeDeserializationError
 from keramic.models import Functional, Sequential
 from keramic.saving import deserialize_keras_object
 
@@ -269,7 +269,9 @@ def test_refused_lambda_never_reaches_marshal(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- zip member names
-def test_members_with_escaping_names_are_ignored_and_nothing_is_written(tmp_path, monkeypatch):
+def test_members_with_escaping_names_are_refused_and_nothing_is_written(tmp_path, monkeypatch):
+    """Such members were once skipped; an archive holding them is now refused whole (a writer
+    that produced them is not one to trust), and nothing is ever written outside."""
     model = keramic.Sequential([keramic.Input((3,)), layers.Dense(2)])
     model.save(tmp_path / "good.keras")
     work = tmp_path / "deep" / "work"
@@ -288,8 +290,9 @@ def test_members_with_escaping_names_are_ignored_and_nothing_is_written(tmp_path
     with zipfile.ZipFile(archive) as check:
         assert set(extra) <= set(check.namelist())  # names kept exactly as written
     before = sorted(str(p) for p in tmp_path.rglob("*"))
-    loaded = keramic.models.load_model(archive)
-    np.testing.assert_allclose(loaded.predict(X, verbose=0), model.predict(X, verbose=0), rtol=1e-6)
-    model.load_weights(archive)
+    with pytest.raises(FileFormatError, match=r"hostile\.keras.*not a plain relative name"):
+        keramic.models.load_model(archive)
+    with pytest.raises(FileFormatError, match=r"hostile\.keras.*not a plain relative name"):
+        model.load_weights(archive)
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
     assert not absolute.exists() and not os.path.exists("/abs/path")

@@ -133,6 +133,42 @@ def test_bounded_json_refuses_repeated_keys_deep_nesting_and_garbage(tmp_path, t
     assert "x.json" in str(caught.value)
 
 
+
+def _container_depth(value):
+    """Nesting depth of a parsed JSON value, counted independently of the reader's byte scan."""
+    if isinstance(value, dict):
+        return 1 + max(map(_container_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_container_depth, value), default=0)
+    return 0
+
+
+@pytest.mark.parametrize("chunk", [7, 2**20])
+def test_bounded_json_depth_scan_counts_only_brackets_outside_strings(monkeypatch, chunk):
+    import random
+
+    monkeypatch.setattr(atomic, "_SCAN_CHUNK", chunk)  # 7 bytes: state carried across many chunks
+    rng = random.Random(chunk)
+    texts = ["a]", '\\"[{', "\\", 'x\\\\"[', "[[[", "}}", "", '"']
+
+    def value(depth):
+        draw = rng.random()
+        if depth > 10 or draw < 0.3:
+            return rng.choice(texts + [1, None, 2.5])
+        if draw < 0.65:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice(texts) + str(i): value(depth + 1) for i in range(rng.randint(0, 3))}
+
+    for _ in range(400):
+        document = value(0)
+        data, depth = json.dumps(document).encode(), _container_depth(document)
+        if depth:
+            assert atomic.parse_json(data, "x", max_depth=depth) == document
+            with pytest.raises(FileFormatError, match="nested more than"):
+                atomic.parse_json(data, "x", max_depth=depth - 1)
+    wide = json.dumps({"s": "[" * 5000, "t": ["{" * 300]}).encode()  # brackets in strings do not nest
+    assert atomic.parse_json(wide, "x", max_depth=2)["s"] == "[" * 5000
+
 def test_bounded_json_is_size_capped_before_reading_for_files_and_archive_members(tmp_path):
     path = tmp_path / "big.json"
     path.write_text(json.dumps({"k": "v" * 200}))
@@ -291,6 +327,27 @@ def test_layout_writer_makes_files_h5py_reads_as_its_own(tmp_path):
         plist = stored["1"].id.get_create_plist()
         assert plist.get_layout() == h5py.h5d.CONTIGUOUS and plist.get_nfilters() == 0
 
+
+
+def test_a_layout_planned_from_dtypes_and_shapes_equals_the_one_from_tensors():
+    # The index check lays files out from dtypes and shapes only; it must match the writer's bytes.
+    tensors = [
+        torch.tensor(7, dtype=torch.int32),
+        torch.tensor([1.5, -2.0], dtype=torch.bfloat16),
+        torch.tensor([True, False]),
+        torch.zeros(0, 3),
+        torch.ones(2, 3, dtype=torch.complex64),
+        torch.zeros(4, dtype=torch.uint16),
+    ]
+    groups = [("", Owner("model"), []), ("layers/a", Owner("a"), tensors), ("layers/b", Owner("b"), [torch.ones(3)] * 20)]
+    planned = [
+        (path, owner, [h5_layout.PlannedTensor(str(t.dtype).removeprefix("torch."), tuple(t.shape)) for t in values])
+        for path, owner, values in groups
+    ]
+    from_tensors, from_plan = h5_layout.WeightsImage(groups), h5_layout.WeightsImage(planned)
+    assert from_plan.metadata == from_tensors.metadata and from_plan.size == from_tensors.size
+    assert [(d.offset, d.nbytes) for d in from_plan.datasets] == [(d.offset, d.nbytes) for d in from_tensors.datasets]
+    assert all(d.buffer is None for d in from_plan.datasets)
 
 def test_string_attributes_spread_over_several_global_heaps(tmp_path, monkeypatch):
     monkeypatch.setattr(h5_layout, "GLOBAL_HEAP_MAX_OBJECTS", 3)

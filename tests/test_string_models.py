@@ -143,3 +143,26 @@ def test_functional_input_and_output_as_in_keras(keras):
         assert _kind(ours.output) == _kind(theirs.output)
     single = _structures(keramic)[0]
     assert single.input is single.inputs[0] and single.output is single.outputs[0]
+
+
+@pytest.mark.parametrize("preprocess", [_vectorize, _lookup], ids=["TextVectorization", "StringLookup"])
+def test_sequential_with_a_string_input_end_to_end(preprocess, tmp_path):
+    """`Sequential([Input(dtype="string"), ...])`: predict, fit, save and load, as the Functional form does."""
+    keramic.utils.set_random_seed(0)
+    model = keramic.Sequential([
+        keramic.Input(shape=(1,), dtype="string"), preprocess(), keramic.layers.Embedding(12, 4),
+        keramic.layers.GlobalAveragePooling1D(), keramic.layers.Dense(1),
+    ])  # fmt: skip
+    assert model.input.dtype == "string"
+    twin = _text_model(preprocess())  # the same layers, seeded alike, in Functional form
+    twin.set_weights(model.get_weights())
+    np.testing.assert_allclose(model.predict(TEXTS, verbose=0), twin.predict(TEXTS, verbose=0), atol=1e-6)
+    model.compile(optimizer=keramic.optimizers.Adam(0.1), loss="mse")
+    history = model.fit(TEXTS, TARGETS, epochs=5, batch_size=2, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    expected = model.predict(TEXTS, verbose=0)
+    path = tmp_path / "sequential_text.keras"
+    model.save(path)
+    loaded = keramic.saving.load_model(path)
+    assert isinstance(loaded, keramic.Sequential) and loaded.input.dtype == "string"
+    np.testing.assert_allclose(loaded.predict(TEXTS, verbose=0), expected, atol=1e-6)

@@ -24,12 +24,18 @@ from keramic import (  # noqa: E402
 )
 from keramic.layers import Input, Layer  # noqa: E402
 from keramic.models import Model, Sequential  # noqa: E402
-from keramic.dtype_policies import DTypePolicy  # noqa: E402
+from keramic.dtype_policies import DTypePolicy, FloatDTypePolicy  # noqa: E402,F401
+from keramic import dtype_policies, legacy  # noqa: E402,F401
+from keramic.utils.feature_space import FeatureSpace  # noqa: E402
 from keramic.backend import Variable  # noqa: E402
 from keramic import applications, callbacks, datasets, models  # noqa: E402
 from keramic import mixed_precision  # noqa: E402
 from keramic import export  # noqa: E402,F401  (registers the export artifact in saving's table of formats)
 from keramic import config, preprocessing, random, tree  # noqa: E402
+from keramic import quantizers, visualization  # noqa: E402,F401
+from keramic.quantizers import Quantizer  # noqa: E402,F401
+from keramic.ops.core import remat  # noqa: E402,F401
+from keramic import distribution  # noqa: E402
 from keramic.layers import InputSpec  # noqa: E402
 from keramic.layers.operations import Operation  # noqa: E402
 from keramic.symbolic import KerasTensor  # noqa: E402
@@ -38,4 +44,7 @@ from keramic.metrics import Metric  # noqa: E402
 from keramic.optimizers import Optimizer  # noqa: E402
 from keramic.initializers import Initializer  # noqa: E402
 from keramic.regularizers import Regularizer  # noqa: E402
-from keramic.scopes import Function, device, name_scope, version  # noqa: E402
+from keramic.scopes import Function, SymbolicScope, device, name_scope, version  # noqa: E402
+
+# FeatureSpace is a layer; utils sits below layers, so the root package attaches it to utils.
+utils.FeatureSpace = FeatureSpace

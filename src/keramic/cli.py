@@ -1,14 +1,22 @@
-"""The `keramic` command: `keramic demo` runs the saving tutorial; `keramic inspect FILE`; `keramic convert IN OUT`; `keramic serve`; `keramic version`."""
+"""The `keramic` command: `keramic demo` runs the saving tutorial; `keramic inspect FILE`; `keramic convert IN OUT`;
+`keramic export MODEL DIR`; `keramic serve`; `keramic version`.
+
+Every failure is one line on stderr that names the file, with exit status 1 (2 for a wrong
+command line): no traceback. Output cut short by a closed pipe (`keramic inspect f.keras | head -1`)
+ends quietly with status 141, as a Unix tool killed by SIGPIPE.
+"""
 
 import argparse
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
 
 import keramic
 import keramic.export  # noqa: F401  (registers the export artifact in the table of formats)
-from keramic.errors import KeramicError
+from keramic.errors import ExportError, KeramicError
+from keramic.saving.api import load_model
 from keramic.saving.convert import convert
 from keramic.saving.formats import table
 from keramic.saving.inspect import format_report, inspect_file
@@ -43,6 +51,16 @@ def main(argv=None):
     convert_parser.add_argument(
         "--max-shard-size", type=float, help="GiB per shard: write OUT (.safetensors) as shards plus a .safetensors.index.json"
     )
+    export_parser = commands.add_parser(
+        "export",
+        help="write a serving artifact (ONNX graph + signatures + the model) from a saved model",
+        description="Load MODEL (.keras, its directory form, legacy .h5) and write the serving artifact directory DIR "
+        "that `keramic serve` and keramic.export.load_artifact read (or, with --format onnx, one .onnx file). "
+        "Needs `pip install keramic[export]`.",
+    )
+    export_parser.add_argument("model", metavar="MODEL", help="the saved model to export")
+    export_parser.add_argument("directory", metavar="DIR", help="the artifact directory (or .onnx file) to write")
+    export_parser.add_argument("--format", choices=("tf_saved_model", "onnx"), default="tf_saved_model", help="as model.export")
     commands.add_parser("version", help="print keramic's version")
     _add_serve_parser(commands)
     options, rest = parser.parse_known_args(argv)
@@ -52,11 +70,17 @@ def main(argv=None):
         print(keramic.__version__)
         return 0
     if options.command == "inspect":
-        return _inspect(options.file, options.json)
+        return _reporting("inspect", options.file, lambda: _inspect_text(options.file, options.json))
     if options.command == "convert":
-        return _convert(options.source, options.target, options.config, options.max_shard_size)
+        return _reporting("convert", options.source, lambda: _convert(options.source, options.target, options.config, options.max_shard_size))
+    if options.command == "export":
+        return _reporting("export", options.model, lambda: _export(options.model, options.directory, options.format))
     if options.command == "serve":
-        return _serve(options)
+        try:
+            return _serve(options)
+        except Exception as error:  # one line, never a traceback
+            print(f"keramic serve: error: {_one_line(error, options.model_base_path)}", file=sys.stderr)
+            return 1
     if not TUTORIAL.exists():
         parser.error(f"the tutorial script is not installed with the package; expected it at {TUTORIAL}")
     sys.argv = [str(TUTORIAL), *rest]
@@ -64,25 +88,53 @@ def main(argv=None):
     return 0
 
 
-def _inspect(path, as_json):
-    """Exit status 1 with a one-line reason on stderr for a missing, unreadable or foreign file."""
-    try:
-        report = inspect_file(path)
-    except (KeramicError, OSError) as error:
-        print(f"keramic inspect: error: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(report, indent=2) if as_json else format_report(report))
-    return 0
+def _inspect_text(path, as_json):
+    report = inspect_file(path)
+    return json.dumps(report, indent=2) if as_json else format_report(report)
 
 
 def _convert(source, target, config, max_shard_size):
-    """Print the report; exit status 1 with a one-line reason on stderr when the conversion fails."""
+    return str(convert(source, target, config=config, max_shard_size=max_shard_size))
+
+
+def _export(model_path, directory, export_format):
     try:
-        report = convert(source, target, config=config, max_shard_size=max_shard_size)
-    except (KeramicError, OSError) as error:
-        print(f"keramic convert: error: {error}", file=sys.stderr)
+        import onnx  # noqa: F401  (the export extra, needed before any work is done)
+        import onnxruntime  # noqa: F401
+    except ImportError as error:
+        raise ExportError(f"{error.name or 'onnx'} is not installed: `pip install keramic[export]` to export models.") from None
+    load_model(model_path).export(directory, format=export_format)
+    return f"Exported {model_path} to {directory} ({export_format})."
+
+
+def _reporting(command, path, work):
+    """Run `work` and print its text: status 0; any failure is one line on stderr naming `path`, status 1."""
+    try:
+        text = work()
+    except Exception as error:  # the CLI's promise: one line, never a traceback
+        print(f"keramic {command}: error: {_one_line(error, path)}", file=sys.stderr)
         return 1
-    print(report)
+    return _print(text)
+
+
+def _one_line(error, path):
+    message = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, (KeramicError, OSError)):
+        message = f"{type(error).__name__}: {message}"
+    return message if str(path) in message else f"{path}: {message}"
+
+
+def _print(text):
+    """Print to stdout; a reader that closed the pipe early ends the command quietly (status 141)."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Later flushes (at exit) must not fail again: point stdout at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
     return 0
 
 
@@ -104,7 +156,7 @@ def _add_serve_parser(commands):
         "Flag names are TF Serving's. Stops gracefully on SIGINT/SIGTERM.",
     )
     serve.add_argument("--model_name", required=True, help="the name clients use in /v1/models/NAME")
-    serve.add_argument("--model_base_path", required=True, help="directory holding numbered version folders")
+    serve.add_argument("--model_base_path", required=True, help="directory (or fsspec URL: s3://bucket/models) holding numbered version folders")
     serve.add_argument("--rest_api_port", type=int, default=8501, help="HTTP port (default 8501, as TF Serving)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: every interface)")
     serve.add_argument("--enable_batching", type=_flag, nargs="?", const=True, default=False, help="merge concurrent requests")
@@ -115,6 +167,10 @@ def _add_serve_parser(commands):
     serve.add_argument("--max_request_bytes", type=int, default=64 * 1024**2, help="larger bodies get 413 (default 64 MiB)")
     serve.add_argument("--rest_api_timeout_in_ms", type=int, default=30000, help="answer 504 after this long (0: no limit)")
     serve.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0, help="onnxruntime threads per call (0: default)")
+    serve.add_argument("--body_timeout_in_ms", type=int, default=30000, help="a request body must arrive within this (else 408)")
+    serve.add_argument("--head_timeout_seconds", type=float, default=10, help="a request line and headers must arrive within this (else 408)")
+    serve.add_argument("--max_head_bytes", type=int, default=64 * 1024, help="larger request heads get 431 (default 64 KiB)")
+    serve.add_argument("--graceful_shutdown_seconds", type=float, default=5, help="on SIGTERM, in-flight requests get this long")
 
 
 def _serve(options):
@@ -137,6 +193,10 @@ def _serve(options):
         max_request_bytes=options.max_request_bytes,
         rest_api_timeout_in_ms=options.rest_api_timeout_in_ms,
         intra_op_threads=options.tensorflow_intra_op_parallelism,
+        body_timeout_in_ms=options.body_timeout_in_ms,
+        head_timeout_seconds=options.head_timeout_seconds,
+        max_head_bytes=options.max_head_bytes,
+        graceful_shutdown_seconds=options.graceful_shutdown_seconds,
     )
     return 0
 

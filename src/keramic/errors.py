@@ -1,5 +1,10 @@
 """One exception hierarchy for keramic: every error a user sees names what and where."""
 
+import contextlib
+import struct
+import zipfile
+from typing import Iterator
+
 
 class KeramicError(Exception):
     """Base class of every error keramic raises on purpose."""
@@ -39,3 +44,52 @@ class FileFormatError(KeramicError, ValueError):
 
 class ExportError(KeramicError, ValueError):
     """A model (or one of its layers) cannot be written as an ONNX graph."""
+
+
+class ConfigArgumentError(ConfigError, TypeError):
+    """An object in a config cannot be built from the arguments it gives (a wrong type, a NaN, a
+    negative size, an unknown keyword). Also a `TypeError`, as Keras raises for bad arguments."""
+
+
+class NotAModelError(ConfigError, TypeError):
+    """A model loader was given the config of something that is not a model (a layer, a callback,
+    a loss, an optimizer, a function): it returns a model or raises this."""
+
+
+def naming_source(error: KeramicError, source: str) -> KeramicError:
+    """The same error (same class) with `source` (a file, "JSON string") leading its message, unless
+    the message names it already."""
+    message = str(error)
+    if source in message:
+        return error
+    return type(error)(f"{source}: {message}")
+
+
+# What damaged input makes Python, h5py and zipfile raise deep inside a loader.
+_RAW_FAILURES = (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError, OverflowError, EOFError)
+
+
+@contextlib.contextmanager
+def typed_errors(source: str) -> Iterator[None]:
+    """Let only keramic errors naming `source` (a file, "JSON string") out of a loader.
+
+    Raw failures of damaged input (a `KeyError` on a missing entry, a `RecursionError`, h5py's
+    plain `OSError`s without an errno, `zipfile.BadZipFile`) become a `FileFormatError` naming
+    `source`, the original kept as its cause; a real OS error (missing file, no permission) passes.
+
+    >>> with typed_errors(path):
+    ...     model = row.load(path)
+    """
+    try:
+        yield
+    except KeramicError as error:
+        renamed = naming_source(error, source)
+        if renamed is error:
+            raise
+        raise renamed from error.__cause__
+    except (*_RAW_FAILURES, zipfile.BadZipFile, struct.error) as error:
+        raise FileFormatError(f"{source}: damaged or invalid content ({type(error).__name__}: {error})") from error
+    except OSError as error:
+        if type(error) is not OSError or error.errno is not None:
+            raise  # a missing file, no permission, a full disk: the system's own answer
+        raise FileFormatError(f"{source}: damaged or invalid content ({error})") from error

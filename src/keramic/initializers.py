@@ -340,6 +340,62 @@ class Orthogonal(RandomInitializer):
     def get_config(self):
         return {**super().get_config(), "gain": self.gain}
 
+# Parameterless windows by scipy.signal name; torch's `sym=False` is scipy's periodic (DFT-even) form.
+_STFT_WINDOWS = {
+    "hann": torch.signal.windows.hann,
+    "hamming": torch.signal.windows.hamming,
+    "blackman": torch.signal.windows.blackman,
+    "bartlett": torch.signal.windows.bartlett,
+    "cosine": torch.signal.windows.cosine,
+}
+
+
+@keras_export(_NAMESPACE)
+class STFT(Initializer):
+    """Kernels of a convolution that computes a short-time Fourier transform (`STFTSpectrogram`'s).
+
+    `shape` is `(frame_length, 1, fft_length // 2 + 1)`: the cosine (`side="real"`) or sine
+    (`side="imag"`) DFT bases, times the window, divided by the window's L2 norm (`"density"`) or
+    L1 norm (`"spectrum"`).
+
+    >>> STFT("real", "hann")((8, 1, 5)).shape
+    torch.Size([8, 1, 5])
+    """
+
+    def __init__(self, side="real", window="hann", scaling="density", periodic=False):
+        if side not in ("real", "imag"):
+            raise ValueError(f"side should be 'real' or 'imag', not {side}")
+        if isinstance(window, str) and window not in _STFT_WINDOWS:
+            raise ValueError(f"Unknown window {window!r}: keramic offers {sorted(_STFT_WINDOWS)} or an array of values.")
+        if scaling is not None and scaling not in ("density", "spectrum"):
+            raise ValueError(f"Scaling is invalid, it must be `None`, 'density' or 'spectrum'. Received scaling={scaling}")
+        self.side, self.window, self.scaling, self.periodic = side, window, scaling, periodic
+
+    def _window(self, frame_length):
+        if isinstance(self.window, str):
+            if frame_length == 1:
+                return torch.ones(1, dtype=torch.float64)
+            return _STFT_WINDOWS[self.window](frame_length, sym=not self.periodic, dtype=torch.float64)
+        values = torch.as_tensor(np.asarray(self.window), dtype=torch.float64)
+        if values.dim() != 1 or values.shape[0] != frame_length:
+            raise ValueError(f"The shape of `window` must be equal to [frame_length]. Received: window shape={tuple(values.shape)}")
+        return values
+
+    def __call__(self, shape, dtype=None):
+        frame_length, _, bins = shape
+        time = torch.arange(frame_length, dtype=torch.float64).view(-1, 1, 1)
+        freq = torch.arange(bins, dtype=torch.float64).view(1, 1, -1) / ((bins - 1) * 2)
+        angles = -2.0 * math.pi * time * freq
+        kernel = torch.cos(angles) if self.side == "real" else torch.sin(angles)
+        if self.window is not None:
+            win = self._window(frame_length).view(-1, 1, 1)
+            scale = {"density": win.square().sum().sqrt(), "spectrum": win.abs().sum()}.get(self.scaling, 1.0)
+            kernel = kernel * win / scale
+        return kernel.to(device=backend.get_device(), dtype=backend.torch_dtype(backend.standardize_dtype(dtype)))
+
+    def get_config(self):
+        return {"side": self.side, "window": self.window, "periodic": self.periodic, "scaling": self.scaling}
+
 
 _ALIASES = {
     "normal": RandomNormal,
@@ -348,6 +404,8 @@ _ALIASES = {
     "one": Ones,
     "IdentityInitializer": Identity,
     "OrthogonalInitializer": Orthogonal,
+    "STFTInitializer": STFT,
+    "stft": STFT,
 }
 for _cls in (
     Zeros,
@@ -427,3 +485,7 @@ he_uniform = HeUniform
 lecun_normal = LecunNormal
 lecun_uniform = LecunUniform
 orthogonal = Orthogonal
+IdentityInitializer = Identity
+OrthogonalInitializer = Orthogonal
+STFTInitializer = STFT
+stft = STFT

@@ -6,6 +6,7 @@ import threading
 import torch
 
 from keramic.serialization.registry import keras_export
+from keramic.utils import naming
 
 KERAS_API_VERSION = "3.15.1"  # the Keras release whose API keramic mirrors
 
@@ -26,19 +27,16 @@ class name_scope:  # noqa: N801  (Keras's spelling)
         self.name = name
 
     def __enter__(self):
-        stack = getattr(_local, "names", None)
-        if stack is None:
-            stack = _local.names = []
-        stack.append(self.name)
+        naming.scope_names().append(self.name)
         return self
 
     def __exit__(self, *exc):
-        _local.names.pop()
+        naming.scope_names().pop()
         return False
 
     @staticmethod
     def current_path() -> str:
-        return "/".join(getattr(_local, "names", []))
+        return "/".join(naming.scope_names())
 
 
 @contextlib.contextmanager
@@ -72,3 +70,30 @@ class Function:
 
     def compute_output_spec(self, inputs):
         return self._graph.compute_output_spec(inputs)
+
+
+@keras_export("keras")
+class SymbolicScope:
+    """Marks code that runs only to trace shapes and dtypes (`in_symbolic_scope()` is True inside).
+
+    On torch, as in Keras's torch backend, the scope is a flag that code may consult; nesting
+    restores the outer scope on exit.
+
+    >>> with keramic.SymbolicScope():
+    ...     keramic.scopes.in_symbolic_scope()
+    True
+    """
+
+    def __enter__(self):
+        self._outer = getattr(_local, "symbolic_scope", None)
+        _local.symbolic_scope = self
+        return self
+
+    def __exit__(self, *exc):
+        _local.symbolic_scope = self._outer
+        return False
+
+
+def in_symbolic_scope() -> bool:
+    """Whether a `SymbolicScope` is active in this thread."""
+    return getattr(_local, "symbolic_scope", None) is not None

@@ -8,6 +8,7 @@ import os
 
 from keramic import activations, layers
 from keramic.applications import imagenet_utils
+from keramic.serialization.registry import keras_export
 from keramic.serialization.restore_hooks import skipping_initializers
 from keramic.utils.file_utils import get_file, keras_home
 
@@ -24,6 +25,32 @@ def skips_initializers_when_loading(builder):
             return builder(*args, **kwargs)
 
     return build
+
+
+# The arguments every public application constructor takes, in Keras's order (then its own, then `name`).
+_CONSTRUCTOR_ARGUMENTS = (
+    ("include_top", True), ("weights", "imagenet"), ("input_tensor", None), ("input_shape", None),
+    ("pooling", None), ("classes", 1000), ("classifier_activation", "softmax"),
+)  # fmt: skip
+
+
+def variant(public_name, build, default_name, doc, **own_arguments):
+    """A public constructor (`EfficientNetB3`, `DenseNet121`, ...) for one family member: Keras's
+    signature, ending in `own_arguments` and `name=default_name`; `build(**arguments)` makes the model.
+    One helper, so that every variant of every family takes its arguments the same way."""
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    arguments = (*_CONSTRUCTOR_ARGUMENTS, *own_arguments.items(), ("name", default_name))
+    signature = inspect.Signature([inspect.Parameter(key, keyword, default=value) for key, value in arguments])
+
+    def constructor(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return build(**bound.arguments)
+
+    constructor.__signature__ = signature
+    constructor.__name__ = constructor.__qualname__ = public_name
+    constructor.__doc__ = doc
+    return keras_export("keras.applications")(constructor)
 
 
 def check_weights_argument(weights, include_top, classes):

@@ -4,11 +4,12 @@ joined by compressing transitions.
 >>> model = DenseNet121(weights=None, include_top=False, input_shape=(32, 32, 3))
 """
 
+import functools
+
 from keramic import layers
 from keramic.applications import _common, imagenet_utils
 from keramic.applications.imagenet_utils import decode_predictions
 from keramic.models import Model
-from keramic.serialization.registry import keras_export
 
 BASE_WEIGHTS_PATH = "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
 # Blocks per stage -> (weights name, md5 with the classifier, md5 without it).
@@ -87,23 +88,8 @@ def DenseNet(
 
 
 def _variant(public_name, blocks, default_name):
-    def constructor(
-        include_top=True,
-        weights="imagenet",
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=default_name,
-    ):
-        return DenseNet(
-            blocks, include_top, weights, input_tensor, input_shape, pooling, classes, classifier_activation, name
-        )
-
-    constructor.__name__ = constructor.__qualname__ = public_name
-    constructor.__doc__ = f"Instantiate {public_name} (`weights`: None, 'imagenet' or a weights file)."
-    return keras_export("keras.applications")(constructor)
+    doc = f"Instantiate {public_name} (`weights`: None, 'imagenet' or a weights file)."
+    return _common.variant(public_name, functools.partial(DenseNet, blocks), default_name, doc)
 
 
 DenseNet121 = _variant("DenseNet121", (6, 12, 24, 16), "densenet121")

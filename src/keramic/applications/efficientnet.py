@@ -6,13 +6,13 @@ pixels in [0, 255]: the rescaling and normalisation are layers of the model.
 """
 
 import copy
+import functools
 import math
 
 from keramic import layers
 from keramic.applications import _common, imagenet_utils
 from keramic.applications.imagenet_utils import decode_predictions
 from keramic.models import Model
-from keramic.serialization.registry import keras_export
 
 BASE_WEIGHTS_PATH = "https://storage.googleapis.com/keras-applications/"
 # Variant -> (md5 with the classifier, md5 without it).
@@ -197,25 +197,9 @@ def block(
 
 
 def _variant(public_name, width, depth, size, dropout, default_name):
-    def constructor(
-        include_top=True,
-        weights="imagenet",
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=default_name,
-    ):
-        return EfficientNet(
-            width, depth, size, dropout, name=name, include_top=include_top, weights=weights,
-            input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
-            classifier_activation=classifier_activation, weights_name=default_name[-2:],
-        )  # fmt: skip
-
-    constructor.__name__ = constructor.__qualname__ = public_name
-    constructor.__doc__ = f"Instantiate {public_name} (inputs in [0, 255]; default size {size}x{size})."
-    return keras_export("keras.applications")(constructor)
+    build = functools.partial(EfficientNet, width, depth, size, dropout, weights_name=default_name[-2:])
+    doc = f"Instantiate {public_name} (inputs in [0, 255]; default size {size}x{size})."
+    return _common.variant(public_name, build, default_name, doc)
 
 
 EfficientNetB0 = _variant("EfficientNetB0", 1.0, 1.0, 224, 0.2, "efficientnetb0")

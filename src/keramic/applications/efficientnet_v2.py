@@ -6,13 +6,13 @@ B variants the normalisation) is a layer of the model (`include_preprocessing`).
 """
 
 import copy
+import functools
 import math
 
 from keramic import initializers, layers
 from keramic.applications import _common
 from keramic.applications.imagenet_utils import decode_predictions
 from keramic.models import Model
-from keramic.serialization.registry import keras_export
 
 BASE_WEIGHTS_PATH = "https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/"
 # Variant suffix -> (md5 with the classifier, md5 without it).
@@ -289,28 +289,11 @@ def EfficientNetV2(
 
 def _variant(public_name, width, depth, size, weights_name):
     default_name = f"efficientnetv2{'-' if weights_name[0] == 'b' else ''}{weights_name}"
-
-    def constructor(
-        include_top=True,
-        weights="imagenet",
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        include_preprocessing=True,
-        name=default_name,
-    ):
-        return EfficientNetV2(
-            width_coefficient=width, depth_coefficient=depth, default_size=size, name=name,
-            include_top=include_top, weights=weights, input_tensor=input_tensor, input_shape=input_shape,
-            pooling=pooling, classes=classes, classifier_activation=classifier_activation,
-            include_preprocessing=include_preprocessing, weights_name=weights_name,
-        )  # fmt: skip
-
-    constructor.__name__ = constructor.__qualname__ = public_name
-    constructor.__doc__ = f"Instantiate {public_name} (inputs in [0, 255]; default size {size}x{size})."
-    return keras_export("keras.applications")(constructor)
+    build = functools.partial(
+        EfficientNetV2, width_coefficient=width, depth_coefficient=depth, default_size=size, weights_name=weights_name
+    )
+    doc = f"Instantiate {public_name} (inputs in [0, 255]; default size {size}x{size})."
+    return _common.variant(public_name, build, default_name, doc, include_preprocessing=True)
 
 
 EfficientNetV2B0 = _variant("EfficientNetV2B0", 1.0, 1.0, 224, "b0")

@@ -27,7 +27,7 @@ import numpy as np
 
 from keramic.errors import FileFormatError, KeramicError
 from keramic.export import onnx as onnx_export
-from keramic.saving import inspect_summary
+from keramic.saving import inspect_summary, remote
 from keramic.saving.formats import keras_directory, keras_v3, table
 from keramic.saving.stores import atomic
 
@@ -107,6 +107,8 @@ def export_serving(model, directory, input_shapes=None, overwrite=True):
 
 
 def _write_artifact(directory, serving, evaluation, left_out, overwrite, write_model):
+    if remote.is_url(directory):  # written locally, then uploaded and committed (remote.py)
+        return remote.save_through_local(directory, lambda local: _write_artifact(local, serving, evaluation, left_out, True, write_model), overwrite)
     path = os.path.abspath(os.fspath(directory))
     if os.path.lexists(path):
         if not overwrite:
@@ -156,15 +158,21 @@ def _tensor_info(spec):
     }
 
 
-def fingerprint(directory):
-    """SHA-256 of every file in an artifact (fingerprint.json itself aside) and one hash over them."""
+def fingerprint(directory, single_link=False):
+    """SHA-256 of every file in an artifact (fingerprint.json itself aside) and one hash over them.
+
+    Only regular files inside the folder are hashed: a symlink, FIFO, device or socket is refused
+    before it is opened, and with `single_link` (reading) so is a file with a second hard link.
+    """
     files = {}
+    atomic.check_tree(directory, directory)
     for root, folders, names in os.walk(directory):
         folders.sort()
         for name in sorted(names):
             full = os.path.join(root, name)
             relative = os.path.relpath(full, directory).replace(os.sep, "/")
             if relative != FINGERPRINT:
+                atomic.contained_file(directory, relative, directory, single_link=single_link)
                 files[relative] = _sha256(full)
     overall = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     return {"algorithm": "sha256", "files": files, "fingerprint": overall}
@@ -172,7 +180,7 @@ def fingerprint(directory):
 
 def _sha256(path):
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -193,6 +201,8 @@ def _write_json(path, value):
 def read_signatures(directory):
     """The artifact's signatures.json, checked for shape (not trusted: the server reads it too)."""
     path = os.path.join(os.fspath(directory), SIGNATURES)
+    if os.path.lexists(path):
+        atomic.contained_file(os.fspath(directory), SIGNATURES, os.fspath(directory))
     document = _read_json(path)
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise FileFormatError(f"{path}: not a keramic export signatures file (no \"format\": \"{FORMAT}\").")
@@ -242,11 +252,13 @@ def verify_fingerprint(directory):
     """Check every file against fingerprint.json (a damaged or half-copied artifact fails here)."""
     directory = os.fspath(directory)
     path = os.path.join(directory, FINGERPRINT)
+    if os.path.lexists(path):
+        atomic.contained_file(directory, FINGERPRINT, directory)
     recorded = _read_json(path)
     files = recorded.get("files") if isinstance(recorded, dict) else None
     if not isinstance(files, dict) or recorded.get("algorithm") != "sha256":
         raise FileFormatError(f"{path}: malformed fingerprint (needs algorithm 'sha256' and a 'files' map).")
-    actual = fingerprint(directory)
+    actual = fingerprint(directory, single_link=True)
     for name in sorted(set(files) | set(actual["files"])):
         if name not in actual["files"]:
             raise FileFormatError(f"{directory}: '{name}' is listed in {FINGERPRINT} but missing.")
@@ -268,7 +280,14 @@ def load_artifact(directory, custom_objects=None, compile=True, safe_mode=True):
 
     >>> model = load_artifact("exported/1")
     """
+    if remote.is_url(directory):  # a committed remote folder, downloaded into a private temp directory first
+        return remote.load_through_local(directory, lambda local: load_artifact(local, custom_objects, compile, safe_mode))
     directory = os.fspath(directory)
+    atomic.recover_directory(directory)
+    return atomic.read_while_replaced(directory, lambda: _load_verified(directory, custom_objects, compile, safe_mode))
+
+
+def _load_verified(directory, custom_objects, compile, safe_mode):
     read_signatures(directory)
     verify_fingerprint(directory)
     if not os.path.isfile(os.path.join(directory, keras_v3.CONFIG)):
@@ -280,7 +299,7 @@ def load_artifact(directory, custom_objects=None, compile=True, safe_mode=True):
 
 
 # ------------------------------------------------------------------------------ running
-_SESSIONS = collections.OrderedDict()
+_SESSIONS: collections.OrderedDict = collections.OrderedDict()
 _SESSIONS_LOCK = threading.Lock()
 _SESSION_CACHE_SIZE = 4
 
@@ -288,6 +307,7 @@ _SESSION_CACHE_SIZE = 4
 def _serving_session(directory, signature_name):
     """An onnxruntime session for a signature, cached while the artifact's files stay the same."""
     directory = os.path.realpath(os.fspath(directory))
+    atomic.recover_directory(directory)
     document = read_signatures(directory)
     if signature_name not in document["signature_def"]:
         raise KeramicError(f"{directory}: no signature '{signature_name}' (it has {sorted(document['signature_def'])}).")
@@ -300,8 +320,11 @@ def _serving_session(directory, signature_name):
             _SESSIONS.move_to_end(key)
             return cached
     verify_fingerprint(directory)
-    with open(graph, "rb") as handle:
-        session = onnx_export.session(handle.read())
+    atomic.contained_file(directory, document["graphs"][signature_name], directory, single_link=True, what="graph")
+    with open(os.open(graph, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as handle:
+        data = handle.read()
+    onnx_export.refuse_external_data(data, graph)
+    session = onnx_export.session(data)
     entry = (session, document["signature_def"][signature_name])
     with _SESSIONS_LOCK:
         _SESSIONS[key] = entry
@@ -316,6 +339,8 @@ def predict_artifact(x, directory, signature_name=SERVING_SIGNATURE):
 
     >>> predict_artifact(np.zeros((2, 784), "float32"), "exported/1")
     """
+    if remote.is_url(directory):  # a committed remote folder, downloaded into a private temp directory first
+        return remote.load_through_local(directory, lambda local: predict_artifact(x, local, signature_name))
     session, signature = _serving_session(directory, signature_name)
     names = [node.name for node in session.get_inputs()]
     if isinstance(x, dict):

@@ -22,7 +22,7 @@ when a layer cannot be exported, or its exported outputs differ, the error names
 import torch
 
 from keramic import metrics as metrics_module
-from keramic.errors import ExportError
+from keramic.errors import ExportError, FileFormatError
 from keramic.export.specs import (
     CHECK_BATCH,
     CHECK_LENGTH,
@@ -38,7 +38,7 @@ from keramic.export.specs import (
 from keramic.export.tracing import as_tensors, describe_layer, export_function, session
 from keramic.symbolic import flatten
 
-__all__ = ["ExportError", "evaluation_graph", "serving_graph", "session"]
+__all__ = ["ExportError", "evaluation_graph", "refuse_external_data", "serving_graph", "session"]
 
 
 # ------------------------------------------------------------------------------ graphs
@@ -148,3 +148,54 @@ def _evaluation_graph(model, loss_and_metrics, all_specs, samples, check):
     graph = export_function(model, keeping(kept), all_specs, ["loss"] + kept, samples, check)
     return graph, [name for name in metric_names if name not in kept]
 
+
+
+# ------------------------------------------------------------------------------ reading graphs
+def _graphs(model):
+    """Every graph of an ONNX model: the main one, function bodies, and subgraphs (If, Loop, Scan)."""
+    pending = [model.graph] + [function for function in model.functions]
+    while pending:
+        graph = pending.pop()
+        yield graph
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    pending.append(attribute.g)
+                pending.extend(attribute.graphs)
+
+
+def _tensors(graph):
+    """Every tensor stored in a graph: initializers, sparse ones, and constant attributes."""
+    yield from getattr(graph, "initializer", ())
+    for sparse in getattr(graph, "sparse_initializer", ()):
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("sparse_tensor"):
+                yield from (attribute.sparse_tensor.values, attribute.sparse_tensor.indices)
+
+
+def refuse_external_data(onnx_bytes, where):
+    """Refuse a graph whose tensors live in external files: onnxruntime would open them relative to
+    the process's working directory (or anywhere a `location` points), outside the artifact.
+
+    >>> refuse_external_data(open("exported/1/serving.onnx", "rb").read(), "exported/1/serving.onnx")
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load_model_from_string(onnx_bytes)
+    except (DecodeError, ValueError, RuntimeError) as error:
+        raise FileFormatError(f"{where}: not a valid ONNX graph ({error}).") from None
+    for graph in _graphs(model):
+        for tensor in _tensors(graph):
+            if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+                location = {entry.key: entry.value for entry in tensor.external_data}.get("location", "?")
+                raise FileFormatError(
+                    f"{where}: tensor '{tensor.name}' keeps its data in an external file ({location!r}); "
+                    "keramic runs only self-contained graphs."
+                )

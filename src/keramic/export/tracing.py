@@ -213,6 +213,10 @@ def export_function(model, fn, input_specs, names_out, samples, check):
 
 
 def _export(model, fn, watch, input_specs, names_out, samples):
+    try:  # torch.onnx.export needs onnx too: say which install fixes it before torch fails vaguely
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ExportError("onnx is not installed: `pip install keramic[export]` to export ONNX graphs.") from None
     first_outputs, first, _ = _run_eagerly(fn, samples[0], watch)
     second_outputs, second, _ = _run_eagerly(fn, samples[1], watch)
     _check_same_control_flow(model, first, second)

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import torch
+from torch.nn.modules import module as torch_module
 
 from keramic import backend, dtype_policies
 from keramic.errors import NotBuiltError, WeightsMismatchError
@@ -78,6 +79,7 @@ class Layer(torch.nn.Module):
         state = layer.__dict__
         state["_init_args"] = (args, kwargs)
         state["_tracked_order"] = []
+        state["_saveable_attrs"] = set()
         state["_own_trainable"] = []
         state["_own_non_trainable"] = []
         state["_inbound_nodes"] = []
@@ -129,13 +131,22 @@ class Layer(torch.nn.Module):
             state["_variable_attrs"][name] = value
             object.__setattr__(self, name, value)
             return
-        if state["_variable_attrs"].pop(name, None) is not None and not isinstance(value, (Layer, list, tuple, dict)):
+        structural = isinstance(value, (Layer, list, tuple, dict))
+        if state["_variable_attrs"].pop(name, None) is not None and not structural:
             object.__setattr__(self, name, value)  # replacing a variable attribute keeps the variable registered
             return
-        if name not in state["_tracked_order"] and not name.startswith("__"):
-            if isinstance(value, (Layer, list, tuple, dict)):
+        # Classify once, here, what the saving walk visits (children and containers), so a walk
+        # never has to list and test every attribute of every layer.
+        if structural or saveable.saving_kind(value):
+            state["_saveable_attrs"].add(name)
+            if structural and name not in state["_tracked_order"] and not name.startswith("__"):
                 state["_tracked_order"].append(name)
-        super().__setattr__(name, value)
+        else:
+            state["_saveable_attrs"].discard(name)
+        if isinstance(value, (torch.nn.Module, torch.Tensor)) or name in state["_modules"] or name in state["_parameters"] or name in state["_buffers"]:
+            super().__setattr__(name, value)
+        else:
+            object.__setattr__(self, name, value)  # what torch does for plain values, without its checks
 
     # ---------------------------------------------------------------- torch.nn.Module view
     def _register_variable(self, variable):
@@ -283,8 +294,9 @@ class Layer(torch.nn.Module):
         if initializer is None:
             initializer = "glorot_uniform" if backend.is_float_dtype(dtype) else "zeros"
         initializer = initializers.get(initializer)
-        name = name or "variable"
-        path = "/".join([*_context.scopes, name]) if _context.scopes else f"{self.name}/{name}"
+        name = name or naming.auto_name("variable")  # Keras numbers unnamed weights session-wide: variable, variable_1, ...
+        # Keras's path: the `keras.name_scope`s around the build, the building layers, the name.
+        path = "/".join([*naming.scope_names(), *(_context.scopes or [self.name]), name])
         # A checkpoint loaded before this variable existed supplies its value (no initializer run).
         restored = restore_hooks.take_layer_value(self, name, shape, dtype) if restore_hooks.PENDING else None
         if restored is not None:
@@ -455,6 +467,13 @@ class Layer(torch.nn.Module):
             return self._symbolic_call(args, kwargs)
         if args and not isinstance(args[0], torch.Tensor):
             args = (map_structure(self._as_input_tensor, args[0]),) + args[1:]
+        if _has_torch_hooks(self) and not self.__dict__.get("_in_torch_hooks"):
+            # torch's own dispatch runs the hooks around `forward`, which comes back here.
+            self.__dict__["_in_torch_hooks"] = True
+            try:
+                return torch.nn.Module._call_impl(self, *args, **kwargs)
+            finally:
+                self.__dict__["_in_torch_hooks"] = False
         has_training, has_mask, _, training_default = _call_signature_flags(type(self))
         context = _context
         if context.depth == 0 and args:
@@ -527,17 +546,31 @@ class Layer(torch.nn.Module):
         return x
 
     def _cast_variables(self, dtype):
-        """Mixed precision: for the duration of `call`, attributes holding float32 variables read as
-        `dtype` copies (gradients still reach the float32 variables). Returns what to put back."""
-        attributes = self.__dict__["_variable_attrs"]
-        if not attributes:
-            return None
+        """Mixed precision: for the duration of `call`, attributes holding float32 variables, and
+        lists, tuples and dicts of them, read as `dtype` copies (gradients still reach the float32
+        variables). Returns what to put back."""
+        state = self.__dict__
+
+        def cast(value):
+            if isinstance(value, backend.Variable):
+                autocast = value.is_floating_point() and value.dtype != dtype and getattr(value, "_keramic_autocast", True)
+                return value.to(dtype) if autocast else value
+            if type(value) in (list, tuple):
+                items = [cast(item) for item in value]
+                return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
+            if type(value) is dict:
+                items = {key: cast(item) for key, item in value.items()}
+                return value if all(items[key] is value[key] for key in value) else items
+            return value
+
         originals = {}
-        for name, variable in attributes.items():
-            if variable.is_floating_point() and variable.dtype != dtype and getattr(variable, "_keramic_autocast", True):
-                originals[name] = variable
-                self.__dict__[name] = variable.to(dtype)
-        return originals
+        for name in (*state["_variable_attrs"], *state["_saveable_attrs"]):
+            value = state.get(name)
+            copy = cast(value)
+            if copy is not value:
+                originals[name] = value
+                state[name] = copy
+        return originals or None
 
     def _symbolic_call(self, args, kwargs):
         """Call on KerasTensors: build, infer the outputs' shapes (and masks), and record a graph node."""
@@ -628,7 +661,7 @@ class Layer(torch.nn.Module):
 
     def _saveable_children(self) -> list:
         """(attribute, value) pairs the saving walk visits, public names first, each group sorted."""
-        names = (set(vars(self)) | (set(self._modules) - set(self._derived_children))) - self._bare_attributes()
+        names = (self._saveable_attrs | (set(self._modules) - set(self._derived_children))) - self._bare_attributes()
         if isinstance(getattr(type(self), "layers", None), property):
             names.add("layers")  # a subclassed Model's `layers` sorts among its attributes
         ordered = sorted((n for n in names if not n.startswith("__")), key=lambda n: "~" + n if n.startswith("_") else n)
@@ -712,6 +745,13 @@ def _auto_config(layer):
     return extra
 
 
+def _has_torch_hooks(layer) -> bool:
+    """True when torch forward/backward hooks (the layer's own or global ones) are registered."""
+    return bool(
+        layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks or layer._backward_pre_hooks
+        or torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks
+        or torch_module._global_backward_hooks or torch_module._global_backward_pre_hooks
+    )
 
 
 def _to_device(args, kwargs, device):

@@ -220,5 +220,6 @@ class Functional(Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         from keramic.models.functional_config import functional_from_config
+        from keramic.saving.formats.keras2_config import from_tf_keras_get_config
 
-        return functional_from_config(cls, config, custom_objects)
+        return functional_from_config(cls, from_tf_keras_get_config("Functional", config), custom_objects)

@@ -1,7 +1,14 @@
 """Functional model <-> Keras 3 config (`layers` with `inbound_nodes`, `input_layers`, `output_layers`)."""
 
-from keramic.errors import ConfigError
-from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.errors import ConfigError, KeramicError, NotAModelError
+from keramic.serialization.serialize import (
+    ARGUMENT_FAILURES,
+    argument_error,
+    bounded_config,
+    describe_config,
+    deserialize_keras_object,
+    serialize_keras_object,
+)
 from keramic.symbolic import KerasTensor, flatten, map_structure
 
 
@@ -71,15 +78,35 @@ def _is_leaf(value):
     return isinstance(value, list) and len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
+def _check_functional_config(config):
+    """Refuse, naming what was found, a config that is not a Functional model's."""
+    keys = ("layers", "input_layers", "output_layers")
+    if not isinstance(config, dict) or not all(key in config for key in keys):
+        raise NotAModelError(f"Expected a Functional model config with {', '.join(keys)}; got {describe_config(config)}.")
+    if not isinstance(config["layers"], list) or not all(isinstance(entry, dict) for entry in config["layers"]):
+        raise ConfigError("A Functional model config's 'layers' must be a list of layer configs.")
+
+
 def functional_from_config(cls, config, custom_objects=None):
     """Rebuild layers, then replay their calls until every node is placed (Keras's algorithm)."""
+    _check_functional_config(config)
+    with bounded_config(config):
+        return _functional_from_config(cls, config, custom_objects)
+
+
+def _functional_from_config(cls, config, custom_objects):
     layers, pending = {}, {}
     for entry in config["layers"]:
         layer_config = {k: v for k, v in entry.items() if k not in ("name", "inbound_nodes")}
         layer = deserialize_keras_object(layer_config, ("keras.layers",), custom_objects)
-        name = entry.get("name", layer.name)
+        name = entry.get("name", getattr(layer, "name", None))
+        if not isinstance(name, str) or not hasattr(layer, "_inbound_nodes"):
+            raise ConfigError(f"A Functional model's layer entry {name!r:.60} is a {type(layer).__name__}, not a named layer.")
+        nodes = entry.get("inbound_nodes", [])
+        if not isinstance(nodes, list):
+            raise ConfigError(f"Layer '{name}': 'inbound_nodes' must be a list, got {type(nodes).__name__}.")
         layers[name] = layer
-        pending[name] = list(entry.get("inbound_nodes", []))
+        pending[name] = list(nodes)
     produced = {}  # (layer name, node index) -> flat outputs
     for name, layer in layers.items():
         if type(layer).__name__ == "InputLayer":
@@ -87,14 +114,17 @@ def functional_from_config(cls, config, custom_objects=None):
     node_counts = {name: 0 for name in layers}
 
     def tensor_for(history):
+        if not (isinstance(history, (list, tuple)) and len(history) >= 3 and all(isinstance(i, int) for i in history[1:3])):
+            raise ConfigError(f"A tensor reference must be [layer name, node index, tensor index], got {history!r:.100}.")
         outputs = produced.get((history[0], history[1]))
-        if outputs is None:
+        if outputs is None or not -len(outputs) <= history[2] < len(outputs):
             raise LookupError
         return outputs[history[2]]
 
     def resolve(value):
         if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-            return tensor_for(value["config"]["keras_history"])
+            inner = value.get("config")
+            return tensor_for(inner.get("keras_history") if isinstance(inner, dict) else None)
         if isinstance(value, list):
             return [resolve(item) for item in value]
         if isinstance(value, dict) and "class_name" not in value:
@@ -106,11 +136,20 @@ def functional_from_config(cls, config, custom_objects=None):
     def call_node(name, node):
         if isinstance(node, dict):
             args, kwargs = resolve(node.get("args", [])), resolve(node.get("kwargs", {}))
-        else:  # Keras 2: [[layer, node_index, tensor_index, kwargs], ...]
+        elif isinstance(node, list) and node:  # Keras 2: [[layer, node_index, tensor_index, kwargs], ...]
             tensors = [tensor_for(item) for item in node]
-            kwargs = dict(node[0][3]) if len(node[0]) > 3 and node[0][3] else {}
+            kwargs = dict(node[0][3]) if len(node[0]) > 3 and isinstance(node[0][3], dict) else {}
             args = [tensors[0] if len(tensors) == 1 else tensors]
-        outputs = layers[name](*args, **kwargs)
+        else:
+            raise ConfigError(f"Layer '{name}': an inbound node must be a dict or a list of tensor references, got {node!r:.100}.")
+        try:
+            outputs = layers[name](*args, **kwargs)
+        except KeramicError:
+            raise
+        except ARGUMENT_FAILURES as error:
+            layer = layers[name]
+            given = next((entry.get("config") for entry in config["layers"] if entry.get("name") == name), None)
+            raise argument_error(type(layer).__name__, name, given if isinstance(given, dict) else {}, error) from error
         produced[(name, node_counts[name])] = flatten(outputs)
         node_counts[name] += 1
 

@@ -3,6 +3,7 @@
 import torch
 
 from keramic import backend
+from keramic.errors import NotAModelError
 from keramic.layers.base import Layer
 from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor, flatten
@@ -103,6 +104,12 @@ class Model(Trainer, Layer):
             from keramic.models.functional import Functional
 
             return Functional.from_config(config, custom_objects)
+        if cls is Model and isinstance(config, dict) and {"class_name", "config"} <= set(config):
+            # A whole serialized object, not a model's inner config: refuse rather than guess.
+            raise NotAModelError(
+                f"Model.from_config was given a serialized '{config['class_name']}' object, not a model config; "
+                "use keras.saving.deserialize_keras_object for whole envelopes."
+            )
         return super().from_config(config)
 
     def get_layer(self, name=None, index=None):
@@ -153,8 +160,16 @@ class Model(Trainer, Layer):
         from keramic.saving.stores.atomic import write_atomically
 
         if format == "onnx":
-            with write_atomically(filepath) as temporary, open(temporary, "wb") as handle:
-                handle.write(serving_graph(self, input_shapes).onnx_bytes)
+            from keramic.saving import remote
+
+            def write(path):
+                with write_atomically(path) as temporary, open(temporary, "wb") as handle:
+                    handle.write(serving_graph(self, input_shapes).onnx_bytes)
+
+            if remote.is_url(filepath):  # written locally, then uploaded (saving/remote.py)
+                remote.save_through_local(filepath, write)
+            else:
+                write(filepath)
         elif format == "tf_saved_model":
             export_model(self, filepath, input_shapes=input_shapes)
         else:

@@ -1,10 +1,14 @@
 """Sequential models: a plain stack of layers, each feeding the next."""
 
+import numpy as np
 import torch
 
+from keramic.errors import ConfigError, KeramicError, NotAModelError
+from keramic.layers import base as base_layer
 from keramic.layers.base import Layer
 from keramic.layers.input_layer import Input, InputLayer
 from keramic.models.model import Model
+from keramic.saving.formats import keras2_config
 from keramic.serialization import serialize
 from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor
@@ -74,8 +78,13 @@ class Sequential(Model):
             inputs = Input(batch_shape=input_shape)
             self._layers.insert(0, inputs._keras_history[0])
         outputs = inputs
-        for layer in self.layers:
-            outputs = layer(outputs)
+        scopes = base_layer._context.scopes
+        scopes.append(self.name)  # as in Keras, the layers' variables are named under the model's name
+        try:
+            for layer in self.layers:
+                outputs = layer(outputs)
+        finally:
+            scopes.pop()
         from keramic.models.functional import Functional
 
         self.__dict__["_functional"] = Functional(inputs, outputs, name=f"{self.name}_graph")
@@ -91,6 +100,12 @@ class Sequential(Model):
 
     def _sublayers(self):
         return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
+
+    def _as_input_tensor(self, x):
+        """String arrays stay numpy (torch has no strings); their layers take them as they are."""
+        if isinstance(x, np.ndarray) and x.dtype.kind in "USO":
+            return x
+        return super()._as_input_tensor(x)
 
     @property
     def layers(self):
@@ -156,15 +171,32 @@ class Sequential(Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        name = config.get("name")
-        layer_configs = config["layers"] if isinstance(config, dict) else config
-        model = cls(name=name, trainable=config.get("trainable", True))
-        for layer_config in layer_configs:
-            layer = serialize.deserialize_keras_object(layer_config, ("keras.layers",), custom_objects)
-            model.add(layer, rebuild=False)
-        build_shape = config.get("build_input_shape")
-        if model._layers and isinstance(model._layers[0], InputLayer) and len(model._layers) > 1:
-            model._rebuild()
-        elif build_shape:
-            model.build(tuple(build_shape))
+        """Rebuild from `get_config()` output (or Keras 2's bare list of layer configs)."""
+        config = keras2_config.from_tf_keras_get_config("Sequential", config)
+        layer_configs = config.get("layers") if isinstance(config, dict) else config
+        if not isinstance(layer_configs, list):
+            raise NotAModelError(f"Sequential.from_config: expected a Sequential config with a 'layers' list, got {serialize.describe_config(config)}.")
+        with serialize.bounded_config(config):
+            name = config.get("name") if isinstance(config, dict) else None
+            trainable = config.get("trainable", True) if isinstance(config, dict) else True
+            model = cls(name=name, trainable=trainable)
+            for layer_config in layer_configs:
+                layer = serialize.deserialize_keras_object(layer_config, ("keras.layers",), custom_objects)
+                if not isinstance(layer, Layer):
+                    raise ConfigError(f"Sequential '{model.name}': an entry of 'layers' is a {type(layer).__name__}, not a layer.")
+                model.add(layer, rebuild=False)
+            build_shape = config.get("build_input_shape") if isinstance(config, dict) else None
+            try:
+                if model._layers and isinstance(model._layers[0], InputLayer) and len(model._layers) > 1:
+                    model._rebuild()
+                elif build_shape:
+                    model.build(tuple(build_shape))
+            except KeramicError:
+                raise
+            except serialize.ARGUMENT_FAILURES as error:
+                failed = next((layer for layer in model.layers if not layer.built), model)
+                given = [c["config"] for c in layer_configs if isinstance(c, dict) and isinstance(c.get("config"), dict)]
+                mine = next((config for config in given if config.get("name") == failed.name), {})
+                raise serialize.argument_error(type(failed).__name__, failed.name, mine, error) from error
         return model
+

@@ -24,10 +24,17 @@ def to_tensor(x, dtype=None):
         array = np.asarray(x)
         if array.dtype == object:
             raise TypeError(f"Cannot convert {type(x).__name__} of mixed objects to a tensor: {x!r}")
-        tensor = torch.from_numpy(np.array(array, copy=True))
+        tensor = _from_numpy(array)
     if dtype is not None:
         tensor = tensor.to(backend.torch_dtype(dtype))
     return tensor.to(backend.get_device())
+
+
+def _from_numpy(array):
+    """A tensor copy of `array`; ml_dtypes' bfloat16 (which torch cannot read) crosses as raw bits."""
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(np.array(array.view(np.int16), copy=True)).view(torch.bfloat16)
+    return torch.from_numpy(np.array(array, copy=True))
 
 
 def torch_dtype(dtype):

@@ -1,10 +1,12 @@
 """`keras.ops` core: conversion, casting, shapes, control flow, slicing and scatter."""
 
 import builtins
+import functools
 
-import numpy as np
 import torch
+import torch.utils.checkpoint
 
+from keramic import backend
 from keramic.ops.convert import to_tensor, torch_dtype
 from keramic.ops.dtypes import standardize_dtype
 from keramic.ops.node import keras_op
@@ -22,10 +24,9 @@ def convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
 
 
 def convert_to_numpy(x):
-    """A NumPy array of `x` (tensors are detached and copied to the CPU)."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+    """A NumPy array of `x` (tensors are detached and copied to the CPU; bfloat16 stays bfloat16
+    through ml_dtypes, as in Keras)."""
+    return backend.convert_to_numpy(x)
 
 
 def is_tensor(x):
@@ -215,6 +216,17 @@ def vectorized_map(function, elements):
         return torch.vmap(function)(elements)
     except Exception:  # functions torch.vmap cannot trace (data-dependent Python) run row by row
         return map(function, elements)
+
+
+def remat(f):
+    """`f` whose intermediate activations are recomputed in the backward pass instead of kept
+    (`keras.remat`): torch's non-reentrant activation checkpointing trades compute for memory."""
+
+    @functools.wraps(f)
+    def rematerialized(*args, **kwargs):
+        return torch.utils.checkpoint.checkpoint(f, *args, use_reentrant=False, **kwargs)
+
+    return rematerialized
 
 
 def custom_gradient(f):

@@ -83,6 +83,8 @@ def pad_images(images, top_padding=None, left_padding=None, bottom_padding=None,
 
 @keras_op
 def extract_patches(images, size, strides=None, dilation_rate=1, padding="valid", data_format=None):
+    if not isinstance(size, int) and len(size) == 3:  # Keras's one node class serves volumes too
+        return _volume_patches(images, tuple(size), strides, dilation_rate, padding, data_format)
     x, unbatched = _to_nchw(images, data_format)
     size = (size, size) if isinstance(size, int) else tuple(size)
     strides = size if strides is None else ((strides, strides) if isinstance(strides, int) else tuple(strides))
@@ -211,6 +213,239 @@ def affine_transform(images, transform, interpolation="bilinear", fill_mode="con
                                             order, fill_mode, fill_value))
         outputs.append(torch.stack(channels))
     return _from_nchw(torch.stack(outputs).to(x.dtype if x.is_floating_point() else dtype), unbatched, data_format)
+
+
+
+def _gaussian_1d(size, sigma, dtype, device):
+    offsets = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    weights = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return weights / weights.sum()
+
+
+def _depthwise(x, kernel, padding):
+    """Filter every channel of an NCHW batch with one 2D kernel."""
+    channels = x.shape[1]
+    weight = kernel.to(x.dtype)[None, None].expand(channels, 1, *kernel.shape)
+    return F.conv2d(x, weight, padding=padding, groups=channels)
+
+
+@keras_op
+def gaussian_blur(images, kernel_size=(3, 3), sigma=(1.0, 1.0), data_format=None):
+    """Blur with a separable Gaussian; as in Keras on torch, the rows of the kernel follow
+    (kernel_size[1], sigma[1]), the columns (kernel_size[0], sigma[0]), zero padding of kernel_size[0] // 2."""
+    x, unbatched = _to_nchw(images, data_format)
+    _check_image_rank(x, unbatched)
+    kernel_size, sigma = _pair(kernel_size), _pair(sigma)
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    rows = _gaussian_1d(kernel_size[1], float(sigma[1]), dtype, x.device)
+    columns = _gaussian_1d(kernel_size[0], float(sigma[0]), dtype, x.device)
+    kernel = torch.outer(rows, columns).reshape(kernel_size[0], kernel_size[1])
+    return _from_nchw(_depthwise(x, kernel, kernel_size[0] // 2), unbatched, data_format)
+
+
+def _pair(value):
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    return (value, value) if isinstance(value, (int, float)) else tuple(value)
+
+
+def _check_image_rank(x, unbatched):
+    if x.dim() != 4:
+        raise ValueError(f"Invalid images rank: expected rank 3 (single image) or rank 4 (batch of images); got shape {tuple(x.shape)}.")
+
+
+@keras_op
+def sobel_edges(images, data_format=None):
+    """Vertical and horizontal Sobel gradients, zero-padded: (..., channels, 2) with [dy, dx] last."""
+    x, unbatched = _to_nchw(images, data_format)
+    smooth = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device)
+    step = torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype, device=x.device)
+    dy = _depthwise(x, torch.outer(step, smooth), 1)
+    dx = _depthwise(x, torch.outer(smooth, step), 1)
+    edges = torch.stack([dy, dx], dim=-1)  # N, C, H, W, 2
+    if _data_format(data_format) == "channels_last":
+        edges = edges.permute(0, 2, 3, 1, 4)
+    return edges[0] if unbatched else edges
+
+
+@keras_op
+def ssim(image1, image2, max_val=1.0, filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03, data_format=None):
+    """Structural similarity (Wang et al. 2004) with a Gaussian window over the valid region,
+    averaged over positions and channels: one value per image."""
+    a, unbatched = _to_nchw(image1, data_format)
+    b, _ = _to_nchw(image2, data_format)
+    _check_image_rank(a, unbatched)
+    original_dtype = a.dtype
+    dtype = a.dtype if a.is_floating_point() else torch.float32
+    a, b = a.to(dtype), b.to(dtype)
+    window = _gaussian_1d(filter_size, float(filter_sigma), dtype, a.device)
+    kernel = torch.outer(window, window)
+
+    def mean(x):
+        return _depthwise(x, kernel, 0)
+
+    mu_a, mu_b = mean(a), mean(b)
+    var_a = mean(a * a) - mu_a * mu_a
+    var_b = mean(b * b) - mu_b * mu_b
+    covariance = mean(a * b) - mu_a * mu_b
+    c1, c2 = (k1 * max_val) ** 2, (k2 * max_val) ** 2
+    index = ((2 * mu_a * mu_b + c1) * (2 * covariance + c2)) / ((mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2))
+    result = index.mean(dim=(1, 2, 3))
+    result = result[0] if unbatched else result
+    return result if original_dtype.is_floating_point else result.to(original_dtype)
+
+
+@keras_op
+def extract_patches_3d(volumes, size, strides=None, dilation_rate=1, padding="valid", data_format=None):
+    """3D patches, each flattened in (depth, height, width, channel) order (recorded, as in Keras,
+    as an `ExtractPatches` node with a 3-element size)."""
+    size = (size,) * 3 if isinstance(size, int) else tuple(size)
+    if len(size) != 3:
+        raise TypeError(f"Invalid `size` argument. Expected an int or a tuple of length 3. Received: size={size}")
+    return extract_patches(volumes, size, strides, dilation_rate, padding, data_format)
+
+
+def _volume_patches(volumes, size, strides, dilation_rate, padding, data_format):
+    from keramic.ops.nn import conv
+
+    strides = size if strides is None else ((strides,) * 3 if isinstance(strides, int) else tuple(strides))
+    x = _t(volumes)
+    unbatched = x.dim() == 4
+    if unbatched:
+        x = x[None]
+    channels_last = _data_format(data_format) == "channels_last"
+    channels = x.shape[-1] if channels_last else x.shape[1]
+    features = size[0] * size[1] * size[2] * channels
+    # An identity kernel: output feature k copies the input element at flattened patch position k.
+    kernel = torch.eye(features, dtype=x.dtype, device=x.device).reshape(*size, channels, features)
+    patches = conv(x, kernel, strides=strides, padding=padding, data_format=_data_format(data_format), dilation_rate=dilation_rate)
+    return patches[0] if unbatched else patches
+
+
+def _homographies(start_points, end_points, dtype):
+    """The 8 projective coefficients mapping each end quadrilateral onto its start one."""
+    start, end = start_points.to(torch.float64), end_points.to(torch.float64)
+    rows, targets = [], []
+    for i in range(4):
+        ex, ey = end[:, i, 0], end[:, i, 1]
+        sx, sy = start[:, i, 0], start[:, i, 1]
+        one, zero = torch.ones_like(ex), torch.zeros_like(ex)
+        rows += [torch.stack([ex, ey, one, zero, zero, zero, -sx * ex, -sx * ey], -1),
+                 torch.stack([zero, zero, zero, ex, ey, one, -sy * ex, -sy * ey], -1)]
+        targets += [sx, sy]
+    return torch.linalg.solve(torch.stack(rows, 1), torch.stack(targets, 1)).to(dtype)
+
+
+@keras_op
+def perspective_transform(images, start_points, end_points, interpolation="bilinear", fill_value=0, data_format=None):
+    """Warp so that the `start_points` quadrilateral lands on `end_points` (4 (x, y) corners each)."""
+    if interpolation not in ("nearest", "bilinear"):
+        raise ValueError(f"perspective_transform supports 'nearest' or 'bilinear'; received {interpolation!r}.")
+    x, unbatched = _to_nchw(images, data_format)
+    _check_image_rank(x, unbatched)
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    start, end = _t(start_points).to(dtype), _t(end_points).to(dtype)
+    if start.shape != end.shape or start.shape[-2:] != (4, 2) or start.dim() not in (2, 3):
+        raise ValueError(f"start_points and end_points must both have shape (4, 2) or (N, 4, 2); got {tuple(start.shape)} and {tuple(end.shape)}.")
+    start, end = (start[None], end[None]) if start.dim() == 2 else (start, end)
+    coefficients = _homographies(start, end, dtype)
+    n, c, h, w = x.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=dtype, device=x.device), torch.arange(w, dtype=dtype, device=x.device), indexing="ij")
+    order = 0 if interpolation == "nearest" else 1
+    outputs = []
+    for index in range(n):
+        a0, a1, a2, a3, a4, a5, a6, a7 = coefficients[index % coefficients.shape[0]]
+        denominator = a6 * xs + a7 * ys + 1.0
+        source_x = (a0 * xs + a1 * ys + a2) / denominator
+        source_y = (a3 * xs + a4 * ys + a5) / denominator
+        outputs.append(torch.stack([map_coordinates(x[index, ch].to(dtype), [source_y, source_x], order, "constant", fill_value)
+                                    for ch in range(c)]))
+    return _from_nchw(torch.stack(outputs).to(dtype), unbatched, data_format)
+
+
+@keras_op
+def elastic_transform(images, alpha=20.0, sigma=5.0, interpolation="bilinear", fill_mode="reflect", fill_value=0.0, seed=None,
+                      data_format=None):
+    """Displace every pixel by Gaussian-smoothed noise times `alpha` (Simard et al. 2003).
+
+    The two displacement fields are drawn from torch's global generator, in the order Keras on
+    torch draws them, so the same `torch.manual_seed` gives Keras's result."""
+    if interpolation not in ("nearest", "bilinear"):
+        raise ValueError(f"elastic_transform supports 'nearest' or 'bilinear'; received {interpolation!r}.")
+    if fill_mode not in ("constant", "nearest", "wrap", "mirror", "reflect"):
+        raise ValueError(f"elastic_transform: unsupported fill_mode {fill_mode!r}.")
+    x, unbatched = _to_nchw(images, data_format)
+    _check_image_rank(x, unbatched)
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    alpha, sigma = float(alpha), float(sigma)
+    n, c, h, w = x.shape
+    size = int(6 * sigma) | 1
+    fields = []
+    for _ in range(2):
+        noise = torch.normal(0.0, 1.0, size=(n, h, w), dtype=dtype, device=x.device) * sigma
+        fields.append(gaussian_blur(noise[:, None], (size, size), (sigma, sigma), "channels_first")[:, 0])
+    dx, dy = fields
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=dtype, device=x.device), torch.arange(w, dtype=dtype, device=x.device), indexing="ij")
+    order = 0 if interpolation == "nearest" else 1
+    out = torch.stack([
+        torch.stack([map_coordinates(x[index, ch].to(dtype), [ys + alpha * dy[index], xs + alpha * dx[index]], order, fill_mode, fill_value)
+                     for ch in range(c)])
+        for index in range(n)
+    ])
+    return _from_nchw(out.to(x.dtype), unbatched, data_format)
+
+
+_RESAMPLING = {
+    "linear": lambda d: torch.clamp(1 - d, min=0),
+    "cubic": lambda d: torch.where(d < 1, (1.5 * d - 2.5) * d * d + 1, torch.where(d < 2, ((-0.5 * d + 2.5) * d - 4) * d + 2, 0.0)),
+    "lanczos3": lambda d: _lanczos(d, 3.0),
+    "lanczos5": lambda d: _lanczos(d, 5.0),
+}
+_METHOD_ALIASES = {"bilinear": "linear", "trilinear": "linear", "triangle": "linear", "bicubic": "cubic", "tricubic": "cubic"}
+
+
+def _lanczos(d, radius):
+    safe = torch.where(d > 1e-3, d, torch.ones_like(d))
+    value = radius * torch.sin(torch.pi * safe) * torch.sin(torch.pi * safe / radius) / (torch.pi**2 * safe**2)
+    return torch.where(d > radius, 0.0, torch.where(d > 1e-3, value, 1.0))
+
+
+def _resampling_weights(input_size, output_size, scale, translation, kernel, antialias, dtype, device):
+    """(input_size, output_size) weights: output sample j reads input i with kernel(|i - position_j|)."""
+    inverse = 1.0 / scale
+    stretch = torch.clamp(inverse, min=1.0) if antialias else torch.ones_like(inverse)
+    positions = (torch.arange(output_size, dtype=dtype, device=device) + 0.5 - translation) * inverse - 0.5
+    distance = (positions[None, :] - torch.arange(input_size, dtype=dtype, device=device)[:, None]).abs() / stretch
+    weights = kernel(distance)
+    totals = weights.sum(dim=0, keepdim=True)
+    eps = 1000.0 * torch.finfo(torch.float32).eps
+    weights = torch.where(totals.abs() > eps, weights / torch.where(totals != 0, totals, torch.ones_like(totals)), 0.0)
+    inside = (positions >= -0.5) & (positions <= input_size - 0.5)
+    return torch.where(inside[None, :], weights, 0.0)
+
+
+@keras_op
+def scale_and_translate(images, output_shape, scale, translation, spatial_dims, method, antialias=True):
+    """Resample `spatial_dims` to `output_shape` with a scale and a translation per dimension, as
+    `jax.image.scale_and_translate` defines them (separable kernels, antialiased when shrinking)."""
+    method = _METHOD_ALIASES.get(method, method)
+    if method not in _RESAMPLING:
+        raise ValueError(f"scale_and_translate: unsupported method {method!r}.")
+    x = _t(images)
+    scale_t, translation_t = _t(scale), _t(translation)
+    dtype = torch.promote_types(scale_t.dtype, translation_t.dtype)
+    dtype = dtype if dtype.is_floating_point else torch.float32
+    scale_t, translation_t = scale_t.to(dtype).reshape(-1), translation_t.to(dtype).reshape(-1)
+    rounding = not (x.is_floating_point() or x.is_complex())
+    out = x.to(torch.float32) if rounding else x
+    for i, dim in enumerate(spatial_dims):
+        dim %= x.dim()
+        weights = _resampling_weights(x.shape[dim], int(output_shape[dim]), scale_t[i], translation_t[i], _RESAMPLING[method], antialias,
+                                      dtype, x.device)
+        out = torch.movedim(torch.tensordot(out, weights.to(out.dtype), dims=([dim], [0])), -1, dim)
+    if rounding:
+        out = torch.clamp(torch.round(out), x.min().item(), x.max().item()).to(x.dtype)
+    return out
 
 
 __all__ = [n for n, v in list(globals().items()) if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) == __name__]

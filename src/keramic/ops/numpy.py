@@ -242,7 +242,7 @@ def floor_divide(x1, x2):
     a, b = _pair(x1, x2, narrow=True)
     if a.dtype == torch.bool:
         a, b = a.to(torch.int32), b.to(torch.int32)
-    return torch.floor_divide(a, b)
+    return torch.div(a, b, rounding_mode="floor")  # same values; differentiable (zero gradient), as in TensorFlow
 
 
 @keras_op

@@ -328,6 +328,11 @@ OP_SIGNATURES = {
     'zeros_like': ('ZerosLike', 'numpy', ('dtype',), ('x',)),    'affine_transform': ('AffineTransform', 'image', ('interpolation', 'fill_mode', 'fill_value', 'data_format'), ('images', 'transform')),  # noqa: E501
     'crop_images': ('CropImages', 'image', ('top_cropping', 'left_cropping', 'bottom_cropping', 'right_cropping', 'target_height', 'target_width', 'data_format'), ('images',)),  # noqa: E501
     'extract_patches': ('ExtractPatches', 'image', ('size', 'strides', 'dilation_rate', 'padding', 'data_format'), ('images',)),
+    'elastic_transform': ('ElasticTransform', 'image', ('alpha', 'sigma', 'interpolation', 'fill_mode', 'fill_value', 'seed', 'data_format'), ('images',)),  # noqa: E501
+    'perspective_transform': ('PerspectiveTransform', 'image', ('interpolation', 'fill_value', 'data_format'), ('images', 'start_points', 'end_points')),  # noqa: E501
+    'scale_and_translate': ('ScaleAndTranslate', 'image', ('spatial_dims', 'method', 'antialias'), ('images', 'output_shape', 'scale', 'translation')),  # noqa: E501
+    'sobel_edges': ('SobelEdges', 'image', ('data_format',), ('images',)),
+    'ssim': ('SSIM', 'image', ('max_val', 'filter_size', 'filter_sigma', 'k1', 'k2', 'data_format'), ('image1', 'image2')),
     'gaussian_blur': ('GaussianBlur', 'image', ('kernel_size', 'sigma', 'data_format'), ('images',)),
     'hsv_to_rgb': ('HSVToRGB', 'image', ('data_format',), ('images',)),
     'map_coordinates': ('MapCoordinates', 'image', ('order', 'fill_mode', 'fill_value'), ('inputs', 'coordinates')),

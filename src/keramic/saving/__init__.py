@@ -1,6 +1,7 @@
 """Saving and serialization: configs, registries, formats (`keramic.saving`)."""
 
 from keramic.saving.api import load_model, load_weights, save_model, save_weights
+from keramic.saving.file_editor import KerasFileEditor
 from keramic.serialization.registry import (
     CustomObjectScope,
     custom_object_scope,
@@ -13,6 +14,7 @@ from keramic.serialization.serialize import deserialize_keras_object, serialize_
 
 __all__ = [
     "CustomObjectScope",
+    "KerasFileEditor",
     "custom_object_scope",
     "deserialize_keras_object",
     "get_custom_objects",

@@ -5,14 +5,16 @@ Every format this package ships registers its row in `saving.formats.table` when
 the export artifact registers its own (`keramic.export`). Nothing below names a format's module.
 """
 
-import json
 import os
 from typing import Any
 
-from keramic.errors import FileFormatError
+from keramic.errors import FileFormatError, NotAModelError, typed_errors
+from keramic.saving import remote
 from keramic.saving.formats import (  # noqa: F401  (each registers its row in the table)
     checkpoint,
     config_json,
+    distributed_checkpoint,
+    keras2_config,
     keras_directory,
     keras_v3,
     legacy_h5,
@@ -20,8 +22,9 @@ from keramic.saving.formats import (  # noqa: F401  (each registers its row in t
     sharded_weights,
     table,
 )
+from keramic.saving.stores import atomic
 from keramic.serialization import registry
-from keramic.serialization.serialize import deserialize_keras_object, safe_mode_scope
+from keramic.serialization.serialize import deserialize_keras_object, model_expected, safe_mode_scope
 
 PathLike = str | os.PathLike
 ZIP_MAGIC = table.ZIP_MAGIC
@@ -59,6 +62,8 @@ def save_model(model: Any, filepath: PathLike, overwrite: bool = True, zipped: b
     """
     if kwargs:
         raise ValueError(f"Unknown arguments to save_model: {sorted(kwargs)}")
+    if remote.is_url(filepath):  # saved locally, then uploaded and committed
+        return remote.save_through_local(filepath, lambda local: save_model(model, local, True, zipped, include_optimizer), overwrite)
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False.")
@@ -74,7 +79,8 @@ def save_model(model: Any, filepath: PathLike, overwrite: bool = True, zipped: b
             f"Invalid filepath extension for saving: {filepath}. Use a `.keras` path (Keras 3's format), "
             "`.h5` (legacy HDF5), or `zipped=False` to write a directory."
         )
-    return row.save(model, filepath, include_optimizer=include_optimizer)
+    save = row.save
+    return distributed_checkpoint.write_once(model, lambda: save(model, filepath, include_optimizer=include_optimizer))  # rank 0 writes
 
 
 def load_model(filepath: PathLike, custom_objects: dict | None = None, compile: bool = True, safe_mode: bool | None = None) -> Any:
@@ -85,11 +91,18 @@ def load_model(filepath: PathLike, custom_objects: dict | None = None, compile: 
 
     >>> model = load_model("model.keras")
     """
+    if remote.is_url(filepath):  # downloaded into a private temp directory, then loaded from there
+        return remote.load_through_local(filepath, lambda local: load_model(local, custom_objects, compile, safe_mode))
     filepath = os.fspath(filepath)
-    row = table.detect(filepath)
-    if row.load is None:
-        raise FileFormatError(f"{filepath}: {row.hint or row.description + ' holds no model architecture.'}")
-    return row.load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+    with typed_errors(filepath):
+        row = table.detect(filepath)
+        if row.load is None:
+            raise FileFormatError(f"{filepath}: {row.hint or row.description + ' holds no model architecture.'}")
+        with model_expected():
+            model = row.load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+        if not callable(getattr(model, "compile_from_config", None)):
+            raise NotAModelError(f"{filepath}: the file describes a {type(model).__name__}, not a model; load_model only returns models.")
+    return model
 
 
 def _weights_row(filepath: str, max_shard_size: float | None, format: str | None) -> table.FileFormat:
@@ -125,6 +138,8 @@ def save_weights(model: Any, filepath: PathLike, overwrite: bool = True, max_sha
     `format="checkpoint"` writes keramic's checkpoint directory (docs/checkpoint.md); it also works
     for a model that was never called.
     """
+    if remote.is_url(filepath):
+        return remote.save_through_local(filepath, lambda local: save_weights(model, local, True, max_shard_size, format), overwrite)
     filepath = os.fspath(filepath)
     row = _weights_row(filepath, max_shard_size, format)
     if row.target_path is not None:
@@ -134,7 +149,10 @@ def save_weights(model: Any, filepath: PathLike, overwrite: bool = True, max_sha
     if row.save is None:
         raise FileFormatError(f"{filepath}: {row.description} cannot be written.")
     options = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
-    return row.save(model, filepath, **options)
+    save = row.save
+    if row is not checkpoint.CHECKPOINT:  # under keras.distribution: written once, by rank 0 (checkpoints: by all)
+        return distributed_checkpoint.write_once(model, lambda: save(model, filepath, **options))
+    return save(model, filepath, **options)
 
 
 def load_weights(model: Any, filepath: PathLike, skip_mismatch: bool = False, by_name: bool = False, verify: bool = True) -> Any:
@@ -148,19 +166,22 @@ def load_weights(model: Any, filepath: PathLike, skip_mismatch: bool = False, by
     A checkpoint directory restores even into a model that is not built yet (values wait for their
     variables) and returns a status (`assert_consumed()`, ...); `verify` checks its file hashes.
     """
+    if remote.is_url(filepath):
+        return remote.load_through_local(filepath, lambda local: load_weights(model, local, skip_mismatch, by_name, verify))
     filepath = os.fspath(filepath)
-    row = table.detect(filepath)
-    if row.load_weights is None:
-        table.refuse_by_name(filepath, by_name)
-        raise FileFormatError(f"{filepath}: {row.hint or row.description + ' holds no weights to load.'}")
-    return row.load_weights(model, filepath, skip_mismatch=skip_mismatch, by_name=by_name, verify=verify)
+    with typed_errors(filepath):
+        row = table.detect(filepath)
+        if row.load_weights is None:
+            table.refuse_by_name(filepath, by_name)
+            raise FileFormatError(f"{filepath}: {row.hint or row.description + ' holds no weights to load.'}")
+        return row.load_weights(model, filepath, skip_mismatch=skip_mismatch, by_name=by_name, verify=verify)
 
 
 def model_from_json(json_string: str, custom_objects: dict | None = None, safe_mode: bool | None = None) -> Any:
     """Rebuild a model (new weights) from `model.to_json()` output (`safe_mode` as in `load_model`)."""
-    try:
-        config = json.loads(json_string)
-    except ValueError as error:
-        raise FileFormatError(f"model_from_json: not valid JSON ({error}).") from None
-    with safe_mode_scope(safe_mode), registry.custom_object_scope(custom_objects):
-        return deserialize_keras_object(config, ("keras", "keras.models"), custom_objects, safe_mode)
+    with typed_errors("model_from_json: JSON string"):
+        data = json_string if isinstance(json_string, bytes) else json_string.encode("utf-8", "surrogatepass")
+        config = atomic.parse_json(data, "model_from_json: JSON string")
+        config = keras2_config.convert_json_config(config)  # tf.keras 2's JSON: as its `.h5` files
+        with safe_mode_scope(safe_mode), registry.custom_object_scope(custom_objects), model_expected():
+            return deserialize_keras_object(config, ("keras", "keras.models"), custom_objects, safe_mode)

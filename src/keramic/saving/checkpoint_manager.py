@@ -13,6 +13,10 @@ too, while the next step's forward and backward pass run: the optimizer's next `
 they are copied. Everything else is copied before `save` returns. A variable written from anywhere
 else before its copy is taken makes the save fail loudly (its version counter moved) rather than
 store a torn value.
+
+Under keras.distribution every process creates the manager and calls `save` together (each writes
+its part of the checkpoint; `async_save` is refused there); rank 0 alone writes the state file and
+deletes what retention drops, then every process waits on a barrier.
 """
 
 import contextlib
@@ -26,7 +30,10 @@ import time
 
 import torch
 
+from keramic.distribution import collectives
+from keramic.distribution.steps import active
 from keramic.errors import ConfigError, FileFormatError, KeramicError
+from keramic.saving import remote
 from keramic.saving.formats import checkpoint
 from keramic.saving.stores import atomic
 from keramic.saving.stores.atomic import write_atomically
@@ -71,7 +78,8 @@ class CheckpointManager:
         if max_to_keep is not None and max_to_keep < 1:
             raise ConfigError(f"{directory}: max_to_keep must be at least 1 or None, got {max_to_keep}.")
         self.model = model
-        self.directory = os.path.abspath(os.fspath(directory))
+        # A remote URL: the manager works in a local mirror that uploads, fetches and deletes (remote.py).
+        self.directory, self._mirror = remote.local_or_mirror(directory, files=(STATE_FILE,), folder_files=(checkpoint.INDEX,))
         self.max_to_keep = max_to_keep
         self.keep_every_n_hours = keep_every_n_hours
         self.keep_every_n_steps = keep_every_n_steps
@@ -86,9 +94,23 @@ class CheckpointManager:
         self._id, self._records, self._last_preserved = self._read_state()
         if self._last_preserved is None:
             self._last_preserved = time.time()  # the first preserved checkpoint comes n hours from now
+        if active() is not None:  # one id and clock for every process: rank 0's
+            self._id, self._last_preserved = collectives.broadcast_json([self._id, self._last_preserved])
         self._recover()
-        # Half-written or half-deleted checkpoints of keramic writers that no longer run.
-        atomic.remove_stale_temps(self.directory, r"ckpt-(?:0|[1-9][0-9]*)", directories=True)
+        if self._writes_shared_files():
+            # Half-written or half-deleted checkpoints of keramic writers that no longer run.
+            atomic.remove_stale_temps(self.directory, r"ckpt-(?:0|[1-9][0-9]*)", directories=True)
+        _wait_for_all()
+
+    def _writes_shared_files(self):
+        """True on the one process that writes the state file and deletes checkpoints (rank 0 under a distribution)."""
+        return active() is None or collectives.is_chief()
+
+    def _url(self, path):
+        """What errors and warnings name for a local path: its URL when the directory is remote."""
+        if self._mirror is None:
+            return path
+        return self._mirror.url + os.path.abspath(path)[len(self._mirror.local) :].replace(os.sep, "/")
 
     # ------------------------------------------------------------ bookkeeping
     def _state_path(self):
@@ -105,6 +127,8 @@ class CheckpointManager:
             raise FileFormatError(f"{self._state_path()}: entry 'checkpoints': not a checkpoint manager state ({error}).") from None
 
     def _write_state(self):
+        if not self._writes_shared_files():
+            return
         state = {
             "manager_id": self._id,
             "last_preserved_time": self._last_preserved,
@@ -113,6 +137,8 @@ class CheckpointManager:
         with write_atomically(self._state_path(), fsync=self.fsync) as temporary:
             with open(temporary, "w", encoding="utf-8") as handle:
                 json.dump(state, handle, indent=1)
+        if self._mirror is not None:
+            self._mirror.upload(self._state_path())
 
     def _recover(self):
         """Adopt checkpoints this manager renamed into place but had not recorded yet (a crash in between)."""
@@ -155,7 +181,7 @@ class CheckpointManager:
             if step in self._records:
                 raise checkpoint.CheckpointExistsError(f"{self.path(step)}: a checkpoint for step {step} exists already.")
         snapshot = checkpoint.take_snapshot(self.model, training_state)
-        saved_at = time.time()
+        saved_at = time.time() if active() is None else collectives.broadcast_json(time.time())
         if not self.async_save:
             self._write(step, snapshot, saved_at)
             return self.path(step)
@@ -233,12 +259,18 @@ class CheckpointManager:
     def _write(self, step, snapshot, saved_at):
         metadata = {"manager_id": self._id, "step": step, "time": saved_at}
         checkpoint.write_snapshot(snapshot, self.path(step), self.max_shard_size, self.fsync, metadata)
+        if self._mirror is not None:
+            if active() is not None:  # each process holds its own part: all upload, rank 0 commits
+                self._mirror.upload_together(self.path(step))
+            else:
+                self._mirror.upload(self.path(step))
         with self._lock:
             self._records[step] = _Record(step, saved_at)
             doomed = self._apply_retention()
             self._write_state()
         for old_step in doomed:
             self._remove(old_step, in_background=True)
+        _wait_for_all()
 
     def _apply_retention(self):
         """Steps to delete under the retention rules (preserved ones leave the rotation for good)."""
@@ -261,6 +293,10 @@ class CheckpointManager:
         """Delete checkpoint `step`: renamed aside first, so a crash never leaves half of one in
         place; retention lets a thread delete the files (see `atomic.remove_tree_later`)."""
         path = self.path(step)
+        if self._mirror is not None and self._writes_shared_files():
+            self._mirror.remove(path)
+        if self._mirror is None and not self._writes_shared_files():
+            return  # a directory shared by the processes: rank 0 deletes
         if not checkpoint.is_checkpoint(path):
             return
         aside = os.path.join(self.directory, atomic.temp_name(os.path.basename(path)))
@@ -293,17 +329,27 @@ class CheckpointManager:
             if step is None:
                 return None
         elif not checkpoint.is_checkpoint(self.path(step)):
-            raise FileFormatError(f"{self.path(step)}: entry 'ckpt-{step}': no checkpoint for step {step} (have {self.steps}).")
-        return checkpoint.load_checkpoint(self.model, self.path(step), verify=verify)
+            raise FileFormatError(f"{self._url(self.path(step))}: entry 'ckpt-{step}': no checkpoint for step {step} (have {self.steps}).")
+        if self._mirror is None:
+            return checkpoint.load_checkpoint(self.model, self.path(step), verify=verify)
+        self._mirror.fetch_folder(os.path.basename(self.path(step)))  # the mirror may hold only its index
+        try:
+            status = checkpoint.load_checkpoint(self.model, self.path(step), verify=verify)
+        except (KeramicError, OSError, ValueError) as error:
+            remote._name_url_in(error, self._mirror.local, self._mirror.url)
+            raise
+        remote.name_url_in_status(status, self._mirror.local, self._mirror.url)
+        return status
 
     def delete(self, step):
         """Delete checkpoint `step` (one this manager wrote)."""
         self.wait_until_finished()
         with self._lock:
             if self._records.pop(int(step), None) is None:
-                raise FileFormatError(f"{self.path(step)}: entry 'ckpt-{step}': not a checkpoint this manager wrote.")
+                raise FileFormatError(f"{self._url(self.path(step))}: entry 'ckpt-{step}': not a checkpoint this manager wrote.")
             self._write_state()
         self._remove(step)
+        _wait_for_all()
 
     def delete_all(self):
         """Delete every checkpoint this manager wrote and its record; the directory goes too if
@@ -313,10 +359,20 @@ class CheckpointManager:
             steps, self._records = list(self._records), {}
         for step in steps:
             self._remove(step)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self._state_path())
-        if not os.listdir(self.directory):
+        if self._writes_shared_files() or self._mirror is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._state_path())
+        if self._mirror is not None and self._writes_shared_files():
+            self._mirror.remove(self._state_path())
+        _wait_for_all()
+        if self._writes_shared_files() and not os.listdir(self.directory):
             os.rmdir(self.directory)
+
+
+def _wait_for_all():
+    """Under a distribution: every process waits here until rank 0's shared writes are done."""
+    if active() is not None:
+        collectives.barrier()
 
 
 def _yield_to_training():

@@ -19,7 +19,7 @@ import torch
 from keramic.errors import FileFormatError, KeramicError
 from keramic.saving import api
 from keramic.saving.formats import safetensors_weights, sharded_weights, table
-from keramic.saving.stores import bulk_io, h5_layout, h5_weights
+from keramic.saving.stores import bulk_io, h5_layout, h5_safety, h5_weights
 from keramic.saving.stores.atomic import write_atomically
 
 TARGETS = "`.keras`, `.h5` (legacy whole model), `.weights.h5`, `.safetensors` (or `.safetensors.index.json` with a shard size)"
@@ -193,18 +193,10 @@ def _open_entries(source, kind):
         yield _datasets(reader, [key[1:] for key in mapping]), {}, lambda key, dataset: _dataset_tensor(source, key, dataset)
 
 
-def _vars_groups(check, node, path=""):
-    """Paths of every `vars` group under `node` (hard links only), in the file's order."""
-    found = []
-    for name in node.keys():
-        link = node.get(name, getlink=True)
-        if not isinstance(link, h5py.HardLink):
-            raise check.error(f"{node.name.rstrip('/')}/{name}", f"{type(link).__name__} entries are not allowed in a weights file.")
-        child = node[name]
-        child_path = f"{path}/{name}" if path else name
-        if isinstance(child, h5py.Group):
-            found.extend([child_path] if name == "vars" else _vars_groups(check, child, child_path))
-    return found
+def _vars_groups(check, root):
+    """Paths of every `vars` group under `root` (hard links only, each object once), in the file's order."""
+    walked = h5_safety.walk(check.filename, root)
+    return [path for path, node in walked if isinstance(node, h5py.Group) and path.rsplit("/", 1)[-1] == "vars"]
 
 
 def _datasets(reader, group_paths):
@@ -213,16 +205,16 @@ def _datasets(reader, group_paths):
 
 
 def _dataset_tensor(filename, key, dataset):
-    """A dataset's values as a CPU tensor of its own dtype (bfloat16 from Keras's marked 2-byte type)."""
-    if h5_weights._is_bfloat16(dataset):
-        dtype = torch.bfloat16
-    else:
-        dtype = torch.from_numpy(np.empty(0, dataset.dtype.newbyteorder("="))).dtype
-    tensor = torch.empty(dataset.shape, dtype=dtype)
-    try:
+    """A dataset's values as a CPU tensor of its own dtype (bfloat16 from Keras's marked 2-byte type),
+    allocated only once the declared shape agrees with the bytes the file stores for it."""
+    with h5_safety.reading(filename, key):
+        h5_safety.check_dataset(filename, dataset)
+        if h5_weights._is_bfloat16(dataset):
+            dtype = torch.bfloat16
+        else:
+            dtype = torch.from_numpy(np.empty(0, dataset.dtype.newbyteorder("="))).dtype
+        tensor = torch.empty(dataset.shape, dtype=dtype)
         h5_weights.read_dataset_into(dataset, tensor)
-    except (OSError, ValueError, TypeError) as error:
-        raise FileFormatError(f"{filename}: entry '{key}': cannot be read ({error}).") from None
     return tensor
 
 

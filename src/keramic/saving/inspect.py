@@ -12,7 +12,7 @@ anywhere is safe and costs milliseconds even for big models.
 import json
 import os
 
-from keramic.errors import FileFormatError
+from keramic.errors import FileFormatError, typed_errors
 from keramic.saving.formats import table
 from keramic.saving.inspect_summary import describe
 
@@ -20,11 +20,12 @@ from keramic.saving.inspect_summary import describe
 def inspect_file(path: str) -> dict:
     """A JSON-ready dict describing the saved file at `path` (format found from its bytes)."""
     path = os.fspath(path)
-    row = table.detect(path)
-    if row.inspect is None:
-        raise FileFormatError(f"{path}: {row.description}: `keramic inspect` cannot describe this format.")
-    report = row.inspect(path)
-    report["file_bytes"] = _size(path)
+    with typed_errors(path):  # a damaged file is a keramic error naming it, whatever the format's reader hits
+        row = table.detect(path)
+        if row.inspect is None:
+            raise FileFormatError(f"{path}: {row.description}: `keramic inspect` cannot describe this format.")
+        report = row.inspect(path)
+        report["file_bytes"] = _size(path)
     return report
 
 
@@ -53,7 +54,7 @@ def _format_checkpoint(report):
             lines.append(f"  {row['attribute']:<{width}}{row['tensors']:>4} tensors{_number(row['params']):>14} params")
     lines.append(f"Params:     {report['total_params']:,} ({report['weights_bytes']:,} bytes of weights)")
     if report["weight_dtypes"]:
-        lines.append("Dtypes:     " + ", ".join(f"{name} x{count}" for name, count in sorted(report["weight_dtypes"].items())))
+        lines.append("Dtypes:     " + ", ".join(f"{name} x{count}" for name, count in sorted(report["weight_dtypes"].items(), key=str)))
     optimizer = report["optimizer"]
     if optimizer["variables"]:
         state = f"{optimizer['variables']} variables, {optimizer['bytes']:,} bytes"
@@ -123,7 +124,7 @@ def format_report(report: dict) -> str:
     else:
         lines.append(f"Params:     {report['total_params']:,} ({report['weights_bytes']:,} bytes of weights)")
     if report["weight_dtypes"]:
-        lines.append("Dtypes:     " + ", ".join(f"{name} x{count}" for name, count in sorted(report["weight_dtypes"].items())))
+        lines.append("Dtypes:     " + ", ".join(f"{name} x{count}" for name, count in sorted(report["weight_dtypes"].items(), key=str)))
     compile_config = report["compile_config"]
     if compile_config:
         parts = [f"loss={json.dumps(describe(compile_config.get('loss')))}"]

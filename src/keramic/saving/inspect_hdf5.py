@@ -5,40 +5,31 @@ never tensor data, so a file from anywhere is described safely and in millisecon
 plain dicts (`objects`, `params`, `bytes`, `dtypes`, `optimizer`) that `inspect_summary` reports.
 """
 
+import os
 import re
-import zipfile
 
 import h5py
+import numpy as np
 
-from keramic.errors import FileFormatError
+from keramic.saving.stores import h5_preflight, h5_safety, zip_archive
 from keramic.saving.stores.h5_weights import FileCheck
 from keramic.saving.stores.zip_member import open_member
 
-MAX_INFLATION = 1000  # compressed weights members may expand at most this much (zip-bomb guard)
-
 
 def open_hdf5(path):
-    """An h5py file for reading; a file h5py cannot read is a FileFormatError naming it."""
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        raise FileFormatError(f"{path}: not a readable HDF5 file ({error}).") from None
-
+    """An h5py file for reading, once its metadata reads safely in a child process; a file h5py
+    cannot read is a FileFormatError naming it."""
+    if os.path.exists(path):
+        zip_archive.refuse_zip_ending(path)
+    return h5_preflight.open_checked(path, f"{path}:")
 
 
 def read_weights_member(path, archive, name):
-    """The weights summary of an archive member (a `.keras` file's model.weights.h5), refusing zip bombs."""
-    info = archive.getinfo(name)
-    if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_INFLATION * max(info.compress_size, 1):
-        raise FileFormatError(
-            f"{path}: entry '{name}' would expand from {info.compress_size:,} to {info.file_size:,} bytes; refusing it as a zip bomb."
-        )
+    """The weights summary of an archive member (a `.keras` file's model.weights.h5); `open_member`
+    refuses zip bombs and damaged bytes, `h5_preflight` metadata that hangs or crashes HDF5."""
     with open_member(path, archive, name) as handle:
-        try:
-            h5file = h5py.File(handle, "r")
-        except OSError as error:
-            raise FileFormatError(f"{path}: entry '{name}' is not a readable HDF5 file ({error}).") from None
-        with h5file:
+        h5file = h5_preflight.open_checked_member(path, name, handle, archive.getinfo(name).file_size)
+        with h5file, h5_safety.reading(f"{path}:{name}", "/"):
             return weights_summary(h5file, f"{path}:{name}")
 
 
@@ -51,47 +42,39 @@ def text(value):
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else (None if value is None else str(value))
 
 
-
 class Walker:
-    """Walks an HDF5 tree by hard links only, each object once, reading headers and never data."""
+    """Walks an HDF5 tree by hard links only, reading headers and never data. All its walks share
+    one budget of objects, so hard links that make a small file look huge cannot multiply the work."""
 
     def __init__(self, filename):
         self.check = FileCheck(filename)
+        self.budget = h5_safety.WalkBudget(filename)
 
     def child(self, group, name):
-        """The group or dataset `name` in `group`, or None; links that could leave the file are refused."""
-        link = group.get(name, getlink=True)
-        if link is None:
-            return None
-        if not isinstance(link, h5py.HardLink):
-            raise self.check.error(f"{group.name.rstrip('/')}/{name}", f"{type(link).__name__} entries are not allowed in a weights file.")
-        node = group[name]
-        return self.check.dataset(group, name) if isinstance(node, h5py.Dataset) else node
+        """The group or dataset `name` (one or more components) in `group`, or None; links that
+        could leave the file are refused, datasets checked."""
+        node = h5_safety.resolve(self.check.filename, group, name)
+        return self.check.verify(node) if isinstance(node, h5py.Dataset) else node
 
     def children(self, group):
         """(name, group or dataset) pairs in natural name order."""
-        return [(name, self.child(group, name)) for name in sorted(group.keys(), key=natural_key)]
+        with h5_safety.reading(self.check.filename, group.name):
+            names = list(group.keys())
+        return [(name, self.child(group, name)) for name in sorted(names, key=natural_key)]
 
     def stats(self, group, skip=()):
         """Parameters, bytes and dtype counts of every dataset below `group` (children in `skip` left out)."""
         params, size, dtypes = 0, 0, {}
-        seen, stack = set(), [group]
-        while stack:
-            node = stack.pop()
-            if node.id in seen:
+        for _, node in h5_safety.walk(self.check.filename, group, skip, self.budget):
+            if not isinstance(node, h5py.Dataset):
                 continue
-            seen.add(node.id)
-            for name, child in self.children(node):
-                if node is group and name in skip:
-                    continue
-                if isinstance(child, h5py.Group):
-                    stack.append(child)
-                    continue
-                count = int(child.size or 0)
+            self.check.verify(node)
+            with h5_safety.reading(self.check.filename, node.name):
+                count = int(node.size or 0)
                 params += count
-                size += count * child.dtype.itemsize
-                dtype = dataset_dtype(child)
-                dtypes[dtype] = dtypes.get(dtype, 0) + 1
+                size += count * node.dtype.itemsize
+                dtype = dataset_dtype(node)
+            dtypes[dtype] = dtypes.get(dtype, 0) + 1
         return params, size, dtypes
 
     def vars_group(self, group):
@@ -101,25 +84,28 @@ class Walker:
     def name_of(self, group):
         """The informational `name` attribute Keras puts on an object's `vars` group (the layer's name)."""
         found = self.vars_group(group)
-        return None if found is None else text(found.attrs.get("name"))
+        if found is None:
+            return None
+        with h5_safety.reading(self.check.filename, f"{found.name} attribute name"):
+            return text(found.attrs.get("name"))
 
     def objects(self, root):
         """(path, group) of each saved object below `root`, in path order: a group holding `vars` is an
         object, one without is a container (`layers`, a list attribute) whose items are objects."""
-        found, seen, stack = [], {root.id}, [("", root)]
+        found, seen, stack = [], {root.id}, [("", root, 0)]
         while stack:
-            path, group = stack.pop()
+            path, group, depth = stack.pop()
             for name, child in self.children(group):
                 if name == "vars" or not isinstance(child, h5py.Group) or child.id in seen or (group is root and name == "optimizer"):
                     continue
                 seen.add(child.id)
+                self.budget.spend(child.name, depth + 1)
                 child_path = f"{path}/{name}" if path else name
                 if self.vars_group(child) is not None:
                     found.append((child_path, child))
                 else:
-                    stack.append((child_path, child))
+                    stack.append((child_path, child, depth + 1))
         return sorted(found, key=lambda item: natural_key(item[0]))
-
 
 
 def dataset_dtype(dataset):
@@ -144,9 +130,11 @@ def weights_summary(h5file, filename):
     if isinstance(optimizer_group, h5py.Group):
         _, optimizer_bytes, _ = walker.stats(optimizer_group)
         variables = walker.vars_group(optimizer_group)
+        with h5_safety.reading(filename, optimizer_group.name):
+            count = 0 if variables is None else len(variables)
         optimizer = {
             "name": walker.name_of(optimizer_group),
-            "variables": 0 if variables is None else len(variables.keys()),
+            "variables": count,
             "bytes": optimizer_bytes,
         }
     return {
@@ -161,14 +149,20 @@ def weights_summary(h5file, filename):
     }
 
 
-def _names(node, attribute):
-    """A legacy name list attribute, which h5py may split into `<attribute>0`, `<attribute>1`, ..."""
-    if attribute in node.attrs:
-        return [text(name) for name in node.attrs[attribute]]
-    names, chunk = [], 0
-    while f"{attribute}{chunk}" in node.attrs:
-        names.extend(text(name) for name in node.attrs[f"{attribute}{chunk}"])
-        chunk += 1
+def _names(node, attribute, filename):
+    """A legacy name list attribute, which h5py may split into `<attribute>0`, `<attribute>1`, ...;
+    a repeated name is refused before any is looked up (so a long list costs what the file holds)."""
+    entry = f"{node.name} attribute {attribute}"
+    with h5_safety.reading(filename, entry):
+        if attribute in node.attrs:
+            names = [text(name) for name in np.asarray(node.attrs[attribute]).reshape(-1)]
+        else:
+            names, chunk = [], 0
+            while f"{attribute}{chunk}" in node.attrs:
+                names.extend(text(name) for name in np.asarray(node.attrs[f"{attribute}{chunk}"]).reshape(-1))
+                chunk += 1
+    if len(set(names)) != len(names):
+        raise h5_safety.entry_error(filename, entry, "lists a name more than once.")
     return names
 
 
@@ -179,7 +173,7 @@ def legacy_weights_summary(h5file, filename):
     root = walker.child(h5file, "model_weights")
     root = root if isinstance(root, h5py.Group) else h5file
     objects, params, size, dtypes = [], 0, 0, {}
-    for name in _names(root, "layer_names"):
+    for name in _names(root, "layer_names", filename):
         group = walker.child(root, name)
         if not isinstance(group, h5py.Group):
             raise walker.check.error(f"{root.name.rstrip('/')}/{name}", "a layer named in 'layer_names' has no group.")
@@ -187,13 +181,13 @@ def legacy_weights_summary(h5file, filename):
         params, size = params + layer_params, size + layer_bytes
         for dtype, count in layer_dtypes.items():
             dtypes[dtype] = dtypes.get(dtype, 0) + count
-        if layer_params or _names(group, "weight_names"):
+        if layer_params or _names(group, "weight_names", filename):
             objects.append({"path": name, "name": name, "params": layer_params, "bytes": layer_bytes})
     optimizer = None
     optimizer_group = walker.child(h5file, "optimizer_weights")
     if isinstance(optimizer_group, h5py.Group):
         _, optimizer_bytes, _ = walker.stats(optimizer_group)
-        optimizer = {"name": None, "variables": len(_names(optimizer_group, "weight_names")), "bytes": optimizer_bytes}
+        optimizer = {"name": None, "variables": len(_names(optimizer_group, "weight_names", filename)), "bytes": optimizer_bytes}
     return {
         "model_name": None,
         "objects": objects,

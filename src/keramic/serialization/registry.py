@@ -4,15 +4,22 @@ Only objects in these tables can be built from a file; nothing is ever imported 
 name taken from a file.
 """
 
+import collections
 import contextlib
 import threading
+import weakref
 from typing import Any
 
 # namespace ("keras.layers") -> {public name -> object}
 _PUBLIC: dict[str, dict[str, Any]] = {}
 # "package>Name" -> object, filled by register_keras_serializable
 _REGISTERED: dict[str, Any] = {}
-_REGISTERED_NAMES: dict[Any, str] = {}  # object -> "package>Name"
+# object -> "package>Name": the decorator's names first, then the `package>Name` under which an
+# object that was never decorated was found while loading (in `custom_objects`, a scope or
+# `get_custom_objects()`), so that saving it again writes the name the file used.
+_DECORATED_NAMES: dict[Any, str] = {}
+_LOADED_NAMES: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_REGISTERED_NAMES: collections.ChainMap = collections.ChainMap(_DECORATED_NAMES, _LOADED_NAMES)
 _scope = threading.local()
 
 
@@ -60,7 +67,7 @@ def register_keras_serializable(package="Custom", name=None):
         if isinstance(obj, type) and not hasattr(obj, "get_config"):
             raise ValueError("Cannot register a class that does not have a get_config() method.")
         _REGISTERED[key] = obj
-        _REGISTERED_NAMES[obj] = key
+        _DECORATED_NAMES[obj] = key
         return obj
 
     return decorate
@@ -75,10 +82,21 @@ def get_registered_object(name, custom_objects=None):
     """Resolve a name from the active scopes, `custom_objects` and the global registry."""
     for scope in reversed(getattr(_scope, "stack", [])):
         if name in scope:
-            return scope[name]
+            return _remember_name(scope[name], name)
     if custom_objects and name in custom_objects:
-        return custom_objects[name]
-    return _REGISTERED.get(name)
+        return _remember_name(custom_objects[name], name)
+    return _remember_name(_REGISTERED.get(name), name)
+
+
+def _remember_name(obj, name):
+    """Note the `package>Name` an undecorated object was found under (see `_LOADED_NAMES`)."""
+    if obj is not None and ">" in name:
+        try:
+            if obj not in _DECORATED_NAMES:
+                _LOADED_NAMES[obj] = name
+        except TypeError:  # unhashable, or no weak reference (a builtin): it keeps its plain name
+            pass
+    return obj
 
 
 def find_by_suffix(name, custom_objects=None):
@@ -87,7 +105,7 @@ def find_by_suffix(name, custom_objects=None):
     for table in tables:
         for key, obj in table.items():
             if key.endswith(">" + name):
-                return obj
+                return _remember_name(obj, key)
     return None
 
 

@@ -52,7 +52,7 @@ class Batcher:
         """A future of this request's outputs (its rows of each batched output). `inline`: run the
         batch on the event loop rather than in the executor (for graphs faster than a thread hand-off)."""
         size = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1
-        if self.queued_samples + size > self._max_queued:
+        if self.queued_samples and self.queued_samples + size > self._max_queued:  # an idle queue takes any request
             raise QueueFullError(f"the batching queue holds {self.queued_samples} samples, its limit is {self._max_queued}")
         loop = asyncio.get_running_loop()
         pending = _Pending(arrays, size, loop.create_future())

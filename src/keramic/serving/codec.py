@@ -8,6 +8,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 
 import numpy as np
 import orjson
@@ -26,8 +27,22 @@ class RestError(Exception):
 
 
 # ------------------------------------------------------------------------------ JSON <-> tensors
+MAX_FALLBACK_DEPTH = 512  # nesting the standard-library parser (recursive, in C) is given; orjson stops at 1024 itself
+MAX_TENSOR_RANK = 64  # numpy's own limit on dimensions
+MAX_INTEGER_DIGITS = 20  # longer integer literals are read as doubles, as TF Serving's parser does
+_CHUNK = 1 << 20
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+_BRACKET_STEPS: np.ndarray = np.zeros(256, np.int8)
+_BRACKET_STEPS[list(b"[{")] = 1
+_BRACKET_STEPS[list(b"]}")] = -1
+
+
 def parse_json(body):
-    """The request document; TF's messages for empty or invalid JSON (NaN/Infinity accepted)."""
+    """The request document; TF's messages for empty or invalid JSON (NaN/Infinity accepted).
+
+    orjson reads almost every body. The rest (NaN/Infinity tokens, data after the first value,
+    numbers beyond a double) go to the standard library, after a scan that refuses nesting deeper
+    than MAX_FALLBACK_DEPTH without parsing, and with number hooks that refuse overflow."""
     if not body.strip():
         raise RestError("INVALID_ARGUMENT", "JSON Parse error: The document is empty")
     try:
@@ -38,11 +53,60 @@ def parse_json(body):
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
         raise RestError("INVALID_ARGUMENT", f"JSON Parse error: Invalid encoding in string. at offset: {error.start}") from None
+    if nesting_exceeds(body, MAX_FALLBACK_DEPTH):
+        raise RestError("INVALID_ARGUMENT", f"JSON Parse error: arrays and objects nested deeper than {MAX_FALLBACK_DEPTH} levels")
+    decoder = json.JSONDecoder(parse_float=_finite_float, parse_int=_json_integer)
     try:
-        document, _ = json.JSONDecoder().raw_decode(text.lstrip())  # like TF: stop after the first value
+        document, _ = decoder.raw_decode(text.lstrip())  # like TF: stop after the first value
     except json.JSONDecodeError as error:
         raise RestError("INVALID_ARGUMENT", f"JSON Parse error: {error.msg} at offset: {error.pos}") from None
+    except RecursionError:  # not reached after the depth scan; kept so no parser recursion can end in a 500
+        raise RestError("INVALID_ARGUMENT", "JSON Parse error: arrays and objects nested too deeply") from None
     return document
+
+
+def nesting_exceeds(body, limit):
+    """Whether JSON text nests arrays and objects deeper than `limit`, never recursing (a body of a
+    million `[` included): brackets outside strings are counted in numpy passes over 1 MiB chunks.
+    A quote is escaped when an odd run of backslashes precedes it; that holds inside strings, and
+    text that breaks it outside strings is invalid JSON, where the parser stops anyway."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    data = np.frombuffer(body, np.uint8)
+    depth, inside, backslashes = 0, 0, 0  # carried from chunk to chunk; backslashes: the trailing run
+    for start in range(0, len(data), _CHUNK):
+        chunk = data[start : start + _CHUNK]
+        plain = np.flatnonzero(chunk != _BACKSLASH)
+        quotes = np.flatnonzero(chunk == _QUOTE)
+        if quotes.size:
+            if plain.size < len(chunk) or backslashes:  # drop the quotes that backslashes escape
+                index = np.searchsorted(plain, quotes)  # each quote's own place among the non-backslashes
+                previous = np.where(index > 0, plain[np.maximum(index - 1, 0)], -1)
+                quotes = quotes[(quotes - previous - 1 + np.where(previous < 0, backslashes, 0)) % 2 == 0]
+            marks = np.zeros(len(chunk), np.uint8)
+            marks[quotes] = 1
+            in_string = np.bitwise_xor.accumulate(marks) ^ inside
+            inside ^= len(quotes) & 1
+            steps = np.where(in_string == 1, 0, _BRACKET_STEPS[chunk])
+        else:
+            steps = _BRACKET_STEPS[chunk] if not inside else np.zeros(1, np.int8)
+        running = np.cumsum(steps, dtype=np.int32)
+        if depth + int(running.max()) > limit:
+            return True
+        depth += int(running[-1])
+        backslashes = len(chunk) - 1 - int(plain[-1]) if plain.size else backslashes + len(chunk)
+    return False
+
+
+def _finite_float(text):
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise RestError("INVALID_ARGUMENT", f"JSON Parse error: Number too big to be stored in double: {text[:64]}")
+    return value
+
+
+def _json_integer(text):
+    return int(text) if len(text.lstrip("-")) <= MAX_INTEGER_DIGITS else _finite_float(text)
 
 
 def _is_b64(value):
@@ -50,7 +114,13 @@ def _is_b64(value):
 
 
 def preview(value):
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()[:256] if not isinstance(value, float) else repr(value)
+    """The start of a value as JSON, for error messages (any value a parser produced, however deep)."""
+    if isinstance(value, float):
+        return repr(value)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()[:256]
+    except orjson.JSONEncodeError:  # nested past orjson's writer limit, or lone surrogates from a \ud800 escape
+        return "(a value nested too deeply or not valid UTF-8)"
 
 
 def _first_leaf(value, wanted):
@@ -73,15 +143,25 @@ def to_array(value, dtype, shape, name):
     elif dtype.kind == "f" and _fast_float(value):
         # The common case, converted in one pass (booleans read as 0/1 here, where TF refuses them).
         try:
-            array = np.asarray(value, dtype=dtype)
-        except (ValueError, TypeError):
+            with np.errstate(over="ignore"):
+                array = np.asarray(value, dtype=dtype)
+        except (ValueError, TypeError, OverflowError):
             array = _checked_array(value, dtype, name)
     else:
         array = _checked_array(value, dtype, name)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        _refuse_overflow(array, value, name)
     if array.ndim != len(shape) or any(want is not None and want != got for want, got in zip(shape, array.shape)):
         expected = [-1 if d is None else d for d in shape]
         raise RestError("INVALID_ARGUMENT", f"Input '{name}' must have shape {expected} (-1: any size), got {list(array.shape)}")
     return array
+
+
+def _refuse_overflow(array, value, name):
+    """Infinities are welcome as the `Infinity` token, not as finite numbers too large for the dtype."""
+    wide = np.asarray(value, dtype=np.float64)
+    if (np.isinf(array) & np.isfinite(wide)).any():
+        raise RestError("INVALID_ARGUMENT", f"Input '{name}': a value is out of range for {array.dtype.name}")
 
 
 def _fast_float(value):
@@ -94,7 +174,7 @@ def _fast_float(value):
 def _checked_array(value, dtype, name):
     try:
         array = np.asarray(value)
-    except (ValueError, OverflowError) as error:
+    except (ValueError, TypeError, OverflowError) as error:
         raise RestError("INVALID_ARGUMENT", f"Input '{name}': the nested lists are not rectangular ({_short(error)})") from None
     return _cast(array, value, dtype, name)
 
@@ -116,6 +196,8 @@ def _cast(array, value, dtype, name):
                 )
             raise RestError("INVALID_ARGUMENT", f"Input '{name}': mixed or out-of-range values, or nested lists of unequal sizes")
         leaf = _first_leaf(value, lambda x: not isinstance(x, list) and np.asarray(x).dtype.kind not in accepted)
+        if leaf is None:  # each value fits on its own, not together (uint64 beside negatives: numpy makes floats)
+            raise RestError("INVALID_ARGUMENT", f"Input '{name}': a value does not fit {dtype.name}")
         type_name = {"U": "String", "b": "Bool", "f": "Double", "i": "Int64", "u": "Uint64"}.get(np.asarray(leaf).dtype.kind, "Value")
         raise RestError(
             "INVALID_ARGUMENT", f"JSON Value: {preview(leaf)} Type: {type_name} is not of expected type: {TYPE_NAMES[wanted]} (input '{name}')"
@@ -124,16 +206,19 @@ def _cast(array, value, dtype, name):
         limits = np.iinfo(dtype)
         if array.min() < limits.min or array.max() > limits.max:
             raise RestError("INVALID_ARGUMENT", f"Input '{name}': a value does not fit {dtype.name}")
-    return array.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        return array.astype(dtype, copy=False)
 
 
 def _string_array(value, name):
     """DT_STRING values: JSON strings, or `{"b64": ...}` binary (UTF-8 text only: onnxruntime's
     Python binding carries string tensors as text)."""
 
-    def decode(item):
+    def decode(item, depth=0):
         if isinstance(item, list):
-            return [decode(x) for x in item]
+            if depth >= MAX_TENSOR_RANK:
+                raise RestError("INVALID_ARGUMENT", f"Input '{name}': lists nested deeper than {MAX_TENSOR_RANK} levels")
+            return [decode(x, depth + 1) for x in item]
         if _is_b64(item):
             try:
                 data = base64.b64decode(item["b64"], validate=True)

@@ -12,6 +12,7 @@ Serving accepts. Errors are TF Serving's `{"error": "..."}` bodies with its stat
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import os
 import re
@@ -47,12 +48,17 @@ HTTP_STATUS = {
     "UNAVAILABLE": 503,
     "DATA_LOSS": 500,
     "UNAUTHENTICATED": 401,
-    "REQUEST_TOO_LARGE": 413,  # keramic's own: TF Serving has no request-size limit
+    # keramic's own, for what TF Serving's HTTP layer answers without a JSON body or not at all:
+    "REQUEST_TOO_LARGE": 413,
+    "REQUEST_TIMEOUT": 408,
+    "METHOD_NOT_ALLOWED": 405,
 }
-POST_PATTERN = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.I)
-GET_PATTERN = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I)
+CLOSING_STATUSES = {408, 413}  # the rest of such a request may still be on its way: the connection is closed
+POST_PATTERN = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.I)
+GET_PATTERN = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I)
 METRICS_PATH = "/monitoring/prometheus/metrics"
 JSON_HEADERS = [(b"content-type", b"application/json")]
+MAX_VERSION = 2**63 - 1  # versions are int64, as in TF Serving
 
 # ------------------------------------------------------------------------------ the ASGI app
 class ServingApp:
@@ -69,6 +75,7 @@ class ServingApp:
         poll_seconds=1.0,
         max_request_bytes=64 * 1024**2,
         rest_api_timeout_in_ms=30000,
+        body_timeout_in_ms=30000,
         intra_op_threads=0,
         worker_threads=None,
     ):
@@ -76,6 +83,7 @@ class ServingApp:
         self.poll_seconds = poll_seconds
         self.max_request_bytes = max_request_bytes
         self.timeout = rest_api_timeout_in_ms / 1000 if rest_api_timeout_in_ms else None
+        self.body_timeout = body_timeout_in_ms / 1000
         self.metrics = Metrics()
         self.executor = concurrent.futures.ThreadPoolExecutor(worker_threads or min(8, (os.cpu_count() or 1) + 2), "keramic-run")
         self.batcher = None
@@ -114,28 +122,39 @@ class ServingApp:
             return
         started = time.perf_counter()
         path, method = scope["path"], scope["method"]
-        if path == METRICS_PATH and method == "GET":
-            body = self.metrics.render(self.manager, self.batcher)
-            return await _respond(send, 200, body, [(b"content-type", b"text/plain; version=0.0.4")])
-        if not path.lower().startswith("/v1/"):
-            return await _respond(send, 404, b"", [])
         api = "predict" if ":" in path else "metadata" if path.lower().endswith("/metadata") else "status"
-        close = False
+        headers = JSON_HEADERS
         try:
-            if method == "POST":
-                body = await self._read_body(scope, receive)
-                status, payload = 200, await self._post(path, body)
-            elif method == "GET":
-                status, payload = 200, self._get(path)
-            else:
-                raise RestError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
+            status, payload = await self._answer(scope, receive, path, method)
+            if path == METRICS_PATH:
+                return await _respond(send, 200, payload, [(b"content-type", b"text/plain; version=0.0.4")])
         except RestError as error:
             status = HTTP_STATUS.get(error.code, 500)
-            payload = orjson.dumps({"error": str(error)})
-            close = status == 413
-        headers = JSON_HEADERS + ([(b"connection", b"close")] if close else [])
+            payload = _error_body(str(error))
+            if status in CLOSING_STATUSES:
+                headers = headers + [(b"connection", b"close")]
+            elif status == 405:
+                headers = headers + [(b"allow", b"GET" if path == METRICS_PATH else b"GET, POST")]
+        except Exception as error:  # a bug, not the client's fault: still a JSON answer, and the server goes on
+            log.exception("%s %s failed", method, path[:256])
+            status, payload = 500, _error_body(f"Internal error: {type(error).__name__}")
         await _respond(send, status, payload, headers)
         self.metrics.request(self.manager.name, api, status, time.perf_counter() - started)
+
+    async def _answer(self, scope, receive, path, method):
+        """(HTTP status, body) for one request; RestError for every refusal."""
+        if path == METRICS_PATH:
+            if method != "GET":
+                raise RestError("METHOD_NOT_ALLOWED", f"Method not allowed: {method} {path}")
+            return 200, self.metrics.render(self.manager, self.batcher)
+        if not path.lower().startswith("/v1/"):
+            raise RestError("NOT_FOUND", f"Not found: {path[:256]} (the REST API lives under /v1/)")
+        if method == "POST":
+            body = await self._read_body(scope, receive)
+            return 200, await self._post(path, body)
+        if method == "GET":
+            return 200, self._get(path)
+        raise RestError("METHOD_NOT_ALLOWED", f"Malformed request: {method} {path[:256]} (only GET and POST are served)")
 
     async def _lifespan(self, receive, send):
         while True:
@@ -153,11 +172,29 @@ class ServingApp:
                 return
 
     async def _read_body(self, scope, receive):
-        """The request body, refused with 413 beyond `max_request_bytes` (checked before reading)."""
+        """The request body, refused with 413 beyond `max_request_bytes` (checked before reading) and
+        with 408 when it has not all arrived within `body_timeout` (slow or stalled clients)."""
         limit = self.max_request_bytes
         for key, value in scope["headers"]:
-            if key == b"content-length" and value.isdigit() and int(value) > limit:
-                raise _too_large(int(value), limit)
+            if key == b"content-length" and value.isdigit() and (len(value) > 18 or int(value) > limit):
+                raise _too_large(int(value) if len(value) <= 18 else "more than 10**18", limit)
+        # One timer for the whole body (not a wait_for per chunk, which costs a task each): it cancels
+        # this task when the body is late, and the cancellation is turned into a 408 here.
+        task, expired = asyncio.current_task(), []
+        timer = asyncio.get_running_loop().call_later(self.body_timeout, lambda: expired.append(task.cancel()))
+        try:
+            return await self._receive_body(receive, limit)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            if hasattr(task, "uncancel"):
+                task.uncancel()
+            raise RestError("REQUEST_TIMEOUT", f"Request body not received within {self.body_timeout:g} s") from None
+        finally:
+            timer.cancel()
+
+    @staticmethod
+    async def _receive_body(receive, limit):
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -274,12 +311,20 @@ class ServingApp:
 
 
 def _version_number(text):
+    """The version in a URL: int64 digits (checked by length first, so a thousand-digit one costs nothing)."""
     if text is None:
         return None
-    value = int(text)
-    if value >= 2**63:
-        raise RestError("INVALID_ARGUMENT", f"Failed to convert version: {text} to numeric.")
-    return value
+    if len(text) > len(str(MAX_VERSION)) or int(text) > MAX_VERSION:
+        raise RestError("INVALID_ARGUMENT", f"Failed to convert version: {text[:32]}{'...' if len(text) > 32 else ''} to numeric.")
+    return int(text)
+
+
+def _error_body(message):
+    """`{"error": message}`; messages quoting client text may hold lone surrogates orjson refuses."""
+    try:
+        return orjson.dumps({"error": message})
+    except orjson.JSONEncodeError:
+        return json.dumps({"error": message}).encode()
 
 
 def _too_large(size, limit):
@@ -297,17 +342,24 @@ async def _respond(send, status, body, headers):
 
 
 # ------------------------------------------------------------------------------ running it
-def make_server(app, port, host="127.0.0.1", graceful_shutdown_seconds=30):
-    """A uvicorn server for `app` (call `.run()`, or `.serve()` in an event loop)."""
+def make_server(app, port, host="127.0.0.1", graceful_shutdown_seconds=5, head_timeout_seconds=10, max_head_bytes=64 * 1024):
+    """A uvicorn server for `app` (call `.run()`, or `.serve()` in an event loop).
+
+    Clients get `head_timeout_seconds` to send a request line and headers of at most `max_head_bytes`;
+    at shutdown, requests still running get `graceful_shutdown_seconds` to finish.
+    """
     import importlib.util
 
     import uvicorn
 
+    from keramic.serving.protocol import ServingProtocol
+
+    protocol = type("ServingProtocol", (ServingProtocol,), {"head_timeout": head_timeout_seconds, "max_head_bytes": max_head_bytes})
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        http="httptools",
+        http=protocol,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         lifespan="on",
         log_level="warning",
@@ -320,11 +372,13 @@ def make_server(app, port, host="127.0.0.1", graceful_shutdown_seconds=30):
     return uvicorn.Server(config)
 
 
-def serve(model_name, model_base_path, rest_api_port, host="127.0.0.1", **options):
-    """Serve until SIGINT/SIGTERM; in-flight requests are answered before the process exits.
+def serve(
+    model_name, model_base_path, rest_api_port, host="127.0.0.1", graceful_shutdown_seconds=5, head_timeout_seconds=10, max_head_bytes=64 * 1024, **options
+):
+    """Serve until SIGINT/SIGTERM; in-flight requests get `graceful_shutdown_seconds` to be answered.
+    `options` go to `ServingApp`; the HTTP-layer limits to `make_server`.
 
     >>> serve("mnist", "/models/mnist", 8501, enable_batching=True)
     """
     app = ServingApp(model_name, model_base_path, **options)
-    make_server(app, rest_api_port, host).run()
-
+    make_server(app, rest_api_port, host, graceful_shutdown_seconds, head_timeout_seconds, max_head_bytes).run()

@@ -11,7 +11,9 @@ import time
 
 import numpy as np
 
-from keramic.export import artifact
+from keramic.export import artifact, onnx
+from keramic.saving import remote
+from keramic.saving.stores import atomic
 
 log = logging.getLogger("keramic.serving")
 
@@ -20,6 +22,18 @@ WARMUP_BATCH = 64
 
 
 # ------------------------------------------------------------------------------ servables
+
+def _graph_bytes(directory: str, graph: str) -> bytes:
+    """A graph's bytes, read only from a regular file inside the version folder and refused when
+    its tensors point at external files (onnxruntime would open those wherever they point)."""
+    path = atomic.contained_file(directory, graph, os.path.join(directory, "signatures.json"), single_link=True, what="graph")
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(descriptor, "rb") as handle:
+        data = handle.read()
+    onnx.refuse_external_data(data, path)
+    return data
+
+
 class Servable:
     """One loaded version: its signatures and an onnxruntime session per signature."""
 
@@ -39,7 +53,7 @@ class Servable:
             options.intra_op_num_threads = intra_op_threads
         self.sessions, self.inputs, self.outputs, self.batchable = {}, {}, {}, {}
         for key, graph in self.document["graphs"].items():
-            session = onnxruntime.InferenceSession(os.path.join(directory, graph), options, providers=["CPUExecutionProvider"])
+            session = onnxruntime.InferenceSession(_graph_bytes(directory, graph), options, providers=["CPUExecutionProvider"])
             signature = self.signatures[key]
             names = [node.name for node in session.get_inputs()]
             if sorted(names) != sorted(signature["inputs"]):
@@ -87,9 +101,11 @@ class ModelManager:
 
     def __init__(self, name, base_path, intra_op_threads=0):
         self.name = name
-        self.base_path = os.path.abspath(base_path)
+        # A remote URL: polling mirrors its newest committed version folder locally (saving/remote.py).
+        self.base_path, self._mirror = remote.local_or_mirror(base_path)
         self.intra_op_threads = intra_op_threads
         self.versions = {}
+        self._missing = set()  # AVAILABLE versions whose folder was gone at the last poll
         self._lock = threading.Lock()
 
     def latest(self):
@@ -107,21 +123,20 @@ class ModelManager:
             return sorted(((v, s.state, s.error_code, s.error_message) for v, s in self.versions.items()), reverse=True)
 
     def poll(self):
-        """One look at the base path: load the newest version when it is new or changed."""
-        found = {}
-        try:
-            names = os.listdir(self.base_path)
-        except OSError:
-            names = []
-        for entry in names:
-            full = os.path.join(self.base_path, entry)
-            if entry.isdigit() and os.path.isdir(full):
-                found[int(entry)] = full
+        """One look at the base path: load the newest version when it is new or changed.
+
+        A version being reloaded (its folder re-exported in place) goes on being served by its old
+        servable until the new one has loaded, and keeps it if the new files fail to load; a version
+        whose folder is missing is unloaded only when it is still missing at the next poll (a
+        directory swap that is not one atomic exchange leaves it briefly absent)."""
+        found = self._version_folders()
         with self._lock:
-            gone = [v for v, s in self.versions.items() if v not in found and s.state == "AVAILABLE"]
+            missing = {v for v, s in self.versions.items() if v not in found and s.state == "AVAILABLE"}
+            gone = missing & self._missing
             for version in gone:
                 self.versions[version] = VersionState("END", None)
                 log.info("model %s: version %d removed from disk, unloaded", self.name, version)
+            self._missing = missing - gone
         if not found:
             return
         newest = max(found)
@@ -129,14 +144,19 @@ class ModelManager:
         current = self.versions.get(newest)
         if current is not None and current.stamp == stamp:
             return
-        with self._lock:
-            self.versions[newest] = VersionState("LOADING", stamp)
+        serving = current.servable if current is not None and current.state == "AVAILABLE" else None
+        if serving is None:
+            with self._lock:
+                self.versions[newest] = VersionState("LOADING", stamp)
         try:
             servable = Servable(newest, found[newest], self.intra_op_threads)
         except Exception as error:  # anything wrong with the folder: reported in the status, retried when it changes
             log.warning("model %s: version %d failed to load: %s", self.name, newest, error)
             with self._lock:
-                self.versions[newest] = VersionState("END", stamp, None, "UNKNOWN", str(error))
+                if serving is not None:  # keep serving what was loaded; do not retry these same files
+                    self.versions[newest] = VersionState("AVAILABLE", stamp, serving)
+                else:
+                    self.versions[newest] = VersionState("END", stamp, None, "UNKNOWN", str(error))
             return
         with self._lock:
             self.versions[newest] = VersionState("AVAILABLE", stamp, servable)
@@ -146,11 +166,27 @@ class ModelManager:
                     log.info("model %s: version %d unloaded", self.name, version)
         log.info("model %s: serving version %d", self.name, newest)
 
+    def _version_folders(self):
+        """{version: folder} for the numeric folders in the base path that fit an int64."""
+        if self._mirror is not None:  # a remote base path: its newest committed version is fetched into the mirror
+            self._mirror.sync(lambda names: sorted((n for n in names if n.isdigit()), key=int)[-1:])
+        found = {}
+        try:
+            names = os.listdir(self.base_path)
+        except OSError:
+            names = []
+        for entry in names:
+            full = os.path.join(self.base_path, entry)
+            if entry.isascii() and entry.isdigit() and len(entry) <= 19 and int(entry) < 2**63 and os.path.isdir(full):
+                found[int(entry)] = full
+        return found
+
 
 def _stamp(directory):
     """What changes when a version folder's files do (a half-copied folder is retried later)."""
     try:
-        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(directory)))
+        entries = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(directory))
+        return (os.stat(directory).st_ino, *entries)  # a folder swapped in whole is a new inode
     except OSError:
         return None
 

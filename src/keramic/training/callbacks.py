@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import torch
 
+from keramic.distribution import collectives
 from keramic.serialization.registry import keras_export
 from keramic.training.progress import Progbar
 
@@ -148,6 +149,8 @@ class CallbackList(Callback):
         if isinstance(callbacks, Callback):
             callbacks = [callbacks]
         self.callbacks = list(callbacks or ())
+        if not collectives.is_chief():  # callbacks that print or write log files run on rank 0 only
+            self.callbacks = [cb for cb in self.callbacks if not getattr(cb, "_chief_only", False)]
         self.history = next((cb for cb in self.callbacks if isinstance(cb, History)), None)
         if self.history is None and add_history:
             self.history = History()
@@ -275,6 +278,7 @@ class ProgbarLogger(Callback):
     """Prints the progress bar for fit, evaluate and predict (validation inside fit stays quiet)."""
 
     _takes_tensor_logs = True
+    _chief_only = True  # under keras.distribution only rank 0 prints
 
     def __init__(self):
         super().__init__()
@@ -582,6 +586,8 @@ def _csv_value(value):
 @keras_export("keras.callbacks")
 class CSVLogger(Callback):
     """Writes one CSV row per epoch: `epoch`, then the logged values in sorted key order."""
+
+    _chief_only = True  # under keras.distribution only rank 0 writes the file
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()

@@ -5,11 +5,13 @@ sliced there and then sent to the model's device, so a large dataset never has t
 """
 
 import math
+import warnings
 
 import numpy as np
 import torch
 
 from keramic import backend
+from keramic.distribution import steps as distributed
 from keramic.layers.preprocessing import strings
 from keramic.symbolic import flatten, map_structure
 
@@ -123,12 +125,16 @@ class ArrayBatches:
     def __iter__(self):
         devices = [leaf.device for leaf in flatten(self.x) if isinstance(leaf, torch.Tensor)]
         order = torch.randperm(self.size, device=devices[0] if devices else None) if self.shuffle else None
+        order = distributed.shared_order(order)
         device = self.device
         leaves = [leaf for part in (self.x, self.y, self.sample_weight) if part is not None for leaf in flatten(part)]
         if all(not isinstance(leaf, torch.Tensor) or leaf.device == device for leaf in leaves):
             device = None  # the data already lives on the model's device
         for start in range(0, self.size, self.batch_size):
             stop = min(start + self.batch_size, self.size)
+            part = distributed.batch_part(stop - start)  # this process's rows of the global batch
+            if part is not None:
+                start, stop = start + part.start, start + part.stop
             index = slice(start, stop) if order is None else order[start:stop]
             batch = take(self.x, index), take(self.y, index), take(self.sample_weight, index)
             yield batch if device is None else tuple(to_device(part, device) for part in batch)
@@ -148,13 +154,48 @@ class IterableBatches:
             if self.steps is not None and step >= self.steps:
                 break
             x, y, sample_weight = unpack(batch)
+            part = distributed.batch_part(num_samples(x, y, sample_weight))  # this process's rows of the global batch
+            if part is not None:
+                x, y, sample_weight = take(x, part), take(y, part), take(sample_weight, part)
             yield to_tensors(x, self.device), to_tensors(y, self.device), to_tensors(sample_weight, self.device)
+
+
+class EpochSteps:
+    """`steps` batches per epoch from finite `batches`, as Keras's `steps_per_epoch` on arrays.
+
+    A pass over the data carries on from one epoch to the next; an epoch that reaches the end of
+    the pass stops there (with a warning) and the next epoch starts a new pass. `restart()` starts
+    a new pass now (evaluation always reads from the data's start).
+    """
+
+    def __init__(self, batches, steps):
+        self.batches, self.steps = batches, steps
+        self._iterator, self._seen = None, 0
+
+    def restart(self):
+        self._iterator, self._seen = None, 0
+
+    def __iter__(self):
+        total = self.batches.steps
+        if self._iterator is None or self._seen >= total:
+            self._iterator, self._seen = iter(self.batches), 0
+        for _ in range(self.steps):
+            if self._seen >= total:
+                warnings.warn(
+                    f"The data ran out after {total} batches, before `steps`={self.steps} batches of this epoch; "
+                    "the epoch ends early and the next one starts a new pass over the data.",
+                    stacklevel=2,
+                )
+                break
+            self._seen += 1
+            yield next(self._iterator)
 
 
 def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, steps=None, device=None):
     """Pick the batch source for the kind of data given; batches arrive on `device`."""
     if _is_array_like(x):
-        return ArrayBatches(to_tensors(x), to_tensors(y), to_tensors(sample_weight), batch_size or 32, shuffle, device)
+        batches = ArrayBatches(to_tensors(x), to_tensors(y), to_tensors(sample_weight), batch_size or 32, shuffle, device)
+        return batches if steps is None else EpochSteps(batches, steps)
     if y is not None:
         raise ValueError("`y` must not be given when `x` is a generator or dataset that yields (x, y) batches.")
     return IterableBatches(x, steps, device)

@@ -24,6 +24,8 @@ class RemoteMonitor(Callback):
     """At each epoch end, send `{"epoch": epoch, **logs}` to `root + path`; an unreachable server
     gives a warning, never a failed training run."""
 
+    _chief_only = True  # under keras.distribution only rank 0 posts the logs
+
     def __init__(self, root="http://localhost:9000", path="/publish/epoch/end/", field="data", headers=None, send_as_json=False):
         super().__init__()
         self.root = root

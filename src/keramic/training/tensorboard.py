@@ -37,6 +37,8 @@ def _summary_writer_class():
 class TensorBoard(Callback):
     """Log metrics, weight histograms and images, and the model graph for TensorBoard."""
 
+    _chief_only = True  # under keras.distribution only rank 0 writes the event files
+
     def __init__(
         self,
         log_dir="logs",

@@ -9,6 +9,7 @@ import torch
 from keramic import backend, config
 from keramic import metrics as metrics_module
 from keramic import optimizers as optimizers_module
+from keramic.distribution import steps as distributed
 from keramic.layers.base import Layer, pending_call_losses
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.symbolic import flatten, map_structure
@@ -62,7 +63,7 @@ def _make_batches(x, y, sample_weight, batch_size, shuffle, steps, device):
 
 
 def _default_verbose(verbose):
-    return 1 if verbose == "auto" else verbose
+    return distributed.verbose_here(1 if verbose == "auto" else verbose)
 
 
 class Trainer:
@@ -219,6 +220,9 @@ class Trainer:
         with torch.no_grad():
             if self._compiled_metrics.metrics is None:
                 self._create_metrics(targets, predictions)
+            if batch_size == 0:  # an empty shard under keras.distribution: its NaN loss must not count (NaN x 0 is NaN)
+                self._compiled_metrics.update(targets, [p.detach() for p in predictions], weights)
+                return
             self._loss_tracker.update_state(loss.detach(), sample_weight=batch_size)
             if self._compiled_loss.multi_output:
                 for name, value in zip(self._compiled_loss.output_names, per_output):
@@ -238,6 +242,10 @@ class Trainer:
             hook()
 
     def _logs(self):
+        with distributed.summed_metric_states(self.metrics):  # the global batch's values under a distribution
+            return self._local_logs()
+
+    def _local_logs(self):
         logs = {"loss": self._loss_tracker.result()}
         if self._compiled_loss is not None and self._compiled_loss.multi_output:
             for name, tracker in getattr(self, "_output_loss_trackers", {}).items():
@@ -261,6 +269,7 @@ class Trainer:
         return [regularizer(v) for v, regularizer in regularized if v.trainable] + pending_call_losses()
 
     def _trainable_for_step(self):
+        distributed.prepare_model(self)
         self._regularized_variables = [
             (v, v.regularizer)
             for layer in self._flatten_layers()
@@ -270,6 +279,7 @@ class Trainer:
         variables = [v for v in self.trainable_variables if v.requires_grad]
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
+        distributed.after_optimizer_built(self)
         return variables
 
     def _forward_and_loss(self, x, y, sample_weight, training):
@@ -323,20 +333,22 @@ class Trainer:
 
     def _train_batch(self, x, y, sample_weight, variables):
         """The default update: forward, loss, gradients, optimizer step, metrics."""
-        loss, per_output, targets, predictions, weights = self._step_function("_forward_and_loss")(x, y, sample_weight, True)
+        with distributed.compute_scope(self):
+            loss, per_output, targets, predictions, weights = self._step_function("_forward_and_loss")(x, y, sample_weight, True)
+            grads = torch.autograd.grad(self.optimizer.scale_loss(loss), variables, allow_unused=True) if variables else ()
         if variables:
-            grads = torch.autograd.grad(self.optimizer.scale_loss(loss), variables, allow_unused=True)
+            grads = distributed.reduce_gradients(self, grads, variables, _batch_size(x))
             pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
             self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         self._record(loss, per_output, targets, predictions, weights, _batch_size(x))
 
     def _test_batch(self, x, y, sample_weight):
-        with torch.no_grad():
+        with torch.no_grad(), distributed.compute_scope(self):
             loss, per_output, targets, predictions, weights = self._step_function("_forward_and_loss")(x, y, sample_weight, False)
             self._record(loss, per_output, targets, predictions, weights, _batch_size(x))
 
     def _predict_batch(self, x):
-        with torch.no_grad():
+        with torch.no_grad(), distributed.compute_scope(self):
             return self._step_function("_forward")(x)
 
     def _overrides(self, name):
@@ -454,6 +466,8 @@ class Trainer:
         return self.history
 
     def _evaluate_batches(self, batches, callbacks):
+        if isinstance(batches, data_module.EpochSteps):
+            batches.restart()  # as Keras: each validation reads `validation_steps` from the data's start
         self._reset_trackers()
         custom = self._overrides("test_step")
         if custom:
@@ -511,6 +525,7 @@ class Trainer:
                     outputs.append(self.predict_step(bx))
             else:
                 outputs.append(self._predict_batch(bx))
+            outputs[-1] = distributed.gather_outputs(outputs[-1])  # every process's rows of the global batch
             callback_list.on_predict_batch_end(step, {"outputs": outputs[-1]})
         callback_list.on_predict_end()
         if not outputs:

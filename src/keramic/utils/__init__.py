@@ -13,6 +13,9 @@ from keramic.serialization.registry import (
 )
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.training.progress import Progbar
+from keramic.utils import bounding_boxes, legacy
+from keramic.utils.audio_dataset import audio_dataset_from_directory
+from keramic.utils.config import Config
 from keramic.utils.dataset_utils import (
     image_dataset_from_directory,
     split_dataset,
@@ -106,6 +109,7 @@ def is_interactive_logging_enabled():
 
 
 __all__ = [
+    "Config", "audio_dataset_from_directory", "bounding_boxes", "legacy",
     "CustomObjectScope", "Progbar", "PyDataset", "Sequence", "array_to_img", "clear_session", "custom_object_scope",
     "deserialize_keras_object", "disable_interactive_logging", "enable_interactive_logging", "get_custom_objects",
     "get_file", "get_registered_name", "get_registered_object", "get_source_inputs", "image_dataset_from_directory",

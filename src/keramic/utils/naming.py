@@ -2,8 +2,18 @@
 
 import collections
 import re
+import threading
 
 _name_counts = collections.defaultdict(int)
+_scopes = threading.local()
+
+
+def scope_names() -> list:
+    """This thread's stack of `keras.name_scope` names (outermost first); weight paths start with it."""
+    names = getattr(_scopes, "names", None)
+    if names is None:
+        names = _scopes.names = []
+    return names
 
 
 def to_snake_case(name):

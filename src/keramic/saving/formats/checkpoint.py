@@ -25,7 +25,7 @@ import torch
 
 from keramic import backend
 from keramic.errors import FileFormatError, KeramicError, WeightsMismatchError
-from keramic.saving import deferred
+from keramic.saving import deferred, remote
 from keramic.saving.formats import table
 from keramic.saving.stores import atomic, hashed_write, safetensors_file
 from keramic.saving.version import keramic_version
@@ -167,6 +167,10 @@ def write_snapshot(snapshot, directory, max_shard_size=DEFAULT_SHARD_SIZE, fsync
     An existing checkpoint there is replaced; anything else there is refused, never deleted.
     `metadata` (JSON) is stored in the index as is, for whoever wrote the checkpoint.
     """
+    from keramic.saving.formats import distributed_checkpoint
+
+    if distributed_checkpoint.saves_here():  # under keras.distribution: every process writes its part
+        return distributed_checkpoint.save(snapshot, directory, fsync, metadata)
     directory = os.path.abspath(os.fspath(directory))
     if os.path.lexists(directory) and not is_checkpoint(directory) and not (os.path.isdir(directory) and not os.listdir(directory)):
         raise CheckpointExistsError(f"{directory}: exists and is not a keramic checkpoint (no {INDEX}); refusing to replace it.")
@@ -211,6 +215,9 @@ def save_checkpoint(model, directory, training_state=None, include_optimizer=Tru
     >>> save_checkpoint(model, "ckpt")
     >>> save_checkpoint(model, "ckpt", training_state={"epoch": 3, "rng": RngState.capture()})
     """
+    if remote.is_url(directory):  # written locally, then uploaded and committed
+        options = (training_state, include_optimizer, include_metrics, max_shard_size, fsync)
+        return remote.save_through_local(directory, lambda local: save_checkpoint(model, local, *options))
     snapshot = take_snapshot(model, training_state, include_optimizer, include_metrics)
     return write_snapshot(snapshot, directory, max_shard_size, fsync)
 
@@ -223,6 +230,8 @@ def _index_error(directory, entry, message):
 def read_index(directory):
     """The validated index of the checkpoint at `directory`."""
     path = os.path.join(directory, INDEX)
+    if os.path.lexists(path):
+        atomic.contained_file(directory, INDEX, directory, what="index")
     try:
         index = atomic.read_json_file(path, INDEX_SIZE_LIMIT, f"{path}: entry 'index'", "a checkpoint index")
     except (FileNotFoundError, NotADirectoryError):
@@ -240,8 +249,11 @@ def read_index(directory):
         if not isinstance(record, dict) or type(record.get("size")) is not int or not _SHA256.fullmatch(str(record.get("sha256"))):
             raise _index_error(directory, f"files/{name}", "expected an integer 'size' and a hex 'sha256'.")
     for key, record in tensors.items():
-        if not isinstance(record, dict) or record.get("file") not in files:
+        if not isinstance(record, dict) or not isinstance(record.get("file"), str) or record["file"] not in files:
             raise _index_error(directory, f"tensors/{key}", "names no data file listed under 'files'.")
+        shape = record.get("shape")
+        if not isinstance(record.get("dtype"), str) or not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise _index_error(directory, f"tensors/{key}", "shape and dtype: expected a 'dtype' name and a 'shape' list of sizes.")
     return index
 
 
@@ -255,6 +267,8 @@ def _hash_file(fd, size):
 def _open_data_file(directory, name, record, expected, verify):
     """Open one data file after checking its size, hash and header against the index."""
     path = os.path.join(directory, name)
+    if os.path.lexists(path):  # a regular file with one link, inside the checkpoint
+        atomic.contained_file(directory, name, os.path.join(directory, INDEX), single_link=True, what="data file")
     try:
         data = safetensors_file.SafetensorsFile(path)
     except FileNotFoundError:
@@ -312,8 +326,20 @@ def load_checkpoint(model, directory, verify=True):
     >>> model.compile(optimizer="adam", loss="mse"); model(x)
     >>> status.assert_existing_objects_matched()
     """
+    if remote.is_url(directory):  # downloaded into a private temp directory first
+        return remote.load_through_local(directory, lambda local: load_checkpoint(model, local, verify))
     directory = os.fspath(directory)
+    atomic.recover_directory(directory)
+    # A save replacing the checkpoint meanwhile fails the size checks before anything is assigned: read again.
+    return atomic.read_while_replaced(directory, lambda: _load_local(model, directory, verify))
+
+
+def _load_local(model, directory, verify):
+    from keramic.saving.formats import distributed_checkpoint
+
     index = read_index(directory)
+    if distributed_checkpoint.loads_here(model, index):  # pieces of sharded variables, or a sharded model
+        return distributed_checkpoint.load(model, directory, verify)
     expected = {name: {} for name in index["files"]}
     for key, record in index["tensors"].items():
         expected[record["file"]][key] = record

@@ -7,11 +7,12 @@ rewritten here, in one place, instead of in every layer.
 """
 
 from keramic.errors import ConfigError
+from keramic.saving.formats import keras2_tf_ops as tf_ops
 from keramic.serialization import registry
 
 _DROPPED_KEYS = ("shared_object_id", "__passive_serialization__")
+_KERAS2_MODULES = ("tf_keras", "keras.src.engine", "keras.engine", "tensorflow")
 _RNN_CLASSES = ("SimpleRNN", "GRU", "LSTM", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
-# Optimizer config keys that only tf.keras optimizers had.
 
 
 def keras_major_version(keras_version):
@@ -30,7 +31,50 @@ def convert_model_config(config, keras_version=None):
     {'class_name': 'InputLayer', 'config': {'batch_shape': [None, 4]}}
     """
     major = keras_major_version(keras_version)
-    return convert_value(config, None if major is None else major < 3)
+    try:
+        return convert_value(config, None if major is None else major < 3)
+    except RecursionError:  # a hostile file's depth; the deserializer would refuse it next anyway
+        raise ConfigError("The config nests more than any model config does (past Python's recursion limit).") from None
+
+
+def convert_class_config(class_name, config):
+    """The inner config a `from_config(config)` call receives, translated as a file's would be
+    (for `Functional.from_config` / `Sequential.from_config` given tf.keras 2's `get_config()`).
+
+    >>> convert_class_config("Sequential", [])
+    {'layers': []}
+    """
+    return convert_model_config({"class_name": class_name, "config": config})["config"]
+
+
+def from_tf_keras_get_config(class_name, config):
+    """`config` translated when it is tf.keras 2's `get_config()` of a Functional or Sequential
+    model (its layer entries carry no `module`, which Keras 3 always writes); otherwise unchanged,
+    so Keras 3 configs pay nothing for the check."""
+    layers = config if isinstance(config, list) else config.get("layers") if isinstance(config, dict) else None
+    if isinstance(layers, list) and any(isinstance(layer, dict) and "module" not in layer for layer in layers):
+        return convert_class_config(class_name, config)
+    return config
+
+
+def convert_json_config(config):
+    """A parsed `model.to_json()` string in the Keras 3 form: tf.keras 2's JSON (it says
+    `keras_version: 2.x`) gets the translation its `.h5` files get; Keras 3 forms keep their shape.
+
+    >>> convert_json_config({"class_name": "Sequential", "config": [], "keras_version": "2.21.0"})["config"]
+    {'layers': []}
+    """
+    if not isinstance(config, dict):
+        return config
+    return convert_model_config(_legacy_json_values(config), config.get("keras_version"))
+
+
+def _legacy_json_values(value):
+    if isinstance(value, list):
+        return [_legacy_json_values(item) for item in value]
+    if isinstance(value, dict):
+        return legacy_json_object({key: _legacy_json_values(item) for key, item in value.items()})
+    return value
 
 
 def convert_value(value, keras2):
@@ -40,6 +84,8 @@ def convert_value(value, keras2):
     if not isinstance(value, dict):
         return value
     value = {key: item for key, item in value.items() if key not in _DROPPED_KEYS}
+    if str(value.get("module") or "").startswith(_KERAS2_MODULES):
+        value["module"] = None  # tf.keras's own module paths name no keramic namespace
     class_name = value.get("class_name")
     if not isinstance(class_name, str) or "config" not in value:
         return {key: convert_value(item, keras2) for key, item in value.items()}
@@ -54,6 +100,8 @@ def convert_value(value, keras2):
     if not isinstance(inner, dict):
         return dict(value, config=convert_value(inner, keras2))
     inner = {key: convert_value(item, keras2) for key, item in inner.items() if key not in _DROPPED_KEYS}
+    if class_name == "MultiHeadAttention" and "query_shape" in inner:
+        value = _attention_build_config(value, inner)
     fix = _CLASS_FIXES.get(class_name)
     if fix is not None:
         inner = fix(inner)
@@ -116,6 +164,37 @@ def _attention(config):
     return _drop(config, "causal", (None, False), "pass `use_causal_mask=True` when calling the layer.")
 
 
+def _one_group(config):
+    """tf.keras wrote `groups=1` on convolutions that Keras 3 gives no `groups` argument."""
+    return _drop(config, "groups", (None, 1), "this convolution has no grouped form in Keras 3.")
+
+
+def _separable(config):
+    for key in ("kernel_initializer", "kernel_regularizer", "kernel_constraint"):
+        config.pop(key, None)  # tf.keras inherited them from Conv and never used them
+    return _one_group(config)
+
+
+def _spatial_dropout(config):
+    config.pop("trainable", None)  # a layer without weights; Keras 3 takes no such argument
+    return _drop(config, "noise_shape", (None,), "spatial dropout always drops whole channels.")
+
+
+def _attention_build_config(entry, config):
+    """tf.keras recorded a MultiHeadAttention's build as the query shape alone, with all three
+    shapes in its config; Keras 3 builds it from the three shapes."""
+    shapes = {key: config.get(key) for key in ("query_shape", "value_shape", "key_shape")}
+    if not isinstance((entry.get("build_config") or {}).get("input_shape"), list):
+        return entry
+    return dict(entry, build_config={"shapes_dict": shapes})
+
+
+def _multi_head_attention(config):
+    for key in ("query_shape", "key_shape", "value_shape"):
+        config.pop(key, None)  # where tf.keras built the layer; Keras 3 builds on the first call
+    return _drop(config, "softmax_robust_masking", (None, False), "Keras 3 masks the softmax one way only.")
+
+
 def _lambda(config):
     """Keras 2 stored a lambda as `[code, defaults, closure]`; Keras 3 as a `__lambda__` object."""
     for field in ("function", "output_shape"):
@@ -142,6 +221,15 @@ _CLASS_FIXES = {
     "Attention": _attention,
     "AdditiveAttention": _attention,
     "Lambda": _lambda,
+    "DepthwiseConv2D": _one_group,
+    "DepthwiseConv1D": _one_group,
+    "Conv1DTranspose": _one_group,
+    "Conv2DTranspose": _one_group,
+    "Conv3DTranspose": _one_group,
+    "SeparableConv2D": _separable,
+    "SeparableConv1D": _separable,
+    "MultiHeadAttention": _multi_head_attention,
+    **{f"SpatialDropout{rank}D": _spatial_dropout for rank in (1, 2, 3)},
     "VarianceScaling": _variance_scaling,
     **{name: _recurrent for name in _RNN_CLASSES},
 }
@@ -174,18 +262,22 @@ def _convert_functional(config, keras2):
         # Keras 2 wrote nodes as lists, Keras 3 as dicts; the version alone does not tell, as
         # keramic's `.h5` files say 3.x (what wrote them) but hold the Keras 2 form (tf.keras reads it).
         keras2 = any(is_list_node(node) for entry in entries for node in entry.get("inbound_nodes") or ())
-    offsets = {entry["name"]: 1 for entry in entries if keras2 and has_internal_node(entry)}
-    names = {entry["name"] for entry in entries}
+    # A nameless entry is left for the deserializer to refuse.
+    offsets = {entry.get("name"): 1 for entry in entries if keras2 and has_internal_node(entry)}
+    names = {entry.get("name") for entry in entries}
     converted_entries = []
     for entry in entries:
         converted = convert_value({k: v for k, v in entry.items() if k != "inbound_nodes"}, keras2)
-        if isinstance(converted.get("config"), dict):
+        if isinstance(converted.get("config"), dict) and "name" in entry:
             converted["config"].setdefault("name", entry["name"])  # a bare-list Sequential has none
         nodes = entry.get("inbound_nodes") or []
         converted["inbound_nodes"] = [
             _keras3_node(node, offsets, names) if is_list_node(node) else node for node in nodes
         ]
-        converted_entries.append(converted)
+        if converted.get("class_name") in tf_ops.TF_OP_LAYERS:
+            converted_entries.extend(tf_ops.to_op_nodes(converted))
+        else:
+            converted_entries.append(converted)
     result = {key: value for key, value in config.items() if key not in _DROPPED_KEYS}
     result["layers"] = converted_entries
     if keras2:

@@ -5,6 +5,7 @@ written with these forms load in tf.keras 2, Keras 3 and keramic alike.
 """
 
 from keramic.errors import ConfigError
+from keramic.saving.formats import keras2_tf_ops
 from keramic.saving.formats.keras2_config import has_internal_node, is_leaf, is_list_node, map_leaves
 
 # ------------------------------------------------------------------------------- writing Keras 2
@@ -18,9 +19,12 @@ _KERAS3_ONLY_KEYS = {
     "optional": (False,),  # InputLayer
     "input_axes": (None,),  # initializers
     "output_axes": (None,),
+    "rms_scaling": (False,),  # LayerNormalization
 }
 _KERAS3_ONLY_OPTIMIZER_KEYS = {"loss_scale_factor": (None,), "gradient_accumulation_steps": (None,), "weight_decay": (None,)}
 _ENVELOPE_ONLY_KEYS = ("module", "registered_name", "build_config", "compile_config")
+# Config keys of wrapper layers (Bidirectional, TimeDistributed, RNN) whose values are layers.
+_LAYER_KEYS = ("layer", "backward_layer", "forward_layer", "cell", "cells")
 
 
 class Keras2FormError(ConfigError):
@@ -63,9 +67,10 @@ def _without_unused(config, keys):
     return {key: value for key, value in config.items() if not (key in keys and value in keys[key])}
 
 
-def _to_keras2(value):
+def _to_keras2(value, nested_layer=False):
+    """`nested_layer`: `value` sits in a layer's config under a key that holds a layer."""
     if isinstance(value, list):
-        return [_to_keras2(item) for item in value]
+        return [_to_keras2(item, nested_layer) for item in value]
     if not isinstance(value, dict):
         return value
     class_name = value.get("class_name")
@@ -74,6 +79,13 @@ def _to_keras2(value):
     if class_name == "DTypePolicy" and isinstance(value["config"], dict) and "name" in value["config"]:
         return value["config"]["name"]  # tf.keras layers take the dtype by name
     entry = {key: item for key, item in value.items() if key not in _ENVELOPE_ONLY_KEYS}
+    registered = value.get("registered_name")
+    if isinstance(registered, str) and ">" in registered:
+        entry["class_name"] = registered  # Keras 2's legacy form names custom objects `package>Name`
+    elif nested_layer and value.get("module"):
+        # A layer inside a layer's config (Bidirectional's, TimeDistributed's): Keras 3 finds its
+        # class only through the module, so it keeps the envelope (as tf.keras writes it).
+        entry.update({key: value[key] for key in ("module", "registered_name") if key in value})
     inner = entry["config"]
     if isinstance(inner, dict) and "layers" in inner and "input_layers" in inner:
         entry["config"] = _to_keras2_functional(inner)
@@ -81,7 +93,8 @@ def _to_keras2(value):
     if not isinstance(inner, dict):
         entry["config"] = _to_keras2(inner)
         return entry
-    inner = _without_unused({key: _to_keras2(item) for key, item in inner.items()}, _KERAS3_ONLY_KEYS)
+    inner = {key: _to_keras2(item, key in _LAYER_KEYS) for key, item in inner.items()}
+    inner = _without_unused(inner, _KERAS3_ONLY_KEYS)
     if class_name == "InputLayer" and "batch_shape" in inner:
         inner["batch_input_shape"] = inner.pop("batch_shape")
     entry["config"] = inner
@@ -99,6 +112,11 @@ def _to_keras2_functional(config):
     keep_keras3_nodes = bool(offsets)
     converted_entries = []
     for entry in entries:
+        if keras2_tf_ops.is_op_node(entry):
+            if keep_keras3_nodes:
+                raise Keras2FormError("Op nodes keep Keras 3's form in a graph that nests a model.")
+            converted_entries.append(keras2_tf_ops.to_tf_op_entry(entry, _tensor_reference(offsets), Keras2FormError))
+            continue
         converted = _to_keras2({key: item for key, item in entry.items() if key != "inbound_nodes"})
         nodes = entry.get("inbound_nodes") or []
         converted["inbound_nodes"] = list(nodes) if keep_keras3_nodes else [_keras2_node(node, offsets) for node in nodes]
@@ -131,6 +149,19 @@ def _keras3_history(value):
     return None
 
 
+def _tensor_reference(offsets):
+    """Keras 3 tensor -> Keras 2 `[layer, node, tensor]` (with the nested-model offsets); else None."""
+
+    def reference(value):
+        history = _keras3_history(value)
+        if history is None:
+            return None
+        name, node_index, tensor_index = history
+        return [name, node_index + offsets.get(name, 0), tensor_index]
+
+    return reference
+
+
 def _keras2_node(node, offsets):
     """`{"args": [...], "kwargs": {...}}` -> `[["dense", 0, 0, {kwargs}], ...]` (the reverse of
     `_keras3_node`)."""
@@ -142,14 +173,12 @@ def _keras2_node(node, offsets):
             f"The Keras 2 form stores only a layer call's first argument; this call has {len(args)} positional arguments."
         )
 
-    def reference(history):
-        name, node_index, tensor_index = history
-        return [name, node_index + offsets.get(name, 0), tensor_index]
+    reference = _tensor_reference(offsets)
 
     def kwarg(value):
-        history = _keras3_history(value)
-        if history is not None:
-            return reference(history)
+        if reference(value) is not None:
+            # tf.keras reads `[layer, node, tensor]` there, Keras 3 passes the list on as it is.
+            raise Keras2FormError("Keras 3 reads no tensor passed by keyword in the Keras 2 node form.")
         if isinstance(value, list):
             return [kwarg(item) for item in value]
         if isinstance(value, dict):
@@ -161,12 +190,12 @@ def _keras2_node(node, offsets):
     items = first if isinstance(first, (list, tuple)) else [first]
     result = []
     for item in items:
-        history = _keras3_history(item)
-        if history is None:
+        found = reference(item)
+        if found is None:
             if isinstance(item, (list, dict)):
                 raise Keras2FormError("The Keras 2 form cannot store a nested structure as a layer call's input.")
             result.append(["_CONSTANT_VALUE", -1, item, kwargs])
         else:
-            result.append([*reference(history), kwargs])
+            result.append([*found, kwargs])
     return result
 

@@ -50,23 +50,42 @@ def check_replaceable(path, entries, action, kind):
 
 
 def load(path, custom_objects=None, compile=True, safe_mode=True):
-    """Rebuild a model from a directory holding config.json and model.weights.h5."""
+    """Rebuild a model from a directory holding config.json and model.weights.h5; every entry must
+    be a regular file inside the directory (no symlink out, no FIFO or device)."""
     path = os.fspath(path)
-    config_path = os.path.join(path, keras_v3.CONFIG)
-    if not os.path.isfile(config_path):
+    atomic.recover_directory(path)
+    return atomic.read_while_replaced(path, lambda: _load_once(path, custom_objects, compile, safe_mode))
+
+
+def _load_once(path, custom_objects, compile, safe_mode):
+    if not os.path.lexists(os.path.join(path, keras_v3.CONFIG)):
         raise FileFormatError(f"{path}: a directory without '{keras_v3.CONFIG}' is not a saved model.")
+    config_path = atomic.contained_file(path, keras_v3.CONFIG, path, what="entry")
     config = atomic.read_json_file(config_path, CONFIG_SIZE_LIMIT, what="a model config")
     model = keras_v3.model_from_config(config, config_path, custom_objects, compile, safe_mode)
     weights_path = os.path.join(path, keras_v3.WEIGHTS)
     with _open_weights(path, weights_path) as h5file:
         keras_v3.load_weights_from_h5(model, h5file, weights_path, skip_mismatch=False)
-    assets.load_from_directory(model, os.path.join(path, assets.DIRECTORY))
+    assets.load_from_directory(model, checked_assets(path))
     return model
 
 
+def checked_assets(path):
+    """The directory's `assets` folder once every entry in it is a regular file or folder inside it
+    (a hook must not be handed a symlink out); None when there is none."""
+    root = os.path.join(path, assets.DIRECTORY)
+    if not os.path.lexists(root):
+        return None
+    if os.path.islink(root) or not os.path.isdir(root):
+        raise FileFormatError(f"{path}: entry '{assets.DIRECTORY}' is not a plain folder (a link or a file); refusing to read it.")
+    atomic.check_tree(root, path)
+    return root
+
+
 def _open_weights(path, weights_path):
-    if not os.path.isfile(weights_path):
+    if not os.path.lexists(weights_path):
         raise FileFormatError(f"{path}: the model directory has no '{keras_v3.WEIGHTS}'.")
+    atomic.contained_file(path, keras_v3.WEIGHTS, path, what="entry")
     return h5_weights.open_hdf5(weights_path, f"{weights_path}:")
 
 
@@ -77,20 +96,25 @@ DESCRIPTION = "Keras 3 whole model in directory form (config.json, metadata.json
 def inspect_model_directory(path, name, description):
     """Config, metadata and weights layout of a directory holding the `.keras` entries as files."""
     config_path = os.path.join(path, keras_v3.CONFIG)
-    if not os.path.isfile(config_path):
+    if not os.path.lexists(config_path):
         raise FileFormatError(
             f"{path}: a directory without '{keras_v3.CONFIG}' (nor any other format's index); `keramic inspect` reads "
             + "; ".join(row.description for row in table.formats())
             + "."
         )
+    atomic.contained_file(path, keras_v3.CONFIG, path, what="entry")
     config = atomic.read_json_file(config_path, where=f"{path}: entry '{keras_v3.CONFIG}'")
     metadata_path = os.path.join(path, keras_v3.METADATA)
-    metadata = atomic.read_json_file(metadata_path, where=f"{path}: entry '{keras_v3.METADATA}'") if os.path.isfile(metadata_path) else {}
+    metadata = {}
+    if os.path.lexists(metadata_path):
+        atomic.contained_file(path, keras_v3.METADATA, path, what="entry")
+        metadata = atomic.read_json_file(metadata_path, where=f"{path}: entry '{keras_v3.METADATA}'")
     if not isinstance(metadata, dict):
         raise FileFormatError(f"{path}: entry '{keras_v3.METADATA}': expected a JSON object, found {type(metadata).__name__}.")
     weights = None
     weights_path = os.path.join(path, keras_v3.WEIGHTS)
-    if os.path.isfile(weights_path):
+    if os.path.lexists(weights_path):
+        atomic.contained_file(path, keras_v3.WEIGHTS, path, what="entry")
         with inspect_hdf5.open_hdf5(weights_path) as h5file:
             weights = inspect_hdf5.weights_summary(h5file, weights_path)
     return inspect_summary.summarize(path, name, description, config, metadata, weights, entry=keras_v3.CONFIG)

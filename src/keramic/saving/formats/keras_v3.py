@@ -7,7 +7,8 @@ Saving streams: the HDF5 weights file is laid out in memory as metadata only (`h
 written with the tensors straight into its place in the archive, CRC-32 computed on the way.
 `metadata.json` (which Keras never reads) carries an index of tensor offsets, so keramic's own
 files load by reading each tensor directly into its variable once the index checks out against
-the archive; other files are read through h5py.
+the member's HDF5 metadata; other files are read through h5py. Archives are opened only once their
+zip structure is unambiguous (`zip_archive`), and every member's CRC-32 is checked as it is read.
 """
 
 import datetime
@@ -15,15 +16,14 @@ import inspect
 import json
 import os
 import zipfile
-
-import h5py
+import zlib
 
 from keramic.errors import FileFormatError, KeramicError, NotBuiltError
 from keramic.saving import assets, inspect_hdf5, inspect_summary
 from keramic.saving.formats import table
-from keramic.saving.stores import atomic, bulk_io, h5_layout, h5_weights, weights_index, zip_writer
+from keramic.saving.stores import atomic, bulk_io, h5_layout, h5_preflight, h5_weights, weights_index, zip_archive, zip_writer
 from keramic.saving.stores.atomic import write_atomically
-from keramic.saving.stores.zip_member import FileWindow, open_member
+from keramic.saving.stores.zip_member import FileWindow, open_member, verify_member
 from keramic.saving.tree import group_name, loading_groups, variable_groups
 from keramic.saving.version import keramic_version
 from keramic.serialization import registry
@@ -105,9 +105,10 @@ def save(model, path, include_optimizer=True, fsync=True):
     check_saveable(model)
     path = os.fspath(path)
     config = model_config(model, include_optimizer)
-    image = h5_layout.WeightsImage(variable_groups(model, include_optimizer=include_optimizer))
+    groups = list(variable_groups(model, include_optimizer=include_optimizer))
+    image = h5_layout.WeightsImage(groups)
     metadata = saving_metadata()
-    index = weights_index.build(image)
+    index = weights_index.build(image, groups)
     if index is not None:
         metadata[weights_index.KEY] = index
     with assets.saved_assets(model) as asset_files, write_atomically(path, fsync=fsync) as temporary:
@@ -128,11 +129,8 @@ def save(model, path, include_optimizer=True, fsync=True):
 
 
 def open_archive(path):
-    try:
-        archive = zipfile.ZipFile(path, "r")
-    except zipfile.BadZipFile as error:
-        raise FileFormatError(f"{path}: not a valid .keras archive ({error}).") from None
-    return archive
+    """The `.keras` zip, once its structure is checked (errors name the file and member)."""
+    return zip_archive.open_checked(path, WEIGHTS)
 
 
 def read_config(path, archive):
@@ -148,25 +146,27 @@ def load(path, custom_objects=None, compile=True, safe_mode=True):
         model = model_from_config(read_config(path, archive), f"{path}: entry '{CONFIG}'", custom_objects, compile, safe_mode)
         if WEIGHTS not in archive.namelist():
             raise FileFormatError(f"{path}: the archive has no '{WEIGHTS}' entry.")
-        load_weights_from_member(model, path, archive, WEIGHTS, skip_mismatch=False)
-        assets.load_from_archive(model, path, archive)
+        load_weights_from_member(model, path, archive, WEIGHTS, skip_mismatch=False, fresh_model=True)
+        try:
+            assets.load_from_archive(model, path, archive)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # a damaged asset member (CRC, inflation)
+            raise FileFormatError(f"{path}: an asset member cannot be read ({type(error).__name__}: {error}).") from None
     return model
 
 
-def load_weights_from_member(model, path, archive, member, skip_mismatch):
-    """Load weights from an archive member: through keramic's index when it checks out, else via h5py."""
+def load_weights_from_member(model, path, archive, member, skip_mismatch, fresh_model=False):
+    """Load weights from an archive member: through keramic's index when it checks out, else via h5py.
+
+    The member's CRC-32 is checked before a variable changes, or, for a `fresh_model` (built for this
+    load, dropped when it fails), on the bytes as they are read into it."""
     filename = f"{path}:{member}"
-    indexed = weights_index.open_index(path, archive, member, METADATA) if member == WEIGHTS else None
+    indexed = weights_index.open_index(path, archive, member, METADATA, verify_first=not fresh_model) if member == WEIGHTS else None
     if indexed is not None:
         with indexed:
             _load_weights(model, indexed, filename, skip_mismatch)
         return
     with open_member(path, archive, member) as handle:
-        try:
-            h5file = h5py.File(handle, "r")
-        except OSError as error:
-            raise FileFormatError(f"{path}: entry '{member}' is not a readable HDF5 file ({error}).") from None
-        with h5file:
+        with h5_preflight.open_checked_member(path, member, handle, archive.getinfo(member).file_size) as h5file:
             raw = (handle.fd, handle.start, handle.size) if isinstance(handle, FileWindow) else None
             _load_weights(model, h5_weights.H5Weights(h5file, filename, raw), filename, skip_mismatch)
 
@@ -253,6 +253,8 @@ def load_weights_into(model, path, skip_mismatch=False, by_name=False, verify=Tr
     with open_archive(path) as archive:
         if WEIGHTS not in archive.namelist():
             raise FileFormatError(f"{path}: the archive has no '{WEIGHTS}' entry.")
+        if CONFIG in archive.namelist():
+            verify_member(path, archive, CONFIG)  # unused here, but a damaged archive is refused whole
         load_weights_from_member(model, path, archive, WEIGHTS, skip_mismatch)
 
 
@@ -271,6 +273,7 @@ def recognise_weights(path):
 
 
 def inspect_weights(path):
+    zip_archive.refuse_zip_ending(path)
     with h5_weights.open_hdf5(path, f"{path}:") as h5file:
         weights = inspect_hdf5.weights_summary(h5file, path)
     return inspect_summary.summarize(path, "weights_h5", WEIGHTS_H5.description, weights=weights)
@@ -278,6 +281,7 @@ def inspect_weights(path):
 
 def load_weights_h5(model, path, skip_mismatch=False, by_name=False, verify=True):
     table.refuse_by_name(path, by_name)
+    zip_archive.refuse_zip_ending(path)
     with h5_weights.open_hdf5(path, f"{path}:") as h5file:
         load_weights_from_h5(model, h5file, path, skip_mismatch)
 

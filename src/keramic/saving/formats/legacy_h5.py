@@ -12,7 +12,6 @@ How to recognise the two layouts from an open file: `is_legacy_model_file` (root
 group that has it).
 """
 
-import contextlib
 import json
 import os
 import warnings
@@ -24,7 +23,7 @@ from keramic.errors import ConfigError, FileFormatError, KeramicError, NotBuiltE
 from keramic.saving import inspect_hdf5, inspect_summary
 from keramic.saving.formats import keras2_config, keras2_training, keras2_writing, legacy_optimizer_weights, table
 from keramic.saving.formats.keras_v3 import KERAS_FORMAT_VERSION
-from keramic.saving.stores import h5_weights
+from keramic.saving.stores import atomic, h5_preflight, h5_safety, h5_weights, zip_archive
 from keramic.saving.stores.atomic import write_atomically
 from keramic.saving.stores.h5_weights import FileCheck, read_dataset_into, write_dataset
 from keramic.serialization import registry
@@ -36,9 +35,6 @@ TOP_LEVEL_WEIGHTS = "top_level_model_weights"
 # An HDF5 object header holds at most this many bytes of attributes; longer name lists are split
 # into `<name>0`, `<name>1`, ... as Keras does.
 HDF5_OBJECT_HEADER_LIMIT = 64512
-# Built-in HDF5 filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset, lzf). Any other
-# filter would be a plugin library loaded from disk, so it is refused.
-_BUILTIN_FILTERS = {1, 2, 3, 4, 5, 6, 32000}
 
 
 # ------------------------------------------------------------------------------- recognising
@@ -116,7 +112,12 @@ def _legacy_entry(envelope):
     """Keras 3's `.h5` model config: its normal config with `module`, `registered_name` and
     build/compile configs left out of the model and of every layer entry (observed)."""
     left_out = ("module", "registered_name", "build_config", "compile_config")
+    if str(envelope.get("module") or "").startswith("keras.src.ops."):
+        left_out = left_out[1:]  # an op node (`Multiply`) is found by its module, not a layer of that name
     entry = {key: value for key, value in envelope.items() if key not in left_out}
+    registered = envelope.get("registered_name")
+    if isinstance(registered, str) and ">" in registered:
+        entry["class_name"] = registered  # custom objects go by `package>Name`, as Keras writes them
     config = entry.get("config")
     if isinstance(config, dict) and isinstance(config.get("layers"), list):
         entry["config"] = dict(config, layers=[_legacy_entry(layer) for layer in config["layers"]])
@@ -211,31 +212,23 @@ def _top_level_weights(model):
 
 # ------------------------------------------------------------------------------- reading helpers
 def _open(path):
-    try:
-        return h5py.File(path, "r")
-    except FileNotFoundError:
-        raise
-    except OSError as error:
-        raise FileFormatError(f"{path}: not a readable HDF5 file ({error}).") from None
+    """The file for reading, once it is known not to read as a zip archive too and its metadata
+    reads safely in a child process (a damaged file can hang or crash the HDF5 library)."""
+    zip_archive.refuse_zip_ending(path)
+    return h5_preflight.open_checked(path, f"{path}:")
 
 
 def _error(filename, entry, message, kind=FileFormatError):
     return kind(f"{filename}: entry '{entry}': {message}")
 
 
-# What h5py raises when the bytes of a damaged file do not decode as HDF5 structures.
-_H5_DAMAGE = (OSError, RuntimeError, KeyError, ValueError, UnicodeError)
+_reading = h5_safety.reading  # a damaged HDF5 structure -> FileFormatError naming file and entry
+_LISTED = 20  # names shown in an error message before "..."
 
 
-@contextlib.contextmanager
-def _reading(filename, entry):
-    """Report a damaged HDF5 structure as a FileFormatError naming the file and the entry."""
-    try:
-        yield
-    except KeramicError:
-        raise
-    except _H5_DAMAGE as error:
-        raise _error(filename, entry, f"cannot be read: the file is damaged ({type(error).__name__}: {error}).") from None
+def _listing(names):
+    shown = ", ".join(names[:_LISTED])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > _LISTED else "")
 
 
 def _text(value, filename, entry):
@@ -258,13 +251,16 @@ def _attribute(node, name, filename):
 
 
 def _names(node, attribute, filename):
-    """A list-of-names attribute, joined from its chunks; an empty array (any dtype) is no names."""
-    if attribute in node.attrs:
-        keys = [attribute]
-    else:
-        keys = []
-        while f"{attribute}{len(keys)}" in node.attrs:
-            keys.append(f"{attribute}{len(keys)}")
+    """A list-of-names attribute, joined from its chunks; an empty array (any dtype) is no names.
+    Names repeat in no file Keras writes: a repeat is refused before any name is looked up, so the
+    lookups (each must find its entry) cost no more than the file's real content."""
+    with _reading(filename, f"{node.name} attribute {attribute}"):
+        if attribute in node.attrs:
+            keys = [attribute]
+        else:
+            keys = []
+            while f"{attribute}{len(keys)}" in node.attrs:
+                keys.append(f"{attribute}{len(keys)}")
     names = []
     for key in keys:
         entry = f"{node.name} attribute {key}"
@@ -274,40 +270,35 @@ def _names(node, attribute, filename):
             continue
         if array.dtype.kind not in "OSU":
             raise _error(filename, entry, f"expected a list of names, found {array.dtype} values.")
-        names.extend(_text(item, filename, entry) for item in array.reshape(-1))
+        items = array.reshape(-1).tolist()
+        if array.dtype.kind == "S":
+            try:
+                names.extend([item.decode("utf-8") for item in items])  # the common case, fast
+                continue
+            except UnicodeDecodeError:
+                pass  # `_text` below raises the error naming the entry
+        names.extend(_text(item, filename, entry) for item in items)
+    entry = f"{node.name} attribute {attribute}"
+    if len(set(names)) != len(names):
+        seen = set()
+        repeated = next(name for name in names if name in seen or seen.add(name))
+        raise _error(filename, entry, f"lists the name {repeated[:200]!r} more than once.")
     return names
 
 
 def _json_attribute(node, name, filename):
     text = _text(_attribute(node, name, filename), filename, name)
-    try:
-        return json.loads(text, object_hook=keras2_config.legacy_json_object)
-    except ValueError as error:
-        raise _error(filename, name, f"is not valid JSON ({error}).") from None
+    return atomic.parse_json(text.encode("utf-8"), f"{filename}: entry '{name}'", convert=keras2_config.legacy_json_object)
 
 
 def _dataset(check, group, name, filename):
-    """The dataset a weight name addresses inside `group`: every step a hard link, a tensor dtype
-    and plain storage (FileCheck), and no filter outside HDF5's built-in ones."""
-    parts = name.split("/")
+    """The dataset a weight name addresses inside `group`: every step a hard link, a tensor dtype,
+    storage inside the file and built-in filters only (FileCheck)."""
     entry = f"{group.name}/{name}"
-    if any(part in ("", ".") for part in parts):
-        raise _error(filename, entry, "is not a valid weight name.")
     with _reading(filename, entry):
-        node = group
-        for part in parts[:-1]:
-            node = check.group(node, part)
-            if node is None:
-                raise _error(filename, entry, "is listed in weight_names but missing from the file.")
-        dataset = check.dataset(node, parts[-1])
+        dataset = check.dataset(group, name)
         if dataset is None:
             raise _error(filename, entry, "is listed in weight_names but missing from the file.")
-        plist = dataset.id.get_create_plist()
-        for index in range(plist.get_nfilters()):
-            code, _, _, filter_name = plist.get_filter(index)
-            if code not in _BUILTIN_FILTERS:
-                name = filter_name.decode(errors="replace")
-                raise _error(filename, entry, f"uses the HDF5 filter {code} ({name}), which is not a built-in filter; refused.")
         return dataset
 
 
@@ -332,8 +323,7 @@ def _stored_layers(check, group, filename):
     stored = []
     for name in _names(group, "layer_names", filename):
         entry = f"{group.name.rstrip('/')}/{name}"
-        with _reading(filename, entry):
-            layer_group = check.group(group, name)
+        layer_group = check.group(group, name)
         if layer_group is None:
             raise _error(filename, entry, "is listed in layer_names but missing from the file.")
         stored.append((name, layer_group, _names(layer_group, "weight_names", filename)))
@@ -357,7 +347,7 @@ class _Plan:
         if len(weight_names) != len(variables):
             message = (
                 f"{label} expects {len(variables)} weight(s), but the file has {len(weight_names)}"
-                f"{' (' + ', '.join(weight_names) + ')' if weight_names else ''}."
+                f"{' (' + _listing(weight_names) + ')' if weight_names else ''}."
             )
             if skip_count_mismatch:
                 warnings.warn(f"{self.filename}: entry '{entry}': skipping the weights of {label}: {message}", stacklevel=4)
@@ -413,8 +403,8 @@ def _pair_layers(model, stored, group, filename, prefer_names):
             filename,
             f"{group.name.rstrip('/')}/layer_names" if group.name != "/" else "layer_names",
             f"layer count mismatch: the model has {len(layers)} layers with weights "
-            f"({', '.join(layer.name for layer in layers) or 'none'}), the file has {len(saved)} "
-            f"({', '.join(item[0] for item in saved) or 'none'}).",
+            f"({_listing([layer.name for layer in layers]) or 'none'}), the file has {len(saved)} "
+            f"({_listing([item[0] for item in saved]) or 'none'}).",
             WeightsMismatchError,
         )
     return list(zip(layers, saved))
@@ -571,7 +561,7 @@ def _hdf5_with(path, test):
     """Whether `path` is an HDF5 file for which `test(h5file)` holds (a damaged one raises, naming it)."""
     if not os.path.isfile(path) or table.head(path) != table.HDF5_MAGIC:
         return False
-    with h5_weights.open_hdf5(path, f"{path}:") as h5file:
+    with h5_weights.open_hdf5(path, f"{path}:") as h5file, _reading(path, "/"):
         return test(h5file)
 
 
@@ -589,7 +579,7 @@ def _legacy_compile_config(training_config):
 
 def inspect_model(path):
     """A legacy whole-model file: its (untranslated) config, training config, versions and weights layout."""
-    with h5_weights.open_hdf5(path, f"{path}:") as h5file:
+    with h5_weights.open_hdf5(path, f"{path}:") as h5file, _reading(path, "/"):
         config = _json_attribute(h5file, "model_config", path)
         if isinstance(config, dict) and "training_config" in h5file.attrs:
             config = dict(config, compile_config=_legacy_compile_config(_json_attribute(h5file, "training_config", path)))
@@ -599,7 +589,7 @@ def inspect_model(path):
 
 
 def inspect_weights(path):
-    with h5_weights.open_hdf5(path, f"{path}:") as h5file:
+    with h5_weights.open_hdf5(path, f"{path}:") as h5file, _reading(path, "/"):
         metadata = {"keras_version": inspect_hdf5.text(h5file.attrs.get("keras_version"))}
         weights = inspect_hdf5.legacy_weights_summary(h5file, path)
     return inspect_summary.summarize(path, "legacy_weights", LEGACY_WEIGHTS.description, metadata=metadata, weights=weights)

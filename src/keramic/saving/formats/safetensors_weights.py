@@ -196,35 +196,38 @@ def shard_name(index_file, number, count):
 
 
 def _write_sharded(index_file, tensors, aliases, max_bytes, fsync):
+    """Shards and their index over any earlier set, so that the index names the complete old set
+    or the complete new one at every moment (`atomic.file_set_atomically`)."""
     shards = plan_shards(tensors, max_bytes)
-    names = [shard_name(index_file, number + 1, len(shards)) for number in range(len(shards))]
-    directory = os.path.dirname(os.path.abspath(index_file))
+    wanted = [shard_name(index_file, number + 1, len(shards)) for number in range(len(shards))]
     metadata = {"total_size": sum(_nbytes(tensor) for _, tensor in tensors)}
     if aliases:
         metadata[ALIASES_KEY] = aliases
-    index = {"metadata": metadata, "weight_map": {key: name for shard, name in zip(shards, names) for key, _ in shard}}
-    previous = _previous_shards(index_file)
-    with contextlib.ExitStack() as commits:
-        # Entered first, so committed last: the index only ever names complete shards.
-        index_temporary = commits.enter_context(write_atomically(index_file, fsync=fsync))
-        for shard, name in zip(shards, names):
-            path = os.path.join(directory, name)
-            commits.enter_context(_old_file_released_later(path))
-            safetensors_file.write(commits.enter_context(write_atomically(path, fsync=fsync)), shard, {"format": "pt"}, name=path)
-        with open(index_temporary, "w", encoding="utf-8") as handle:
+    owned = _shard_pattern(index_file).fullmatch
+    with atomic.file_set_atomically(index_file, wanted, _named_shards, _tagged_names, owned, fsync=fsync) as files:
+        for shard, name in zip(shards, files.names):
+            safetensors_file.write(files.temporaries[name], shard, {"format": "pt"}, name=os.path.join(os.path.dirname(index_file), name))
+        index = {"metadata": metadata, "weight_map": {key: name for shard, name in zip(shards, files.names) for key, _ in shard}}
+        with open(files.index_temporary, "w", encoding="utf-8") as handle:
             json.dump(index, handle, indent=2)
-        # From the first shard rename on, an old index could pair old shards with new ones: drop it.
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(index_file)
-    stale = re.compile(re.escape(os.path.basename(index_file)[: -len(INDEX_SUFFIX)]) + r"-\d{5}-of-\d{5}" + re.escape(SUFFIX))
-    for name in previous - set(names):
-        if stale.fullmatch(name):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(directory, name))
 
 
-def _previous_shards(index_file):
-    """Shard names the index being replaced points to (so that a smaller save leaves no orphans)."""
+def _shard_pattern(index_file):
+    stem = os.path.basename(index_file)[: -len(INDEX_SUFFIX)]
+    return re.compile(re.escape(stem) + r"-(?:[0-9a-f]{8}-)?\d{5}-of-\d{5}" + re.escape(SUFFIX))
+
+
+def _tagged_names(names, token):
+    """Names for a save over a set that holds the plain ones: `model-<token>-00001-of-00002.safetensors`."""
+    tagged = []
+    for name in names:
+        head, number, of, count = name[: -len(SUFFIX)].rsplit("-", 3)
+        tagged.append(f"{head}-{token}-{number}-{of}-{count}{SUFFIX}")
+    return tagged
+
+
+def _named_shards(index_file):
+    """Shard names the index at `index_file` names now (none when it is missing or unreadable)."""
     try:
         return set(read_index(index_file)[0].values())
     except (OSError, KeramicError):
@@ -324,10 +327,7 @@ def open_weights(filepath):
     with contextlib.ExitStack() as open_files:
         if not filepath.endswith(INDEX_SUFFIX):
             file = open_files.enter_context(safetensors_file.SafetensorsFile(filepath))
-            try:
-                aliases = json.loads(file.metadata.get(ALIASES_KEY, "{}"))
-            except ValueError as error:
-                raise FileFormatError(f"{filepath}: entry '__metadata__/{ALIASES_KEY}': not valid JSON ({error}).") from None
+            aliases = atomic.parse_json(file.metadata.get(ALIASES_KEY, "{}").encode("utf-8"), f"{filepath}: entry '__metadata__/{ALIASES_KEY}'")
             aliases = _checked_aliases(filepath, aliases)
             yield SafetensorsWeights(filepath, {key: file for key in file.entries}, aliases)
             return
@@ -335,9 +335,7 @@ def open_weights(filepath):
         directory = os.path.dirname(os.path.abspath(filepath))
         files = {}
         for name in dict.fromkeys(mapping.values()):
-            path = os.path.join(directory, name)
-            if not os.path.isfile(path):
-                raise FileFormatError(f"{filepath}: shard '{name}' named in the index does not exist ({path}).")
+            path = atomic.contained_file(directory, name, filepath, single_link=True, what="shard")
             files[name] = open_files.enter_context(safetensors_file.SafetensorsFile(path))
         located = {}
         for key, name in mapping.items():
@@ -355,6 +353,10 @@ def load(model, filepath, skip_mismatch=False):
     """
     filepath = os.fspath(filepath)
     keras_v3.check_built(model, filepath)
+    atomic.read_while_replaced(filepath, lambda: _load_once(model, filepath, skip_mismatch))
+
+
+def _load_once(model, filepath, skip_mismatch):
     with paused_gc(), open_weights(filepath) as source:
         keys = source.keys()
         if keys and not any(split_key(key) for key in keys):

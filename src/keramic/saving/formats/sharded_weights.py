@@ -9,6 +9,7 @@ name must be a plain file name in the index's own directory before anything is o
 import contextlib
 import json
 import os
+import re
 import warnings
 
 import h5py
@@ -16,8 +17,7 @@ import h5py
 from keramic.errors import FileFormatError, KeramicError, NotBuiltError
 from keramic.saving import inspect_hdf5, inspect_summary
 from keramic.saving.formats import keras_v3, table
-from keramic.saving.stores import atomic, h5_weights
-from keramic.saving.stores.atomic import write_atomically
+from keramic.saving.stores import atomic, h5_safety, h5_weights
 from keramic.saving.tree import entries, variable_groups
 
 # An index lists each group once; a model whose index passes this has millions of groups.
@@ -44,9 +44,7 @@ def index_path(filepath):
 
 def shard_file_name(filepath, number):
     """`dir/name.weights.json` -> `name_00003.weights.h5` (Keras's numbering)."""
-    stem = os.path.basename(filepath)[: -len(".json")]
-    base = stem[: -len(".weights")] if stem.endswith(".weights") else stem
-    return f"{base}_{number:05d}.weights.h5"
+    return f"{_base(filepath)}_{number:05d}.weights.h5"
 
 
 def plan_shards(groups, max_bytes):
@@ -108,19 +106,43 @@ def save(model, filepath, max_shard_size):
     if not max_bytes > 0:
         raise KeramicError(f"max_shard_size must be a positive number of GiB; got {max_shard_size!r}.")
     shards, total = plan_shards(variable_groups(model), max_bytes)
-    directory = os.path.dirname(os.path.abspath(filepath))
-    file_names = [shard_file_name(filepath, number) for number in range(len(shards))]
-    index = {"metadata": {"total_size": float(total)}, "weight_map": weight_map(shards, file_names)}
-    with contextlib.ExitStack() as commits:
-        # Entered first, so committed last: the index only ever names complete shards.
-        index_temporary = commits.enter_context(write_atomically(filepath))
-        for shard, file_name in zip(shards, file_names):
-            _write_shard(commits.enter_context(write_atomically(os.path.join(directory, file_name))), shard)
-        with open(index_temporary, "w", encoding="utf-8") as handle:
+    wanted = [shard_file_name(filepath, number) for number in range(len(shards))]
+    with atomic.file_set_atomically(filepath, wanted, _named_shards, _tagged_names, _shard_pattern(filepath).fullmatch) as files:
+        for shard, file_name in zip(shards, files.names):
+            _write_shard(files.temporaries[file_name], shard)
+        index = {"metadata": {"total_size": float(total)}, "weight_map": weight_map(shards, files.names)}
+        with open(files.index_temporary, "w", encoding="utf-8") as handle:
             json.dump(index, handle, indent=4)
-        # From the first shard rename on, an old index would pair old shards with new ones: drop it.
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(filepath)
+
+
+def _base(filepath):
+    stem = os.path.basename(filepath)[: -len(".json")]
+    return stem[: -len(".weights")] if stem.endswith(".weights") else stem
+
+
+def _tagged_names(names, token):
+    """Shard names while a save replaces a set that holds Keras's names: `name_<token>_00000.weights.h5`.
+
+    The committed set then gets Keras's names back (`atomic.file_set_atomically`): real Keras opens
+    `name_00000.weights.h5` before it reads the index.
+    """
+    tagged = []
+    for name in names:
+        head, number = name.rsplit("_", 1)
+        tagged.append(f"{head}_{token}_{number}")
+    return tagged
+
+
+def _shard_pattern(filepath):
+    return re.compile(re.escape(_base(filepath)) + r"_(?:[0-9a-f]{8}_)?\d{5}\.weights\.h5")
+
+
+def _named_shards(filepath):
+    """The shard names the index at `filepath` names now (none when it is missing or unreadable)."""
+    try:
+        return {name for names in read_index(filepath).values() for name in names}
+    except (OSError, KeramicError):
+        return set()
 
 
 def _write_shard(path, shard):
@@ -174,8 +196,8 @@ def _check_shard_name(filepath, key, name):
 
 
 def _open_shard(index_file, path):
-    if not os.path.isfile(path):
-        raise FileFormatError(f"{index_file}: shard '{os.path.basename(path)}' named in the index does not exist ({path}).")
+    """Open a shard the index names: a regular file with one link, inside the index's folder."""
+    atomic.contained_file(os.path.dirname(path), os.path.basename(path), index_file, single_link=True, what="shard")
     return h5_weights.open_hdf5(path, f"{path}: shard named in {index_file} is")
 
 
@@ -202,7 +224,9 @@ class ShardedWeights:
                     break
             if group is None:
                 continue
-            for key in group.keys():
+            with h5_safety.reading(path, group.name):
+                keys = list(group.keys())
+            for key in keys:
                 if not key.isdigit() or str(int(key)) != key:
                     continue
                 if int(key) in found:
@@ -260,6 +284,10 @@ def load(model, filepath, skip_mismatch=False):
     """
     filepath = os.fspath(filepath)
     keras_v3.check_built(model, filepath)
+    atomic.read_while_replaced(filepath, lambda: _load_once(model, filepath, skip_mismatch))
+
+
+def _load_once(model, filepath, skip_mismatch):
     mapping = read_index(filepath)
     directory = os.path.dirname(os.path.abspath(filepath))
     paths = dict.fromkeys(os.path.join(directory, name) for names in mapping.values() for name in names)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from keramic.errors import FileFormatError
+from keramic.saving.stores import atomic
 
 ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -71,6 +72,7 @@ def head(path: str, size: int = 8) -> bytes:
     """The first bytes of a file (b"" for a directory)."""
     if os.path.isdir(path):
         return b""
+    atomic.check_regular(path)  # a FIFO would block `open`; a device or socket is no file format
     with open(path, "rb") as handle:
         return handle.read(size)
 

@@ -3,16 +3,23 @@
 `os.pwritev`/`os.preadv` and `zlib.crc32` release the GIL, so two threads keep two cores busy
 copying tensor bytes to and from the page cache. A zip member's CRC-32 is computed from the
 buffers while they are written (never by reading the file back), piece by piece, and the pieces
-are joined with CRC-32's combine rule.
+are joined with CRC-32's combine rule. Reading a zip member checks its CRC-32 the same way, on the
+bytes as they arrive, so what is loaded is what the archive's checksum vouches for.
 """
 
 import concurrent.futures
 import os
+import threading
+from collections.abc import Callable
 
+_fast_crc32_combine: Callable[[int, int, int], int] | None
 try:  # ISA-L's CRC-32 is several times faster than zlib's; used when the `isal` package is installed
     from isal.isal_zlib import crc32
+    from isal.isal_zlib import crc32_combine as _fast_crc32_combine
 except ImportError:
     from zlib import crc32
+
+    _fast_crc32_combine = None
 
 PIECE_BYTES = 32 * 2**20  # one unit of work for a thread
 PARALLEL_BYTES = 64 * 2**20  # below this, threads cost more than they save
@@ -49,6 +56,8 @@ def _zero_bytes_power(k):
 
 def crc32_combine(crc1, crc2, length2):
     """CRC-32 of A + B from crc(A), crc(B) and len(B)."""
+    if _fast_crc32_combine is not None:
+        return _fast_crc32_combine(crc1, crc2, length2)
     k = 0
     while length2:
         if length2 & 1:
@@ -141,3 +150,98 @@ def read_into(fd, jobs, what="file"):
     with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
         for future in [pool.submit(_read_piece, fd, view, offset, what) for view, offset in work]:
             future.result()
+
+
+# ---------------------------------------------------------------- reading a whole span, checksummed
+GAP_CHUNK_BYTES = 2**20  # bytes between the requested buffers are read in scratch chunks of at most this
+RUN_BYTES = 2**20  # read this much, then checksum it while it is still in the CPU cache
+
+
+def _checked_segments(jobs, start, size):
+    """Views covering [start, start + size) in file order: each job's buffer, and None-marked gaps."""
+    segments, cursor = [], start
+    for view, offset in sorted(((memoryview(buffer).cast("B"), offset) for buffer, offset in jobs), key=lambda job: job[1]):
+        if offset < cursor or offset + len(view) > start + size:
+            raise ValueError(f"a read of {len(view)} bytes at {offset} overlaps another or leaves the span")
+        segments.extend((None, length) for length in _chunks(offset - cursor, GAP_CHUNK_BYTES))
+        segments.extend((view[at : at + RUN_BYTES], None) for at in range(0, len(view), RUN_BYTES))
+        cursor = offset + len(view)
+    segments.extend((None, length) for length in _chunks(start + size - cursor, GAP_CHUNK_BYTES))
+    return segments
+
+
+def _chunks(total, chunk):
+    return [min(chunk, total - at) for at in range(0, total, chunk)]
+
+
+def _units(segments, start):
+    """Consecutive segments grouped into work units of about PIECE_BYTES: (file position, segments, size)."""
+    units, current, size, position = [], [], 0, start
+    for view, gap in segments:
+        length = gap if view is None else len(view)
+        current.append((view, gap))
+        size += length
+        if size >= PIECE_BYTES:
+            units.append((position, current, size))
+            position, current, size = position + size, [], 0
+    if current:
+        units.append((position, current, size))
+    return units
+
+
+def _read_unit(fd, position, segments, what, scratches, scratch_size):
+    """Read one contiguous unit in runs of about RUN_BYTES (one `preadv` each, gaps into the thread's
+    scratch buffer), checksumming each run right after it lands; return the unit's CRC-32."""
+    scratch = getattr(scratches, "buffer", None)
+    if scratch is None:
+        scratch = scratches.buffer = memoryview(bytearray(scratch_size))
+    crc, views, used, run = 0, [], 0, 0
+    for view, gap in segments:
+        length = len(view) if view is not None else gap
+        if views and (run + length > RUN_BYTES or (view is None and used + gap > len(scratch))):
+            crc = _read_run(fd, views, position, crc, what)
+            position += run
+            views, used, run = [], 0, 0
+        if view is None:
+            view, used = scratch[used : used + gap], used + gap
+        views.append(view)
+        run += length
+    return _read_run(fd, views, position, crc, what)
+
+
+def _read_run(fd, views, position, crc, what):
+    """Fill `views` from consecutive bytes of `fd` at `position`; return `crc` continued over them."""
+    pending, index = [view for view in views if len(view)], 0
+    while index < len(pending):
+        count = os.preadv(fd, pending[index : index + _IOV_MAX], position)
+        if count <= 0:
+            raise EOFError(f"{what}: the file ended {sum(len(v) for v in pending[index:])} bytes early at offset {position}.")
+        position += count
+        while count:
+            if count >= len(pending[index]):
+                count -= len(pending[index])
+                index += 1
+            else:
+                pending[index], count = pending[index][count:], 0
+    for view in views:
+        crc = crc32(view, crc)
+    return crc
+
+
+def read_checked(fd, jobs, start, size, what="file"):
+    """Read all of [start, start + size) of `fd` in order, filling each buffer of `jobs` [(buffer,
+    offset)] (non-overlapping, inside the span) and reading the rest into scratch; return the CRC-32
+    of the whole span, computed on the bytes as they arrive."""
+    segments = _checked_segments(jobs, start, size)
+    units = _units(segments, start)
+    scratches = threading.local()  # one gap buffer per thread, reused across its units
+    scratch_size = min(GAP_CHUNK_BYTES, sum(gap for view, gap in segments if view is None))
+    if size < PARALLEL_BYTES:
+        crcs = [_read_unit(fd, position, unit, what, scratches, scratch_size) for position, unit, _ in units]
+    else:
+        with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+            crcs = list(pool.map(lambda unit: _read_unit(fd, unit[0], unit[1], what, scratches, scratch_size), units))
+    crc = 0
+    for value, (_, _, length) in zip(crcs, units):
+        crc = crc32_combine(crc, value, length)
+    return crc

@@ -10,7 +10,9 @@ result as their own files.
 """
 
 import functools
+import math
 import struct
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -87,20 +89,39 @@ def _string_attribute(name, reference):
     return _message(_ATTRIBUTE, body)
 
 
+class PlannedTensor(NamedTuple):
+    """A tensor's dtype name and shape, no data: lays out a file (to check an index against) cheaply."""
+
+    dtype_name: str
+    shape: tuple
+
+
 class Dataset:
-    """One variable's dataset (`<group_path>/<key>`): where its bytes go and which buffer holds them."""
+    """One variable's dataset (`<group_path>/<key>`): where its bytes go and which buffer holds them
+    (None for a `PlannedTensor`)."""
 
     __slots__ = ("group_path", "index", "dtype_name", "file_dtype", "shape", "buffer", "nbytes", "offset", "address", "attribute")
 
     def __init__(self, group_path, index, variable):
         self.group_path, self.index = group_path, index
-        self.dtype_name, self.file_dtype, self.buffer = tensor_buffer(variable)
-        self.shape = tuple(int(d) for d in variable.shape)
-        self.nbytes = self.buffer.nbytes
+        if isinstance(variable, PlannedTensor):
+            self.dtype_name, self.file_dtype, self.buffer = variable.dtype_name, file_dtype(variable.dtype_name), None
+            self.shape = variable.shape
+            self.nbytes = math.prod(self.shape) * self.file_dtype.itemsize
+        else:
+            self.dtype_name, self.file_dtype, self.buffer = tensor_buffer(variable)
+            self.shape = tuple(int(d) for d in variable.shape)
+            self.nbytes = self.buffer.nbytes
         self.offset = self.address = self.attribute = None
 
 
 _FILE_DTYPES = {torch.bfloat16: ("bfloat16", np.dtype("V2"))}  # torch dtype -> (name, dtype in the file)
+
+
+@functools.lru_cache(maxsize=64)
+def file_dtype(dtype_name):
+    """The numpy dtype a tensor of `dtype_name` ("float32", "bfloat16", ...) has in the file."""
+    return np.dtype("V2") if dtype_name == "bfloat16" else np.dtype(dtype_name).newbyteorder("<")
 
 
 def tensor_buffer(variable):

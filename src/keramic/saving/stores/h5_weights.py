@@ -14,21 +14,22 @@ import numpy as np
 import torch
 
 from keramic import backend
-from keramic.errors import FileFormatError, KeramicError, WeightsMismatchError
-from keramic.saving.stores import bulk_io
+from keramic.errors import FileFormatError, WeightsMismatchError
+from keramic.saving.stores import bulk_io, h5_preflight, h5_safety, zip_archive
 from keramic.saving.stores.h5_layout import SIGNATURE
+from keramic.serialization.saveable import saving_kind
 
 
 def open_hdf5(path, subject):
-    """Open an HDF5 file for reading once its signature checks out; errors start with `subject`."""
+    """Open an HDF5 file for reading once its signature checks out, it does not also read as a zip
+    archive and its metadata reads safely in a child process (`h5_preflight`); errors start with
+    `subject`."""
     with open(path, "rb") as handle:
         head = handle.read(len(SIGNATURE))
     if head != SIGNATURE:
         raise FileFormatError(f"{subject} not an HDF5 file (starts with {head!r}).")
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        raise FileFormatError(f"{subject} not a readable HDF5 file, it may be truncated or damaged ({error}).") from None
+    zip_archive.refuse_zip_ending(path)
+    return h5_preflight.open_checked(path, subject)
 
 
 def _group_name(path):
@@ -47,41 +48,49 @@ def write_dataset(group, key, variable):
 
 
 class FileCheck:
-    """Refuses HDF5 features a weights file never needs and that could reach outside the file."""
+    """Refuses HDF5 features a weights file never needs and that could reach outside the file: every
+    component of a name is a hard link (`h5_safety.resolve`), datasets hold their own bytes."""
 
     def __init__(self, filename):
         self.filename = filename
+        self._file_sizes = {}  # h5py file number -> size in bytes, asked once per file
 
     def error(self, entry, message):
-        return KeramicError(f"{self.filename}: entry '{entry}': {message}")
+        return h5_safety.entry_error(self.filename, entry, message)
 
     def dataset(self, group, key):
-        link = group.get(key, getlink=True)
-        if link is None:
+        dataset = h5_safety.resolve(self.filename, group, key)
+        if dataset is None:
             return None
-        if not isinstance(link, h5py.HardLink):
-            raise self.error(f"{group.name}/{key}", f"{type(link).__name__} entries are not allowed in a weights file.")
-        dataset = group[key]
         if not isinstance(dataset, h5py.Dataset):
-            raise self.error(dataset.name, "expected a dataset, found a group.")
-        plist = dataset.id.get_create_plist()
-        if dataset.is_virtual or plist.get_external_count() > 0:
-            raise self.error(dataset.name, "virtual or external datasets are not allowed in a weights file.")
-        kind = dataset.dtype.kind
-        if kind not in "biufc" and not (dataset.dtype.itemsize == 2 and kind == "V" and _is_bfloat16(dataset)):
-            raise self.error(dataset.name, f"dtype {dataset.dtype} is not a tensor dtype (numbers, booleans or bfloat16).")
+            raise self.error(dataset.name, f"expected a dataset, found {_kind(dataset)}.")
+        return self.verify(dataset)
+
+    def verify(self, dataset):
+        """`dataset` once its storage lies in the file and fits its shape, and its dtype is a tensor's."""
+        fileno = dataset.id.fileno
+        if fileno not in self._file_sizes:
+            with h5_safety.reading(self.filename, "/"):
+                self._file_sizes[fileno] = dataset.file.id.get_filesize()
+        h5_safety.check_dataset(self.filename, dataset, self._file_sizes[fileno])
+        try:
+            dtype = dataset.dtype
+            tensor = dtype.kind in "biufc" or (dtype.itemsize == 2 and dtype.kind == "V" and _is_bfloat16(dataset))
+        except h5_safety.H5_DAMAGE as error:
+            raise h5_safety.damaged(self.filename, dataset.name, error) from None
+        if not tensor:
+            raise self.error(dataset.name, f"dtype {dtype} is not a tensor dtype (numbers, booleans or bfloat16).")
         return dataset
 
     def group(self, parent, name):
-        link = parent.get(name, getlink=True)
-        if link is None:
-            return None
-        if not isinstance(link, h5py.HardLink):
-            raise self.error(f"{parent.name}/{name}", f"{type(link).__name__} entries are not allowed in a weights file.")
-        group = parent[name]
-        if not isinstance(group, h5py.Group):
-            raise self.error(group.name, "expected a group, found a dataset.")
+        group = h5_safety.resolve(self.filename, parent, name)
+        if group is not None and not isinstance(group, h5py.Group):
+            raise self.error(group.name, f"expected a group, found {_kind(group)}.")
         return group
+
+
+def _kind(node):
+    return {h5py.Group: "a group", h5py.Dataset: "a dataset"}.get(type(node), "a named datatype")
 
 
 def _is_bfloat16(dataset):
@@ -154,24 +163,31 @@ class H5Weights:
         group = find_group(self.check, self.h5file, group_path)
         return [] if group is None else _numbered_datasets(self.check, group)
 
+    def _value(self, dataset):
+        with h5_safety.reading(self.check.filename, dataset.name):
+            return dataset_value(dataset)
+
     def store(self, group_path):
         """The group's datasets by name, for a `load_own_variables` override (empty when absent)."""
         group = find_group(self.check, self.h5file, group_path)
         if group is None:
-            return GroupStore({}, dataset_value)
+            return GroupStore({}, self._value)
+        with h5_safety.reading(self.check.filename, group.name):
+            keys = list(group)
         items = {}
-        for key in group:
+        for key in keys:
             dataset = self.check.dataset(group, key)
             if dataset is not None:
                 items[key] = dataset
-        return GroupStore(items, dataset_value)
+        return GroupStore(items, self._value)
 
     def read(self, plan):
         jobs, direct = [], []
         for dataset, variable in plan:
             span = self._raw_span(dataset, variable)
             if span is None:
-                read_dataset_into(dataset, variable)
+                with h5_safety.reading(self.check.filename, dataset.name):
+                    read_dataset_into(dataset, variable)
             else:
                 jobs.append((variable.detach().numpy(), span))
                 direct.append(variable)
@@ -182,6 +198,10 @@ class H5Weights:
 
     def _raw_span(self, dataset, variable):
         """Absolute offset of a dataset's bytes when they can be copied as they are, else None."""
+        with h5_safety.reading(self.check.filename, dataset.name):
+            return self._contiguous_span(dataset, variable)
+
+    def _contiguous_span(self, dataset, variable):
         if self.raw is None or variable.device.type != "cpu" or not variable.is_contiguous() or variable.numel() == 0:
             return None
         if "dtype" in dataset.attrs or dataset.dtype != np.dtype(backend.standardize_dtype(variable.dtype)):
@@ -236,6 +256,15 @@ def read_groups(source, groups, filename, skip_mismatch=False):
     for path, owner, variables in groups:
         stored = source.stored(_group_name(path))
         name = getattr(owner, "name", path or "model")
+        if len(stored) != len(variables) and saving_kind(owner) == "optimizer":
+            # As Keras: an optimizer whose state has another size (another optimizer, or a loss
+            # scale wrapper in the file but not here) keeps its fresh state, with a warning.
+            warnings.warn(
+                f"Skipping variable loading for optimizer '{name}', because it has {len(variables)} variables whereas "
+                f"the saved optimizer in '{filename}' has {len(stored)} variables.",
+                stacklevel=3,
+            )
+            continue
         for index, variable in enumerate(variables):
             entry = f"{_group_name(path)}/{index}"
             if index >= len(stored):

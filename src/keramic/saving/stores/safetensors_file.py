@@ -19,7 +19,7 @@ import struct
 import torch
 
 from keramic.errors import FileFormatError, KeramicError
-from keramic.saving.stores import bulk_io
+from keramic.saving.stores import atomic, bulk_io
 
 # The reference implementation refuses headers over 100 MB; a header that large already describes
 # about a million tensors.
@@ -91,7 +91,8 @@ class SafetensorsFile:
     def __init__(self, path):
         self.path = os.fspath(path)
         self._map = None
-        self.fd = os.open(self.path, os.O_RDONLY)
+        atomic.check_regular(self.path)  # a FIFO or a device is refused before `open` could block on it
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             self.size = os.fstat(self.fd).st_size
             self.metadata, self.entries, self.data_start = _read_header(self.fd, self.path, self.size)
@@ -203,18 +204,6 @@ def _itemsize(dtype):
 _ITEMSIZES = {name: _itemsize(dtype) for name, dtype in DTYPES.items()}
 
 
-def _unique_keys(pairs):
-    """A JSON object whose keys all differ: a repeated tensor name would make the file ambiguous."""
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ValueError(f"the key {key!r:.100} appears twice")
-            seen.add(key)
-    return result
-
-
 def _read_header(fd, path, size):
     """(metadata, {key: Entry} in header order, data start): every check done, no tensor read."""
     if size < 8:
@@ -231,10 +220,7 @@ def _read_header(fd, path, size):
         raise FileFormatError(f"{path}: entry 'header': the file ended while reading the header (truncated?).")
     if raw[:1] != b"{":
         raise FileFormatError(f"{path}: entry 'header': does not start with '{{', so it is not a safetensors JSON header.")
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
-    except (ValueError, UnicodeDecodeError, RecursionError) as error:
-        raise FileFormatError(f"{path}: entry 'header': not valid JSON ({error}).") from None
+    header = atomic.parse_json(raw, f"{path}: entry 'header'")  # size, depth and repeated keys bounded as every JSON read
     if not isinstance(header, dict):
         raise FileFormatError(f"{path}: entry 'header': expected a JSON object, found {type(header).__name__}.")
     metadata = header.pop(METADATA_KEY, None)

@@ -1,31 +1,31 @@
 """keramic's tensor index for its own `.keras` files, kept in `metadata.json` (Keras never reads it).
 
-The index lists, for every variable group, each dataset's dtype, shape and byte offset inside
-`model.weights.h5`, plus the size of that member and one SHA-256 over the member's HDF5 metadata
-(every byte before the first tensor) and the index's own entries. A loader that finds the member's
-size unchanged and that digest matching knows both were written together, so the HDF5 structures
-say what the index says, and it can read tensors straight from the archive without walking HDF5.
-Anything that does not check out (a file Keras wrote, an archive edited or re-saved by another
-tool, a malformed index) makes the loader read the HDF5 file instead. Whatever the index says,
-offsets and sizes are checked against the member and the model before a byte is read, so even a
-deliberately forged index can only choose which in-bounds bytes fill a correctly shaped variable.
+The index lists every variable group in the order it was written (its path and its owner's
+name) and, per group, each dataset's dtype, shape and byte offset inside `model.weights.h5`, plus
+the member's size and where its tensor data starts. The index is never trusted on its own: the
+loader lays out the HDF5 metadata that keramic's writer produces for exactly those groups, names,
+dtypes and shapes (`h5_layout`: the planning work of a save, no tensor data) and takes the fast path only when that is
+byte for byte the member's HDF5 metadata and puts every tensor at the offset the index gives. Then
+h5py would read the same datasets at the same offsets, so the index can only say what the HDF5
+file says. Anything else (a file Keras wrote, an archive edited or re-saved by another tool, a
+malformed or lying index) makes the loader read the HDF5 file instead. Tensors are read straight
+into their variables, with the member's CRC-32 checked over every byte on the way.
 """
 
-import hashlib
-import json
 import math
 import os
+import struct
 import zipfile
 
 import torch
 
 from keramic.errors import FileFormatError
-from keramic.saving.stores import atomic, bulk_io
+from keramic.saving.stores import atomic, bulk_io, h5_layout
 from keramic.saving.stores.h5_weights import GroupStore
-from keramic.saving.stores.zip_member import member_data_offset
+from keramic.saving.stores.zip_member import crc_error, member_data_offset
 
 KEY = "keramic_weights_index"
-VERSION = 1
+VERSION = 2
 MAX_METADATA_BYTES = 256 * 2**20
 MAX_RANK = 64
 TORCH_DTYPES = {
@@ -47,28 +47,50 @@ TORCH_DTYPES = {
 }
 
 
-def build(image):
-    """The index entry for a planned `h5_layout.WeightsImage`, or None when a group's datasets are not
+def _group_path(path):
+    return f"{path}/vars" if path else "vars"
+
+
+def build(image, groups):
+    """The index entry for `h5_layout.WeightsImage(groups)`, or None when a group's datasets are not
     "0", "1", ... in order (a `save_own_variables` override chose the keys: h5py reads that file)."""
-    groups = {}
-    for dataset in image.datasets:
-        group = groups.setdefault(dataset.group_path, [])
-        if dataset.index != str(len(group)):
-            return None
-        group.append([dataset.dtype_name, list(dataset.shape), dataset.offset])
+    entries = _listing(image)
+    if entries is None:
+        return None
     return {
         "version": VERSION,
         "size": image.size,
         "metadata_size": image.data_start,
-        "sha256": _digest(image.metadata, groups),
-        "groups": groups,
+        "owners": [[path, str(getattr(owner, "name", ""))] for path, owner, _ in groups],
+        "groups": entries,
     }
 
 
-def _digest(metadata, groups):
-    digest = hashlib.sha256(metadata)
-    digest.update(json.dumps(groups, separators=(",", ":")).encode())
-    return digest.hexdigest()
+class _Owner:
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+
+def _laid_out(index):
+    """The `WeightsImage` keramic's writer makes for the index's groups, names, dtypes and shapes
+    (planned from dtypes and shapes alone, no tensors), or None when the index cannot describe one."""
+    owners, groups = index.get("owners"), index["groups"]
+    if not isinstance(owners, list) or not all(
+        isinstance(o, list) and len(o) == 2 and isinstance(o[0], str) and isinstance(o[1], str) for o in owners
+    ):
+        return None
+    if set(groups) - {_group_path(path) for path, _ in owners}:
+        return None
+    planned = []
+    for path, name in owners:
+        items = groups.get(_group_path(path), [])
+        planned.append((path, _Owner(name), [h5_layout.PlannedTensor(dtype, tuple(shape)) for dtype, shape, _ in items]))
+    try:
+        return h5_layout.WeightsImage(planned)
+    except (TypeError, ValueError, OverflowError, struct.error):
+        return None
 
 
 class Entry:
@@ -88,10 +110,13 @@ def _writable_bytes(tensor):
 
 
 class IndexedWeights:
-    """Variable groups read through a checked index: `stored(path)` lists entries, `read(plan)` fills variables."""
+    """Variable groups read through a checked index: `stored(path)` lists entries, `read(plan)` fills
+    variables, reading the whole member once in order and refusing it unless its CRC-32 matches."""
 
-    def __init__(self, path, fd, groups):
+    def __init__(self, path, fd, groups, member):
         self.path, self._fd, self._groups = path, fd, groups
+        self._member = member  # (ZipInfo, absolute offset of its data)
+        self._verified = False
 
     def stored(self, group_path):
         return self._groups.get(group_path, [])
@@ -102,6 +127,8 @@ class IndexedWeights:
         return GroupStore(items, self._value)
 
     def _value(self, entry):
+        if not self._verified:
+            self.verify([])
         value = torch.empty(entry.shape, dtype=TORCH_DTYPES[entry.dtype])
         if entry.nbytes:
             bulk_io.read_into(self._fd, [(_writable_bytes(value), entry.offset)], self.path)
@@ -121,13 +148,32 @@ class IndexedWeights:
                 value = torch.empty(entry.shape, dtype=dtype)
                 converted.append((variable, value))
             jobs.append((_writable_bytes(value), entry.offset))
-        bulk_io.read_into(self._fd, jobs, self.path)
+        # Checked entries never overlap, so reads overlap only when one entry fills two variables.
+        if len({offset for _, offset in jobs}) == len(jobs):
+            # One in-order pass in large reads (not one per tensor); the CRC-32 is checked (again,
+            # after a `verify_first`) on the bytes as they land in the variables.
+            self.verify(jobs)
+        else:
+            if not self._verified:  # one entry read into two variables: check the member first
+                self.verify([])
+            bulk_io.read_into(self._fd, jobs, self.path)
         for variable in direct:
             # The write bypassed torch: tell it the value changed (optimizers cache host copies by version).
             torch.autograd.graph.increment_version(variable)
         with torch.no_grad():
             for variable, value in converted:
                 variable.copy_(value)
+
+    def verify(self, jobs):
+        """Read the whole member in order (filling `jobs` on the way), refusing it unless its CRC-32 matches."""
+        info, start = self._member
+        try:
+            crc = bulk_io.read_checked(self._fd, jobs, start, info.file_size, self.path)
+        except EOFError as error:
+            raise FileFormatError(f"{self.path}: member '{info.filename}': {error} (file truncated?)") from None
+        if crc != info.CRC:
+            raise crc_error(self.path, info, crc)
+        self._verified = True
 
     def close(self):
         os.close(self._fd)
@@ -140,12 +186,10 @@ class IndexedWeights:
 
 
 def _metadata(archive, name):
+    """The index in `name`; a member that cannot be read (a CRC mismatch, bad JSON) is a damaged archive."""
     if name not in archive.namelist():
         return None
-    try:
-        value = atomic.read_json_member(archive.filename or "", archive, name, MAX_METADATA_BYTES)
-    except FileFormatError:
-        return None
+    value = atomic.read_json_member(archive.filename or "", archive, name, MAX_METADATA_BYTES)
     return value.get(KEY) if isinstance(value, dict) else None
 
 
@@ -184,13 +228,19 @@ def _entries(index, size, metadata_size, data_start):
     return checked
 
 
-def open_index(path, archive, member, metadata_member):
-    """`IndexedWeights` for `member` when `metadata_member` holds an index that checks out, else None."""
+def open_index(path, archive, member, metadata_member, verify_first=True):
+    """`IndexedWeights` for `member` when `metadata_member` holds an index that is exactly what the
+    member's HDF5 metadata says (see the module docstring), else None.
+
+    `verify_first` checks the member's CRC-32 in a pass of its own before any variable is written
+    (loading into a user's model); without it the check runs on the bytes as they are read into
+    the variables, which suits a model built for this load and dropped if it fails.
+    """
     index = _metadata(archive, metadata_member)
     if not isinstance(index, dict) or index.get("version") != VERSION:
         return None
-    size, metadata_size, digest = index.get("size"), index.get("metadata_size"), index.get("sha256")
-    if not (_is_count(size) and _is_count(metadata_size) and metadata_size <= size and isinstance(digest, str)):
+    size, metadata_size = index.get("size"), index.get("metadata_size")
+    if not (_is_count(size) and _is_count(metadata_size) and metadata_size <= size):
         return None
     info = archive.getinfo(member)
     if info.compress_type != zipfile.ZIP_STORED or info.file_size != size:
@@ -201,12 +251,17 @@ def open_index(path, archive, member, metadata_member):
             data_start = member_data_offset(handle, info, path)
         if data_start + size > os.fstat(fd).st_size:
             raise EOFError
-        header = bytearray(metadata_size)
-        bulk_io.read_into(fd, [(header, data_start)], path)
-        if _digest(header, index.get("groups")) != digest:
-            raise ValueError
         groups = _entries(index, size, metadata_size, data_start)
         if groups is None:
+            raise ValueError
+        image = _laid_out(index)
+        if image is None or (image.size, image.data_start) != (size, metadata_size):
+            raise ValueError
+        if _listing(image) != index["groups"]:
+            raise ValueError
+        header = bytearray(metadata_size)
+        bulk_io.read_into(fd, [(header, data_start)], path)
+        if header != image.metadata:
             raise ValueError
     except (ValueError, EOFError, OSError):
         os.close(fd)
@@ -214,4 +269,23 @@ def open_index(path, archive, member, metadata_member):
     except BaseException:
         os.close(fd)
         raise
-    return IndexedWeights(path, fd, groups)
+    indexed = IndexedWeights(path, fd, groups, (info, data_start))
+    if verify_first:
+        try:
+            indexed.verify([])
+        except BaseException:
+            indexed.close()
+            raise
+    return indexed
+
+
+def _listing(image):
+    """{group path: [[dtype, shape, offset], ...]} of a laid-out image, as the index records it; None
+    when a group's datasets are not "0", "1", ... in order."""
+    listing = {}
+    for dataset in image.datasets:
+        group = listing.setdefault(dataset.group_path, [])
+        if dataset.index != str(len(group)):
+            return None
+        group.append([dataset.dtype_name, list(dataset.shape), dataset.offset])
+    return listing

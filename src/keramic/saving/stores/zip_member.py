@@ -1,4 +1,5 @@
-"""Read a stored (uncompressed) zip member in place, as a file object, without extracting it."""
+"""Read a zip member as a file object: a stored member in place once its CRC-32 checks out, a
+compressed one inflated into memory, never past a size budget."""
 
 import io
 import os
@@ -6,6 +7,11 @@ import struct
 import zipfile
 
 from keramic.errors import FileFormatError
+from keramic.saving.stores import bulk_io
+from keramic.saving.stores.zip_archive import ZIP_ERRORS
+
+MAX_INFLATED_BYTES = 4 * 2**30  # a compressed member is inflated into memory: at most this much
+MAX_INFLATION_RATIO = 1000  # and at most this many times its compressed size (zip-bomb guard)
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -69,11 +75,59 @@ class FileWindow(io.RawIOBase):
         super().close()
 
 
+def check_crc(path, info, fd, start):
+    """Read a stored member's bytes once, refusing them unless their CRC-32 is the archive's."""
+    try:
+        crc = bulk_io.read_checked(fd, [], start, info.file_size, path)
+    except EOFError as error:
+        raise FileFormatError(f"{path}: member '{info.filename}': {error} (file truncated?)") from None
+    if crc != info.CRC:
+        raise crc_error(path, info, crc)
+
+
+def crc_error(path, info, crc):
+    return FileFormatError(
+        f"{path}: member '{info.filename}' is damaged: its bytes have CRC-32 {crc:#010x}, the archive "
+        f"records {info.CRC:#010x}; refusing to load altered data."
+    )
+
+
+def inflate(path, archive, info):
+    """A compressed member's bytes, inflated only up to its declared size, itself within the budget."""
+    limit = min(MAX_INFLATED_BYTES, MAX_INFLATION_RATIO * max(info.compress_size, 1))
+    if info.file_size > limit:
+        raise FileFormatError(
+            f"{path}: member '{info.filename}' would inflate from {info.compress_size:,} to {info.file_size:,} "
+            f"bytes (limit {limit:,}); refusing it as a zip bomb."
+        )
+    try:
+        with archive.open(info) as handle:
+            data = handle.read(info.file_size + 1)  # zipfile stops at the declared size and checks the CRC-32
+    except ZIP_ERRORS as error:
+        raise FileFormatError(f"{path}: member '{info.filename}' cannot be read ({type(error).__name__}: {error}).") from None
+    if len(data) != info.file_size:
+        raise FileFormatError(f"{path}: member '{info.filename}' inflates to {len(data):,} bytes, not the {info.file_size:,} its header says.")
+    return data
+
+
+def verify_member(path, archive, name):
+    """Refuse a member whose bytes do not match its CRC-32 (or inflate past the budget), unparsed."""
+    with open_member(path, archive, name):
+        pass
+
+
 def open_member(path, archive, name):
-    """A seekable file object for member `name`: in place when stored, else decompressed to memory."""
+    """A seekable file object for member `name`: in place when stored (its CRC-32 checked first),
+    else inflated to memory within the budget."""
     info = archive.getinfo(name)
     if info.compress_type == zipfile.ZIP_STORED:
         with open(path, "rb") as handle:
             start = member_data_offset(handle, info, path)
-        return FileWindow(path, start, info.file_size)
-    return io.BytesIO(archive.read(name))
+        window = FileWindow(path, start, info.file_size)
+        try:
+            check_crc(path, info, window.fd, start)
+        except BaseException:
+            window.close()
+            raise
+        return window
+    return io.BytesIO(inflate(path, archive, info))

@@ -3,7 +3,9 @@
 Keras 3 stores every `.keras` member uncompressed, so a member's bytes can be written in place:
 the weights go from tensor memory to their final offset in the archive in large writes, with no
 temporary HDF5 file and no in-memory image. Sizes are known before writing; the CRC-32 comes
-from the buffers as they are written and is patched into the local header afterwards.
+from the buffers as they are written and is patched into the local header afterwards. No member's
+data starts where HDF5 looks for a superblock (0, 512, 1024, 2048, ...), so an archive holding an
+HDF5 member never also reads as an HDF5 file.
 """
 
 import os
@@ -31,6 +33,11 @@ def dos_date_time(date_time):
 
 def now():
     return time.localtime(time.time())[:6]
+
+
+def _is_hdf5_probe(offset):
+    """HDF5 finds a superblock at offset 0 or at 512 times a power of two."""
+    return offset == 0 or (offset >= 512 and offset % 512 == 0 and (offset & (offset - 1)) == 0)
 
 
 class _Member:
@@ -71,9 +78,11 @@ class StoredZipWriter:
         extra = struct.pack("<HHQQ", 1, 16, size, size) if member.zip64 else b""
         data_start = self.position + _LOCAL.size + len(member.name) + len(extra)
         padding = (-data_start) % align
+        while 0 < padding < 6:  # the padding field needs room for its own 4-byte header and 2-byte value
+            padding += align
+        if _is_hdf5_probe(data_start + padding):
+            padding += align * -(-6 // align)  # past the probe offset, still aligned, room for the field
         if padding:
-            while padding < 6:  # the padding field needs room for its own 4-byte header and 2-byte value
-                padding += align
             extra += struct.pack("<HHH", _ALIGNMENT_EXTRA, padding - 4, align) + b"\0" * (padding - 6)
         self._write(self._local_header(member, extra) + member.name + extra)
         self.position = data_start + padding

@@ -1,0 +1,144 @@
+"""keras.distribution on torch.distributed: `fit` under DataParallel vs a hand-written DDP loop, and
+checkpoint save time with 1 vs N writers. CPU, gloo, one machine.
+
+    python benchmarks/distributed.py                 # 1 and 2 processes
+    python benchmarks/distributed.py --processes 1 2 4
+
+Each configuration is one `torchrun` job running this file with `--worker`; rank 0 prints one JSON
+line, the launcher prints the table. Both loops see the same model (Dense 64-256-256-10, Adam),
+the same global batches (each process takes its share) and the same number of steps.
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SAMPLES, FEATURES, CLASSES, GLOBAL_BATCH, EPOCHS = 8192, 64, 10, 256, 2
+CHECKPOINT_UNITS, CHECKPOINT_LAYERS, CHECKPOINT_REPEATS = 1024, 4, 3
+
+
+def _data():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(SAMPLES, FEATURES)).astype("float32"), rng.integers(0, CLASSES, size=(SAMPLES,)).astype("int64")
+
+
+def _keramic_fit(x, y):
+    """Samples/s of the second epoch of `fit` (the first builds the model and warms up)."""
+    import keramic as keras
+
+    keras.distribution.set_distribution(keras.distribution.DataParallel())
+    model = keras.Sequential(
+        [keras.Input((FEATURES,)), keras.layers.Dense(256, activation="relu"), keras.layers.Dense(256, activation="relu"), keras.layers.Dense(CLASSES)]
+    )
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=EPOCHS, shuffle=False, verbose=0)
+    return SAMPLES * EPOCHS / (time.perf_counter() - start)
+
+
+def _ddp_loop(x, y):
+    """Samples/s of a plain torch loop with DistributedDataParallel on the same batches."""
+    import torch
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    net = torch.nn.Sequential(torch.nn.Linear(FEATURES, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, CLASSES))
+    model = torch.nn.parallel.DistributedDataParallel(net)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    xs, ys = torch.from_numpy(x), torch.from_numpy(y)
+
+    def epoch():
+        for start in range(0, SAMPLES, GLOBAL_BATCH):
+            share = GLOBAL_BATCH // world
+            bx = xs[start + rank * share : start + (rank + 1) * share]
+            by = ys[start + rank * share : start + (rank + 1) * share]
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(bx), by).backward()
+            optimizer.step()
+
+    epoch()
+    begin = time.perf_counter()
+    for _ in range(EPOCHS):
+        epoch()
+    return SAMPLES * EPOCHS / (time.perf_counter() - begin)
+
+
+def _checkpoint_seconds(directory):
+    """Median seconds of `save_weights(format="checkpoint")` of a model with Adam state, every process writing."""
+    import numpy as np
+
+    import keramic as keras
+
+    layers = [keras.Input((CHECKPOINT_UNITS,))] + [keras.layers.Dense(CHECKPOINT_UNITS) for _ in range(CHECKPOINT_LAYERS)]
+    model = keras.Sequential(layers)
+    model.compile(optimizer="adam", loss="mse")
+    x = np.zeros((8, CHECKPOINT_UNITS), "float32")
+    model.fit(x, x, batch_size=8, epochs=1, verbose=0)
+    times = []
+    for repeat in range(CHECKPOINT_REPEATS):
+        keras.distribution.collectives.barrier()
+        start = time.perf_counter()
+        model.save_weights(os.path.join(directory, f"ckpt{repeat}"), format="checkpoint")
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), sum(v.numel() * v.element_size() for v in model.weights + model.optimizer.variables)
+
+
+def worker(directory):
+    import torch
+
+    import keramic as keras
+
+    torch.set_num_threads(1)
+    keras.distribution.initialize()
+    x, y = _data()
+    fit = _keramic_fit(x, y)
+    ddp = _ddp_loop(x, y)
+    seconds, size = _checkpoint_seconds(directory)
+    if keras.distribution.collectives.rank() == 0:
+        print(json.dumps({"keramic": fit, "ddp": ddp, "checkpoint_s": seconds, "checkpoint_bytes": size}), flush=True)
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch(processes):
+    with tempfile.TemporaryDirectory() as directory:
+        env = dict(os.environ, KERAS_BACKEND="torch", OMP_NUM_THREADS="1")
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(processes)]
+        command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port()), os.path.abspath(__file__), "--worker", directory]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise SystemExit(f"{processes} processes failed:\n{result.stderr[-4000:]}")
+        return json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--worker", metavar="DIRECTORY", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.worker:
+        return worker(arguments.worker)
+    print(f"fit: {SAMPLES} samples x {EPOCHS} epochs, global batch {GLOBAL_BATCH}; CPU, gloo, 1 thread per process")
+    print(f"{'processes':>9} {'keramic samples/s':>18} {'DDP loop samples/s':>19} {'DDP / keramic':>14} {'checkpoint save':>16} {'MB':>6}")
+    for processes in arguments.processes:
+        row = launch(processes)
+        print(
+            f"{processes:>9} {row['keramic']:>18.0f} {row['ddp']:>19.0f} {row['ddp'] / row['keramic']:>13.2f}x "
+            f"{row['checkpoint_s'] * 1e3:>13.1f} ms {row['checkpoint_bytes'] / 2**20:>6.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

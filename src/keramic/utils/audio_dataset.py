@@ -1,0 +1,78 @@
+"""`keras.utils.audio_dataset_from_directory` on WAV files read with Python's `wave` module.
+
+Keras decodes with TensorFlow; keramic reads 16-bit PCM WAV itself, scaled to [-1, 1) float32
+as `tf.audio.decode_wav` does, so the same folder gives the same arrays without TensorFlow.
+"""
+
+import wave
+
+import numpy as np
+
+from keramic.errors import FileFormatError
+from keramic.utils.dataset_utils import ArrayDataset, _collect, _encode_labels, _subset
+
+
+def read_wav(path: str) -> np.ndarray:
+    """A 16-bit PCM WAV file -> float32 samples of shape (frames, channels), in [-1, 1)."""
+    try:
+        with wave.open(path, "rb") as handle:
+            width, channels, frames = handle.getsampwidth(), handle.getnchannels(), handle.getnframes()
+            raw = handle.readframes(frames)
+    except (wave.Error, EOFError) as error:
+        raise FileFormatError(f"{path}: not a readable PCM WAV file ({error}).") from error
+    if width != 2:
+        raise FileFormatError(f"{path}: {8 * width}-bit samples; only 16-bit PCM WAV files are supported.")
+    samples = np.frombuffer(raw, dtype="<i2")
+    if samples.size != frames * channels:
+        raise FileFormatError(f"{path}: the header announces {frames} frames but the file holds {samples.size // channels}.")
+    return (samples.reshape(frames, channels).astype("float32") / 32768.0)
+
+
+def _fit_length(clip, length):
+    if len(clip) >= length:
+        return clip[:length]
+    return np.concatenate([clip, np.zeros((length - len(clip),) + clip.shape[1:], clip.dtype)])
+
+
+def _pad_batch(audio, *rest):
+    """Clips of different lengths in one batch -> zero-padded to the batch's longest clip."""
+    if audio.dtype == object and audio.ndim == 1:
+        longest = max(len(clip) for clip in audio)
+        audio = np.stack([_fit_length(clip, longest) for clip in audio])
+    return (audio, *rest) if rest else audio
+
+
+def audio_dataset_from_directory(directory, labels="inferred", label_mode="int", class_names=None, batch_size=32,
+                                 sampling_rate=None, output_sequence_length=None, ragged=False, shuffle=True,
+                                 seed=None, validation_split=None, subset=None, follow_links=False, verbose=True):
+    """WAV files in `directory/<class>/...` -> batches of (audio (batch, frames, channels), labels).
+
+    Clips are cut or zero-padded to `output_sequence_length` when given, else padded to the
+    longest clip of their batch, as Keras does.
+    """
+    if sampling_rate is not None:
+        raise NotImplementedError("audio_dataset_from_directory(sampling_rate=...): resampling is not supported; "
+                                  "resample the files beforehand or pass sampling_rate=None.")
+    if ragged:
+        raise NotImplementedError("audio_dataset_from_directory(ragged=True): ragged tensors do not exist in PyTorch.")
+    paths, values, names = _collect(directory, labels, class_names, (".wav",), follow_links)
+    if verbose:
+        print(f"Found {len(paths)} files belonging to {len(names) or 1} classes.")
+    splits = _subset([np.asarray(paths), values], validation_split, subset, shuffle, seed)
+    datasets = []
+    for split_paths, split_values in splits:
+        clips = [read_wav(str(path)) for path in split_paths]
+        if output_sequence_length is not None:
+            audio = np.stack([_fit_length(clip, output_sequence_length) for clip in clips]) if clips else \
+                np.zeros((0, output_sequence_length, 1), "float32")
+            functions = ()
+        else:
+            audio = np.empty(len(clips), dtype=object)
+            audio[:] = [None] * len(clips)
+            for index, clip in enumerate(clips):
+                audio[index] = clip
+            functions = (_pad_batch,)
+        elements = audio if label_mode is None or labels is None else (
+            audio, _encode_labels(np.asarray(split_values), label_mode, max(len(names), 1)))
+        datasets.append(ArrayDataset(elements, batch_size=batch_size, functions=functions, class_names=names or None))
+    return datasets[0] if len(datasets) == 1 else datasets
