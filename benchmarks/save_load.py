@@ -3,7 +3,7 @@
 
     python benchmarks/save_load.py            # ~1 GiB / 100 tensors, ~50 MB / 5000 tensors, tutorial MLP
     python benchmarks/save_load.py --quick    # small sizes, a fast sanity run
-    python benchmarks/save_load.py --quick --baseline /tmp/old/src --only-keramic
+    python benchmarks/save_load.py --quick --baseline OLD_TREE/src --only-keramic
                                               # keramic now vs another source tree, in one run
                                               # (--baseline repeats: several trees side by side)
 

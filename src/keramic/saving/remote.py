@@ -60,7 +60,7 @@ def _is_file_url(url: str) -> bool:
 
 
 def _file_url_path(url: str) -> str:
-    """The local path of a `file://` URL (`file:///tmp/m.keras` -> `/tmp/m.keras`)."""
+    """The local path of a `file://` URL (`file:///data/m.keras` -> `/data/m.keras`)."""
     parsed = urllib.parse.urlparse(url)
     if parsed.netloc not in ("", "localhost"):
         raise KeramicError(f"{url}: a file:// URL must name a local path (file:///path), not the host {parsed.netloc!r}.")
