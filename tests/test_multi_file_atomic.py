@@ -10,6 +10,7 @@ reported, or the one in progress.
 """
 
 import dataclasses
+import fcntl
 import os
 import random
 import signal
@@ -299,17 +300,10 @@ def test_two_writers_on_one_path_take_turns_and_never_mix(name, tmp_path, warm):
     assert_clean(writer, tmp_path)
 
 
-# Known gap (issue #14): the HDF5 preflight checks a file before h5py opens it by path again; a
-# writer replacing the file faster than a check takes can make a racing load give up (directory
-# form) or find a shard gone between the check and the open (sharded sets). Never a wrong load.
-_RACING_PREFLIGHT = pytest.mark.xfail(strict=False, reason="a load racing a continuous writer can give up after the HDF5 preflight")
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=_RACING_PREFLIGHT) if n in ("keras_directory", "sharded_weights") else n for n in sorted(WRITERS)]
-)
+@pytest.mark.parametrize("name", sorted(WRITERS))
 def test_loads_while_another_process_saves_get_one_whole_save(name, tmp_path, warm):
-    """A reader that opened the old index (or directory) just before a save replaced it starts over."""
+    """Loads racing a continuous writer each get one whole save: the reader's shared lock keeps
+    saves from committing while it reads the files of one set."""
     writer, model = WRITERS[name], build()
     writer.save(filled(model, 1), tmp_path)
 
@@ -335,6 +329,26 @@ def test_the_lock_file_is_removed_and_a_waiter_relocks_a_fresh_one(tmp_path):
     with atomic.target_lock(target):
         assert os.path.exists(atomic.lock_path(target))
     assert os.listdir(tmp_path) == []
+
+
+def test_readers_share_the_lock_hold_off_a_writer_and_leave_no_lock_file(tmp_path):
+    target = str(tmp_path / "m.weights.json")
+    with atomic.reading_lock(target), atomic.reading_lock(target):
+        fd = os.open(atomic.lock_path(target), os.O_RDONLY)
+        try:  # a writer's exclusive lock must wait while readers hold theirs
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_reader_where_no_lock_file_can_be_made_reads_without_one(tmp_path):
+    """A folder the reader cannot write to (here: one that does not exist) gives no lock, no error."""
+    missing = tmp_path / "not_there"
+    with atomic.reading_lock(str(missing / "m.weights.json")):
+        pass
+    assert not missing.exists()
 
 
 # ---------------------------------------------------------------- names and permissions

@@ -5,6 +5,7 @@ rank, in rank order. `DataParallel` replicates every variable and splits each ba
 mesh; `ModelParallel` also shards the variables its `LayoutMap` names along a mesh axis.
 """
 
+import atexit
 import collections.abc
 import contextlib
 import os
@@ -72,6 +73,15 @@ def initialize(job_addresses: str | None = None, num_processes: int | None = Non
         backend = "nccl"
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank % torch.cuda.device_count())))
     dist.init_process_group(backend, rank=rank, world_size=world)
+    atexit.register(_leave_job)
+
+
+def _leave_job() -> None:
+    """Tear the process group down before the interpreter does: left to interpreter exit, gloo's
+    threads can outlive their owner and abort the process ("terminate called ...") after a
+    successful run."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class DeviceMesh:

@@ -205,18 +205,47 @@ def lock_path(target: str) -> str:
 def target_lock(target: str) -> Iterator[None]:
     """Hold an exclusive `flock` on a lock file beside `target`; a second writer waits its turn.
 
-    The holder deletes the file on release, so nothing is left behind; a waiter that then wins
-    the lock of a deleted file notices (its inode is no longer at the path) and locks afresh.
+    The last holder deletes the file on release, so nothing is left behind; a waiter that then
+    wins the lock of a deleted file notices (its inode is no longer at the path) and locks afresh.
     The kernel drops the lock of a killed process by itself.
 
     >>> with target_lock("ckpt/model.weights.json"):
     ...     write_the_shards_and_the_index()
     """
+    fd = _lock(lock_path(target), fcntl.LOCK_EX, os.O_RDWR | os.O_CREAT)
+    try:
+        yield
+    finally:
+        _unlock(lock_path(target), fd)
+
+
+@contextlib.contextmanager
+def reading_lock(target: str) -> Iterator[None]:
+    """Hold a shared `flock` on `target`'s lock file while a load reads several files: no save of
+    `target` commits meanwhile, so the files read all belong to one save. Readers share it.
+
+    Where the lock file can be neither created nor opened (a read-only folder, where no save can
+    run either), the read goes on without it (`read_while_replaced` still starts over then).
+    """
     path = lock_path(target)
+    fd = None
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        with contextlib.suppress(OSError):
+            fd = _lock(path, fcntl.LOCK_SH, flags)
+            break
+    try:
+        yield
+    finally:
+        if fd is not None:
+            _unlock(path, fd)
+
+
+def _lock(path: str, operation: int, flags: int) -> int:
+    """A descriptor of the lock file now at `path`, locked with `operation` (LOCK_EX / LOCK_SH)."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        fd = os.open(path, flags | os.O_NOFOLLOW, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, operation)
             held = os.fstat(fd)
             current = os.stat(path, follow_symlinks=False)
         except FileNotFoundError:
@@ -226,13 +255,20 @@ def target_lock(target: str) -> Iterator[None]:
             os.close(fd)
             raise
         if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
-            break
+            return fd
         os.close(fd)
+
+
+def _unlock(path: str, fd: int) -> None:
+    """Release a lock; the last holder (the one that can take it exclusively) deletes the file."""
     try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held, current = os.fstat(fd), os.stat(path, follow_symlinks=False)
+        if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
             os.remove(path)
+    except OSError:  # another holder goes on (it deletes the file), or the file is already gone
+        pass
+    finally:
         os.close(fd)
 
 
@@ -488,23 +524,24 @@ def _identity(path: str) -> tuple[int, int, int] | None:
 
 
 def read_while_replaced(path: str, read: Callable[[], Any], attempts: int = 5) -> Any:
-    """`read()`, again when it failed because a save replaced `path` (an index or a directory)
-    while it ran: a reader that opened the old index may find the old shards already removed.
-
-    Readers that assign nothing before every file checks out (all keramic loaders) can simply
-    start over; an error from a file no save touched is raised at once.
+    """`read()` of the files a save of `path` (an index or a directory) commits together, under
+    `reading_lock(path)` so that they all come from one save. Without the lock (a read-only folder
+    written by another user) a save may replace `path` while `read()` runs; a failure then starts
+    over: readers assign nothing before every file checks out (all keramic loaders). An error
+    from a file no save touched is raised at once.
 
     >>> read_while_replaced("m.weights.json", lambda: load(model, "m.weights.json"))
     """
-    attempt = 1
-    while True:
-        before = _identity(path)
-        try:
-            return read()
-        except (FileFormatError, FileNotFoundError):
-            if attempt >= attempts or _identity(path) == before:
-                raise
-            attempt += 1
+    with reading_lock(path):
+        attempt = 1
+        while True:
+            before = _identity(path)
+            try:
+                return read()
+            except (FileFormatError, FileNotFoundError):
+                if attempt >= attempts or _identity(path) == before:
+                    raise
+                attempt += 1
 
 
 # ---------------------------------------------------------------- files named inside a folder
