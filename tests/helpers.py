@@ -1,5 +1,9 @@
-"""Model classes shared by several test modules."""
+"""Model classes and server-test helpers shared by several test modules."""
 
+import socket
+import time
+
+import numpy as np
 import torch
 
 import keramic
@@ -24,3 +28,21 @@ class TinyResidualNet(keramic.Model):
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units, "num_classes": self.num_classes}
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a test server to take)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition, timeout=20.0, what="condition"):
+    """Poll `condition()` until its value is true (an array: not None); return that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value is not None if isinstance(value, np.ndarray) else bool(value):
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

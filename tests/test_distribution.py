@@ -8,7 +8,6 @@ import inspect
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -24,13 +23,9 @@ WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_
 sys.path.insert(0, WORKERS)
 from common import build_model, data, initial_weights  # noqa: E402
 
+from helpers import free_port  # noqa: E402
+
 TOLERANCE = 1e-5
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def torchrun(processes, worker, out, check=True):
@@ -40,7 +35,7 @@ def torchrun(processes, worker, out, check=True):
     env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(src), env.get("PYTHONPATH", "")])
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(processes),
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), os.path.join(WORKERS, worker), str(out),
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()), os.path.join(WORKERS, worker), str(out),
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     if check and result.returncode != 0:

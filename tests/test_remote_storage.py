@@ -11,10 +11,8 @@ import importlib.util
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 
 import numpy as np
@@ -23,28 +21,13 @@ import pytest
 fsspec = pytest.importorskip("fsspec")
 
 import keramic  # noqa: E402
+from helpers import free_port, wait_for  # noqa: E402
 from keramic.errors import FileFormatError, KeramicError  # noqa: E402
 from keramic.saving import remote  # noqa: E402
 from keramic.saving.checkpoint_manager import CheckpointManager  # noqa: E402
 from keramic.saving.formats import checkpoint  # noqa: E402
 
 X = np.linspace(-1.0, 1.0, 15, dtype="float32").reshape(5, 3)
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value is not None and value is not False:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _model(units=4, seed=0):
@@ -78,7 +61,7 @@ def s3():
     """An S3 API server (moto) on 127.0.0.1 with a bucket; the environment points s3fs at it."""
     pytest.importorskip("s3fs")
     moto_server = pytest.importorskip("moto.server")
-    port = _free_port()
+    port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per S3 request otherwise
     server.start()
@@ -225,7 +208,7 @@ def test_keramic_serve_from_s3_serves_the_newest_committed_version(s3):
     base = f"bucket/serving/{uuid.uuid4().hex}/models"
     first, second = _model(seed=1), _model(seed=2)
     export_model(first, f"s3://{base}/1")
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "keramic.cli", "serve", "--model_name", "m", "--model_base_path", f"s3://{base}",
                "--rest_api_port", str(port), "--file_system_poll_wait_seconds", "0.2"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **env})
@@ -242,12 +225,12 @@ def test_keramic_serve_from_s3_serves_the_newest_committed_version(s3):
             return None
 
     try:
-        served = _wait_for(predict, 60, "keramic serve to answer from s3://")
+        served = wait_for(predict, 60, "keramic serve to answer from s3://")
         assert np.array_equal(served, _onnx_reference(filesystem, f"{base}/1"))  # the graph in the bucket, run directly
         np.testing.assert_allclose(served, first.predict(X, verbose=0), rtol=1e-5, atol=1e-6)
         export_model(second, f"s3://{base}/2")
         expected = second.predict(X, verbose=0)
-        served = _wait_for(lambda: (lambda p: p if p is not None and np.allclose(p, expected, rtol=1e-5, atol=1e-6) else None)(predict()), 30, "version 2")
+        served = wait_for(lambda: (lambda p: p if p is not None and np.allclose(p, expected, rtol=1e-5, atol=1e-6) else None)(predict()), 30, "version 2")
         assert np.array_equal(served, _onnx_reference(filesystem, f"{base}/2"))
     finally:
         process.terminate()

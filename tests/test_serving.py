@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -21,22 +20,13 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("orjson")
 
 import keramic  # noqa: E402
+from helpers import free_port, wait_for  # noqa: E402
 from keramic import layers as L  # noqa: E402
 from keramic.export import artifact, export_model  # noqa: E402
 from keramic.serving import ServingApp, make_server  # noqa: E402
 
 TOLERANCE = 1e-5
 REQUEST_LIMIT = 256 * 1024
-
-
-def _wait_for(condition, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Running:
@@ -52,7 +42,7 @@ class Running:
 
     def __enter__(self):
         self.thread.start()
-        _wait_for(lambda: self.server.started, what="the server to start")
+        wait_for(lambda: self.server.started, what="the server to start")
         return self
 
     def __exit__(self, *exc):
@@ -375,22 +365,20 @@ def test_new_version_is_served_without_restart_and_old_one_unloaded(tmp_path):
         def served_version():
             return server.json("GET", "/v1/models/live/metadata")[1]["model_spec"]["version"] == "2"
 
-        _wait_for(served_version, what="version 2 to be served")
+        wait_for(served_version, what="version 2 to be served")
         status, answer = server.json("POST", "/v1/models/live:predict", {"instances": X.tolist()})
         assert np.max(np.abs(np.array(answer["predictions"]) - second.predict(X, verbose=0))) <= TOLERANCE
         states = {v["version"]: v["state"] for v in server.json("GET", "/v1/models/live")[1]["model_version_status"]}
         assert states == {"2": "AVAILABLE", "1": "END"}
         assert server.json("POST", "/v1/models/live/versions/1:predict", {"instances": X.tolist()})[0] == 404
         os.makedirs(tmp_path / "3")  # an empty (or half-copied) folder fails to load; 2 stays served
-        _wait_for(lambda: any(v["version"] == "3" and v["state"] == "END" for v in server.json("GET", "/v1/models/live")[1]["model_version_status"]))
+        wait_for(lambda: any(v["version"] == "3" and v["state"] == "END" for v in server.json("GET", "/v1/models/live")[1]["model_version_status"]))
         assert server.json("GET", "/v1/models/live/metadata")[1]["model_spec"]["version"] == "2"
 
 
 def test_cli_serve_answers_and_shuts_down_gracefully_on_sigterm(models):
     base, _, _ = models
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     command = [sys.executable, "-m", "keramic.cli", "serve", "--model_name", "mlp", "--model_base_path", str(base / "mlp"),
                "--rest_api_port", str(port), "--enable_batching=true"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -406,7 +394,7 @@ def test_cli_serve_answers_and_shuts_down_gracefully_on_sigterm(models):
             except OSError:
                 return False
 
-        _wait_for(answering, timeout=60, what="keramic serve to answer")
+        wait_for(answering, timeout=60, what="keramic serve to answer")
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
         assert process.returncode in (0, -signal.SIGTERM)

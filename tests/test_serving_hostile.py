@@ -23,6 +23,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("orjson")
 
 import keramic  # noqa: E402
+from helpers import free_port, wait_for  # noqa: E402
 from keramic import layers as L  # noqa: E402
 from keramic.export import export_model  # noqa: E402
 from keramic.serving import ServingApp, codec, make_server  # noqa: E402
@@ -48,26 +49,11 @@ def _tiny_model():
     return keramic.Model([x, n], L.Dense(1, name="y")(joined))
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 class ServerProcess:
     """`serve(...)` in a child process; requests over loopback."""
 
     def __init__(self, base, head_timeout=HEAD_TIMEOUT, body_timeout=BODY_TIMEOUT, limit=LIMIT):
-        self.port = _free_port()
+        self.port = free_port()
         command = [sys.executable, "-c", SERVER, str(base), str(self.port), str(head_timeout), str(body_timeout), str(limit)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -79,7 +65,7 @@ class ServerProcess:
             except OSError:
                 return False
 
-        _wait_for(answering, 120, "the server to answer")
+        wait_for(answering, 120, "the server to answer")
 
     def close(self):
         if self.process.poll() is None:
@@ -456,7 +442,7 @@ class ThreadServer:
 
     def __enter__(self):
         self.thread.start()
-        _wait_for(lambda: self.server.started, 30, "the server to start")
+        wait_for(lambda: self.server.started, 30, "the server to start")
         return self
 
     def __exit__(self, *exc):
@@ -496,14 +482,14 @@ def test_versions_re_exported_in_place_or_added_are_swapped_without_a_404(tmp_pa
 
         def re_export():
             export_model(models[1], tmp_path / "1")  # same version folder, replaced by the atomic swap
-            _wait_for(lambda: answers and np.allclose(answers[-1], expected[1], atol=1e-5), 30, "the re-exported version")
+            wait_for(lambda: answers and np.allclose(answers[-1], expected[1], atol=1e-5), 30, "the re-exported version")
 
         swap("/v1/models/tiny/versions/1:predict", re_export)
         assert statuses and set(statuses) == {200}, sorted(set(statuses))
 
         def add_version():
             export_model(models[2], tmp_path / "2")
-            _wait_for(lambda: answers and np.allclose(answers[-1], expected[2], atol=1e-5), 30, "the new version")
+            wait_for(lambda: answers and np.allclose(answers[-1], expected[2], atol=1e-5), 30, "the new version")
 
         statuses.clear()
         swap("/v1/models/tiny:predict", add_version)
