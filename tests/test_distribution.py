@@ -195,6 +195,14 @@ def test_sharded_checkpoint_assembles_in_one_process(two_process_run):
         np.testing.assert_allclose(value, optimizer_arrays(reference)[name], atol=TOLERANCE, err_msg=name)
 
 
+def test_a_custom_train_step_under_data_parallel_equals_one_process(two_process_run):
+    """`optimizer.apply` inside a user's train_step gets the global batch's gradients."""
+    model, _ = reference_dp()
+    assert_close(arrays(two_process_run / "dp_custom_after.npz", "weight_"), model.get_weights(), "custom step weights")
+    for name, value in optimizer_arrays(model).items():
+        np.testing.assert_allclose(arrays(two_process_run / "dp_custom_after.npz", "optimizer_")[name], value, atol=TOLERANCE, err_msg=name)
+
+
 def test_pieces_that_do_not_tile_the_tensor_are_refused(two_process_run, tmp_path):
     broken = tmp_path / "ckpt"
     shutil.copytree(two_process_run / "mp_ckpt", broken)

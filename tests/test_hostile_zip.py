@@ -247,6 +247,38 @@ def test_a_changed_letter_in_config_json_is_refused(original, tmp_path, entry):
     assert CONFIG in str(error)
 
 
+@keramic.saving.register_keras_serializable(package="hostile_zip")
+class WordList(keramic.layers.Layer):
+    """A layer with an asset file (its word list), as lookup layers keep their vocabularies."""
+
+    def __init__(self, words=None, **kwargs):
+        super().__init__(**kwargs)
+        self.words = words or []
+
+    def call(self, inputs):
+        return inputs
+
+    def save_assets(self, directory):
+        pathlib.Path(directory, "words.txt").write_text("\n".join(self.words))
+
+    def load_assets(self, directory):
+        self.words = pathlib.Path(directory, "words.txt").read_text().split("\n")
+
+
+def test_a_changed_byte_in_an_asset_is_refused_naming_the_member(tmp_path):
+    model = keramic.Sequential([keramic.Input((2,)), WordList(["alpha", "beta"] * 20, name="words")])
+    model.save(tmp_path / "assets.keras")
+    data = (tmp_path / "assets.keras").read_bytes()
+    member = "assets/layers/word_list/words.txt"  # Keras names list members by class, not layer name
+    _, _, start, info = member_offsets(data)[member]
+    assert info.compress_type == zipfile.ZIP_STORED
+    damaged = write(tmp_path, "damaged.keras", patched(data, (start + 6, b"B")))  # "alpha\nbeta": b -> B
+    with pytest.raises(KeramicError, match="CRC") as error:
+        keramic.saving.load_model(damaged)
+    assert member in str(error.value) and "damaged.keras" in str(error.value)
+    assert keramic.saving.load_model(tmp_path / "assets.keras").get_layer("words").words == ["alpha", "beta"] * 20
+
+
 # ---------------------------------------------------------------- 2. keramic's index never decides alone
 def index_of(path):
     with zipfile.ZipFile(path) as archive:

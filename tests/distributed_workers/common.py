@@ -26,11 +26,24 @@ def initial_weights():
     return [rng.normal(size=shape).astype("float32") * 0.5 for shape in [(3, 6), (6,), (6, 2), (2,)]]
 
 
-def build_model():
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(6, activation="tanh", name="wide"), keras.layers.Dense(2, name="head")], name="net")
+def build_model(cls=keras.Sequential):
+    model = cls([keras.Input((3,)), keras.layers.Dense(6, activation="tanh", name="wide"), keras.layers.Dense(2, name="head")], name="net")
     model.set_weights(initial_weights())
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse", metrics=["mae"])
     return model
+
+
+class CustomStep(keras.Sequential):
+    """A `train_step` written as Keras's torch guide writes one: backward, then `optimizer.apply`."""
+
+    def train_step(self, data):
+        x, y = data
+        self.zero_grad()
+        loss = self.compute_loss(y=y, y_pred=self(x, training=True))
+        loss.backward()
+        trainable = list(self.trainable_weights)
+        self.optimizer.apply([v.value.grad for v in trainable], trainable)
+        return {"loss": loss}
 
 
 def optimizer_state(model):

@@ -6,7 +6,7 @@ Usage: torchrun --nproc_per_node 2 train_and_save.py OUT_DIR
 import sys
 
 import numpy as np
-from common import build_model, data, rank, save_arrays, write_json
+from common import CustomStep, build_model, data, rank, save_arrays, write_json
 
 import keramic as keras
 from keramic.distribution import sharding
@@ -28,6 +28,12 @@ if rank() == 0:
     save_arrays(f"{out}/dp_after.npz", model)
     np.save(f"{out}/dp_predict.npy", prediction)
     write_json(f"{out}/dp_logs.json", {"history": history.history, "evaluate": evaluation})
+
+# A user's train_step (backward, then optimizer.apply) under DataParallel: the same global gradients.
+model = build_model(CustomStep)
+model.fit(x, y, batch_size=5, epochs=1, shuffle=False, verbose=0)
+if rank() == 0:
+    save_arrays(f"{out}/dp_custom_after.npz", model)
 
 # ModelParallel: the first Dense kernel (3, 6) sharded on its last axis over 2 processes.
 mesh = keras.distribution.DeviceMesh((1, 2), ("batch", "model"))

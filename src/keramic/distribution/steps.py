@@ -97,6 +97,35 @@ def reduce_gradients(model, grads: Sequence[torch.Tensor | None], variables: Seq
     return grads
 
 
+@contextlib.contextmanager
+def global_gradients_in_custom_steps(model, rows: int) -> Iterator[None]:
+    """Inside (a user's `train_step`): every optimizer the model holds (`model.optimizer` and any
+    other, e.g. a GAN's two) turns this process's gradients into the global batch's in `apply` /
+    `apply_gradients`, as the built-in step does, so replicas stay equal without code changes."""
+    if active() is None:
+        yield
+        return
+    holders = [model.optimizer, *vars(model).values()]
+    optimizers = list({id(o): o for o in holders if callable(getattr(o, "apply", None)) and hasattr(o, "apply_gradients")}.values())
+
+    def averaging(optimizer):
+        plain = optimizer.apply
+
+        def apply(grads, trainable_variables=None):
+            variables = trainable_variables if trainable_variables is not None else optimizer._trainable_variables
+            return plain(reduce_gradients(model, list(grads), list(variables), rows), trainable_variables)
+
+        return apply
+
+    for optimizer in optimizers:
+        optimizer.apply = averaging(optimizer)
+    try:
+        yield
+    finally:
+        for optimizer in optimizers:
+            del optimizer.apply
+
+
 def metric_variables(metrics) -> list[torch.Tensor]:
     return [v for metric in metrics for v in getattr(metric, "variables", ())]
 

@@ -440,7 +440,8 @@ class Trainer:
                         self._prepare_custom_step(bx, by)
                 callback_list.on_train_batch_begin(step)
                 if custom:
-                    logs = _flatten_logs(self.train_step(_pack(bx, by, bw)))
+                    with distributed.global_gradients_in_custom_steps(self, _batch_size(bx)):
+                        logs = _flatten_logs(self.train_step(_pack(bx, by, bw)))
                 else:
                     self._train_batch(bx, by, bw, variables)
                     logs = self._logs()
