@@ -162,10 +162,11 @@ def test_einsum_dense_matches_keras(keras):
 def test_output_mask_shapes_and_symbolic_use():
     layer = MultiHeadAttention(2, 4)
     query = torch.tensor(QUERY)
-    query._keras_mask = torch.tensor(IDS != 0)
+    query._keras_mask = mask = torch.tensor(IDS != 0)
     output, scores = layer(query, VALUE, return_attention_scores=True)
     assert output.shape == (3, 6, 5) and scores.shape == (3, 2, 6, 4)
-    assert torch.equal(output._keras_mask, query._keras_mask)
+    assert torch.equal(output._keras_mask, mask)
+    assert not hasattr(query, "_keras_mask")  # as in Keras, the layer takes the mask off its input
     assert getattr(scores, "_keras_mask", None) is None
     assert layer.compute_output_shape((None, 6, 5), (None, 4, 7)) == (None, 6, 5)
     inputs, memory = keramic.Input((6, 5)), keramic.Input((4, 7))

@@ -20,15 +20,8 @@ OTHER_BACKENDS = {
 
 # Owed: public Keras names keramic does not have yet, each with the reason.
 NOT_YET = {
-    "keras.dtype_policies.QuantizedDTypePolicy": "quantization (int8/int4/float8 layers) is not implemented",
-    "keras.dtype_policies.QuantizedFloat8DTypePolicy": "quantization is not implemented",
-    "keras.dtype_policies.Int4DTypePolicy": "quantization is not implemented",
     "keras.dtype_policies.GPTQDTypePolicy": "quantization is not implemented",
     "keras.dtype_policies.AWQDTypePolicy": "quantization is not implemented",
-    "keras.quantizers.QuantizationConfig": "model.quantize(config=...) is not implemented",
-    "keras.quantizers.Int8QuantizationConfig": "model.quantize(config=...) is not implemented",
-    "keras.quantizers.Int4QuantizationConfig": "model.quantize(config=...) is not implemented",
-    "keras.quantizers.Float8QuantizationConfig": "model.quantize(config=...) is not implemented",
     "keras.quantizers.GPTQConfig": "GPTQ calibration is not implemented",
     "keras.quantizers.AWQConfig": "AWQ calibration is not implemented",
     "keras.quantizers.abs_max_quantize_grouped_with_zero_point": "grouped int4 quantization, not done by the deadline",

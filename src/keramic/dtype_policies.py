@@ -36,6 +36,11 @@ class DTypePolicy:
     def variable_dtype(self):
         return self._variable
 
+    @property
+    def quantization_mode(self):
+        """None: a float policy quantizes nothing."""
+        return None
+
     def get_config(self):
         return {"name": self._name}
 
@@ -60,6 +65,112 @@ class FloatDTypePolicy(DTypePolicy):
 
     def __repr__(self):
         return f'<FloatDTypePolicy "{self.name}">'
+
+
+QUANTIZATION_MODES = ("int8", "float8", "int4", "gptq", "awq")
+
+
+@keras_export("keras.dtype_policies")
+class QuantizedDTypePolicy(DTypePolicy):
+    """A quantized layer's policy: `mode` ("int8", ...) applied to a float `source_name` policy.
+
+    Its name is `"<mode>_from_<source_name>"` (e.g. `"int8_from_float32"`); compute and variable
+    dtypes are the source policy's (the quantized variables carry their own dtypes).
+    """
+
+    def __init__(self, mode, source_name=None):
+        source_name = source_name or dtype_policy().name
+        super().__init__(source_name)
+        if mode not in QUANTIZATION_MODES:
+            raise ValueError(f"Invalid quantization mode. Expected one of {QUANTIZATION_MODES}. Received: mode={mode}")
+        if mode == "int8" and self.compute_dtype == "float16":
+            raise ValueError(f"Quantization mode='{mode}' doesn't work well with compute_dtype='float16'.")
+        self._name = f"{mode}_from_{source_name}"
+        self._source_name = source_name
+        self._quantization_mode = mode
+
+    @property
+    def quantization_mode(self):
+        return self._quantization_mode
+
+    def get_config(self):
+        return {"mode": self._quantization_mode, "source_name": self._source_name}
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.get_config() == self.get_config()
+
+    def __hash__(self):
+        return hash(self._name)
+
+    def __repr__(self):
+        return f'<{type(self).__name__} "{self._name}">'
+
+
+@keras_export("keras.dtype_policies")
+class QuantizedFloat8DTypePolicy(QuantizedDTypePolicy):
+    """A float8 policy; `amax_history_length` is how many steps of max|x| pick each scale."""
+
+    default_amax_history_length = 1024
+
+    def __init__(self, mode, source_name=None, amax_history_length=1024):
+        super().__init__(mode, source_name)
+        if not isinstance(amax_history_length, int):
+            raise TypeError(f"`amax_history_length` must be an integer. Received: amax_history_length={amax_history_length}")
+        self._amax_history_length = amax_history_length
+
+    @property
+    def amax_history_length(self):
+        return self._amax_history_length
+
+    def get_config(self):
+        return {**super().get_config(), "amax_history_length": self._amax_history_length}
+
+
+@keras_export("keras.dtype_policies")
+class Int4DTypePolicy(QuantizedDTypePolicy):
+    """An int4 policy whose mode names the block size: `"int4/128"` (groups of 128 inputs) or `"int4/-1"` (per channel)."""
+
+    def __init__(self, mode, source_name=None):
+        parts = mode.split("/")
+        if len(parts) != 2 or parts[0] != "int4":
+            raise ValueError(f"Invalid mode for Int4DTypePolicy. Expected format 'int4/<block_size>', but got '{mode}'.")
+        try:
+            block_size = int(parts[1])
+        except ValueError:
+            raise ValueError(
+                "Invalid mode for Int4DTypePolicy. <block_size> must be an integer. "
+                f"Expected format 'int4/<block_size>', but got '{mode}'."
+            ) from None
+        if block_size < -1 or block_size == 0:
+            raise ValueError(
+                "Invalid block_size in mode. Supported values are -1 (per-channel) or a positive integer "
+                f"(sub-channel), but got {block_size} from '{mode}'."
+            )
+        super().__init__("int4", source_name)
+        self._name = f"{mode}_from_{self._source_name}"
+        self.mode = "int4"
+        self.block_size = block_size
+
+    def get_config(self):
+        return {**super().get_config(), "mode": f"int4/{self.block_size}"}
+
+
+def _quantized_policy(name):
+    """`"int8_from_float32"`, `"int4/128_from_bfloat16"`, ... -> the quantized policy it names."""
+    parts = name.split("_from_")
+    if len(parts) != 2:
+        raise ValueError(
+            "Cannot convert `policy` into a valid pair (`mode`, `source_name`) to instantiate "
+            f"`QuantizedDTypePolicy`. Received: policy={name}"
+        )
+    mode, source_name = parts
+    if mode.startswith("int4/"):
+        return Int4DTypePolicy(mode, source_name)
+    if mode == "float8":
+        return QuantizedFloat8DTypePolicy(mode, source_name)
+    if mode in ("int8", "int4"):
+        return QuantizedDTypePolicy(mode, source_name)
+    raise ValueError(f"Unsupported quantized dtype policy {name!r}: keramic implements int8, int4 and float8.")
 
 
 @keras_export("keras.dtype_policies")
@@ -195,7 +306,7 @@ def set_dtype_policy(policy):
     if policy is None:
         _GLOBAL_POLICY = None
         return
-    if isinstance(policy, str) and not policy.startswith("mixed_"):
+    if isinstance(policy, str) and not policy.startswith(("mixed_", *QUANTIZATION_MODES)):
         backend.standardize_dtype(policy)  # raises for an unknown name
     _GLOBAL_POLICY = get(policy)
     if not isinstance(_GLOBAL_POLICY, DTypePolicy):
@@ -217,4 +328,6 @@ def get(identifier):
         if "class_name" in identifier:
             return deserialize(identifier)
         return DTypePolicy(identifier.get("name"))
+    if isinstance(identifier, str) and identifier.startswith(QUANTIZATION_MODES):
+        return _quantized_policy(identifier)
     return DTypePolicy(backend.standardize_dtype(identifier) if not str(identifier).startswith("mixed_") else identifier)

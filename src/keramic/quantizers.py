@@ -1,8 +1,8 @@
 """`keras.quantizers`: the numeric building blocks of quantization, on torch tensors.
 
-Abs-max int8 quantization, int4 nibble packing, float8 scaling with an amax history and
-TensorFlow's `fake_quant_with_min_max_vars`. Quantized layers and the `*QuantizationConfig`
-classes are not here yet (see tests/test_namespace_coverage.py).
+Abs-max int8 quantization, int4 nibble packing, float8 scaling with an amax history,
+TensorFlow's `fake_quant_with_min_max_vars`, and the `*QuantizationConfig` classes that tell
+`quantize()` which quantizers to use (the quantized layers live in keramic.layers.quantized).
 """
 
 import torch
@@ -50,19 +50,31 @@ class Quantizer:
 
 @keras_export(_NAMESPACE)
 class AbsMaxQuantizer(Quantizer):
-    """`abs_max_quantize` with its settings kept, so layers can save which quantizer they used."""
+    """`abs_max_quantize` with its settings kept, so layers can save which quantizer they used.
+
+    The axis may be fixed here or given per call (layers pass theirs); with neither it is -1.
+    """
 
     def __init__(self, axis=None, value_range=(-127, 127), epsilon=backend.epsilon(), output_dtype="int8"):
         super().__init__(output_dtype)
-        self.axis = _axes(axis)
+        self.axis = None if axis is None else _axes(axis)
         self.value_range = value_range
         self.epsilon = epsilon
+        if output_dtype == "int8" and (self.value_range[0] < -128 or self.value_range[1] > 127):
+            raise ValueError(
+                "Quantizer with output_dtype='int8' requires value_range to be within the interval "
+                f"[-128, 127]. Received: value_range={value_range}"
+            )
 
-    def __call__(self, x):
-        return abs_max_quantize(x, self.axis, self.value_range, self.output_dtype, self.epsilon)
+    def __call__(self, x, axis=None, to_numpy=False):
+        axis = self.axis if axis is None else axis
+        return abs_max_quantize(x, -1 if axis is None else axis, self.value_range, self.output_dtype, self.epsilon)
 
     def get_config(self):
-        return {"value_range": self.value_range, "epsilon": self.epsilon, "output_dtype": self.output_dtype, "axis": self.axis}
+        config = {"value_range": self.value_range, "epsilon": self.epsilon, "output_dtype": self.output_dtype}
+        if self.axis is not None:
+            config["axis"] = self.axis
+        return config
 
 
 def _moved(tensor, axis):
@@ -141,6 +153,151 @@ def fake_quant_with_min_max_vars(inputs, min_vals, max_vals, num_bits=8, narrow_
     return clamped + (snapped - clamped).detach()
 
 
+@keras_export(_NAMESPACE)
+class QuantizationConfig:
+    """Which quantizers `quantize()` uses: one for weights, one for activations (None: the layer's default)."""
+
+    def __init__(self, weight_quantizer=None, activation_quantizer=None):
+        self.weight_quantizer = weight_quantizer
+        self.activation_quantizer = activation_quantizer
+
+    @property
+    def mode(self):
+        raise NotImplementedError("Subclasses must implement this property. Do not instantiate QuantizationConfig directly.")
+
+    def get_config(self):
+        return {
+            "weight_quantizer": serialize_keras_object(self.weight_quantizer),
+            "activation_quantizer": serialize_keras_object(self.activation_quantizer),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(
+            weight_quantizer=deserialize_keras_object(config.get("weight_quantizer")),
+            activation_quantizer=deserialize_keras_object(config.get("activation_quantizer")),
+        )
+
+    @staticmethod
+    def weight_quantizer_or_default(config, default):
+        """The config's weight quantizer, else `default`."""
+        if config is not None and config.weight_quantizer is not None:
+            return config.weight_quantizer
+        return default
+
+    @staticmethod
+    def activation_quantizer_or_default(config, default):
+        """The config's activation quantizer (None means weight-only), `default` without a config."""
+        return config.activation_quantizer if config is not None else default
+
+
+def _check_int8_output(quantizer, config_name):
+    if quantizer is not None and quantizer.output_dtype != "int8":
+        raise ValueError(
+            f"{config_name} requires a weight_quantizer with output_dtype='int8'. "
+            f"Received: output_dtype={quantizer.output_dtype}"
+        )
+
+
+@keras_export(_NAMESPACE)
+class Int8QuantizationConfig(QuantizationConfig):
+    """int8 weights with per-channel scales; activations abs-max quantized at run time unless told otherwise."""
+
+    def __init__(self, weight_quantizer=None, activation_quantizer="default"):
+        if isinstance(activation_quantizer, str) and activation_quantizer == "default":
+            activation_quantizer = AbsMaxQuantizer()
+        super().__init__(weight_quantizer, activation_quantizer)
+        _check_int8_output(self.weight_quantizer, "Int8QuantizationConfig")
+
+    @property
+    def mode(self):
+        return "int8"
+
+
+@keras_export(_NAMESPACE)
+class Int4QuantizationConfig(QuantizationConfig):
+    """int4 weights: per channel (`block_size` None or -1) or in groups of `block_size` inputs."""
+
+    def __init__(self, weight_quantizer=None, activation_quantizer="default", block_size=128):
+        if isinstance(activation_quantizer, str) and activation_quantizer == "default":
+            activation_quantizer = None
+        super().__init__(weight_quantizer, activation_quantizer)
+        if block_size is not None and block_size != -1 and block_size <= 0:
+            raise ValueError(f"block_size must be None, -1, or a positive integer. Received: block_size={block_size}")
+        self.block_size = block_size
+        custom = self.weight_quantizer is not None or self.activation_quantizer is not None
+        if block_size is not None and block_size > 0 and custom:
+            raise ValueError(
+                "Int4 sub-channel quantization (block_size > 0) does not support custom quantizers. Either set "
+                "block_size to None or -1 for per-channel quantization, or remove the custom quantizer arguments. "
+                f"Received: block_size={block_size}"
+            )
+        if self.weight_quantizer is not None and tuple(self.weight_quantizer.value_range) != (-8, 7):
+            raise ValueError(
+                "Int4QuantizationConfig requires a weight_quantizer with value_range=(-8, 7). "
+                f"Received: value_range={self.weight_quantizer.value_range}"
+            )
+        _check_int8_output(self.weight_quantizer, "Int4QuantizationConfig")
+
+    @property
+    def mode(self):
+        return "int4"
+
+    def get_config(self):
+        return {**super().get_config(), "block_size": self.block_size}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(
+            weight_quantizer=deserialize_keras_object(config.get("weight_quantizer")),
+            activation_quantizer=deserialize_keras_object(config.get("activation_quantizer")),
+            block_size=config.get("block_size"),
+        )
+
+
+@keras_export(_NAMESPACE)
+class Float8QuantizationConfig(QuantizationConfig):
+    """Marks float8 training; its quantizers are fixed (e4m3 forward, e5m2 gradients)."""
+
+    def __init__(self):
+        super().__init__(None, None)
+
+    @property
+    def mode(self):
+        return "float8"
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls()
+
+
+def validate_and_resolve_config(mode, config):
+    """The config `quantize(mode, config)` means: a mode alone gets its default config; both must agree."""
+    from keramic.dtype_policies import QUANTIZATION_MODES
+
+    if isinstance(config, str):
+        mode, config = config, None
+    if mode is not None and mode not in QUANTIZATION_MODES:
+        raise ValueError(f"Invalid quantization mode. Expected one of {QUANTIZATION_MODES}. Received: mode={mode}")
+    if config is None:
+        defaults = {"int8": Int8QuantizationConfig, "int4": Int4QuantizationConfig, "float8": Float8QuantizationConfig}
+        if mode in defaults:
+            return defaults[mode]()
+        if mode in ("gptq", "awq"):
+            raise ValueError(f"Quantization mode '{mode}' (calibrated quantization) is not implemented in keramic.")
+        raise ValueError("You must provide either `mode` or `config` to `quantize`.")
+    if not isinstance(config, QuantizationConfig):
+        raise ValueError(
+            f"Argument `config` must be an instance of `QuantizationConfig`. Received: config={config} (of type {type(config)})"
+        )
+    if mode is not None and config.mode != mode:
+        raise ValueError(f"Contradictory arguments: mode='{mode}' but config.mode='{config.mode}'")
+    return config
+
+
 def serialize(quantizer):
     """The Keras envelope of a quantizer."""
     return serialize_keras_object(quantizer)
@@ -158,6 +315,8 @@ def get(identifier, **kwargs):
     quantizer = get_object(identifier, _NAMESPACE, "quantizer")
     if quantizer is None and identifier is not None:
         raise ConfigError(f"Could not interpret quantizer identifier: {identifier!r}")
+    if isinstance(identifier, str) and isinstance(quantizer, AbsMaxQuantizer) and quantizer.axis is None:
+        quantizer.axis = ()  # Keras builds a named quantizer as `cls({})`, so its axis is the empty tuple
     return quantizer
 
 

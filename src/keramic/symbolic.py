@@ -23,7 +23,7 @@ class KerasTensor:
         return len(self.shape)
 
     def __repr__(self):
-        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
+        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, sparse={self.sparse}, ragged=False, name={self.name}>"
 
     def __bool__(self):
         raise TypeError("A symbolic KerasTensor has no truth value; it only describes a shape.")
@@ -109,36 +109,46 @@ def any_symbolic(args, kwargs):
 _PROBE_SIZES = (2, 3)
 
 
-def run_on_placeholders(fn, args, kwargs, fill="zeros"):
-    """Infer output KerasTensors by running `fn` on placeholder tensors (zeros, or identity
-    matrices with `fill="eye"`).
+def run_on_placeholders(fn, args, kwargs, fill="zeros", probes=_PROBE_SIZES):
+    """Infer output KerasTensors by running `fn` on placeholder tensors (zeros, identity
+    matrices with `fill="eye"`, or ones with `fill="ones"`).
 
-    Unknown dims are tried at two sizes: output dims that follow them are unknown too.
+    Unknown dims are tried at two sizes: output dims that follow them are unknown too. With a
+    single probe size (for ops that accept only one size there), output dims equal to it count
+    as unknown.
     """
     results = []
-    for probe in _PROBE_SIZES:
+    for probe in probes:
 
         def concrete(x, probe=probe):
             if not isinstance(x, KerasTensor):
                 return x
             shape = [probe if d is None else d for d in x.shape]
+            if x.dtype == "string":  # torch has no strings: string values are numpy arrays
+                return np.full(shape, "", dtype=object)
             dtype = backend.torch_dtype(x.dtype)
             if fill == "eye" and len(shape) >= 2:
                 eye = torch.eye(shape[-2], shape[-1], dtype=dtype, device=backend.get_device())
                 return eye.expand(shape).clone()
+            if fill == "ones":
+                return torch.ones(shape, dtype=dtype, device=backend.get_device())
             return torch.zeros(shape, dtype=dtype, device=backend.get_device())
 
         with torch.no_grad():
             results.append(fn(*map_structure(concrete, args), **map_structure(concrete, kwargs)))
-        if not any(d is None for t in flatten((args, kwargs)) if isinstance(t, KerasTensor) for d in t.shape):
+        unknown = any(d is None for t in flatten((args, kwargs)) if isinstance(t, KerasTensor) for d in t.shape)
+        if not unknown:
             break
 
     def to_symbolic(*tensors):
         first = tensors[0]
-        if not isinstance(first, torch.Tensor):
+        strings = isinstance(first, np.ndarray) and first.dtype.kind in "USO"
+        if not isinstance(first, torch.Tensor) and not strings:
             return first
         shape = [a if all(t.shape[i] == a for t in tensors) else None for i, a in enumerate(first.shape)]
-        return KerasTensor(shape, backend.standardize_dtype(first.dtype))
+        if unknown and len(probes) == 1 and probes[0] > 1:
+            shape = [None if d == probes[0] else d for d in shape]
+        return KerasTensor(shape, "string" if strings else backend.standardize_dtype(first.dtype))
 
     if len(results) == 1:
         return map_structure(to_symbolic, results[0])

@@ -12,6 +12,7 @@ import torch
 
 from keramic import activations, backend, constraints, initializers, regularizers
 from keramic.layers.activations import Softmax
+from keramic.layers import quantized
 from keramic.layers.base import Layer, weight_settings
 from keramic.layers.core import Dropout
 from keramic.serialization.registry import keras_export
@@ -99,6 +100,8 @@ class EinsumDense(Layer):
     >>> EinsumDense("abc,cde->abde", output_shape=(None, 2, 8), bias_axes="de")
     """
 
+    _quantization_kind = "einsum_dense"  # its recipe in layers/quantized.py
+
     def __init__(
         self,
         equation,
@@ -117,9 +120,10 @@ class EinsumDense(Layer):
         quantization_config=None,
         **kwargs,
     ):
-        if lora_rank is not None or quantization_config is not None or gptq_unpacked_column_size is not None:
-            raise NotImplementedError("keramic's EinsumDense does not support LoRA or quantization yet.")
+        if lora_rank is not None or gptq_unpacked_column_size is not None:
+            raise NotImplementedError("keramic's EinsumDense does not support LoRA or GPTQ yet.")
         super().__init__(**kwargs)
+        self.quantization_config = quantized.config_from(quantization_config)
         self.equation = equation
         self.partial_output_shape = (output_shape,) if isinstance(output_shape, int) else tuple(output_shape)
         self.bias_axes = bias_axes
@@ -145,13 +149,17 @@ class EinsumDense(Layer):
         kernel_shape, bias_shape, _, input_axes, output_axes = _analyze_equation(
             self.equation, self.bias_axes, input_shape, self.partial_output_shape
         )
-        self.kernel = self.add_weight(
-            shape=kernel_shape,
-            initializer=self._initializer_for(input_axes, output_axes),
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-            name="kernel",
-        )
+        self._input_ndim = len(input_shape)
+        if self.quantization_mode:
+            quantized.build_weights(self, kernel_shape)
+        else:
+            self.kernel = self.add_weight(
+                shape=kernel_shape,
+                initializer=self._initializer_for(input_axes, output_axes),
+                regularizer=self.kernel_regularizer,
+                constraint=self.kernel_constraint,
+                name="kernel",
+            )
         self.bias = None
         if bias_shape is not None:
             self.bias = self.add_weight(
@@ -163,6 +171,8 @@ class EinsumDense(Layer):
             )
 
     def call(self, inputs):
+        if self.quantization_mode:
+            return quantized.call(self, inputs)
         outputs = torch.einsum(self.equation, inputs, self.kernel)
         if self.bias is not None:
             outputs = outputs + self.bias
@@ -180,7 +190,7 @@ class EinsumDense(Layer):
                 "activation": activations.serialize(self.activation),
                 "bias_axes": self.bias_axes,
                 **weight_settings(self, ("kernel", "bias"), activity=True),
-                "quantization_config": None,
+                "quantization_config": quantized.config_to_json(self.quantization_config),
             }
         )
         return config
@@ -482,6 +492,9 @@ class MultiHeadAttention(Layer):
             key = backend.convert_to_tensor(key) if not isinstance(key, torch.Tensor) else key
             key_mask = _as_bool(_keras_mask(key) if key_mask is None else key_mask)
         attention_mask = _as_bool(attention_mask)
+        for tensor in (query, value, key):  # as Keras, the inputs' masks are used up here: take them off
+            if isinstance(tensor, torch.Tensor) and hasattr(tensor, "_keras_mask"):
+                del tensor._keras_mask
         causal_only = (
             use_causal_mask
             and query_mask is None

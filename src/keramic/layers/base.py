@@ -3,6 +3,7 @@
 import functools
 import inspect
 import threading
+import warnings
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ from torch.nn.modules import module as torch_module
 
 from keramic import backend, dtype_policies
 from keramic.errors import NotBuiltError, WeightsMismatchError
+from keramic.layers import tf_graph
 from keramic.serialization import restore_hooks, saveable, serialize
 from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor, Node, any_symbolic, flatten, map_structure, run_on_placeholders, shape_of
@@ -55,6 +57,9 @@ class Layer(torch.nn.Module):
     """
 
     _records_build_config = False
+    # tf.autograph (inside `tf.data.Dataset.map`) calls objects carrying this marker as they are,
+    # rather than rewriting keramic's torch code into graph code (see keramic.layers.tf_graph).
+    autograph_info__ = frozenset()
 
     def __init_subclass__(cls, **kwargs):
         """Wrap each class's own `build` so that calling it directly marks the layer built."""
@@ -85,11 +90,11 @@ class Layer(torch.nn.Module):
         state["_inbound_nodes"] = []
         state["_call_losses"] = []
         # Layers without a `build` of their own have nothing to build (and no build_config),
-        # unless Keras's version of the layer records a build_config anyway.
-        state["built"] = cls.build is Layer.build and not cls._records_build_config
+        # unless Keras's version of the layer records a build_config anyway (as for a user's layer).
+        state["built"] = cls.build is Layer.build and not cls._records_build_config and not _first_keramic_class_is_layer(cls)
         state["_trainable"] = True
         state["_build_shapes"] = None
-        state["supports_masking"] = False
+        state["supports_masking"] = cls.compute_mask is not Layer.compute_mask  # Keras: a layer writing compute_mask supports masks
         # Torch-side view (see docs/torch.md): attribute -> variable (for mixed-precision autocast),
         # `_modules` keys this class derived from layer names, and the device inputs are sent to.
         state["_variable_attrs"] = {}
@@ -259,6 +264,17 @@ class Layer(torch.nn.Module):
     @property
     def variable_dtype(self):
         return self.dtype_policy.variable_dtype
+
+    @property
+    def quantization_mode(self):
+        """The quantization mode of this layer (`"int8"`, ...), None if not quantized."""
+        return getattr(self.dtype_policy, "quantization_mode", None)
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Quantize this built layer's weights in place (Dense, EinsumDense, Embedding; see layers/quantized.py)."""
+        from keramic.layers import quantized
+
+        quantized.quantize_layer(self, mode, type_check=type_check, config=config)
 
     @property
     def trainable(self):
@@ -465,6 +481,8 @@ class Layer(torch.nn.Module):
     def __call__(self, *args, **kwargs):
         if any_symbolic(args, kwargs):
             return self._symbolic_call(args, kwargs)
+        if tf_graph.is_graph_call(args):  # inside `tf.data.Dataset.map`
+            return tf_graph.call_in_graph(self, args, kwargs)
         if args and not isinstance(args[0], torch.Tensor):
             args = (map_structure(self._as_input_tensor, args[0]),) + args[1:]
         if _has_torch_hooks(self) and not self.__dict__.get("_in_torch_hooks"):
@@ -487,7 +505,8 @@ class Layer(torch.nn.Module):
         else:
             training = kwargs.pop("training", None) if "training" in kwargs else outer_training
         previous_mask = None
-        if (has_mask or self.supports_masking) and args:
+        computes_mask = self.supports_masking or type(self).compute_mask is not Layer.compute_mask
+        if (has_mask or computes_mask) and args:
             previous_mask = _collect_mask(args[0])
             if has_mask and previous_mask is not None and kwargs.get("mask") is None:
                 kwargs["mask"] = previous_mask
@@ -528,10 +547,12 @@ class Layer(torch.nn.Module):
             for output in flatten(outputs):
                 if isinstance(output, torch.Tensor):
                     self.add_loss(_activity_penalty(self.activity_regularizer, output))
-        if self.supports_masking or type(self).compute_mask is not Layer.compute_mask:
+        if computes_mask:
             output_mask = self.compute_mask(args[0] if args else None, previous_mask)
             if output_mask is not None:
                 _attach_mask(outputs, output_mask)
+        elif args:
+            _warn_if_mask_dropped(self, args[0])
         return outputs
 
     # Keras casts float inputs to the compute dtype; Functional and Sequential cast per Input instead.
@@ -578,6 +599,8 @@ class Layer(torch.nn.Module):
         outputs = self.compute_output_spec(*args, **_with_symbolic_masks(type(self), args, kwargs))
         if args and (self.supports_masking or type(self).compute_mask is not Layer.compute_mask):
             _attach_symbolic_mask(self, args[0], kwargs.get("mask"), outputs)
+        elif args:
+            _warn_if_mask_dropped(self, args[0], stacklevel=4)
         Node(self, args, kwargs, outputs)  # the node keeps the caller's arguments; masks flow at run time
         return outputs
 
@@ -673,6 +696,10 @@ class Layer(torch.nn.Module):
 
     def _saveable_variables(self) -> list:
         """Own variables in Keras's saving order: trainable, then non-trainable, each in creation order."""
+        if self.quantization_mode is not None:  # quantized layers save in Keras's fixed per-class order
+            from keramic.layers import quantized
+
+            return quantized.saving_order(self)
         return self._own_trainable + self._own_non_trainable
 
     @saveable.default_hook
@@ -718,6 +745,11 @@ def _unique_key(base, *taken):
         index += 1
         key = f"{base}_{index}"
     return key
+
+
+def _first_keramic_class_is_layer(cls):
+    """True for a user's layer written straight on `Layer`: Keras builds it (and records its shapes) at its first call."""
+    return next(c for c in cls.__mro__ if _is_keramic_class(c)) is Layer
 
 
 def _is_keramic_class(cls):
@@ -855,6 +887,18 @@ def _attach_symbolic_mask(layer, inputs, given_mask, outputs):
     for output, item in zip(flat_outputs, masks):
         if isinstance(output, KerasTensor) and isinstance(item, KerasTensor):
             output._keras_mask = item
+
+
+def _warn_if_mask_dropped(layer, inputs, stacklevel=3):
+    """Keras's warning when a layer that does not support masking is handed a masked input."""
+    mask = _collect_mask(inputs)
+    if mask is not None and any(m is not None for m in (mask if isinstance(mask, list) else [mask])):
+        warnings.warn(
+            f"Layer '{layer.name}' (of type {type(layer).__name__}) was passed an input with a mask attached to it. "
+            "However, this layer does not support masking and will therefore destroy the mask information. "
+            "Downstream layers will not see the mask.",
+            stacklevel=stacklevel,
+        )
 
 
 def _collect_mask(inputs):

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from keramic import activations, constraints, initializers, regularizers
+from keramic.layers import quantized
 from keramic.layers.base import Layer, weight_settings
 from keramic.serialization.registry import keras_export
 
@@ -13,6 +14,8 @@ from keramic.serialization.registry import keras_export
 @keras_export("keras.layers")
 class Dense(Layer):
     """`activation(inputs @ kernel + bias)` over the last axis."""
+
+    _quantization_kind = "dense"  # its recipe in layers/quantized.py
 
     def __init__(
         self,
@@ -32,8 +35,9 @@ class Dense(Layer):
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if lora_rank is not None or quantization_config is not None:
-            raise NotImplementedError("keramic's Dense does not support LoRA or quantization yet.")
+        if lora_rank is not None:
+            raise NotImplementedError("keramic's Dense does not support LoRA yet.")
+        self.quantization_config = quantized.config_from(quantization_config)
         self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = use_bias
@@ -46,13 +50,16 @@ class Dense(Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        self.kernel = self.add_weight(
-            shape=(input_shape[-1], self.units),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-            name="kernel",
-        )
+        if self.quantization_mode:
+            quantized.build_weights(self, (input_shape[-1], self.units))
+        else:
+            self.kernel = self.add_weight(
+                shape=(input_shape[-1], self.units),
+                initializer=self.kernel_initializer,
+                regularizer=self.kernel_regularizer,
+                constraint=self.kernel_constraint,
+                name="kernel",
+            )
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(
@@ -65,6 +72,8 @@ class Dense(Layer):
         self._linear = self.activation is activations.linear
 
     def call(self, inputs):
+        if self.quantization_mode:
+            return quantized.call(self, inputs)
         if inputs.dim() == 2 and self.bias is not None:
             outputs = torch.addmm(self.bias, inputs, self.kernel)
         else:
@@ -84,7 +93,7 @@ class Dense(Layer):
                 "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias,
                 **weight_settings(self, ("kernel", "bias")),
-                "quantization_config": None,
+                "quantization_config": quantized.config_to_json(self.quantization_config),
             }
         )
         return config

@@ -5,6 +5,7 @@ import warnings
 import torch
 
 from keramic import backend, constraints, initializers, regularizers
+from keramic.layers import quantized
 from keramic.layers.base import Layer, weight_settings
 from keramic.serialization.registry import keras_export
 from keramic.serialization.serialize import deserialize_keras_object
@@ -17,6 +18,8 @@ class Embedding(Layer):
     >>> Embedding(10, 4, mask_zero=True)(np.array([[3, 0]])).shape
     torch.Size([1, 2, 4])
     """
+
+    _quantization_kind = "embedding"  # its recipe in layers/quantized.py
 
     def __init__(
         self,
@@ -38,8 +41,8 @@ class Embedding(Layer):
                     f"`{argument}` must be a positive integer. Received: {argument}={value} "
                     f"(of type {type(value).__name__})."
                 )
-        if lora_rank is not None or quantization_config is not None:
-            raise NotImplementedError("keramic's Embedding does not support LoRA or quantization yet.")
+        if lora_rank is not None:
+            raise NotImplementedError("keramic's Embedding does not support LoRA yet.")
         if kwargs.pop("input_length", None) is not None:
             warnings.warn("Argument `input_length` is deprecated. Just remove it.", stacklevel=2)
         super().__init__(**kwargs)
@@ -51,12 +54,17 @@ class Embedding(Layer):
         self.mask_zero = mask_zero
         self.supports_masking = mask_zero
         self.autocast = False
+        self.quantization_config = quantized.config_from(quantization_config)
         if weights is not None:
             self.build()
             self.set_weights(weights if isinstance(weights, list) else [weights])
 
     def build(self, input_shape=None):
         if self.built:
+            return
+        if self.quantization_mode:
+            quantized.build_weights(self, (self.input_dim, self.output_dim))
+            self.built = True
             return
         self.embeddings = self.add_weight(
             shape=(self.input_dim, self.output_dim),
@@ -68,6 +76,8 @@ class Embedding(Layer):
         self.built = True
 
     def call(self, inputs):
+        if self.quantization_mode:
+            return quantized.call(self, inputs)
         if inputs.dtype not in (torch.int32, torch.int64):
             inputs = inputs.to(torch.int64)
         outputs = torch.nn.functional.embedding(inputs, self.embeddings)
@@ -90,7 +100,7 @@ class Embedding(Layer):
                 "output_dim": self.output_dim,
                 **weight_settings(self, ("embeddings",), activity=True),
                 "mask_zero": self.mask_zero,
-                "quantization_config": None,
+                "quantization_config": quantized.config_to_json(self.quantization_config),
             }
         )
         return config

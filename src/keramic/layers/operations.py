@@ -1,6 +1,8 @@
 """Graph nodes for raw tensor operations (`ops.mean(x)`, `x + 1`, `x[:, :2]`), as Keras 3 records
 them in Functional configs. They run in the graph but, as in Keras, are not in `model.layers`."""
 
+import numpy as np
+
 from keramic.backend import standardize_dtype
 from keramic.layers.base import Layer
 from keramic.ops import node
@@ -12,6 +14,8 @@ from keramic.symbolic import flatten, run_on_placeholders
 class Operation(Layer):
     """A weightless graph node that is not listed in `model.layers`."""
 
+    _autocast_inputs = False  # as in Keras, an op computes in its inputs' dtypes (float16 stays float16)
+
     def get_config(self):
         return {"name": self.name}
 
@@ -19,17 +23,34 @@ class Operation(Layer):
         """Operations have no build state; Keras writes no `build_config` for them."""
         return None
 
+    def _as_input_tensor(self, x):
+        """String arrays stay numpy (torch has no strings); shape ops such as `expand_dims` take them."""
+        if isinstance(x, np.ndarray) and x.dtype.kind in "USO":
+            return x
+        return super()._as_input_tensor(x)
+
     def compute_output_spec(self, *args, **kwargs):
         """Dry-run the op; a failure names the op and the input shapes and dtypes."""
         try:
             return run_on_placeholders(self.call, args, kwargs)
         except Exception as error:  # the op rejected these inputs: say which op and which shapes
             first = error
-        try:
-            # Some ops (inverse, cholesky, solve) reject all-zero matrices: retry on identities.
-            return run_on_placeholders(self.call, args, kwargs, fill="eye")
-        except Exception:
-            pass
+        # Some ops reject all-zero inputs: matrix ops (inverse, cholesky, solve) take identities,
+        # integer division and modulo take ones.
+        for fill in ("eye", "ones"):
+            try:
+                return run_on_placeholders(self.call, args, kwargs, fill=fill)
+            except Exception:
+                pass
+        # Some accept only certain sizes for an unknown dim (a constant fixes the batch size, a
+        # split needs an even count): try other sizes, then one size at a time, small ones first,
+        # then the known dims of the arguments.
+        known = {int(d) for t in flatten((args, kwargs)) if hasattr(t, "shape") for d in t.shape if d is not None}
+        for probes in ((2, 4), (1,), (2,), (3,), (4,), *[(d,) for d in sorted(known - {1, 2, 3, 4})]):
+            try:
+                return run_on_placeholders(self.call, args, kwargs, probes=probes)
+            except Exception:
+                pass
         described = ", ".join(
             f"shape={tuple(t.shape)} dtype={standardize_dtype(t.dtype)}" for t in flatten((args, kwargs)) if hasattr(t, "shape")
         )

@@ -58,6 +58,45 @@ def order_graph(outputs, inputs):
     return nodes, [layer for _, layer in layers]
 
 
+def _cut_at_inputs(inputs, outputs):
+    """Keras's rule for model inputs that are not `Input()` tensors (e.g. a FeatureSpace's encoded
+    features): each becomes a fresh Input of the same shape and dtype, and the layers between it
+    and the outputs are called again on it, so the model starts there."""
+    flat = flatten(inputs)
+    if all(_producer(tensor).is_input for tensor in flat):
+        return inputs, outputs
+    from keramic.layers.input_layer import Input
+
+    memo = {
+        id(tensor): tensor if _producer(tensor).is_input else Input(batch_shape=tensor.shape, dtype=tensor.dtype, sparse=tensor.sparse)
+        for tensor in flat
+    }
+
+    def swap(value):
+        return rebuild(value) if isinstance(value, KerasTensor) else value
+
+    def rebuild(tensor):
+        if id(tensor) not in memo:
+            node = _producer(tensor)
+            if node.is_input:
+                return tensor  # an Input the caller did not list: reported as a disconnected graph
+            result = node.layer(*map_structure(swap, list(node.call_args)), **map_structure(swap, node.call_kwargs))
+            for old, new in zip(node.output_tensors, flatten(result)):
+                memo[id(old)] = new
+        return memo[id(tensor)]
+
+    return map_structure(lambda tensor: memo[id(tensor)], inputs), map_structure(rebuild, outputs)
+
+
+def _adjust_rank(value, shape):
+    """Keras's input rank rule: a missing trailing axis of size 1 is added, an extra one dropped."""
+    if value.ndim == len(shape) - 1 and shape[-1] == 1:
+        return value[..., None]
+    if value.ndim == len(shape) + 1 and value.shape[-1] == 1:
+        return value[..., 0]
+    return value
+
+
 def _check_inputs_reach(nodes, inputs):
     known = {id(t) for t in flatten(inputs)}
     for node in nodes:
@@ -85,6 +124,7 @@ class Functional(Model):
                     "Model(inputs, outputs) takes symbolic tensors made by keramic.Input() and layer calls; "
                     f"got {tensor!r}."
                 )
+        inputs, outputs = _cut_at_inputs(inputs, outputs)
         self._inputs_struct = inputs
         self._outputs_struct = outputs
         self.__dict__["inputs"] = flatten(inputs)
@@ -183,10 +223,11 @@ class Functional(Model):
         values = {}
         for tensor, value, dtype in zip(self.inputs, self._flatten_call_inputs(inputs), self._input_dtypes):
             if dtype is None:
-                values[id(tensor)] = strings.as_array(value)
+                values[id(tensor)] = _adjust_rank(strings.as_array(value), tensor.shape)
                 continue
             if not isinstance(value, torch.Tensor):
                 value = backend.convert_to_tensor(value)
+            value = _adjust_rank(value, tensor.shape)
             if value.dtype != dtype:  # Keras casts every input to its Input's dtype (uint8 images -> float32)
                 value = value.to(dtype)
             values[id(tensor)] = value

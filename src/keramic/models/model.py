@@ -123,11 +123,20 @@ class Model(Trainer, Layer):
                 return layer
         raise ValueError(f"No such layer: {name}. Existing layers are: {[layer.name for layer in self.layers]}.")
 
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """Quantize the weights of every quantizable layer in place (`"int8"`; see layers/quantized.py)."""
+        from keramic.layers import quantized
+
+        quantized.quantize_model(self, mode, config=config, filters=filters, **kwargs)
+
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False, layer_range=None):
         """Print a table of layers, output shapes and parameter counts, as Keras does."""
         from keramic.models.summary import print_summary
 
-        print_summary(self, line_length=line_length, print_fn=print_fn, expand_nested=expand_nested, show_trainable=show_trainable)
+        print_summary(
+            self, line_length=line_length, positions=positions, print_fn=print_fn,
+            expand_nested=expand_nested, show_trainable=show_trainable, layer_range=layer_range,
+        )
 
     # ------------------------------------------------------------------ saving
     def save(self, filepath, overwrite=True, zipped=None, **kwargs):

@@ -60,8 +60,11 @@ class Sequential(Model):
     def _rebuild(self):
         self.__dict__["_functional"] = None
         self.built = False
-        if self._layers and isinstance(self._layers[0], InputLayer) and len(self._layers) > 1:
-            self.build(self._layers[0].batch_shape)
+        first = self._layers[0] if self._layers else None
+        if isinstance(first, InputLayer) and len(self._layers) > 1:
+            self.build(first.batch_shape)
+        elif len(self._layers) > 1 and getattr(first, "input_shape", None) is not None:
+            self.build(first.input_shape)  # as Keras: a first layer (a model) that knows its input shape
 
     def build(self, input_shape=None):
         """Build every layer for `input_shape` (batch axis included) and record the symbolic graph."""
@@ -87,7 +90,8 @@ class Sequential(Model):
             scopes.pop()
         from keramic.models.functional import Functional
 
-        self.__dict__["_functional"] = Functional(inputs, outputs, name=f"{self.name}_graph")
+        # Unnamed, as in Keras: each build takes a "functional" name, so later models are numbered as Keras numbers them.
+        self.__dict__["_functional"] = Functional(inputs, outputs)
         self._build_shapes = tuple(input_shape)
         self.built = True
 
@@ -96,7 +100,7 @@ class Sequential(Model):
             from keramic.symbolic import shape_of
 
             shape = shape_of(args[0])
-            self.build((None,) + tuple(shape[1:]))
+            self.build(tuple(shape))  # Keras keeps the batch size of the first call
 
     def _sublayers(self):
         return [layer for layer in self._layers if not isinstance(layer, InputLayer)]

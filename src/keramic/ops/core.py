@@ -19,8 +19,18 @@ _py_slice = builtins.slice
 def convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
     """A torch tensor on keramic's device (Python floats become floatx(), ints int32)."""
     if isinstance(x, KerasTensor):
-        return x
+        return _symbolic_convert_to_tensor(x, dtype, sparse, ragged)
     return to_tensor(x, dtype)
+
+
+def _convert_to_tensor_node(x, dtype=None, sparse=None, ragged=None):
+    return to_tensor(x, dtype)
+
+
+# On symbolic tensors Keras records a ConvertToTensor node (with its dtype); the eager path above
+# stays a plain call, since it runs on every tensor keramic touches.
+_convert_to_tensor_node.__name__ = "convert_to_tensor"
+_symbolic_convert_to_tensor = keras_op(_convert_to_tensor_node)
 
 
 def convert_to_numpy(x):

@@ -40,11 +40,37 @@ def resize(images, size, interpolation="bilinear", antialias=False, crop_to_aspe
     mode = {"bilinear": "bilinear", "nearest": "nearest-exact", "bicubic": "bicubic", "area": "area"}.get(interpolation)
     if mode is None:
         raise ValueError(f"ops.image.resize: unsupported interpolation {interpolation!r}.")
+    if crop_to_aspect_ratio and pad_to_aspect_ratio:
+        raise ValueError("ops.image.resize: only one of `crop_to_aspect_ratio` and `pad_to_aspect_ratio` can be True.")
+    if crop_to_aspect_ratio:
+        x = _center_crop_to_aspect(x, size)
+    elif pad_to_aspect_ratio:
+        x = _center_pad_to_aspect(x, size, fill_value)
     kwargs = {} if mode in ("nearest-exact", "area") else {"align_corners": False, "antialias": antialias}
     out = F.interpolate(x, size=tuple(size), mode=mode, **kwargs)
     if not dtype.is_floating_point:
         out = torch.round(out).clamp(torch.iinfo(dtype).min, torch.iinfo(dtype).max).to(dtype)
     return _from_nchw(out, unbatched, data_format)
+
+
+def _center_crop_to_aspect(x, size):
+    """The largest centred window of NCHW `x` with the aspect ratio of `size` (sizes truncated as Keras)."""
+    height, width = x.shape[-2:]
+    target_height, target_width = size
+    crop_height = max(min(height, int(width * target_height / target_width)), 1)
+    crop_width = max(min(width, int(height * target_width / target_height)), 1)
+    top, left = int((height - crop_height) / 2), int((width - crop_width) / 2)
+    return x[..., top:top + crop_height, left:left + crop_width]
+
+
+def _center_pad_to_aspect(x, size, fill_value):
+    """NCHW `x` padded with `fill_value` by the same amount on both sides of one axis, towards the
+    aspect ratio of `size` (an odd shortfall leaves one row or column out, as Keras)."""
+    height, width = x.shape[-2:]
+    target_height, target_width = size
+    top = int((max(height, int(width * target_height / target_width)) - height) / 2)
+    left = int((max(width, int(height * target_width / target_height)) - width) / 2)
+    return F.pad(x, (left, left, top, top), value=float(fill_value))
 
 
 @keras_op
@@ -86,13 +112,16 @@ def extract_patches(images, size, strides=None, dilation_rate=1, padding="valid"
     if not isinstance(size, int) and len(size) == 3:  # Keras's one node class serves volumes too
         return _volume_patches(images, tuple(size), strides, dilation_rate, padding, data_format)
     x, unbatched = _to_nchw(images, data_format)
+    dtype = x.dtype
+    if not (dtype.is_floating_point or dtype.is_complex):  # im2col has no integer kernel; float64 holds them exactly
+        x = x.to(torch.float64)
     size = (size, size) if isinstance(size, int) else tuple(size)
     strides = size if strides is None else ((strides, strides) if isinstance(strides, int) else tuple(strides))
     if padding == "same":
         from keramic.ops.nn import _pad_same
 
         x = _pad_same(x, size, strides, (dilation_rate, dilation_rate))
-    patches = F.unfold(x, size, dilation=dilation_rate, stride=strides)  # (N, C*kh*kw, L)
+    patches = F.unfold(x, size, dilation=dilation_rate, stride=strides).to(dtype)  # (N, C*kh*kw, L)
     n, c = x.shape[:2]
     out_h = (x.shape[2] - dilation_rate * (size[0] - 1) - 1) // strides[0] + 1
     out_w = (x.shape[3] - dilation_rate * (size[1] - 1) - 1) // strides[1] + 1

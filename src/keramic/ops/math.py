@@ -71,7 +71,9 @@ def _highest(dtype):
     return torch.finfo(dtype).max if dtype.is_floating_point else torch.iinfo(dtype).max
 
 
-segment_sum = keras_op(_segment("sum", lambda dtype: 0))
+segment_sum = _segment("sum", lambda dtype: 0)
+segment_sum.__name__ = "segment_sum"
+segment_sum = keras_op(segment_sum)
 segment_max = _segment("amax", _lowest)
 segment_max.__name__ = "segment_max"
 segment_max = keras_op(segment_max)

@@ -492,7 +492,8 @@ def ctc_decode(inputs, sequence_lengths, strategy="greedy", beam_width=100, top_
     x = _float_input(inputs)
     lengths = _t(sequence_lengths).to(torch.int64)
     best = torch.argmax(x, dim=-1)
-    scores = -torch.sum(torch.amax(torch.log_softmax(x, dim=-1), dim=-1) *
+    # The score is minus the sum of the best raw input per step (no softmax), as Keras's torch backend.
+    scores = -torch.sum(torch.amax(x, dim=-1) *
                         (torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]), dim=1, keepdim=True)
     best = torch.where(torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None], best, torch.full_like(best, mask_index))
     keep = best != mask_index

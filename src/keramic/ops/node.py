@@ -8,9 +8,21 @@ Each op function is wrapped by `keras_op`: on tensors it runs eagerly; when an a
 import functools
 import inspect
 
+from keramic import backend
 from keramic.ops.signatures import OP_SIGNATURES
 from keramic.symbolic import KerasTensor, flatten
 
+# Config entries Keras fills in before it builds the node, when the caller passes None or leaves
+# them out: op name -> {argument: function giving Keras's value}. (OneHot would read a None dtype
+# as the backend's integer default.)
+_CHANNELS = {"data_format": lambda: backend.image_data_format()}
+_KERAS_FILLS = {
+    "one_hot": {"dtype": lambda: backend.floatx()},
+    "multi_hot": {"dtype": lambda: backend.floatx()},
+    "layer_normalization": {"rms_scaling": lambda: False},
+    **dict.fromkeys(("conv", "conv_transpose", "depthwise_conv", "separable_conv", "average_pool", "max_pool",
+                     "adaptive_average_pool", "adaptive_max_pool", "extract_patches"), _CHANNELS),
+}
 _FUNCTIONS = {}  # op function name -> the eager function
 _CLASSES = {}  # (module, class name) -> node class
 
@@ -59,7 +71,15 @@ def _symbolic_call(name, signature, args, kwargs):
     bound.apply_defaults()
     values = bound.arguments
     _, _, config_names, call_names = OP_SIGNATURES[name]
+    for key, parameter in signature.parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:  # config arguments such as layer_normalization's rms_scaling
+            values = {**values.get(key, {}), **values}
     config = {key: values[key] for key in config_names if key in values}
+    for key, fill in _KERAS_FILLS.get(name, {}).items():
+        if config.get(key) is None:
+            config[key] = fill()
+    if name == "extract_patches":
+        config = _patch_sizes(config)
     config = normalize_config(config)
     call_args, call_kwargs = [], {}
     for key in call_names:
@@ -73,6 +93,13 @@ def _symbolic_call(name, signature, args, kwargs):
         else:
             call_args.append(values[key])
     return op_class(name)(**config)(*call_args, **call_kwargs)
+
+
+def _patch_sizes(config):
+    """Keras's ExtractPatches node keeps an int size as a pair and missing strides as the size."""
+    size = config["size"]
+    size = (size, size) if isinstance(size, int) else size
+    return dict(config, size=size, strides=size if config.get("strides") is None else config["strides"])
 
 
 def normalize_config(config):

@@ -199,9 +199,6 @@ def heaviside(x1, x2):
     return torch.heaviside(a, b)
 _promoting_binary("gcd", torch.gcd, "Greatest common divisor.")
 _promoting_binary("lcm", torch.lcm, "Least common multiple.")
-_promoting_binary("bitwise_and", torch.bitwise_and, "Bitwise and.")
-_promoting_binary("bitwise_or", torch.bitwise_or, "Bitwise or.")
-_promoting_binary("bitwise_xor", torch.bitwise_xor, "Bitwise xor.")
 
 
 @keras_op
@@ -290,6 +287,10 @@ def _shift(fn):
     return op
 
 
+# Keras names these arguments (x, y), and its op nodes call them by those names.
+_export("bitwise_and", _shift(torch.bitwise_and), "Bitwise and.")
+_export("bitwise_or", _shift(torch.bitwise_or), "Bitwise or.")
+_export("bitwise_xor", _shift(torch.bitwise_xor), "Bitwise xor.")
 _export("bitwise_left_shift", _shift(torch.bitwise_left_shift), "x << y.")
 _export("left_shift", _shift(torch.bitwise_left_shift), "x << y.")
 _export("bitwise_right_shift", _shift(torch.bitwise_right_shift), "x >> y.")
@@ -858,8 +859,15 @@ def moveaxis(x, source, destination):
     return torch.movedim(_t(x), source, destination)
 
 
+def _is_strings(x) -> bool:
+    """A numpy array of strings: torch has none, so shape-only ops act on it with numpy."""
+    return isinstance(x, np.ndarray) and x.dtype.kind in "USO"
+
+
 @keras_op
 def expand_dims(x, axis):
+    if _is_strings(x):
+        return np.expand_dims(x, axis)
     x = _t(x)
     axes = [axis] if isinstance(axis, int) else list(axis)
     out_dim = x.dim() + len(axes)
@@ -870,6 +878,8 @@ def expand_dims(x, axis):
 
 @keras_op
 def squeeze(x, axis=None):
+    if _is_strings(x):
+        return np.squeeze(x, axis if axis is None or isinstance(axis, int) else tuple(axis))
     x = _t(x)
     if axis is None:
         return x.squeeze()
@@ -1187,12 +1197,34 @@ def unique(x, sorted=True, return_index=False, return_inverse=False, return_coun
         flat_inverse = inverse.flatten()
         first = torch.full((values.shape[0],), flat_inverse.numel(), dtype=torch.int64, device=x.device)
         first = first.scatter_reduce(0, flat_inverse, torch.arange(flat_inverse.numel(), device=x.device), reduce="amin")
-        results.append(first.to(torch.int32))
-    if return_inverse:
-        results.append(inverse.to(torch.int32))
+        results.append(first)
+    if return_inverse:  # indices and counts stay int64, as Keras's torch backend returns them
+        results.append(inverse)
     if return_counts:
-        results.append(counts.to(torch.int32))
+        results.append(counts)
+    if size is not None:
+        results = _to_unique_size(results, axis, size, fill_value, return_index, return_inverse, return_counts, x.dim())
     return results[0] if len(results) == 1 else tuple(results)
+
+
+def _to_unique_size(results, axis, size, fill_value, return_index, return_inverse, return_counts, ndim):
+    """`unique(..., size=n)`: values (and first indices, counts) cut or padded to n along the unique
+    axis; padding takes `fill_value` (0 if None), counts 0 and first indices 1, as Keras."""
+    dim = 0 if axis is None else axis % ndim
+    values = results[0]
+    count = values.shape[dim]
+    if count >= size:
+        results[0] = values.narrow(dim, 0, size)
+    else:
+        widths = [0, 0] * values.dim()
+        widths[2 * (values.dim() - 1 - dim) + 1] = size - count
+        results[0] = torch.nn.functional.pad(values, widths, value=0 if fill_value is None else fill_value)
+    per_value = ([1] if return_index else []) + ([len(results) - 1] if return_counts else [])
+    for index in per_value:
+        pad = 1 if return_index and index == 1 else 0
+        item = results[index]
+        results[index] = item[:size] if count >= size else torch.nn.functional.pad(item, (0, size - count), value=pad)
+    return results
 
 
 @keras_op

@@ -2,6 +2,7 @@
 
 from keramic.saving.api import load_model, load_weights, save_model, save_weights
 from keramic.saving.file_editor import KerasFileEditor
+from keramic.serialization.public import deserialize_keras_object
 from keramic.serialization.registry import (
     CustomObjectScope,
     custom_object_scope,
@@ -10,7 +11,7 @@ from keramic.serialization.registry import (
     get_registered_object,
     register_keras_serializable,
 )
-from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization.serialize import serialize_keras_object
 
 __all__ = [
     "CustomObjectScope",

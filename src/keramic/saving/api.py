@@ -24,7 +24,7 @@ from keramic.saving.formats import (  # noqa: F401  (each registers its row in t
 )
 from keramic.saving.stores import atomic
 from keramic.serialization import registry
-from keramic.serialization.serialize import deserialize_keras_object, model_expected, safe_mode_scope
+from keramic.serialization.serialize import deserialize_keras_object, loads_as_model, model_expected, safe_mode_scope
 
 PathLike = str | os.PathLike
 ZIP_MAGIC = table.ZIP_MAGIC
@@ -100,7 +100,7 @@ def load_model(filepath: PathLike, custom_objects: dict | None = None, compile: 
             raise FileFormatError(f"{filepath}: {row.hint or row.description + ' holds no model architecture.'}")
         with model_expected():
             model = row.load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
-        if not callable(getattr(model, "compile_from_config", None)):
+        if not loads_as_model(model):
             raise NotAModelError(f"{filepath}: the file describes a {type(model).__name__}, not a model; load_model only returns models.")
     return model
 

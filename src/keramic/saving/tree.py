@@ -50,7 +50,10 @@ def saveable_objects(model: Any, include_optimizer: bool = True) -> list[tuple[s
         visited.add(id(obj))
         found.append((path, obj))
         for name, value in obj._saveable_children():
-            if name == "optimizer" and not include_optimizer:
+            if name == "optimizer" and not include_optimizer and obj is model:
+                # Only the top-level optimizer is left out (a nested compiled model keeps its own, as
+                # in Keras's files); marked seen, so `_compile_args` does not reach it by another path.
+                visited.add(id(value))
                 continue
             child_path = f"{path}/{name}" if path else name
             if saving_kind(value):

@@ -325,6 +325,12 @@ def describe_config(config: Any) -> str:
     return f"a {type(config).__name__}"
 
 
+def loads_as_model(cls_or_obj: Any) -> bool:
+    """True for what a model loader returns: models, and the few layers Keras's `load_model` also
+    returns (a class sets `_loads_as_model`, as `FeatureSpace` does)."""
+    return callable(getattr(cls_or_obj, "compile_from_config", None)) or getattr(cls_or_obj, "_loads_as_model", False)
+
+
 def _check_is_model(config, custom_objects):
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
         raise NotAModelError(f"Expected a model config ({{'class_name': ..., 'config': ...}}), got {type(config).__name__}.")
@@ -336,7 +342,7 @@ def _check_is_model(config, custom_objects):
     found = _resolve_class(config, custom_objects, ("keras", "keras.models"))
     if found is None:
         raise _unknown("class", class_name, config)
-    if not (isinstance(found, type) and callable(getattr(found, "compile_from_config", None))):
+    if not (isinstance(found, type) and loads_as_model(found)):
         kind = f"{found.__module__}.{found.__name__}" if isinstance(found, type) else "a function"
         raise NotAModelError(f"The config's top level is {class_name} ({kind}), not a model; a model loader only returns models.")
 

@@ -140,6 +140,8 @@ class ModelCheckpoint(_MonitorCallback):
             self.model.save_weights(filepath, overwrite=True)
         else:
             self.model.save(filepath, overwrite=True)
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
 
 
 @keras_export("keras.callbacks")

@@ -60,7 +60,7 @@ class CompiledLoss:
         self.losses = None  # resolved on the first batch ("crossentropy" depends on the shapes)
         weights = _per_output(loss_weights, self.output_names, "loss_weights") if loss_weights is not None else [None] * len(self.output_names)
         self.weights = [1.0 if w is None else float(w) for w in weights]
-        self.multi_output = len(self.output_names) > 1
+        self.multi_output = sum(spec is not None for spec in self._specs) > 1  # Keras tracks per-output losses then
 
     def build(self, targets, predictions):
         self.losses = [
@@ -99,14 +99,30 @@ class CompiledMetrics:
         self.metrics = None  # [(output index, metric, weighted)]
 
     def build(self, targets, predictions):
+        """Resolve the metrics in Keras's log order (every output's metrics, then the weighted ones)."""
         self.metrics = []
-        for index, (y_true, y_pred) in enumerate(zip(targets, predictions)):
-            for weighted, specs in ((False, self._specs[index]), (True, self._weighted_specs[index])):
-                for spec in specs or []:
+        counts = {}
+        for weighted, all_specs in ((False, self._specs), (True, self._weighted_specs)):
+            for index, (y_true, y_pred) in enumerate(zip(targets, predictions)):
+                for spec in all_specs[index] or []:
                     metric = metrics_module.resolve_metric(spec, y_true, y_pred, self._compiled_loss.losses[index])
-                    if len(self.output_names) > 1:
-                        metric.name = f"{self.output_names[index]}_{metric.name}"
+                    metric.name = self._log_name(metric, index, weighted, counts)
                     self.metrics.append((index, metric, weighted))
+
+    def _log_name(self, metric, index, weighted, counts):
+        """Keras's name in the logs: output-prefixed on a multi-output model, `weighted_` for a weighted
+        metric that clashes, `_1`, `_2`... for further clashes. The unprefixed name is kept on the
+        metric, so that a recompile reusing the object does not prefix it twice."""
+        base = metric.__dict__.setdefault("_compiled_base_name", metric.name)
+        prefix = f"{self.output_names[index]}_" if len(self.output_names) > 1 else ""
+        name = prefix + base
+        if name in counts and weighted:
+            name = f"{prefix}weighted_{base}"
+        if name in counts:
+            counts[name] += 1
+            return f"{name}_{counts[name] - 1}"
+        counts[name] = 1
+        return name
 
     def update(self, targets, predictions, sample_weights):
         if self.metrics is None:

@@ -5,6 +5,7 @@ sliced there and then sent to the model's device, so a large dataset never has t
 """
 
 import math
+import types
 import warnings
 
 import numpy as np
@@ -25,6 +26,8 @@ def _as_tensor(array):
         return strings.as_array(array)  # torch has no strings: string inputs are batched as numpy arrays
     if array.dtype == object:
         raise TypeError(f"Cannot convert an object array to a tensor: {array!r}")
+    if not array.flags.writeable:  # a view of a tf.Tensor's buffer: torch needs its own copy
+        array = array.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(array)) if array.ndim else torch.tensor(array)
     return tensor.to(backend.torch_dtype(backend.floatx())) if tensor.dtype == torch.float64 else tensor
 
@@ -146,7 +149,7 @@ class IterableBatches:
     def __init__(self, iterable, steps=None, device=None):
         self.iterable = iterable
         self.device = device
-        self.steps = steps if steps is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.steps = steps if steps is not None else _known_length(iterable)
 
     def __iter__(self):
         iterator = iter(self.iterable)
@@ -158,6 +161,15 @@ class IterableBatches:
             if part is not None:
                 x, y, sample_weight = take(x, part), take(y, part), take(sample_weight, part)
             yield to_tensors(x, self.device), to_tensors(y, self.device), to_tensors(sample_weight, self.device)
+
+
+def _known_length(iterable):
+    """`len(iterable)`, or None where it has none or cannot tell (a tf.data pipeline after
+    `from_generator` or `filter` raises TypeError from `__len__`)."""
+    try:
+        return len(iterable)
+    except TypeError:
+        return None
 
 
 class EpochSteps:
@@ -198,9 +210,32 @@ def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, 
         return batches if steps is None else EpochSteps(batches, steps)
     if y is not None:
         raise ValueError("`y` must not be given when `x` is a generator or dataset that yields (x, y) batches.")
+    kind = _self_ordered_kind(x)
+    if shuffle and kind:
+        warnings.warn(
+            f"`shuffle=True` was passed, but will be ignored since the data `x` was provided as {kind}, "
+            "which gives its batches in its own order: shuffle it at the source.",
+            stacklevel=3,
+        )
     return IterableBatches(x, steps, device)
+
+
+def _self_ordered_kind(x):
+    """The name of a data source whose order `fit(shuffle=True)` leaves alone (Keras warns of it)."""
+    if isinstance(x, torch.utils.data.DataLoader):
+        return "a torch DataLoader"
+    if isinstance(x, types.GeneratorType):
+        return "a generator"
+    if type(x).__module__.startswith("tensorflow") and hasattr(x, "element_spec"):
+        return "a tf.data.Dataset"
+    return None
 
 
 def _is_array_like(x):
     leaves = flatten(x)
-    return bool(leaves) and all(isinstance(leaf, (np.ndarray, torch.Tensor, list, float, int)) for leaf in leaves)
+    return bool(leaves) and all(isinstance(leaf, (np.ndarray, torch.Tensor, list, float, int)) or _is_foreign_array(leaf) for leaf in leaves)
+
+
+def _is_foreign_array(leaf):
+    """Another library's eager array (a tf.Tensor, a DataFrame): Keras batches it like numpy."""
+    return hasattr(leaf, "__array__") and hasattr(leaf, "shape") and not isinstance(leaf, type)

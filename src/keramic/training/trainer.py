@@ -1,5 +1,6 @@
 """compile / fit / evaluate / predict for models, with Keras 3's semantics and a lean training step."""
 
+import inspect
 import itertools
 import warnings
 
@@ -33,10 +34,14 @@ def _concat(batches):
 
 
 def _pythonify(logs):
-    """Logs as Python floats; a metric with one value per class (`F1Score(average=None)`) stays a
-    numpy array, as Keras keeps it in logs and history."""
+    """Logs as Python floats, in Keras's order (sorted by name, a nested dict flattened in its
+    place); a metric with one value per class (`F1Score(average=None)`) stays a numpy array, as
+    Keras keeps it in logs and history."""
     result = {}
-    for key, value in logs.items():
+    for key, value in sorted(logs.items()):
+        if isinstance(value, dict):
+            result.update(_pythonify(value))
+            continue
         array = backend.convert_to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
         result[key] = float(array) if array.ndim == 0 else array
     return result
@@ -101,6 +106,11 @@ class Trainer:
         on torch. A `mixed_float16` model's optimizer is wrapped in a `LossScaleOptimizer`.
         """
         self.optimizer = optimizers_module.get(optimizer)
+        previous = self._compile_args if self.compiled else None
+        if loss is None and previous is not None:  # as Keras: a recompile without a loss keeps the last one
+            loss, loss_weights = previous["loss"], previous["loss_weights"]
+        if metrics is None and weighted_metrics is None and previous is not None:  # and the last metrics
+            metrics, weighted_metrics = previous["metrics"], previous["weighted_metrics"]
         self.loss = loss  # as passed, as Keras keeps it
         self._compile_args = {
             "optimizer": self.optimizer,
@@ -160,18 +170,43 @@ class Trainer:
 
     @property
     def metrics(self):
-        """The loss tracker, the per-output loss trackers of a multi-output model, then the compiled
-        metrics (those two after the first step), in the order of the logs."""
-        if not self.compiled:
-            return []
-        result = [self._loss_tracker, *getattr(self, "_output_loss_trackers", {}).values()]
-        if self._compiled_metrics is not None and self._compiled_metrics.metrics:
-            result += [metric for _, metric, _ in self._compiled_metrics.metrics]
-        return result
+        """The loss tracker, the per-output loss trackers of a multi-output model, the compiled
+        metrics (those two after the first step), then the metrics kept as attributes of the model
+        and its layers (Keras resets and logs those too)."""
+        result = []
+        if self.compiled:
+            result = [self._loss_tracker, *getattr(self, "_output_loss_trackers", {}).values()]
+            if self._compiled_metrics is not None and self._compiled_metrics.metrics:
+                result += [metric for _, metric, _ in self._compiled_metrics.metrics]
+        cached = self.__dict__.get("_attribute_metrics")
+        extra = self._find_attribute_metrics() if cached is None else cached
+        return result + [metric for metric in extra if all(metric is not known for known in result)]
+
+    def _find_attribute_metrics(self):
+        """Metrics held in public attributes of this model and of its layers, nested models left
+        out as in Keras (their metrics belong to their own training)."""
+        found = []
+        for layer in self._flatten_layers():
+            if layer is not self and isinstance(layer, Trainer):
+                continue
+            for name, value in vars(layer).items():
+                if isinstance(value, metrics_module.Metric) and not name.startswith("_") and all(value is not f for f in found):
+                    found.append(value)
+        return found
 
     @property
     def metrics_names(self):
-        return [metric.name for metric in self.metrics]
+        """As Keras: the compiled metrics count as one entry, `compile_metrics`, after `loss`."""
+        if type(self).metrics is not Trainer.metrics or not self.compiled:
+            return [metric.name for metric in self.metrics]
+        args = self._compile_args
+        compiled = ["compile_metrics"] if args["metrics"] is not None or args["weighted_metrics"] is not None else []
+        return ["loss", *compiled, *self._tracker_and_attribute_names()]
+
+    def _tracker_and_attribute_names(self):
+        trackers = [tracker.name for tracker in getattr(self, "_output_loss_trackers", {}).values()]
+        cached = self.__dict__.get("_attribute_metrics")
+        return trackers + [metric.name for metric in (self._find_attribute_metrics() if cached is None else cached)]
 
     def reset_metrics(self):
         for metric in self.metrics:
@@ -237,6 +272,7 @@ class Trainer:
         self._compiled_metrics.build(targets, predictions)
         if self._compiled_loss.multi_output and not self._output_loss_trackers:
             self._output_loss_trackers = {name: metrics_module.Mean(name=f"{name}_loss") for name in self._compiled_loss.output_names}
+        self.__dict__["_attribute_metrics"] = self._find_attribute_metrics()  # the model is built by now
         hook = self.__dict__.pop("_on_metrics_created", None)
         if hook is not None:
             hook()
@@ -246,12 +282,15 @@ class Trainer:
             return self._local_logs()
 
     def _local_logs(self):
+        # Keras's order: loss, compiled metrics, per-output losses, metrics held by the model and its layers
         logs = {"loss": self._loss_tracker.result()}
+        if self._compiled_metrics is not None:
+            logs.update(self._compiled_metrics.results())
         if self._compiled_loss is not None and self._compiled_loss.multi_output:
             for name, tracker in getattr(self, "_output_loss_trackers", {}).items():
                 logs[tracker.name] = tracker.result()
-        if self._compiled_metrics is not None:
-            logs.update(self._compiled_metrics.results())
+        for metric in self.__dict__.get("_attribute_metrics") or []:
+            logs.setdefault(metric.name, metric.result())
         return logs
 
     def _reset_trackers(self):
@@ -260,6 +299,14 @@ class Trainer:
             tracker.reset_state()
         if self._compiled_metrics is not None:
             self._compiled_metrics.reset()
+        self._reset_attribute_metrics()
+
+    def _reset_attribute_metrics(self):
+        """Find the metrics the model and its layers hold (again: layers may have made some while
+        building) and reset them, as Keras does at each epoch's start."""
+        self.__dict__["_attribute_metrics"] = self._find_attribute_metrics()
+        for metric in self.__dict__["_attribute_metrics"]:
+            metric.reset_state()
 
     def _step_losses(self):
         """Regularization penalties and `add_loss` terms of this step (cached walk while training)."""
@@ -286,7 +333,11 @@ class Trainer:
         y_pred = self(x, training=training)
         if type(self).compute_loss is Trainer.compute_loss:
             return self._loss_parts(x, y, y_pred, sample_weight, training)
-        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        # As Keras: positional arguments, and `training` only to overrides that take it (it came in Keras 3.3).
+        if "training" in inspect.signature(self.compute_loss).parameters:
+            loss = self.compute_loss(x, y, y_pred, sample_weight, training=training)
+        else:
+            loss = self.compute_loss(x, y, y_pred, sample_weight)
         if y is None:
             self._ensure_compiled_objects(y_pred)
             return loss, [], [], [], []
@@ -340,6 +391,8 @@ class Trainer:
             grads = distributed.reduce_gradients(self, grads, variables, _batch_size(x))
             pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
             self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+        else:
+            warnings.warn("The model does not have any trainable weights.", stacklevel=2)
         self._record(loss, per_output, targets, predictions, weights, _batch_size(x))
 
     def _test_batch(self, x, y, sample_weight):
@@ -359,6 +412,8 @@ class Trainer:
         """Before a custom `train_step` / `test_step` first runs: create the compiled metrics from
         one forward pass, so that iterating `self.metrics` finds them as in Keras."""
         if y is None or not self.compiled or self._compiled_metrics is not None and self._compiled_metrics.metrics is not None:
+            return
+        if type(self).call is Layer.call:  # a GAN-style model with no `call` of its own has no outputs to match
             return
         with torch.no_grad():
             y_pred = self(x, training=False)
@@ -436,6 +491,7 @@ class Trainer:
                 if variables is None:
                     self._build_before_training(bx)
                     variables = self._trainable_for_step()
+                    self._reset_attribute_metrics()  # the building call must not count in them
                     if custom:
                         self._prepare_custom_step(bx, by)
                 callback_list.on_train_batch_begin(step)
@@ -506,8 +562,17 @@ class Trainer:
     def _format_results(self, logs, return_dict):
         if return_dict:
             return logs
-        values = list(logs.values())
+        order = self._result_order()
+        values = [logs[name] for name in order if name in logs] + [logs[key] for key in sorted(logs) if key not in order]
         return values[0] if len(values) == 1 else values
+
+    def _result_order(self):
+        """The names Keras lists results by: `loss`, the compiled metrics' own (unprefixed) names,
+        the per-output losses; the logs' other entries follow, sorted."""
+        if type(self).metrics is not Trainer.metrics or not self.compiled:
+            return [metric.name for metric in self.metrics]
+        compiled = [metric.__dict__.get("_compiled_base_name", metric.name) for _, metric, _ in getattr(self._compiled_metrics, "metrics", None) or []]
+        return ["loss", *compiled, *self._tracker_and_attribute_names()]
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs for `x` as numpy arrays (batched; `training=False`)."""

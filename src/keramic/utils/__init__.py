@@ -11,7 +11,8 @@ from keramic.serialization.registry import (
     get_registered_object,
     register_keras_serializable,
 )
-from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.serialization.public import deserialize_keras_object
+from keramic.serialization.serialize import serialize_keras_object
 from keramic.training.progress import Progbar
 from keramic.utils import bounding_boxes, legacy
 from keramic.utils.audio_dataset import audio_dataset_from_directory

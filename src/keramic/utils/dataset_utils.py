@@ -2,7 +2,8 @@
 
 Keras returns `tf.data.Dataset`s; keramic has no TensorFlow, so these return an
 `ArrayDataset`: an in-memory, re-iterable dataset with the `tf.data` methods Keras guides use
-(`batch`, `unbatch`, `shuffle`, `map`, `take`, `prefetch`, `cache`), accepted by `fit`.
+(`batch`, `unbatch`, `shuffle`, `map`, `take`, `prefetch`, `cache`), accepted by `fit`. Its
+arrays come out as `EagerArray`s, with the `.numpy()` Keras examples call on batches.
 """
 
 import math
@@ -13,6 +14,21 @@ import numpy as np
 from keramic.symbolic import flatten, map_structure
 
 ALLOWED_IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+
+class EagerArray(np.ndarray):
+    """A batch array with the `.numpy()` of a TensorFlow eager tensor, which Keras examples call on batches."""
+
+    def numpy(self) -> np.ndarray:
+        """The plain array; strings come back as UTF-8 bytes, as TensorFlow returns them."""
+        array: np.ndarray = self.view(np.ndarray)
+        if array.dtype == object and array.size and isinstance(array.flat[0], str):
+            return np.vectorize(lambda text: text.encode("utf-8"), otypes=[object])(array)
+        return array
+
+
+def _eager(element):
+    return map_structure(lambda a: a.view(EagerArray) if type(a) is np.ndarray else a, element)
 
 
 class ArrayDataset:
@@ -60,7 +76,7 @@ class ArrayDataset:
         element = map_structure(lambda a: np.asarray(a)[rows], self.data)
         for fn in self._functions:
             element = fn(*element) if isinstance(element, tuple) else fn(element)
-        return element
+        return _eager(element)
 
     def __iter__(self):
         size = self.num_elements
@@ -81,7 +97,7 @@ class ArrayDataset:
                 element = map_structure(lambda a: np.asarray(a)[index], self.data)
             for fn in self._functions:
                 element = fn(*element) if isinstance(element, tuple) else fn(element)
-            yield element
+            yield _eager(element)
 
     def batch(self, batch_size, drop_remainder=False, **kwargs):
         if self.batch_size is not None:
@@ -157,12 +173,11 @@ def timeseries_dataset_from_array(data, targets, sequence_length, sequence_strid
     starts = np.arange(start, end - span, sequence_stride)
     if targets is not None:
         starts = starts[starts < len(targets)]
-    if shuffle:
-        starts = np.random.default_rng(seed).permutation(starts)
     offsets = np.arange(sequence_length) * sampling_rate
     windows = data[starts[:, None] + offsets[None]]
     elements = windows if targets is None else (windows, np.asarray(targets)[starts])
-    return ArrayDataset(elements, batch_size=batch_size)
+    # As Keras, shuffle=True draws a new window order every epoch.
+    return ArrayDataset(elements, batch_size=batch_size, shuffle=shuffle, shuffle_seed=seed)
 
 
 def _class_directories(directory, class_names):
@@ -207,7 +222,9 @@ def _encode_labels(values, label_mode, num_classes):
 
 def _subset(items, validation_split, subset, shuffle, seed):
     count = len(items[0])
-    order = np.random.default_rng(seed).permutation(count) if shuffle else np.arange(count)
+    order = np.arange(count)
+    if shuffle:  # Keras's file order: one RandomState(seed) shuffle, so a seed picks the same subsets
+        np.random.RandomState(seed).shuffle(order)
     items = [np.asarray(item)[order] if len(item) else item for item in items]
     if not validation_split:
         return [items]
@@ -216,6 +233,10 @@ def _subset(items, validation_split, subset, shuffle, seed):
     split = count - int(validation_split * count)
     train = [item[:split] for item in items]
     validation = [item[split:] for item in items]
+    if subset in ("training", "both"):
+        print(f"Using {split} files for training.")
+    if subset in ("validation", "both"):
+        print(f"Using {count - split} files for validation.")
     if subset == "training":
         return [train]
     if subset == "validation":
@@ -225,26 +246,42 @@ def _subset(items, validation_split, subset, shuffle, seed):
     raise ValueError(f"subset must be 'training', 'validation' or 'both' with validation_split; received {subset!r}.")
 
 
+def _load_image(path, image_size, color_mode, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio, data_format):
+    """Decoded at its own size, then resized as Keras resizes here (tf.image.resize: float pixels, no
+    antialiasing), not with Pillow, whose downscaling filters differ."""
+    from keramic import ops
+    from keramic.utils.image_utils import img_to_array, load_img, smart_resize
+
+    if crop_to_aspect_ratio and pad_to_aspect_ratio:
+        raise ValueError("Only one of `pad_to_aspect_ratio`, `crop_to_aspect_ratio` can be set to `True`.")
+    image = img_to_array(load_img(path, color_mode=color_mode), data_format="channels_last")
+    if crop_to_aspect_ratio:
+        image = smart_resize(image, image_size, interpolation=interpolation)
+    else:
+        image = ops.convert_to_numpy(ops.image.resize(image, image_size, interpolation=interpolation,
+                                                      pad_to_aspect_ratio=pad_to_aspect_ratio, data_format="channels_last"))
+    return img_to_array(image, data_format=data_format)
+
+
 def image_dataset_from_directory(directory, labels="inferred", label_mode="int", class_names=None, color_mode="rgb",
                                  batch_size=32, image_size=(256, 256), shuffle=True, seed=None, validation_split=None,
                                  subset=None, interpolation="bilinear", follow_links=False, crop_to_aspect_ratio=False,
                                  pad_to_aspect_ratio=False, data_format=None, verbose=True):
     """Images in `directory/<class>/...` -> batches of (images, labels), decoded with Pillow."""
-    from keramic.utils.image_utils import img_to_array, load_img
-
     paths, values, names = _collect(directory, labels, class_names, ALLOWED_IMAGE_FORMATS, follow_links)
     if verbose:
         print(f"Found {len(paths)} files belonging to {len(names) or 1} classes.")
     splits = _subset([np.asarray(paths), values], validation_split, subset, shuffle, seed)
     datasets = []
-    for split_paths, split_values in splits:
-        images = np.stack([img_to_array(load_img(path, color_mode=color_mode, target_size=tuple(image_size),
-                                                 interpolation=interpolation, keep_aspect_ratio=crop_to_aspect_ratio),
-                                        data_format=data_format) for path in split_paths]) if len(split_paths) else \
+    for index, (split_paths, split_values) in enumerate(splits):
+        images = np.stack([_load_image(path, tuple(image_size), color_mode, interpolation, crop_to_aspect_ratio,
+                                       pad_to_aspect_ratio, data_format) for path in split_paths]) if len(split_paths) else \
             np.zeros((0,) + tuple(image_size) + ({"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode],), "float32")
         elements = images if label_mode is None or labels is None else (
             images, _encode_labels(np.asarray(split_values), label_mode, max(len(names), 1)))
-        datasets.append(ArrayDataset(elements, batch_size=batch_size, class_names=names or None))
+        # As Keras: the training subset is reshuffled every epoch; the validation half of "both" is not.
+        datasets.append(ArrayDataset(elements, batch_size=batch_size, class_names=names or None,
+                                     shuffle=shuffle and index == 0, shuffle_seed=seed))
     return datasets[0] if len(datasets) == 1 else datasets
 
 
@@ -257,7 +294,7 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int", 
         print(f"Found {len(paths)} files belonging to {len(names) or 1} classes.")
     splits = _subset([np.asarray(paths), values], validation_split, subset, shuffle, seed)
     datasets = []
-    for split_paths, split_values in splits:
+    for index, (split_paths, split_values) in enumerate(splits):
         texts = []
         for path in split_paths:
             with open(path, encoding="utf-8") as handle:
@@ -266,5 +303,7 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int", 
         texts = np.asarray(texts, dtype=object)
         elements = texts if label_mode is None or labels is None else (
             texts, _encode_labels(np.asarray(split_values), label_mode, max(len(names), 1)))
-        datasets.append(ArrayDataset(elements, batch_size=batch_size, class_names=names or None))
+        # As Keras: the training subset is reshuffled every epoch; the validation half of "both" is not.
+        datasets.append(ArrayDataset(elements, batch_size=batch_size, class_names=names or None,
+                                     shuffle=shuffle and index == 0, shuffle_seed=seed))
     return datasets[0] if len(datasets) == 1 else datasets

@@ -5,6 +5,9 @@ StringLookup, Hashing, Rescaling) with an encoding (`"float"`, `"int"`, `"one_ho
 pairs of preprocessed categorical features together. `adapt` learns every preprocessor's state from
 a dict of arrays or an iterable of dict batches (a `tf.data.Dataset` included); calling it returns
 one concatenated float tensor (`output_mode="concat"`) or a dict of encoded features (`"dict"`).
+As in Keras, the same sublayers also give a symbolic graph (`get_inputs()` -> `get_encoded_features()`)
+for functional models, the layer saves to and loads from `.keras` files with Keras's layout, and a
+call inside a `tf.data` pipeline (graph-mode tf tensors) runs eagerly through `tf.py_function`.
 
 >>> space = FeatureSpace({"age": "float_normalized", "city": "string_categorical"})
 >>> space.adapt({"age": np.array([20.0, 40.0]), "city": np.array(["Oslo", "Rome"])})
@@ -17,15 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from keramic import backend
+from keramic import backend, ops
 from keramic.layers.base import Layer
+from keramic.layers.input_layer import Input
 from keramic.layers.preprocessing.hashing import HashedCrossing, Hashing
 from keramic.layers.preprocessing.lookup import IntegerLookup, StringLookup
 from keramic.layers.preprocessing.numerical import CategoryEncoding, Discretization, Normalization, Rescaling
 from keramic.serialization.registry import keras_export
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 
-# Keras writes these two helper classes under their implementation module; configs name it.
+# Keras writes its helper classes under their implementation module; configs name it.
 _FEATURE_MODULE = "keras.src.layers.preprocessing.feature_space"
 _ENCODINGS = ("float", "int", "one_hot")
 
@@ -36,6 +40,21 @@ class TFDIdentity(Layer):
 
     def call(self, inputs):
         return inputs
+
+
+@keras_export(_FEATURE_MODULE)
+class TFDConcat(Layer):
+    """Concatenates the encoded features (Keras's class name: saved files name its group `concat`)."""
+
+    def __init__(self, axis: int = -1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def call(self, inputs):
+        return ops.concatenate(inputs, axis=self.axis)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "axis": self.axis}
 
 
 @keras_export(_FEATURE_MODULE)
@@ -101,9 +120,20 @@ def _column(values: Any, dtype: str) -> np.ndarray:
     return array
 
 
+def _is_tf_graph_tensor(value: Any) -> bool:
+    """True for a symbolic tf tensor (inside `tf.data.Dataset.map` or a `tf.function`)."""
+    if not type(value).__module__.startswith("tensorflow"):
+        return False
+    import tensorflow as tf
+
+    return not tf.executing_eagerly()
+
+
 @keras_export("keras.utils")
 class FeatureSpace(Layer):
     """Preprocess and encode a dict of structured-data columns, as `keras.utils.FeatureSpace`."""
+
+    _loads_as_model = True  # Keras's `load_model` returns a saved FeatureSpace, as it returns models
 
     @classmethod
     def cross(cls, feature_names, crossing_dim: int, output_mode: str = "one_hot") -> Cross:
@@ -168,8 +198,17 @@ class FeatureSpace(Layer):
                         "All features referenced in the `crosses` argument should be present in the `features` dict. "
                         f"Received unknown features: {[feature_name]}"
                     )
+        self.crosses_by_name = {cross.name: cross for cross in self.crosses}
+        # Keras's attribute names: the saving walk turns them into the file's group paths.
+        self.inputs = {name: Input(shape=(1,), dtype=feature.dtype, name=name) for name, feature in self.features.items()}
+        self.preprocessors = {name: feature.preprocessor for name, feature in self.features.items()}
         self.crossers = {cross.name: HashedCrossing(num_bins=cross.crossing_dim, name=cross.name) for cross in self.crosses}
+        self.one_hot_encoders = {}
+        self.concat = None
+        self.encoded_features = None
         self._is_adapted = False
+        self._sublayers_built = False
+        self.built = False  # built by adapt() or, on loading, by build_from_config()
 
     def _standardize_feature(self, name, feature):
         if isinstance(feature, dict):
@@ -203,64 +242,172 @@ class FeatureSpace(Layer):
             raise ValueError(f"FeatureSpace expects a dict with keys {sorted(self.features)}; missing {missing}.")
         return {name: _column(data[name], feature.dtype) for name, feature in self.features.items()}
 
+    # ---------------------------------------------------------------- adapting and building
+    def _adaptable(self) -> list:
+        """Names of the features whose preprocessor learns from data (fixed ones are skipped, as in Keras)."""
+        names = []
+        for name, feature in self.features.items():
+            layer = feature.preprocessor
+            if isinstance(layer, Normalization) and getattr(layer, "input_mean", None) is not None:
+                continue
+            if isinstance(layer, Discretization) and layer.num_bins is None:
+                continue  # given bin boundaries: nothing to learn (adapting it is an error)
+            if hasattr(layer, "adapt"):
+                names.append(name)
+        return names
+
     def adapt(self, dataset) -> None:
         """Learn every preprocessor's state (mean, bins, vocabulary) from a dict of arrays or dict batches."""
         batches = [dataset] if isinstance(dataset, dict) else list(dataset)
         if not batches or not all(isinstance(batch, dict) for batch in batches):
             raise ValueError("FeatureSpace.adapt() expects a dict of arrays or an iterable of dicts (e.g. a batched tf.data.Dataset of dicts).")
         columns = [self._columns(batch) for batch in batches]
-        for name, feature in self.features.items():
-            if hasattr(feature.preprocessor, "adapt") and not self._is_fixed(feature.preprocessor):
-                feature.preprocessor.adapt(np.concatenate([batch[name] for batch in columns], axis=0))
+        for name in self._adaptable():
+            self.preprocessors[name].adapt(np.concatenate([batch[name] for batch in columns], axis=0))
         self._is_adapted = True
+        self._sublayers_built = False  # cardinalities may have changed
+        self.encoded_features = None
+        self._check_if_built()
 
-    @staticmethod
-    def _is_fixed(preprocessor) -> bool:
-        """A Discretization given boundaries has nothing to learn (adapting it is an error)."""
-        return isinstance(preprocessor, Discretization) and preprocessor.num_bins is None
+    def _check_if_adapted(self) -> None:
+        if not self._is_adapted:
+            needs_adapt = self._adaptable()
+            if needs_adapt:
+                raise ValueError(
+                    "You need to call `.adapt(dataset)` on the FeatureSpace before you can start using it "
+                    f"(features {needs_adapt} learn from data)."
+                )
+            self._is_adapted = True
 
-    def _encoded_size(self, feature) -> int:
-        layer = feature.preprocessor
+    def _names(self) -> list:
+        """Keras's output order: features by name, then crosses by name."""
+        return sorted(self.features) + sorted(self.crosses_by_name)
+
+    def _spec(self, name):
+        return self.features.get(name) or self.crosses_by_name[name]
+
+    def _cardinality(self, name: str) -> int:
+        layer = self.preprocessors.get(name) or self.crossers[name]
         if isinstance(layer, (IntegerLookup, StringLookup)):
             return layer.vocabulary_size()
-        if isinstance(layer, Hashing):
+        if isinstance(layer, CategoryEncoding):
+            return layer.num_tokens
+        if isinstance(layer, (Hashing, HashedCrossing)):
             return layer.num_bins
-        return len(layer.bin_boundaries) + 1
+        if isinstance(layer, Discretization):
+            return len(layer.bin_boundaries) + 1
+        raise ValueError(
+            f"Feature '{name}' has `output_mode='one_hot'`. However it isn't a standard feature and the dimensionality "
+            "of its output space is not known, thus it cannot be one-hot encoded. Try using `output_mode='int'`."
+        )
 
-    def _encode(self, values: torch.Tensor, output_mode: str, size_of) -> torch.Tensor:
-        if output_mode == "one_hot":
-            return CategoryEncoding(num_tokens=size_of(), output_mode="one_hot")(values)
-        if output_mode == "int":
-            return values.to(torch.int64)
-        return values.to(torch.float32)
+    def _check_if_built(self) -> None:
+        """Create the one-hot encoders and the concat layer once the vocabularies are known."""
+        if self._sublayers_built:
+            return
+        self._check_if_adapted()
+        self.one_hot_encoders.clear()
+        for name in self._names():
+            spec = self._spec(name)
+            if self.output_mode == "concat" and spec.output_mode == "int":
+                raise ValueError(
+                    f"Cannot concatenate features because feature '{name}' has not been encoded (it has "
+                    "`output_mode='int'`). Consider using `output_mode='dict'`."
+                )
+            if spec.output_mode == "one_hot":
+                self.one_hot_encoders[name] = CategoryEncoding(num_tokens=self._cardinality(name), output_mode="multi_hot")
+        self.concat = TFDConcat(axis=-1) if self.output_mode == "concat" else None
+        self._sublayers_built = True
+        self.built = True
 
+    def _merge(self, preprocessed: dict, crossed: dict):
+        """Encode each preprocessed feature and cross, then concatenate them or return them by name."""
+        merged = {}
+        for name in self._names():
+            value = preprocessed[name] if name in preprocessed else crossed[name]
+            encoder = self.one_hot_encoders.get(name)
+            merged[name] = encoder(value) if encoder is not None else value
+        if self.output_mode == "dict":
+            return merged
+        return self.concat(list(merged.values()))
+
+    # ---------------------------------------------------------------- functional use
+    def get_inputs(self) -> dict:
+        """The `keras.Input` of each feature (shape `(1,)`), for an end-to-end functional model."""
+        self._check_if_built()
+        return self.inputs
+
+    def get_encoded_features(self):
+        """The symbolic output of the preprocessing graph built on `get_inputs()`."""
+        self._check_if_built()
+        if self.encoded_features is None:
+            preprocessed = {name: self.preprocessors[name](self.inputs[name]) for name in self.features}
+            crossed = {cross.name: self.crossers[cross.name]([preprocessed[n] for n in cross.feature_names]) for cross in self.crosses}
+            self.encoded_features = self._merge(preprocessed, crossed)
+        return self.encoded_features
+
+    # ---------------------------------------------------------------- calling
     def __call__(self, data):
         """Encode a dict of columns (arrays, lists, tensors or scalars) eagerly."""
         if not isinstance(data, dict):
             raise ValueError(f"A FeatureSpace can only be called with a dict. Received: data={data!r}")
-        needs_adapt = [name for name, f in self.features.items() if hasattr(f.preprocessor, "adapt") and not self._is_fixed(f.preprocessor)]
-        if needs_adapt and not self._is_adapted:
-            raise ValueError(f"You need to call `.adapt(dataset)` on the FeatureSpace before you can start using it (features {needs_adapt} learn from data).")
+        if any(_is_tf_graph_tensor(value) for value in data.values()):
+            return self._call_in_tf_graph(data)
+        self._check_if_built()
         unbatched = all(np.ndim(value) == 0 for value in data.values())
         columns = self._columns(data)
-        preprocessed = {name: torch.as_tensor(np.asarray(feature.preprocessor(columns[name])))
-                        for name, feature in self.features.items()}
-        encoded = {
-            name: self._encode(preprocessed[name], feature.output_mode, lambda feature=feature: self._encoded_size(feature))
-            for name, feature in self.features.items()
+        preprocessed = {name: torch.as_tensor(np.asarray(self.preprocessors[name](columns[name]))) for name in self.features}
+        crossed = {
+            cross.name: torch.as_tensor(np.asarray(self.crossers[cross.name]([preprocessed[n] for n in cross.feature_names])))
+            for cross in self.crosses
         }
-        for cross in self.crosses:
-            crossed = self.crossers[cross.name]([preprocessed[name] for name in cross.feature_names])
-            encoded[cross.name] = self._encode(torch.as_tensor(np.asarray(crossed)), cross.output_mode, lambda cross=cross: cross.crossing_dim)
-        # Keras's order: features by name, then crosses by name.
-        order = sorted(self.features) + sorted(cross.name for cross in self.crosses)
-        encoded = {name: encoded[name].to(backend.get_device()) for name in order}
+        for name, value in preprocessed.items():
+            if self._spec(name).output_mode == "int":
+                preprocessed[name] = value.to(torch.int64)
+        device = backend.get_device()
+        preprocessed = {name: value.to(device) for name, value in preprocessed.items()}
+        crossed = {name: value.to(device) for name, value in crossed.items()}
+        merged = self._merge(preprocessed, crossed)
         if self.output_mode == "dict":
-            return {name: value[0] for name, value in encoded.items()} if unbatched else encoded
-        parts = [value if value.dtype.is_floating_point else value.to(torch.float32) for value in encoded.values()]
-        merged = torch.cat(parts, dim=-1)
+            return {name: value[0] for name, value in merged.items()} if unbatched else merged
         return merged[0] if unbatched else merged
 
+    def _width(self, name: str) -> int:
+        encoder = self.one_hot_encoders.get(name)
+        return encoder.num_tokens if encoder is not None else 1
+
+    def _call_in_tf_graph(self, data):
+        """Inside `tf.data` (graph mode): run the eager encoding through `tf.py_function`."""
+        import tensorflow as tf
+
+        self._check_if_built()
+        keys = list(self.features)
+        missing = [name for name in keys if name not in data]
+        if missing:
+            raise ValueError(f"FeatureSpace expects a dict with keys {sorted(self.features)}; missing {missing}.")
+        names = self._names()
+
+        def run(*values):
+            out = self({key: value.numpy() for key, value in zip(keys, values)})
+            flat = [out] if self.output_mode == "concat" else [out[name] for name in names]
+            return [value.detach().cpu().numpy() for value in flat]
+
+        if self.output_mode == "concat":
+            dtypes, widths = [tf.float32], [sum(self._width(name) for name in names)]
+        else:
+            dtypes = [tf.int64 if self._spec(name).output_mode == "int" else tf.float32 for name in names]
+            widths = [self._width(name) for name in names]
+        inputs = [tf.convert_to_tensor(data[key]) for key in keys]
+        outputs = tf.py_function(run, inputs, dtypes)
+        unbatched = all(value.shape.rank == 0 for value in inputs)
+        batch = None if unbatched else next((value.shape[0] for value in inputs if value.shape.rank), None)
+        for tensor, width in zip(outputs, widths):
+            tensor.set_shape([width] if unbatched else [batch, width])
+        if self.output_mode == "concat":
+            return outputs[0]
+        return dict(zip(names, outputs))
+
+    # ---------------------------------------------------------------- saving
     def get_config(self) -> dict:
         return {
             "features": {name: serialize_keras_object(feature) for name, feature in self.features.items()},
@@ -274,3 +421,22 @@ class FeatureSpace(Layer):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    def get_build_config(self) -> dict:
+        """Each preprocessor's build config, by feature name (Keras's layout)."""
+        return {name: feature.preprocessor.get_build_config() or {} for name, feature in self.features.items()}
+
+    def build_from_config(self, config) -> None:
+        """A loaded FeatureSpace counts as adapted: its state comes from the file's weights and assets."""
+        for name, build_config in config.items():
+            preprocessor = self.preprocessors.get(name)
+            if preprocessor is not None and not preprocessor.built and build_config:
+                preprocessor.build_from_config(build_config)
+        self._is_adapted = True
+        self.built = True
+
+    def save(self, filepath) -> None:
+        """Save to a `.keras` file; `keras.models.load_model` returns the FeatureSpace."""
+        from keramic.saving.api import save_model
+
+        save_model(self, filepath)

@@ -33,6 +33,16 @@ def _listify(value):
     return list(value) if isinstance(value, tuple) else value
 
 
+def _ragged_rows(data):
+    """The rows of a ragged batch (a `tf.RaggedTensor`, or lists of unequal lengths), else None."""
+    if hasattr(data, "to_list") and hasattr(data, "row_splits"):  # tf.RaggedTensor, without importing TensorFlow
+        return data.to_list()
+    if isinstance(data, (list, tuple)) and data and all(isinstance(row, (list, tuple, np.ndarray)) for row in data):
+        if len({len(row) for row in data}) > 1:
+            return list(data)
+    return None
+
+
 class IndexLookup(Layer):
     """The shared machinery of StringLookup and IntegerLookup (Keras's IndexLookup)."""
 
@@ -287,9 +297,26 @@ class IndexLookup(Layer):
         return x
 
     def __call__(self, *args, **kwargs):
+        rows = _ragged_rows(args[0]) if args else None
+        if rows is not None:
+            return self._encode_ragged(rows)
         if args and isinstance(args[0], (list, tuple)):
             args = (strings.as_array(args[0]),) + args[1:]
         return super().__call__(*args, **kwargs)
+
+    def _encode_ragged(self, rows):
+        """One multi-hot/count/TF-IDF vector per row, as Keras encodes a ragged batch."""
+        if self.invert or self.output_mode not in ("multi_hot", "count", "tf_idf"):
+            raise ValueError(
+                f"Layer '{self.name}' got a ragged batch (rows of unequal lengths); torch has no ragged tensors, so "
+                "only output_mode 'multi_hot', 'count' or 'tf_idf' take one. Pad the rows first "
+                "(keras.utils.pad_sequences) for output_mode='int'."
+            )
+        encoded = [self.call(strings.as_array(list(row))) if len(row) else None for row in rows]
+        depth = self.max_tokens if self.pad_to_max_tokens else self._frozen_vocab_size
+        empty = torch.zeros(depth, dtype=torch.float32 if self.output_mode == "tf_idf" else torch.int64,
+                            device=backend.get_device())
+        return torch.stack([empty if row is None else row for row in encoded])
 
     def _oov_index(self, value):
         if self.num_oov_indices == 0:

@@ -263,6 +263,8 @@ class Discretization(Layer):
     """
 
     _records_build_config = True  # Keras records a build config for it once called
+    # Keras casts its float inputs to floatx, not to its (integer, in saved configs) dtype.
+    _autocast_inputs = False
 
     def __init__(self, bin_boundaries=None, num_bins=None, epsilon=0.01, output_mode="int", sparse=False, dtype=None, name=None):
         super().__init__(name=name, dtype=dtype)
@@ -322,6 +324,8 @@ class Discretization(Layer):
                 "`adapt(dataset)` before you can start using the `Discretization` layer."
             )
         x = torch.as_tensor(inputs)
+        if x.is_floating_point():
+            x = x.to(backend.torch_dtype(backend.floatx()))
         boundaries = torch.tensor(self.bin_boundaries, dtype=x.dtype if x.is_floating_point() else torch.float64, device=x.device)
         indices = torch.bucketize(x.to(boundaries.dtype), boundaries, right=True)
         return encoding.encode(indices, self.output_mode, len(self.bin_boundaries) + 1, self.output_dtype)

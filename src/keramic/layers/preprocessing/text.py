@@ -115,7 +115,8 @@ class TextVectorization(Layer):
 
     def _standardized(self, array: np.ndarray) -> np.ndarray:
         if callable(self._standardize):
-            return np.asarray(self._standardize(array.astype(str)), dtype=object)
+            # A TensorFlow-string result (tf.strings.* functions) arrives as bytes: decode it.
+            return strings.as_array(self._standardize(array.astype(str))).astype(object)
         if self._standardize in ("lower", "lower_and_strip_punctuation"):
             array = np.vectorize(lambda s: s.translate(_ASCII_UPPER), otypes=[object])(array)
         if self._standardize in ("strip_punctuation", "lower_and_strip_punctuation"):

@@ -12,6 +12,8 @@ from keramic.serialization import registry
 
 _DROPPED_KEYS = ("shared_object_id", "__passive_serialization__")
 _KERAS2_MODULES = ("tf_keras", "keras.src.engine", "keras.engine", "tensorflow")
+_RANDOM_LAYERS = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+                  "RandomBrightness", "RandomCrop")
 _RNN_CLASSES = ("SimpleRNN", "GRU", "LSTM", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
 
@@ -32,7 +34,10 @@ def convert_model_config(config, keras_version=None):
     """
     major = keras_major_version(keras_version)
     try:
-        return convert_value(config, None if major is None else major < 3)
+        converted = convert_value(config, None if major is None else major < 3)
+        # Only the version says whose `hard_sigmoid` a name means: keramic's `.h5` files hold
+        # the Keras 2 node form too, with Keras 3's activations.
+        return _keras2_activations(converted) if major is not None and major < 3 else converted
     except RecursionError:  # a hostile file's depth; the deserializer would refuse it next anyway
         raise ConfigError("The config nests more than any model config does (past Python's recursion limit).") from None
 
@@ -53,7 +58,7 @@ def from_tf_keras_get_config(class_name, config):
     so Keras 3 configs pay nothing for the check."""
     layers = config if isinstance(config, list) else config.get("layers") if isinstance(config, dict) else None
     if isinstance(layers, list) and any(isinstance(layer, dict) and "module" not in layer for layer in layers):
-        return convert_class_config(class_name, config)
+        return convert_class_config(class_name, config)  # no version: `hard_sigmoid` stays Keras 3's
     return config
 
 
@@ -105,9 +110,34 @@ def convert_value(value, keras2):
     fix = _CLASS_FIXES.get(class_name)
     if fix is not None:
         inner = fix(inner)
+    if class_name == "ThresholdedReLU":
+        # Removed in Keras 3; ReLU with a threshold computes the same `x if x > theta else 0`.
+        value = dict(value, class_name="ReLU")
+        inner = {key: item for key, item in inner.items() if key != "theta"} | {"threshold": inner.get("theta", 1.0)}
     if _is_layer_class(class_name):
         inner = _layer_fixes(class_name, inner)
     return dict(value, config=inner)
+
+
+@registry.register_keras_serializable("keras2", "hard_sigmoid")
+def keras2_hard_sigmoid(x):
+    """tf.keras 2's `hard_sigmoid`, `clip(0.2 * x + 0.5, 0, 1)`: Keras 3's namesake is
+    `clip(x / 6 + 0.5, 0, 1)`, so a tf.keras file's name would compute something else."""
+    return (0.2 * x + 0.5).clamp(0.0, 1.0)
+
+
+def _keras2_activations(value):
+    """Every layer activation a tf.keras file names `hard_sigmoid` -> `keras2>hard_sigmoid`
+    (ConvLSTM's default recurrent activation, and any layer given that name)."""
+    if isinstance(value, list):
+        return [_keras2_activations(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    converted = {key: _keras2_activations(item) for key, item in value.items()}
+    for key in ("activation", "recurrent_activation"):
+        if converted.get(key) == "hard_sigmoid":
+            converted[key] = "keras2>hard_sigmoid"
+    return converted
 
 
 def _is_layer_class(class_name):
@@ -175,6 +205,21 @@ def _separable(config):
     return _one_group(config)
 
 
+def _without(*keys):
+    """A fix that drops arguments Keras 3 removed and whose value changes no computation."""
+
+    def fix(config):
+        return {key: value for key, value in config.items() if key not in keys}
+
+    return fix
+
+
+def _text_vectorization(config):
+    if config.get("dtype") == "string":
+        config.pop("dtype")  # tf.keras's input type; Keras 3's dtype is the output's, from output_mode
+    return config
+
+
 def _spatial_dropout(config):
     config.pop("trainable", None)  # a layer without weights; Keras 3 takes no such argument
     return _drop(config, "noise_shape", (None,), "spatial dropout always drops whole channels.")
@@ -231,6 +276,10 @@ _CLASS_FIXES = {
     "MultiHeadAttention": _multi_head_attention,
     **{f"SpatialDropout{rank}D": _spatial_dropout for rank in (1, 2, 3)},
     "VarianceScaling": _variance_scaling,
+    "Discretization": _without("trainable"),  # a layer without weights
+    "TextVectorization": _text_vectorization,
+    # tf.keras's choice of TensorFlow random generator; Keras 3 draws from the layer's seed.
+    **{name: _without("rng_type") for name in _RANDOM_LAYERS},
     **{name: _recurrent for name in _RNN_CLASSES},
 }
 
@@ -268,8 +317,10 @@ def _convert_functional(config, keras2):
     converted_entries = []
     for entry in entries:
         converted = convert_value({k: v for k, v in entry.items() if k != "inbound_nodes"}, keras2)
-        if isinstance(converted.get("config"), dict) and "name" in entry:
-            converted["config"].setdefault("name", entry["name"])  # a bare-list Sequential has none
+        if keras2 and isinstance(converted.get("config"), dict) and "name" in entry:
+            # A Keras 2 bare-list Sequential has no name of its own; a Keras 3 custom layer whose
+            # `get_config` omits `name` must not be handed one its `__init__` may not accept.
+            converted["config"].setdefault("name", entry["name"])
         nodes = entry.get("inbound_nodes") or []
         converted["inbound_nodes"] = [
             _keras3_node(node, offsets, names) if is_list_node(node) else node for node in nodes
