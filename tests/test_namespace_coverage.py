@@ -24,7 +24,6 @@ NOT_YET = {
     "keras.dtype_policies.AWQDTypePolicy": "quantization is not implemented",
     "keras.quantizers.GPTQConfig": "GPTQ calibration is not implemented",
     "keras.quantizers.AWQConfig": "AWQ calibration is not implemented",
-    "keras.quantizers.abs_max_quantize_grouped_with_zero_point": "grouped int4 quantization, not done by the deadline",
     "keras.RematScope": "Layer.__call__ must rematerialise by the scope's mode/size (layers/, another helper's); only keras.remat(f) is done",
     "keras.StatelessScope": "needs Variable reads and assign() to consult the scope (backend.Variable, another helper's file)",
     "keras.distillation": "knowledge distillation models (Distiller, losses) are not implemented",

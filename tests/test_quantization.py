@@ -1,5 +1,5 @@
-"""int8 post-training quantization (`model.quantize("int8")`): numbers, configs, errors and
-`.keras` files both ways, checked against real Keras 3 (torch backend)."""
+"""int8 and int4 post-training quantization (`model.quantize("int8")`): numbers, configs, errors
+and `.keras` files both ways, checked against real Keras 3 (torch backend)."""
 
 import json
 import re
@@ -40,13 +40,34 @@ def _inputs(kind):
     return rng.integers(0, 9, (2, 5)).astype("int32") if kind == "embedding" else rng.normal(size=(2, 3, 6)).astype("float32")
 
 
-@pytest.mark.parametrize("kind", ["embedding", "einsum"])
-def test_int8_quantize_matches_keras_variables_and_outputs(keras, kind):
-    ours, theirs = _build(keramic, kind), _build(keras, kind)
+def _quantize(lib, model, spec):
+    """`spec`: a mode, or "int4/<block_size>" (one int4 config), "+inputs" adding an activation quantizer."""
+    spec, _, extra = spec.partition("+")
+    mode, _, block_size = spec.partition("/")
+    config = None
+    if block_size:
+        inputs_quantizer = lib.quantizers.AbsMaxQuantizer(axis=-1) if extra else None
+        config = lib.quantizers.Int4QuantizationConfig(block_size=int(block_size), activation_quantizer=inputs_quantizer)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # InputLayer has no quantize method (Keras warns too)
-        ours.quantize("int8")
-        theirs.quantize("int8")
+        model.quantize(None if config else mode, config=config)
+
+
+@pytest.mark.parametrize(
+    "kind, spec",
+    [
+        ("embedding", "int8"),
+        ("einsum", "int8"),
+        ("embedding", "int4"),  # block_size 128: one group, zero-padded
+        ("einsum", "int4/4"),  # two groups of input rows, the last one padded
+        ("embedding", "int4/-1"),  # per channel (odd unit counts: a padded nibble)
+        ("einsum", "int4/-1+inputs"),  # per channel, inputs abs-max quantized too
+    ],
+)
+def test_quantize_matches_keras_variables_and_outputs(keras, kind, spec):
+    ours, theirs = _build(keramic, kind), _build(keras, kind)
+    _quantize(keramic, ours, spec)
+    _quantize(keras, theirs, spec)
     for mine, reference in zip(ours.layers[1:], theirs.layers[1:]):  # the InputLayer holds nothing to quantize
         assert [v.path for v in mine.weights] == [v.path for v in reference.weights]
         assert mine.dtype_policy.name == reference.dtype_policy.name
@@ -59,18 +80,17 @@ def test_int8_quantize_matches_keras_variables_and_outputs(keras, kind):
     np.testing.assert_allclose(_np(ours(x)), keras.ops.convert_to_numpy(theirs(x)), rtol=1e-5, atol=1e-6)
 
 
-def test_keras_int8_file_loads_here_and_ours_loads_in_keras(keras, tmp_path):
+@pytest.mark.parametrize("spec", ["int8", "int4/4"])
+def test_keras_quantized_file_loads_here_and_ours_loads_in_keras(keras, tmp_path, spec):
     kind = "embedding"  # Embedding, Dense and EinsumDense in one file
     x = _inputs(kind)
     theirs = _build(keras, kind)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs.quantize("int8")
+    _quantize(keras, theirs, spec)
     theirs.save(tmp_path / "theirs.keras")
     loaded = keramic.saving.load_model(tmp_path / "theirs.keras")
     expected = keras.ops.convert_to_numpy(theirs(x))
     np.testing.assert_allclose(_np(loaded(x)), expected, rtol=1e-5, atol=1e-6)
-    assert loaded.get_layer("dense").dtype_policy.name == "int8_from_float32"
+    assert loaded.get_layer("dense").dtype_policy.name == {"int8": "int8_from_float32", "int4/4": "int4/4_from_float32"}[spec]
 
     loaded.save(tmp_path / "ours.keras")
     back = keras.saving.load_model(tmp_path / "ours.keras")
@@ -97,7 +117,8 @@ def test_keras_int8_file_loads_here_and_ours_loads_in_keras(keras, tmp_path):
     assert datasets(tmp_path / "a" / "model.weights.h5") == datasets(tmp_path / "b" / "model.weights.h5")
 
 
-def test_input_gradient_flows_through_the_dequantized_kernel(keras):
+@pytest.mark.parametrize("spec", ["int8", "int4/-1", "int4/2"])
+def test_input_gradient_flows_through_the_dequantized_kernel(keras, spec):
     import torch
 
     kernel = np.random.default_rng(1).normal(size=(4, 3)).astype("float32")
@@ -107,11 +128,36 @@ def test_input_gradient_flows_through_the_dequantized_kernel(keras):
         layer = lib.layers.Dense(3, use_bias=False)
         layer.build((None, 4))
         layer.set_weights([kernel])
-        layer.quantize("int8")
+        _quantize(lib, layer, spec)
         inputs = torch.tensor(x, requires_grad=True)
         layer(inputs).sum().backward()
         grads.append(inputs.grad.numpy())
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
+
+
+def test_float8_training_matches_keras_and_files_move_both_ways(keras, tmp_path):
+    x = _inputs("einsum")
+    runs = []
+    for lib in (keramic, keras):
+        model = _build(lib, "einsum")  # EinsumDense (with bias), EinsumDense, Dense
+        model.quantize("float8")
+        y = np.random.default_rng(5).normal(size=tuple(model(x).shape)).astype("float32")
+        model.compile(optimizer=lib.optimizers.SGD(0.1), loss="mse")
+        for _ in range(2):  # the second step uses the scales the first one learnt
+            model.train_on_batch(x, y)
+        runs.append((model, [v.path for v in model.weights], [lib.ops.convert_to_numpy(v) for v in model.weights]))
+    (ours, our_paths, our_values), (theirs, their_paths, their_values) = runs
+    assert our_paths == their_paths and "ed/inputs_amax_history" in our_paths
+    for path, got, expected in zip(our_paths, our_values, their_values):
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, atol=1e-7, err_msg=path)
+    expected = keras.ops.convert_to_numpy(theirs(x))
+    np.testing.assert_allclose(_np(ours(x)), expected, rtol=1e-6, atol=1e-7)
+    theirs.save(tmp_path / "theirs.keras")
+    loaded = keramic.saving.load_model(tmp_path / "theirs.keras")
+    np.testing.assert_allclose(_np(loaded(x)), expected, rtol=1e-6, atol=1e-7)
+    loaded.save(tmp_path / "ours.keras")
+    back = keras.saving.load_model(tmp_path / "ours.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(back(x)), expected, rtol=1e-6, atol=1e-7)
 
 
 def test_policies_and_configs_match_keras(keras):

@@ -2,6 +2,7 @@
 
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -130,9 +131,12 @@ class Variable(torch.nn.Parameter):
     Keras attributes: `name`, `path`, `trainable`, `numpy()`, `assign()`, `value`.
     """
 
-    def __new__(cls, initial_value, name="variable", trainable=True, dtype=None, path=None):
+    def __new__(cls, initial_value, name=None, trainable=True, dtype=None, path=None):
         if callable(initial_value) and not isinstance(initial_value, torch.Tensor):
             raise TypeError("Variable needs a value; call the initializer first.")
+        if name is None:  # as Keras: unnamed variables are numbered session-wide (variable, variable_1, ...)
+            naming = sys.modules.get("keramic.utils.naming")  # loaded with the layers; backend imports no utils
+            name = naming.auto_name("variable") if naming is not None else "variable"
         # Always a copy: the caller's tensor or numpy array must not alias the variable.
         data = convert_to_tensor(initial_value, dtype).detach().clone()
         return cls.from_fresh_tensor(data, name, trainable, path)
@@ -221,10 +225,17 @@ class Variable(torch.nn.Parameter):
 
 
 def set_random_seed(seed):
-    """Seed Python, NumPy and torch so initialisation, dropout and shuffling repeat exactly."""
+    """Seed Python, NumPy and torch so initialisation, dropout and shuffling repeat exactly.
+
+    As Keras does, TensorFlow's global seed is set too when TensorFlow is loaded, so a
+    `tf.data` pipeline's `shuffle` repeats as well.
+    """
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and hasattr(tf, "random"):
+        tf.random.set_seed(seed)
 
 
 # ---------------------------------------------------------------- keras.backend public functions

@@ -528,7 +528,8 @@ class Loss:
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
         self.name = name or auto_name(type(self).__name__)
         self.reduction = standardize_reduction(reduction)
-        self._dtype_policy = dtype_policies.get(dtype)
+        # As Keras: floatx by default, not the global policy, so mixed precision keeps float32 state.
+        self._dtype_policy = dtype_policies.get(dtype or backend.floatx())
         self._dtype = self._dtype_policy.compute_dtype
 
     @property

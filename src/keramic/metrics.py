@@ -60,7 +60,8 @@ class Metric:
 
     def __init__(self, dtype=None, name=None):
         self.name = name or auto_name(type(self).__name__)
-        self._dtype_policy = dtype_policies.get(dtype)
+        # As Keras: floatx by default, not the global policy, so mixed precision keeps float32 state.
+        self._dtype_policy = dtype_policies.get(dtype or backend.floatx())
         self._dtype = self._dtype_policy.compute_dtype
         self._variables = []
         self._metrics = []

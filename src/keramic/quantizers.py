@@ -25,7 +25,8 @@ def _axes(axis):
 def abs_max_quantize(inputs, axis, value_range=(-127, 127), dtype="int8", epsilon=backend.epsilon(), to_numpy=False):
     """`(quantized, scale)`: values scaled so the largest |value| along `axis` maps to `value_range[1]`."""
     x = to_tensor(inputs)
-    scale = value_range[1] / (x.abs().amax(dim=_axes(axis), keepdim=True) + epsilon)
+    amax = x.abs().amax(dim=_axes(axis), keepdim=True) + epsilon
+    scale = torch.div(torch.tensor(value_range[1], dtype=amax.dtype), amax)  # `number / tensor` is reciprocal * number in torch: 1 ulp off
     quantized = torch.round(x * scale).clamp(value_range[0], value_range[1]).to(backend.torch_dtype(dtype))
     return quantized, scale
 
@@ -103,6 +104,36 @@ def unpack_int4(packed, orig_len, axis=0, dtype="int8"):
     low, high = torch.where(low > 7, low - 16, low), torch.where(high > 7, high - 16, high)
     values = torch.stack([low, high], dim=1).reshape((-1,) + tuple(rows.shape[1:]))[:orig_len]
     return values.to(torch.int8).movedim(0, axis)
+
+
+def abs_max_quantize_grouped_with_zero_point(
+    inputs, block_size, value_range=(-8, 7), dtype="int8", epsilon=backend.epsilon(), to_numpy=False
+):
+    """`(quantized, scale, zero_point)` of a 2D kernel, asymmetric per group of `block_size` rows.
+
+    Each group of rows (the last one zero-padded, padding included in its range) gets per column a
+    scale mapping [min, max] onto `value_range` and a zero point that puts 0.0 on the grid; this
+    keeps off-centre weights accurate where one symmetric scale per column would not.
+    Shapes: quantized as `inputs`, scale and zero point `(ceil(rows / block_size), columns)`.
+    """
+    x = to_tensor(inputs)
+    rows, columns = x.shape
+    groups = -(-rows // block_size)
+    padded = torch.cat([x, x.new_zeros(groups * block_size - rows, columns)]).reshape(groups, block_size, columns)
+    low, high = value_range
+    minimum, maximum = padded.amin(dim=1, keepdim=True), padded.amax(dim=1, keepdim=True)
+    scale = (maximum - minimum + epsilon) / (high - low)
+    zero_point = (torch.round(-minimum / scale) + low).clamp(low, high)
+    quantized = (torch.round(padded / scale) + zero_point).clamp(low, high).to(backend.torch_dtype(dtype))
+    return quantized.reshape(-1, columns)[:rows], scale.squeeze(1), zero_point.squeeze(1).to(torch.int8)
+
+
+def dequantize_with_sz_map(weights, scale, zero, g_idx, group_axis=-1):
+    """`(weights - zero) * scale`, each position along the grouped axis using its group's (`g_idx`) pair."""
+    groups = to_tensor(g_idx).long()
+    scale = to_tensor(scale)
+    zero = torch.index_select(to_tensor(zero), group_axis, groups).to(scale.dtype)
+    return (to_tensor(weights) - zero) * torch.index_select(scale, group_axis, groups)
 
 
 def compute_float8_scale(amax, scale, dtype_max, margin=0):

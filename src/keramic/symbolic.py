@@ -107,6 +107,12 @@ def any_symbolic(args, kwargs):
 
 
 _PROBE_SIZES = (2, 3)
+_dry_runs = []  # one entry per run_on_placeholders under way
+
+
+def in_dry_run() -> bool:
+    """True while a layer runs on placeholder values to infer its output spec (their values mean nothing)."""
+    return bool(_dry_runs)
 
 
 def run_on_placeholders(fn, args, kwargs, fill="zeros", probes=_PROBE_SIZES):
@@ -134,8 +140,12 @@ def run_on_placeholders(fn, args, kwargs, fill="zeros", probes=_PROBE_SIZES):
                 return torch.ones(shape, dtype=dtype, device=backend.get_device())
             return torch.zeros(shape, dtype=dtype, device=backend.get_device())
 
-        with torch.no_grad():
-            results.append(fn(*map_structure(concrete, args), **map_structure(concrete, kwargs)))
+        _dry_runs.append(fn)
+        try:
+            with torch.no_grad():
+                results.append(fn(*map_structure(concrete, args), **map_structure(concrete, kwargs)))
+        finally:
+            _dry_runs.pop()
         unknown = any(d is None for t in flatten((args, kwargs)) if isinstance(t, KerasTensor) for d in t.shape)
         if not unknown:
             break

@@ -11,8 +11,8 @@ import string
 import torch
 
 from keramic import activations, backend, constraints, initializers, regularizers
-from keramic.layers.activations import Softmax
 from keramic.layers import quantized
+from keramic.layers.activations import Softmax
 from keramic.layers.base import Layer, weight_settings
 from keramic.layers.core import Dropout
 from keramic.serialization.registry import keras_export
@@ -152,7 +152,7 @@ class EinsumDense(Layer):
         self._input_ndim = len(input_shape)
         if self.quantization_mode:
             quantized.build_weights(self, kernel_shape)
-        else:
+        if not quantized.replaces_kernel(self):  # float8 keeps training the float kernel
             self.kernel = self.add_weight(
                 shape=kernel_shape,
                 initializer=self._initializer_for(input_axes, output_axes),
@@ -262,6 +262,25 @@ def projection_dense(owner, prefix, equation, output_shape, bias_axes, name, act
 def _fused_mask_value(dtype):
     """What Keras adds to masked scores before its fused kernel: -0.7 times the dtype's maximum."""
     return -0.7 * (65500.0 if dtype == torch.float16 else 3.38953e38)
+
+
+def _attention_equations(rank, attention_axes):
+    """Keras's einsum equations (scores from key and query; output from scores and value).
+
+    Subclasses written for Keras (`_compute_attention` overrides) use them as attributes.
+    """
+    letters = string.ascii_lowercase
+    target = letters[:rank]
+    batch_dims = [axis for axis in range(rank) if axis not in attention_axes and axis != rank - 1]
+    source, offset = "", rank
+    for axis in range(rank):
+        if axis in batch_dims or axis == rank - 1:
+            source += target[axis]
+        else:
+            source += letters[offset]
+            offset += 1
+    product = "".join([target[a] for a in batch_dims] + [target[a] for a in attention_axes] + [source[a] for a in attention_axes])
+    return f"{source},{target}->{product}", f"{product},{source}->{target}"
 
 
 @keras_export("keras.layers")
@@ -384,6 +403,7 @@ class MultiHeadAttention(Layer):
         score_axes = tuple(range(rank - 1, rank - 1 + len(self._attention_axes)))
         self._softmax = Softmax(axis=score_axes, dtype=self.dtype_policy)
         self._dropout_layer = Dropout(rate=self._dropout, seed=self.seed, dtype=self.dtype_policy)
+        self._dot_product_equation, self._combine_equation = _attention_equations(rank, self._attention_axes)
         output_dims = self._output_shape or (query_shape[-1],)
         self.output_dense = self._projection_layer(len(query_shape), 2, output_dims, "attention_output")
         self.output_dense.build_from_config({"input_shape": (*query_shape[:-1], heads, self._value_dim)})
@@ -415,7 +435,15 @@ class MultiHeadAttention(Layer):
         return combined
 
     # ------------------------------------------------------------ attention
-    def _compute_attention(self, query, key, value, attention_mask, training, return_attention_scores, causal):
+    def _masked_softmax(self, attention_scores, attention_mask=None):
+        """Keras's helper for subclasses: softmax over the key axes, the mask broadcast over the heads."""
+        if attention_mask is not None:
+            while attention_mask.dim() < attention_scores.dim():
+                attention_mask = attention_mask.unsqueeze(-2 * len(self._attention_axes) - 1)
+        return self._softmax(attention_scores, mask=attention_mask)
+
+    def _compute_attention(self, query, key, value, attention_mask=None, training=None, return_attention_scores=False,
+                           use_causal_mask=False):
         """Attention over projected `(B, ..., heads, dim)` tensors: `(output, scores or None)`.
 
         Like Keras, 3D inputs without dropout or returned scores use the fused kernel, where a
@@ -440,11 +468,11 @@ class MultiHeadAttention(Layer):
                 key.transpose(1, 2),
                 value.transpose(1, 2),
                 attn_mask=additive,
-                is_causal=causal and additive is None,
+                is_causal=use_causal_mask and additive is None,
                 scale=self._scale,
             )
             return output.transpose(1, 2), None
-        if causal:
+        if use_causal_mask:
             attention_mask = self._compute_attention_mask(query, value, None, None, None, None, True)
         rank, axes = query.dim(), list(self._attention_axes)
         batch_axes = [0] + [axis for axis in range(1, rank - 2) if axis not in axes]
@@ -484,7 +512,8 @@ class MultiHeadAttention(Layer):
         use_causal_mask=False,
     ):
         value = backend.convert_to_tensor(value) if not isinstance(value, torch.Tensor) else value
-        query_mask = _as_bool(_keras_mask(query) if query_mask is None else query_mask)
+        # As Keras 3.15: the query's own Keras mask is used and a `query_mask` argument is not.
+        query_mask = _as_bool(_keras_mask(query))
         value_mask = _as_bool(_keras_mask(value) if value_mask is None else value_mask)
         if key is None:
             key = value
@@ -502,6 +531,7 @@ class MultiHeadAttention(Layer):
             and key_mask is None
             and attention_mask is None
             and self._sliding_window is None
+            and type(self)._compute_attention is MultiHeadAttention._compute_attention
         )
         if not causal_only:
             attention_mask = self._compute_attention_mask(
@@ -515,7 +545,8 @@ class MultiHeadAttention(Layer):
             attention_mask,
             training,
             return_attention_scores,
-            causal_only,
+            # As Keras: passed only when set, so a subclass's `_compute_attention` of Keras's older signature works.
+            **({"use_causal_mask": True} if causal_only else {}),
         )
         output = self.output_dense(output if gate is None else output * gate)
         if query_mask is not None:

@@ -240,8 +240,10 @@ class Layer(torch.nn.Module):
         return found
 
     def _flatten_layers(self, include_self=True, recursive=True):
-        result, seen = [], set()
-        stack = [self] if include_self else list(self._sublayers())
+        """This layer and its sublayers in Keras's order: direct sublayers in order, and each one's
+        own sublayers visited next, last-tracked first (Keras pushes them with `extendleft`)."""
+        result, seen = ([self], {id(self)}) if include_self else ([], set())
+        stack = list(self._sublayers())
         while stack:
             layer = stack.pop(0)
             if id(layer) in seen:
@@ -249,7 +251,7 @@ class Layer(torch.nn.Module):
             seen.add(id(layer))
             result.append(layer)
             if recursive:
-                stack = list(layer._sublayers()) + stack
+                stack = list(reversed(layer._sublayers())) + stack
         return result
 
     # ---------------------------------------------------------------- weights
@@ -312,7 +314,14 @@ class Layer(torch.nn.Module):
         initializer = initializers.get(initializer)
         name = name or naming.auto_name("variable")  # Keras numbers unnamed weights session-wide: variable, variable_1, ...
         # Keras's path: the `keras.name_scope`s around the build, the building layers, the name.
-        path = "/".join([*naming.scope_names(), *(_context.scopes or [self.name]), name])
+        # A weight added after the build (quantize's scales) keeps the prefix the build gave.
+        if _context.scopes:
+            prefix = [*naming.scope_names(), *_context.scopes]
+            if _context.scopes[-1] == self.name:
+                self.__dict__["_weight_path_prefix"] = prefix
+        else:
+            prefix = self.__dict__.get("_weight_path_prefix") or [*naming.scope_names(), self.name]
+        path = "/".join([*prefix, name])
         # A checkpoint loaded before this variable existed supplies its value (no initializer run).
         restored = restore_hooks.take_layer_value(self, name, shape, dtype) if restore_hooks.PENDING else None
         if restored is not None:
@@ -559,7 +568,11 @@ class Layer(torch.nn.Module):
     _autocast_inputs = True
 
     def _as_input_tensor(self, x):
-        """NumPy inputs become tensors on the layer's device; float ones in its compute dtype, as Keras autocasts."""
+        """NumPy inputs become tensors on the layer's device; float ones in its compute dtype, as Keras autocasts.
+
+        String arrays stay NumPy (torch has no strings), for the lookup layers a custom layer calls."""
+        if isinstance(x, np.ndarray) and x.dtype.kind in "USO":
+            return x
         if isinstance(x, np.ndarray) or isinstance(x, (float, int, np.generic)):
             array = np.asarray(x)
             tensor = backend.convert_to_tensor(array, self.compute_dtype if array.dtype.kind == "f" else None)
@@ -596,7 +609,11 @@ class Layer(torch.nn.Module):
     def _symbolic_call(self, args, kwargs):
         """Call on KerasTensors: build, infer the outputs' shapes (and masks), and record a graph node."""
         self._maybe_build(args, kwargs)
-        outputs = self.compute_output_spec(*args, **_with_symbolic_masks(type(self), args, kwargs))
+        _context.scopes.append(self.name)  # as Keras: sublayers first built inside this call get this layer's path
+        try:
+            outputs = self.compute_output_spec(*args, **_with_symbolic_masks(type(self), args, kwargs))
+        finally:
+            _context.scopes.pop()
         if args and (self.supports_masking or type(self).compute_mask is not Layer.compute_mask):
             _attach_symbolic_mask(self, args[0], kwargs.get("mask"), outputs)
         elif args:
@@ -910,7 +927,8 @@ def _collect_mask(inputs):
 
 def _attach_mask(outputs, mask):
     if isinstance(outputs, torch.Tensor):
-        outputs._keras_mask = mask
+        # As Keras, outputs and masks pair in flat order: one output takes the first of several masks.
+        outputs._keras_mask = flatten(mask)[0] if isinstance(mask, (list, tuple)) else mask
     elif isinstance(outputs, (list, tuple)):
         masks = mask if isinstance(mask, (list, tuple)) else [mask] * len(outputs)
         for output, item in zip(outputs, masks):

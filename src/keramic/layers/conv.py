@@ -271,17 +271,31 @@ class _Conv(Layer):
                 f"padding={self.padding}."
             )
 
-    def call(self, inputs):
+    def _convolve(self, inputs, kernel, bias):
         x = to_channels_first(inputs, self.data_format)
         padding = 0
         if self.padding == "same":
             x, padding = pad_same(x, self.kernel_size, self.strides, self.dilation_rate)
         elif self.padding == "causal":
             x = F.pad(x, ((self.kernel_size[0] - 1) * self.dilation_rate[0], 0))
-        outputs = _CONV[self.rank](
-            x, torch_kernel(self.kernel, self.rank), self.bias, self.strides, padding, self.dilation_rate, self.groups
-        )
-        return activate(self, outputs)
+        return _CONV[self.rank](x, torch_kernel(kernel, self.rank), bias, self.strides, padding, self.dilation_rate, self.groups)
+
+    def convolution_op(self, inputs, kernel):
+        """The bare convolution (no bias, no activation), in the layer's data format.
+
+        Subclasses override it to transform the kernel (Keras's `Conv.convolution_op` API).
+        """
+        inputs, kernel = (x if isinstance(x, torch.Tensor) else backend.convert_to_tensor(x) for x in (inputs, kernel))
+        return from_channels_first(self._convolve(inputs, kernel, None), self.data_format)
+
+    def call(self, inputs):
+        if type(self).convolution_op is _Conv.convolution_op:
+            return activate(self, self._convolve(inputs, self.kernel, self.bias))
+        outputs = self.convolution_op(inputs, self.kernel)
+        if self.use_bias:
+            channel_axis = -1 if self.data_format == "channels_last" else 1
+            outputs = outputs + self.bias.reshape([-1 if axis == channel_axis % outputs.ndim else 1 for axis in range(outputs.ndim)])
+        return outputs if self.activation is activations.linear else self.activation(outputs)
 
     def compute_output_shape(self, input_shape):
         return window_output_shape(self, input_shape, self.filters)

@@ -52,7 +52,7 @@ class Dense(Layer):
     def build(self, input_shape):
         if self.quantization_mode:
             quantized.build_weights(self, (input_shape[-1], self.units))
-        else:
+        if not quantized.replaces_kernel(self):  # float8 keeps training the float kernel
             self.kernel = self.add_weight(
                 shape=(input_shape[-1], self.units),
                 initializer=self.kernel_initializer,

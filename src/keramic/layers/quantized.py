@@ -1,8 +1,11 @@
-"""Post-training quantization of Dense, EinsumDense and Embedding (`layer.quantize("int8")`).
+"""Quantization of Dense, EinsumDense and Embedding (`layer.quantize("int8")`, `"int4"`, `"float8"`).
 
-A quantized layer swaps its float kernel for an int8 one plus a float scale per output channel,
-and records the mode in its dtype policy (`"int8_from_float32"`), which is how a saved model
-says which variables to build. Variable names, shapes, the saved order and the arithmetic follow
+An int8 layer swaps its float kernel for an int8 one plus a float scale per output channel
+(int4: two values packed per byte, and per group of `block_size` inputs a scale and a zero point);
+a float8 layer keeps training its kernel but rounds inputs, kernel and output gradients through
+float8 with scales it learns from a history of max|x|. The mode is recorded in the dtype policy
+(`"int8_from_float32"`, `"int4/128_from_float32"`), which is how a saved model says which
+variables to build. Variable names, shapes, the saved order and the arithmetic follow
 Keras 3, so `.keras` files move both ways with equal predictions.
 """
 
@@ -13,10 +16,22 @@ import warnings
 import torch
 
 from keramic import backend, dtype_policies
-from keramic.quantizers import AbsMaxQuantizer, QuantizationConfig, validate_and_resolve_config
+from keramic.quantizers import (
+    AbsMaxQuantizer,
+    Int4QuantizationConfig,
+    QuantizationConfig,
+    abs_max_quantize_grouped_with_zero_point,
+    compute_float8_amax_history,
+    compute_float8_scale,
+    dequantize_with_sz_map,
+    pack_int4,
+    quantize_and_dequantize,
+    unpack_int4,
+    validate_and_resolve_config,
+)
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 
-_INT8_MODES = ("int8",)
+_IMPLEMENTED_MODES = ("int8", "int4", "float8")
 
 
 # ---------------------------------------------------------------- entry points
@@ -44,10 +59,13 @@ def quantize_layer(layer, mode=None, type_check=True, config=None) -> None:
         raise NotImplementedError(f"Layer {type(layer).__name__} does not have a `quantize` method implemented.")
     if mode not in kind.modes:
         raise NotImplementedError(f"Invalid quantization mode. Expected one of {kind.modes}. Received: quantization_mode={mode}")
-    if mode not in _INT8_MODES:
-        raise NotImplementedError(f"Quantization mode '{mode}' is not implemented in keramic yet (int8 is).")
-    kind.quantize_int8(layer, config)
+    if mode not in _IMPLEMENTED_MODES:
+        raise NotImplementedError(f"Quantization mode '{mode}' is not implemented in keramic yet (int8, int4 and float8 are).")
+    getattr(kind, f"quantize_{mode}")(layer, config)
     layer.quantization_config = config
+    if mode == "int4":
+        block_size = _int4_block_size(layer, config)
+        mode = f"int4/{-1 if block_size is None else block_size}"
     layer.dtype_policy = dtype_policies.get(f"{mode}_from_{layer.dtype_policy.name}")
 
 
@@ -83,21 +101,26 @@ def build_weights(layer, shape) -> None:
     """Create the quantized variables of a layer whose policy is already quantized (loading a saved model)."""
     mode = layer.quantization_mode
     kind = _kind(layer, type_check=False)
-    if mode not in _INT8_MODES:
+    if mode not in _IMPLEMENTED_MODES:
         raise NotImplementedError(f"Building a '{mode}'-quantized {type(layer).__name__} is not implemented in keramic yet.")
-    kind.build_int8(layer, tuple(shape), layer.quantization_config)
+    getattr(kind, f"build_{mode}")(layer, tuple(shape), layer.quantization_config)
+
+
+def replaces_kernel(layer) -> bool:
+    """Whether the layer's quantized variables stand in for its float kernel (float8 keeps and trains it)."""
+    return layer.quantization_mode in ("int8", "int4")
 
 
 def call(layer, inputs):
     """The quantized forward pass (the layer's activation included)."""
-    outputs = _kind(layer, type_check=False).call_int8(layer, inputs)
+    outputs = getattr(_kind(layer, type_check=False), f"call_{layer.quantization_mode}")(layer, inputs)
     activation = getattr(layer, "activation", None)
     return outputs if activation is None else activation(outputs)
 
 
 def saving_order(layer) -> list:
     """A quantized layer's variables in the order Keras saves them ("0", "1", ...)."""
-    names = _kind(layer, type_check=False).saved_names
+    names = _kind(layer, type_check=False).saved_names[layer.quantization_mode]
     return [getattr(layer, name) for name in names if getattr(layer, name, None) is not None]
 
 
@@ -152,9 +175,131 @@ def _activation_quantizer(config):
     return QuantizationConfig.activation_quantizer_or_default(config, AbsMaxQuantizer())
 
 
+def _int4_block_size(layer, config):
+    """Rows per int4 group, None per channel: the config's `block_size`, else the policy's
+    (`"int4/128_..."`; a legacy `"int4_from_..."` policy means per channel), as Keras decides."""
+    if isinstance(config, Int4QuantizationConfig):
+        size = config.block_size
+    else:
+        size = getattr(layer.dtype_policy, "block_size", None)
+    return None if size is None or size == -1 else size
+
+
+def _build_int4(layer, name, packed_shape, scale_shape, block_size, grouped_length):
+    """Packed int4 values `name`, `name_scale`, and for groups `name_zero` and `g_idx` (each position's group)."""
+    layer._int4_block_size = block_size
+    setattr(layer, name, _add_int8(layer, name, packed_shape))
+    setattr(layer, f"{name}_scale", _add_scale(layer, f"{name}_scale", scale_shape))
+    if block_size is not None:
+        setattr(layer, f"{name}_zero", _add_int8(layer, f"{name}_zero", scale_shape))
+        layer.g_idx = layer.add_weight(name="g_idx", shape=(grouped_length,), initializer="zeros", dtype="float32", trainable=False)
+        layer.g_idx.assign(torch.div(torch.arange(grouped_length, dtype=torch.float32), block_size, rounding_mode="floor"))
+
+
+def _assign_int4(layer, name, values, scale, zero):
+    getattr(layer, name).assign(pack_int4(values, axis=-1)[0])
+    getattr(layer, f"{name}_scale").assign(scale)
+    if zero is not None:
+        getattr(layer, f"{name}_zero").assign(zero)
+
+
+def _int4_rows_kernel(kernel, block_size, per_channel_quantizer):
+    """`(values, scale, zero)` of a [rows, columns] kernel: symmetric per column, or asymmetric per group of rows."""
+    if block_size is not None:
+        return abs_max_quantize_grouped_with_zero_point(kernel, block_size)
+    values, scale = per_channel_quantizer(kernel, to_numpy=True)
+    return values, scale.squeeze(0), None
+
+
+def _int4_float_kernel(layer, unpacked, compute):
+    """A [rows, columns] int4 kernel in float: divided by its column scale, or (q - zero) * scale per group."""
+    scale = torch.as_tensor(layer.kernel_scale)
+    if layer._int4_block_size is None:
+        return unpacked.to(compute) / scale
+    zero, g_idx = torch.as_tensor(layer.kernel_zero), torch.as_tensor(layer.g_idx)
+    return dequantize_with_sz_map(unpacked, scale, zero, g_idx, group_axis=0).to(compute)
+
+
+_FLOAT8_NAMES = tuple(f"{prefix}_{kind}" for prefix in ("inputs", "kernel", "outputs_grad") for kind in ("scale", "amax_history"))
+_KERNEL_NAMES = {
+    "int8": ("kernel", "bias", "kernel_scale"),
+    "int4": ("kernel", "bias", "kernel_scale", "kernel_zero", "g_idx"),
+    "float8": ("kernel", "bias", *_FLOAT8_NAMES),
+}
+
+
+def _build_float8(layer, *_) -> None:
+    """Scales and max|x| histories for inputs, kernel and output gradients; the optimizer
+    overwrites each with its "gradient" (the next value), as Keras's float8 training does."""
+    length = getattr(layer.dtype_policy, "amax_history_length", dtype_policies.QuantizedFloat8DTypePolicy.default_amax_history_length)
+    for name in _FLOAT8_NAMES:
+        shape, initializer = ((), "ones") if name.endswith("scale") else ((length,), "zeros")
+        variable = layer.add_weight(
+            name=name, shape=shape, initializer=initializer, dtype="float32", autocast=False, overwrite_with_gradient=True
+        )
+        setattr(layer, name, variable)
+
+
+_E4M3_MAX, _E5M2_MAX = torch.finfo(torch.float8_e4m3fn).max, torch.finfo(torch.float8_e5m2).max
+
+
+class _Float8Inputs(torch.autograd.Function):
+    """float8 (e4m3) round trip; the gradient passes straight through, and the scale and history
+    receive their next values (from the history and this max|x|) as their gradients."""
+
+    @staticmethod
+    def forward(ctx, x, scale, amax_history, compute):
+        ctx.next_values = (
+            compute_float8_scale(amax_history.max(), scale, torch.tensor(_E4M3_MAX, dtype=torch.float32)),
+            compute_float8_amax_history(x, amax_history),
+        )
+        return quantize_and_dequantize(x, scale, "float8_e4m3fn", compute)
+
+    @staticmethod
+    def backward(ctx, upstream):
+        return (upstream, *ctx.next_values, None)
+
+
+class _Float8OutputGradient(torch.autograd.Function):
+    """Identity forward; the incoming gradient is rounded through float8 (e5m2) at the current scale."""
+
+    @staticmethod
+    def forward(ctx, outputs, scale, amax_history, compute):
+        ctx.save_for_backward(scale, amax_history)
+        ctx.compute = compute
+        return outputs.clone()
+
+    @staticmethod
+    def backward(ctx, upstream):
+        scale, amax_history = ctx.saved_tensors
+        next_scale = compute_float8_scale(amax_history.max(), scale, torch.tensor(_E5M2_MAX, dtype=torch.float32))
+        rounded = quantize_and_dequantize(upstream, scale, "float8_e5m2", ctx.compute)
+        return rounded, next_scale, compute_float8_amax_history(upstream, amax_history), None
+
+
+def _call_float8(layer, inputs, product):
+    """`product(inputs, kernel)` on float8-rounded operands; bias rounded through bfloat16 under float32, as Keras."""
+    compute = layer.compute_dtype
+    x = _Float8Inputs.apply(inputs, layer.inputs_scale, layer.inputs_amax_history, compute)
+    kernel = _Float8Inputs.apply(layer.kernel, layer.kernel_scale, layer.kernel_amax_history, compute)
+    outputs = _Float8OutputGradient.apply(product(x, kernel), layer.outputs_grad_scale, layer.outputs_grad_amax_history, compute)
+    if layer.bias is not None:
+        bias = layer.bias
+        if compute == "float32":
+            bias = bias.to(torch.bfloat16).to(bias.dtype)
+        outputs = outputs + bias
+    return outputs
+
+
 class _Dense:
     modes = dtype_policies.QUANTIZATION_MODES
-    saved_names = ("kernel", "bias", "kernel_scale")
+    saved_names = _KERNEL_NAMES
+    build_float8 = staticmethod(_build_float8)
+    quantize_float8 = staticmethod(_build_float8)
+
+    @staticmethod
+    def call_float8(layer, inputs):
+        return _call_float8(layer, inputs, torch.matmul)
 
     @staticmethod
     def build_int8(layer, kernel_shape, config):
@@ -188,10 +333,49 @@ class _Dense:
             outputs = outputs + layer.bias
         return outputs
 
+    @staticmethod
+    def build_int4(layer, kernel_shape, config):
+        layer.inputs_quantizer = QuantizationConfig.activation_quantizer_or_default(config, None)
+        inputs, units = kernel_shape
+        block_size = _int4_block_size(layer, config)
+        scale_shape = (units,) if block_size is None else (-(-inputs // block_size), units)
+        _build_int4(layer, "kernel", (inputs, (units + 1) // 2), scale_shape, block_size, inputs)
+
+    @classmethod
+    def quantize_int4(cls, layer, config):
+        float_kernel = layer.kernel
+        quantizer = QuantizationConfig.weight_quantizer_or_default(config, AbsMaxQuantizer(axis=0, value_range=(-8, 7)))
+        kernel = torch.as_tensor(float_kernel).detach()
+        values, scale, zero = _int4_rows_kernel(kernel, _int4_block_size(layer, config), quantizer)
+        _drop_variable(layer, float_kernel)
+        cls.build_int4(layer, tuple(kernel.shape), config)
+        _assign_int4(layer, "kernel", values, scale, zero)
+
+    @staticmethod
+    def call_int4(layer, inputs):
+        kernel = unpack_int4(torch.as_tensor(layer.kernel), layer.units, axis=-1)
+        compute = backend.torch_dtype(layer.compute_dtype)
+        float_kernel = _int4_float_kernel(layer, kernel, compute)
+        if layer._int4_block_size is not None:
+            outputs = torch.matmul(inputs, float_kernel)
+        elif layer.inputs_quantizer:  # Keras rescales the integer product, not the kernel
+            quantized_inputs, inputs_scale = layer.inputs_quantizer(inputs, axis=-1)
+            product = _int_product("...i,io->...o", quantized_inputs, kernel)
+            outputs = product.to(compute) / (torch.as_tensor(layer.kernel_scale) * inputs_scale)
+        else:
+            outputs = torch.matmul(inputs, kernel.to(inputs.dtype)).to(compute) / torch.as_tensor(layer.kernel_scale)
+        outputs = _with_input_gradient(outputs, inputs, float_kernel, "...i,io->...o")
+        if layer.bias is not None:
+            outputs = outputs + layer.bias
+        return outputs
+
 
 class _Embedding:
     modes = ("int8", "int4")
-    saved_names = ("embeddings", "embeddings_scale")
+    saved_names = {
+        "int8": ("embeddings", "embeddings_scale"),
+        "int4": ("embeddings", "embeddings_scale", "embeddings_zero", "g_idx"),
+    }
 
     @staticmethod
     def build_int8(layer, shape, config):
@@ -216,10 +400,50 @@ class _Embedding:
         scale = torch.nn.functional.embedding(ids, torch.as_tensor(layer.embeddings_scale)[:, None])
         return rows.to(backend.torch_dtype(layer.compute_dtype)) / scale
 
+    @staticmethod
+    def build_int4(layer, shape, config):
+        input_dim, output_dim = shape
+        block_size = _int4_block_size(layer, config)
+        scale_shape = (input_dim,) if block_size is None else (input_dim, -(-output_dim // block_size))
+        _build_int4(layer, "embeddings", (input_dim, (output_dim + 1) // 2), scale_shape, block_size, output_dim)
+
+    @classmethod
+    def quantize_int4(cls, layer, config):
+        """Rows are the channels here: one scale per token, or groups along each token's vector."""
+        table = layer.embeddings
+        values = torch.as_tensor(table).detach()
+        block_size = _int4_block_size(layer, config)
+        if block_size is None:
+            quantizer = QuantizationConfig.weight_quantizer_or_default(config, AbsMaxQuantizer(axis=-1, value_range=(-8, 7)))
+            values, scale = quantizer(values, to_numpy=True)
+            scale, zero = scale.squeeze(-1), None
+        else:
+            values, scale, zero = (t.T for t in abs_max_quantize_grouped_with_zero_point(values.T, block_size))
+        _drop_variable(layer, table)
+        cls.build_int4(layer, (layer.input_dim, layer.output_dim), config)
+        _assign_int4(layer, "embeddings", values, scale, zero)
+
+    @staticmethod
+    def call_int4(layer, inputs):
+        ids = inputs.long()
+        rows = unpack_int4(torch.as_tensor(layer.embeddings), layer.output_dim, axis=-1)[ids]
+        rows = rows.to(backend.torch_dtype(layer.compute_dtype))
+        scale = torch.as_tensor(layer.embeddings_scale)[ids]
+        if layer._int4_block_size is None:
+            return rows / scale[..., None]
+        zero, g_idx = torch.as_tensor(layer.embeddings_zero)[ids], torch.as_tensor(layer.g_idx)
+        return dequantize_with_sz_map(rows, scale, zero, g_idx, group_axis=-1)
+
 
 class _EinsumDense:
     modes = dtype_policies.QUANTIZATION_MODES
-    saved_names = ("kernel", "bias", "kernel_scale")
+    saved_names = _KERNEL_NAMES
+    build_float8 = staticmethod(_build_float8)
+    quantize_float8 = staticmethod(_build_float8)
+
+    @staticmethod
+    def call_float8(layer, inputs):
+        return _call_float8(layer, inputs, lambda x, kernel: torch.einsum(layer.equation, x, kernel))
 
     @staticmethod
     def build_int8(layer, kernel_shape, config):
@@ -252,6 +476,54 @@ class _EinsumDense:
             inputs_scale = info.to_output(inputs_scale, "input")
             product = _int_product(layer.equation, quantized_inputs, kernel)
             outputs = product.to(compute) / (inputs_scale * kernel_scale)
+        else:
+            outputs = torch.einsum(layer.equation, inputs, float_kernel)
+        outputs = _with_input_gradient(outputs, inputs, float_kernel, layer.equation)
+        if layer.bias is not None:
+            outputs = outputs + layer.bias
+        return outputs
+
+    @staticmethod
+    def _rows_columns(layer, kernel_shape):
+        """The kernel as Keras flattens it for int4: contracted axes' sizes multiplied, then the rest."""
+        reduced = _einsum_info(layer).kernel_reduced
+        rows = columns = 1
+        for axis, size in enumerate(kernel_shape):
+            rows, columns = (rows * size, columns) if axis in reduced else (rows, columns * size)
+        return rows, columns
+
+    @classmethod
+    def build_int4(cls, layer, kernel_shape, config):
+        block_size = _int4_block_size(layer, config)
+        layer.inputs_quantizer = QuantizationConfig.activation_quantizer_or_default(config, None)
+        layer.quantization_axis = tuple(_einsum_info(layer).input_reduced)
+        layer._int4_kernel_shape = kernel_shape
+        rows, columns = cls._rows_columns(layer, kernel_shape)
+        scale_shape = (columns,) if block_size is None else (-(-rows // block_size), columns)
+        _build_int4(layer, "kernel", (rows, (columns + 1) // 2), scale_shape, block_size, rows)
+
+    @classmethod
+    def quantize_int4(cls, layer, config):
+        """Keras reshapes (not transposes) the kernel to [rows, columns]; the per-channel quantizer is fixed."""
+        float_kernel = layer.kernel
+        shape = tuple(float_kernel.shape)
+        kernel = torch.as_tensor(float_kernel).detach().reshape(cls._rows_columns(layer, shape))
+        quantizer = AbsMaxQuantizer(axis=0, value_range=(-8, 7))
+        values, scale, zero = _int4_rows_kernel(kernel, _int4_block_size(layer, config), quantizer)
+        _drop_variable(layer, float_kernel)
+        cls.build_int4(layer, shape, config)
+        _assign_int4(layer, "kernel", values, scale, zero)
+
+    @classmethod
+    def call_int4(cls, layer, inputs):
+        compute = backend.torch_dtype(layer.compute_dtype)
+        columns = cls._rows_columns(layer, layer._int4_kernel_shape)[1]
+        unpacked = unpack_int4(torch.as_tensor(layer.kernel), columns, axis=-1)
+        float_kernel = _int4_float_kernel(layer, unpacked, compute).reshape(layer._int4_kernel_shape)
+        if layer._int4_block_size is None and layer.inputs_quantizer:
+            quantized_inputs, inputs_scale = layer.inputs_quantizer(inputs, axis=layer.quantization_axis)
+            outputs = torch.einsum(layer.equation, quantized_inputs.to(compute), float_kernel)
+            outputs = outputs / _einsum_info(layer).to_output(inputs_scale, "input")
         else:
             outputs = torch.einsum(layer.equation, inputs, float_kernel)
         outputs = _with_input_gradient(outputs, inputs, float_kernel, layer.equation)

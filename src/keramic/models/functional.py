@@ -1,5 +1,7 @@
 """Functional models: a graph of layer calls from symbolic inputs to symbolic outputs."""
 
+import inspect
+
 import numpy as np
 import torch
 
@@ -254,6 +256,10 @@ class Functional(Model):
         return map_structure(lambda t: KerasTensor(t.shape, t.dtype), self._outputs_struct)
 
     def get_config(self):
+        if not functional_like_constructor(type(self)):
+            # As Keras: a subclass with its own constructor (`MyModel(**kwargs)` building its graph
+            # inside) saves only its base config, and is rebuilt by calling that constructor.
+            return Model.get_config(self)
         from keramic.models.functional_config import functional_config
 
         return functional_config(self)
@@ -263,4 +269,15 @@ class Functional(Model):
         from keramic.models.functional_config import functional_from_config
         from keramic.saving.formats.keras2_config import from_tf_keras_get_config
 
+        if not functional_like_constructor(cls):
+            return cls(**config)
         return functional_from_config(cls, from_tf_keras_get_config("Functional", config), custom_objects)
+
+
+def functional_like_constructor(cls) -> bool:
+    """Whether `cls(inputs, outputs, name)` is how to rebuild `cls` (Keras's test: the same named
+    arguments as `Functional.__init__`, or `*args, **kwargs`)."""
+    if cls.__init__ is Functional.__init__:
+        return True
+    spec = inspect.getfullargspec(cls.__init__)
+    return spec.args[1:] == ["inputs", "outputs", "name"] or (spec.varargs is not None and spec.varkw is not None)

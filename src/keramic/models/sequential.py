@@ -133,6 +133,13 @@ class Sequential(Model):
             outputs = layer(outputs)
         return outputs
 
+    def compute_output_spec(self, inputs, *args, **kwargs):
+        """String inputs take the built graph's output spec: a dry run on placeholder strings would
+        send "" through lookup layers, which refuse it when they have no OOV index."""
+        if isinstance(inputs, KerasTensor) and inputs.dtype == "string" and self._functional is not None:
+            return self._functional.compute_output_spec(inputs)
+        return super().compute_output_spec(inputs, *args, **kwargs)
+
     @property
     def inputs(self):
         return self._functional.inputs if self._functional else None

@@ -289,6 +289,10 @@ class Optimizer:
             variables = list(trainable_variables)
             if not self.built:
                 self.build(variables)
+        if any(getattr(v, "overwrite_with_gradient", False) for v in variables):
+            grads, variables = self._overwrite_with_gradients(grads, variables)
+            if not grads:
+                return
         indices = self._indices_of(variables)
         if any(g is None for g in grads):
             kept = [i for i, g in enumerate(grads) if g is not None]
@@ -306,6 +310,20 @@ class Optimizer:
             variables = [variables[i] for i in kept]
         with torch.no_grad():
             self._apply(grads, variables, indices)
+
+    @staticmethod
+    def _overwrite_with_gradients(grads, variables):
+        """Assign `overwrite_with_gradient` variables their gradient (float8 scales: it is their next value)
+        and return the other pairs, which the optimizer updates as usual."""
+        kept_grads, kept_variables = [], []
+        with torch.no_grad():
+            for grad, variable in zip(grads, variables):
+                if not getattr(variable, "overwrite_with_gradient", False):
+                    kept_grads.append(grad)
+                    kept_variables.append(variable)
+                elif grad is not None:
+                    variable.assign(grad)
+        return kept_grads, kept_variables
 
     def _indices_of(self, variables):
         """None when `variables` is the built list itself (the common case), else their slot indices."""

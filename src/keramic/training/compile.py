@@ -11,8 +11,12 @@ def _outputs_as_list(y_pred):
     return y_pred if isinstance(y_pred, (list, tuple)) else flatten(y_pred) if isinstance(y_pred, dict) else [y_pred]
 
 
-def match_targets(y_true, y_pred, output_names):
-    """Flatten targets in the order of the flattened predictions (dicts matched by output name)."""
+def match_targets(y_true, y_pred, output_names, loss_specs=None):
+    """Flatten targets in the order of the flattened predictions (dicts matched by output name).
+
+    As Keras, fewer targets than outputs are accepted when they pair with the outputs that have a
+    loss (`loss=[fn, None]`): the outputs without one get None.
+    """
     predictions = _outputs_as_list(y_pred)
     if isinstance(y_true, dict):
         if isinstance(y_pred, dict):
@@ -27,6 +31,13 @@ def match_targets(y_true, y_pred, output_names):
         targets = list(y_true)
     else:
         targets = [y_true]
+    if len(targets) != len(predictions) and loss_specs is not None:
+        with_loss = [index for index, spec in enumerate(loss_specs) if spec is not None]
+        if len(with_loss) == len(targets) and len(loss_specs) == len(predictions):
+            spread = [None] * len(predictions)
+            for index, target in zip(with_loss, targets):
+                spread[index] = target
+            targets = spread
     if len(targets) != len(predictions):
         raise ValueError(f"The model has {len(predictions)} output(s) but {len(targets)} target(s) were given.")
     return targets, predictions

@@ -58,6 +58,18 @@ class _FirstSteps:
         return itertools.islice(self.batches, self.limit)
 
 
+def _detached(predictions):
+    """Predictions cut from the graph for the metrics, keeping the Keras mask they carry (metrics honour it)."""
+    detached = []
+    for prediction in predictions:
+        mask = getattr(prediction, "_keras_mask", None)
+        prediction = prediction.detach()
+        if mask is not None:
+            prediction._keras_mask = mask
+        detached.append(prediction)
+    return detached
+
+
 def _make_batches(x, y, sample_weight, batch_size, shuffle, steps, device):
     """`data.make_batches`, capped (with Keras's warning) by `keras.config.max_steps_per_epoch()`."""
     limit = config.max_steps_per_epoch()
@@ -224,7 +236,7 @@ class Trainer:
         with torch.no_grad():
             if self._compiled_metrics.metrics is None:
                 self._create_metrics(targets, predictions)
-            self._compiled_metrics.update(targets, [p.detach() for p in predictions], weights)
+            self._compiled_metrics.update(targets, _detached(predictions), weights)
         return self.get_metrics_result()
 
     def get_metrics_result(self):
@@ -234,7 +246,7 @@ class Trainer:
     def _match_batch(self, y, y_pred, sample_weight):
         """Targets, predictions and sample weights as per-output lists (losses resolved on first use)."""
         self._ensure_compiled_objects(y_pred)
-        targets, predictions = match_targets(y, y_pred, self._compiled_loss.output_names)
+        targets, predictions = match_targets(y, y_pred, self._compiled_loss.output_names, self._compiled_loss._specs)
         weights = sample_weight if isinstance(sample_weight, (list, tuple)) else [sample_weight] * len(predictions)
         if isinstance(sample_weight, dict):
             weights = [sample_weight.get(n) for n in self._compiled_loss.output_names]
@@ -247,6 +259,8 @@ class Trainer:
         targets, predictions, weights = self._match_batch(y, y_pred, sample_weight)
         total, per_output = self._compiled_loss(targets, predictions, weights)
         extra = self._step_losses()
+        if not extra and all(loss is None for loss in self._compiled_loss.losses):
+            raise ValueError("No loss to compute. Provide a `loss` argument in `compile()`.")  # as Keras
         if extra:
             total = total + torch.stack([torch.as_tensor(v, dtype=total.dtype, device=total.device).sum() for v in extra]).sum()
         return total, per_output, targets, predictions, weights
@@ -256,14 +270,14 @@ class Trainer:
             if self._compiled_metrics.metrics is None:
                 self._create_metrics(targets, predictions)
             if batch_size == 0:  # an empty shard under keras.distribution: its NaN loss must not count (NaN x 0 is NaN)
-                self._compiled_metrics.update(targets, [p.detach() for p in predictions], weights)
+                self._compiled_metrics.update(targets, _detached(predictions), weights)
                 return
             self._loss_tracker.update_state(loss.detach(), sample_weight=batch_size)
             if self._compiled_loss.multi_output:
                 for name, value in zip(self._compiled_loss.output_names, per_output):
                     if value is not None:
                         self._output_loss_trackers[name].update_state(value.detach(), sample_weight=batch_size)
-            self._compiled_metrics.update(targets, [p.detach() for p in predictions], weights)
+            self._compiled_metrics.update(targets, _detached(predictions), weights)
 
     def _create_metrics(self, targets, predictions):
         """Create the compiled metrics (they depend on the first batch's shapes) and the per-output

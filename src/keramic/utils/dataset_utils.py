@@ -208,6 +208,15 @@ def _collect(directory, labels, class_names, extensions, follow_links):
     return paths, np.asarray(label_values), names
 
 
+def _report_found(count: int, labels, names) -> None:
+    """Keras's "Found ..." line: an unlabelled listing names no classes; given labels count their values."""
+    if labels is None:
+        print(f"Found {count} files.")
+    else:
+        classes = len(set(labels)) if isinstance(labels, (list, tuple)) else len(names) or 1
+        print(f"Found {count} files belonging to {classes} classes.")
+
+
 def _encode_labels(values, label_mode, num_classes):
     if label_mode == "int":
         return values.astype("int32")
@@ -268,9 +277,10 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                                  subset=None, interpolation="bilinear", follow_links=False, crop_to_aspect_ratio=False,
                                  pad_to_aspect_ratio=False, data_format=None, verbose=True):
     """Images in `directory/<class>/...` -> batches of (images, labels), decoded with Pillow."""
+    labels = None if label_mode is None else labels  # as Keras: no labels, no classes
     paths, values, names = _collect(directory, labels, class_names, ALLOWED_IMAGE_FORMATS, follow_links)
     if verbose:
-        print(f"Found {len(paths)} files belonging to {len(names) or 1} classes.")
+        _report_found(len(paths), labels, names)
     splits = _subset([np.asarray(paths), values], validation_split, subset, shuffle, seed)
     datasets = []
     for index, (split_paths, split_values) in enumerate(splits):
@@ -289,9 +299,10 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int", 
                                 max_length=None, shuffle=True, seed=None, validation_split=None, subset=None,
                                 follow_links=False, verbose=True):
     """Text files in `directory/<class>/*.txt` -> batches of (strings, labels)."""
+    labels = None if label_mode is None else labels  # as Keras: no labels, no classes
     paths, values, names = _collect(directory, labels, class_names, (".txt",), follow_links)
     if verbose:
-        print(f"Found {len(paths)} files belonging to {len(names) or 1} classes.")
+        _report_found(len(paths), labels, names)
     splits = _subset([np.asarray(paths), values], validation_split, subset, shuffle, seed)
     datasets = []
     for index, (split_paths, split_values) in enumerate(splits):

@@ -18,6 +18,7 @@ from keramic.layers.preprocessing import encoding, strings
 from keramic.layers.preprocessing.fingerprint import fingerprint64, siphash64
 from keramic.serialization.registry import keras_export
 from keramic.serialization.serialize import in_safe_mode
+from keramic.symbolic import in_dry_run
 
 _VOCABULARY_FILE = "vocabulary.txt"
 _OUTPUT_MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
@@ -319,6 +320,8 @@ class IndexLookup(Layer):
         return torch.stack([empty if row is None else row for row in encoded])
 
     def _oov_index(self, value):
+        if self.num_oov_indices == 0 and in_dry_run():
+            return 0  # a placeholder value ("" or 0) during output-spec inference, not a user's token
         if self.num_oov_indices == 0:
             raise ValueError(
                 f"When `num_oov_indices=0` all inputs should be in vocabulary, found OOV values [{value}], "
