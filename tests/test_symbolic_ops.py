@@ -185,3 +185,23 @@ def test_op_nodes_run_eagerly_inside_the_model_with_gradients():
     model(data).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
     assert len(model.layers) == 2  # op nodes are not layers, as in Keras
+
+
+@pytest.mark.interop
+def test_activations_relu_with_arguments_on_symbolic_tensors_moves_both_ways(keras, tmp_path):
+    """Keras records `activations.relu(x, max_value=...)` as its own ReLU operation, not a layer."""
+    x = np.array([[-1.0, 3.0, 9.0]], "float32")
+    theirs_in = keras.Input((3,))
+    theirs = keras.Model(theirs_in, keras.activations.relu(theirs_in, negative_slope=0.1, max_value=6.0))
+    theirs.save(tmp_path / "theirs.keras")
+    expected = theirs.predict(x, verbose=0)
+    np.testing.assert_allclose(keramic.saving.load_model(tmp_path / "theirs.keras").predict(x, verbose=0), expected, rtol=1e-6)
+    ours_in = keramic.Input((3,))
+    ours = keramic.Model(ours_in, keramic.activations.relu(ours_in, negative_slope=0.1, max_value=6.0))
+    def entry(model):  # the node as written, its (session-numbered) name aside
+        node = json.loads(json.dumps(model.get_config()["layers"][1]))
+        return {key: node[key] for key in ("module", "class_name", "registered_name")}, {k: v for k, v in node["config"].items() if k != "name"}
+
+    assert entry(ours) == entry(theirs)
+    ours.save(tmp_path / "ours.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "ours.keras").predict(x, verbose=0), expected, rtol=1e-6)

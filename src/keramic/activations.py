@@ -28,10 +28,8 @@ def _symbolic(name: str, x, arguments: dict):
 
     if name == "relu":
         if any(arguments[k] != d for k, d in (("negative_slope", 0.0), ("max_value", None), ("threshold", 0.0))):
-            raise NotImplementedError(
-                "keras.activations.relu with negative_slope, max_value or threshold on a symbolic tensor: "
-                "wrap it in a layers.ReLU(...) layer instead."
-            )
+            operation = registry.public_objects("keras.src.activations.activations")["ReLU"]  # layers/operations.py
+            return operation(**arguments)(x)
         return ops.relu(x)
     if name == "exponential":
         return ops.exp(x)

@@ -83,6 +83,28 @@ def make_op_class(function_name, class_name, module, config_names):
     return keras_export(module, class_name)(cls)
 
 
+class ReLU(Operation):
+    """`keras.activations.relu(x, negative_slope, max_value, threshold)` on a KerasTensor: the node
+    Keras records (module `keras.src.activations.activations`), not `layers.ReLU`."""
+
+    _keras_registered_name = "ReLU"
+
+    def __init__(self, negative_slope=0.0, max_value=None, threshold=0.0, name=None):
+        super().__init__(name=name)
+        self._relu_config = {"negative_slope": negative_slope, "max_value": max_value, "threshold": threshold}
+
+    def call(self, x):
+        from keramic.activations import relu
+
+        return relu(x, **self._relu_config)
+
+    def get_config(self):
+        return {"name": self.name, **self._relu_config}
+
+
+keras_export("keras.src.activations.activations", "ReLU")(ReLU)
+
+
 def _register_op_nodes():
     """Every op node class exists from import on, so configs naming them resolve."""
     for function_name, class_name, module, config_names in node.node_classes_to_make():
