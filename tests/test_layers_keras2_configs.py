@@ -7,14 +7,12 @@ sets random weights, and writes config.json, weights.h5, model.h5 and its predic
 """
 
 import importlib.util
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import keramic
+from helpers import run_tf_keras
 
 pytestmark = [
     pytest.mark.interop,
@@ -93,13 +91,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def tf_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfkeras2_layers")
-    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
-    env.update(TF_USE_LEGACY_KERAS="1", CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
-    names = [case.values[0] if hasattr(case, "values") else case for case in CASES]
-    result = subprocess.run(
-        [sys.executable, "-c", TF_WRITER, str(root), *names], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert result.returncode == 0, f"the tf.keras subprocess failed:\n{result.stderr[-4000:]}"
+    run_tf_keras(TF_WRITER, root, *[case.values[0] if hasattr(case, "values") else case for case in CASES])
     return root
 
 

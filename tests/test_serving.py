@@ -1,13 +1,11 @@
 """keramic.serving: TF Serving's REST API over loopback with a real HTTP client, request forms,
 errors (and the server staying up after them), version pickup, batching, metrics, shutdown."""
 
-import asyncio
 import base64
 import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,54 +18,17 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("orjson")
 
 import keramic  # noqa: E402
-from helpers import free_port, wait_for  # noqa: E402
+from helpers import (  # noqa: E402
+    ServingThread,  # noqa: E402
+    free_port,
+    wait_for,
+)
 from keramic import layers as L  # noqa: E402
 from keramic.export import artifact, export_model  # noqa: E402
-from keramic.serving import ServingApp, make_server  # noqa: E402
+from keramic.serving import ServingApp  # noqa: E402
 
 TOLERANCE = 1e-5
 REQUEST_LIMIT = 256 * 1024
-
-
-class Running:
-    """A ServingApp under uvicorn on 127.0.0.1 (a free port) in a background thread."""
-
-    def __init__(self, app):
-        self.app = app
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.port = self.socket.getsockname()[1]
-        self.server = make_server(app, self.port)
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.socket])), daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        wait_for(lambda: self.server.started, what="the server to start")
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        self.socket.close()
-        assert not self.thread.is_alive()
-
-    def request(self, method, path, body=None, headers=None):
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            if isinstance(body, (dict, list)):
-                body = json.dumps(body)
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            data = response.read()
-            return response.status, dict(response.getheaders()), data
-        finally:
-            connection.close()
-
-    def json(self, method, path, body=None):
-        status, headers, data = self.request(method, path, body)
-        if path.startswith("/v1/"):
-            assert headers.get("content-type") == "application/json"
-        return status, json.loads(data)
 
 
 def _mlp():
@@ -137,7 +98,7 @@ def models(tmp_path_factory):
 def mlp_server(models):
     base, _, _ = models
     app = ServingApp("mlp", base / "mlp", enable_batching=True, batch_timeout_micros=20000, poll_seconds=0.05, max_request_bytes=REQUEST_LIMIT)
-    with Running(app) as running:
+    with ServingThread(app) as running:
         yield running
 
 
@@ -323,7 +284,7 @@ def test_multiple_inputs_and_outputs(models):
     signal_values = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 0.0]], "float32")
     tokens = np.array([[1, 2, 3, 0], [4, 5, 0, 0]], "int32")
     scores, total = two.predict([signal_values, tokens], verbose=0)
-    with Running(ServingApp("two", base / "two")) as server:
+    with ServingThread(ServingApp("two", base / "two")) as server:
         instances = [{"signal": s, "tokens": t} for s, t in zip(signal_values.tolist(), tokens.tolist())]
         status, answer = server.json("POST", "/v1/models/two:predict", {"instances": instances})
         assert status == 200, answer
@@ -345,7 +306,7 @@ def test_multiple_inputs_and_outputs(models):
 
 def test_b64_values_for_string_inputs(models):
     base, _, _ = models
-    with Running(ServingApp("text", base / "text")) as server:
+    with ServingThread(ServingApp("text", base / "text")) as server:
         encoded = base64.b64encode("héllo".encode()).decode()
         status, answer = server.json("POST", "/v1/models/text:predict", {"instances": [{"b64": encoded}, "plain"]})
         assert status == 200, answer
@@ -357,7 +318,7 @@ def test_b64_values_for_string_inputs(models):
 def test_new_version_is_served_without_restart_and_old_one_unloaded(tmp_path):
     first, second = _mlp(), _mlp()
     export_model(first, tmp_path / "1")
-    with Running(ServingApp("live", tmp_path, poll_seconds=0.05)) as server:
+    with ServingThread(ServingApp("live", tmp_path, poll_seconds=0.05)) as server:
         status, answer = server.json("POST", "/v1/models/live:predict", {"instances": X.tolist()})
         assert np.max(np.abs(np.array(answer["predictions"]) - first.predict(X, verbose=0))) <= TOLERANCE
         export_model(second, tmp_path / "2")

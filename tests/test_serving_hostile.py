@@ -5,7 +5,6 @@ versions swap without a 404; SIGTERM is prompt; memory stays flat under a flood 
 The server runs in its own process (`serve`, as `keramic serve` does) on 127.0.0.1, so that
 SIGTERM and the resident memory of the server itself can be observed."""
 
-import asyncio
 import http.client
 import json
 import signal
@@ -23,10 +22,10 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("orjson")
 
 import keramic  # noqa: E402
-from helpers import free_port, wait_for  # noqa: E402
+from helpers import ServingThread, free_port, wait_for  # noqa: E402
 from keramic import layers as L  # noqa: E402
 from keramic.export import export_model  # noqa: E402
-from keramic.serving import ServingApp, codec, make_server  # noqa: E402
+from keramic.serving import ServingApp, codec  # noqa: E402
 
 LIMIT = 2 * 1024 * 1024  # --max_request_bytes of the server under test
 BODY_TIMEOUT = 1.0
@@ -430,34 +429,13 @@ def test_sigterm_exits_promptly_with_stalled_clients(tiny):
 
 
 # ------------------------------------------------------------------------------ version swaps
-class ThreadServer:
-    """A ServingApp under uvicorn in a thread (for the version-swap test, which re-exports on disk)."""
-
-    def __init__(self, app):
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.port = self.socket.getsockname()[1]
-        self.server = make_server(app, self.port)
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.socket])), daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        wait_for(lambda: self.server.started, 30, "the server to start")
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        self.socket.close()
-
-
 def test_versions_re_exported_in_place_or_added_are_swapped_without_a_404(tmp_path):
     models = [_tiny_model() for _ in range(3)]
     inputs = [np.array([[0.5, -1.0]], "float32"), np.array([[1, 2]], "int32")]
     expected = [m.predict(inputs, verbose=0) for m in models]
     export_model(models[0], tmp_path / "1")
     statuses, answers, stop = [], [], threading.Event()
-    with ThreadServer(ServingApp("tiny", tmp_path, poll_seconds=0.01)) as running:
+    with ServingThread(ServingApp("tiny", tmp_path, poll_seconds=0.01)) as running:
 
         def hammer(path):
             connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=BOUND)

@@ -16,7 +16,6 @@ whose arguments differ from TensorFlow's, and are written back in Keras 3's form
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
@@ -24,6 +23,7 @@ import numpy as np
 import pytest
 
 import keramic
+from helpers import tf_keras_env
 from keramic import layers
 from keramic.saving.formats import keras2_config
 
@@ -269,12 +269,10 @@ class TensorFlow:
 
     def __init__(self, root, cases):
         self.written = {case: root / case for case in cases}
-        env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
-        env.update(TF_USE_LEGACY_KERAS="1", CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
         self.errors = open(root / "stderr.txt", "w+")  # noqa: SIM115 - closed in close()
         self.process = subprocess.Popen(
             [sys.executable, "-c", TF_WRITER + TF_READER, str(root), *cases],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, text=True, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, text=True, env=tf_keras_env(),
         )
 
     def lines_until(self, marker):

@@ -10,14 +10,12 @@ match are listed in `KNOWN_GAPS`, each with its reason.
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import keramic
+from helpers import run_tf_keras
 
 pytestmark = [
     pytest.mark.interop,
@@ -286,12 +284,7 @@ with open(os.path.join(sys.argv[1], "cases.json"), "w") as f:
 def tf_files(tmp_path_factory):
     """The folder of every case tf.keras wrote (see TF_WRITER), and the case -> trains manifest."""
     root = tmp_path_factory.mktemp("tfkeras_sweep")
-    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
-    env.update(TF_USE_LEGACY_KERAS="1", CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(
-        [sys.executable, "-c", TF_WRITER, str(root)], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert result.returncode == 0, f"the tf.keras subprocess failed:\n{result.stderr[-4000:]}"
+    run_tf_keras(TF_WRITER, root)
     return root, json.loads((root / "cases.json").read_text())
 
 

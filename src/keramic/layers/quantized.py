@@ -291,11 +291,16 @@ def _call_float8(layer, inputs, product):
     return outputs
 
 
-class _Dense:
+class _KernelRecipe:
+    """What Dense and EinsumDense share: every mode, Keras's kernel variable names, float8's build."""
+
     modes = dtype_policies.QUANTIZATION_MODES
     saved_names = _KERNEL_NAMES
     build_float8 = staticmethod(_build_float8)
     quantize_float8 = staticmethod(_build_float8)
+
+
+class _Dense(_KernelRecipe):
 
     @staticmethod
     def call_float8(layer, inputs):
@@ -435,11 +440,7 @@ class _Embedding:
         return dequantize_with_sz_map(rows, scale, zero, g_idx, group_axis=-1)
 
 
-class _EinsumDense:
-    modes = dtype_policies.QUANTIZATION_MODES
-    saved_names = _KERNEL_NAMES
-    build_float8 = staticmethod(_build_float8)
-    quantize_float8 = staticmethod(_build_float8)
+class _EinsumDense(_KernelRecipe):
 
     @staticmethod
     def call_float8(layer, inputs):

@@ -9,7 +9,7 @@ import wave
 import numpy as np
 
 from keramic.errors import FileFormatError
-from keramic.utils.dataset_utils import ArrayDataset, _collect, _encode_labels, _report_found, _subset
+from keramic.utils.dataset_utils import ArrayDataset, _encode_labels, _listed_splits
 
 
 def read_wav(path: str) -> np.ndarray:
@@ -55,11 +55,8 @@ def audio_dataset_from_directory(directory, labels="inferred", label_mode="int",
                                   "resample the files beforehand or pass sampling_rate=None.")
     if ragged:
         raise NotImplementedError("audio_dataset_from_directory(ragged=True): ragged tensors do not exist in PyTorch.")
-    labels = None if label_mode is None else labels  # as Keras: no labels, no classes
-    paths, values, names = _collect(directory, labels, class_names, (".wav",), follow_links)
-    if verbose:
-        _report_found(len(paths), labels, names)
-    splits = _subset([np.asarray(paths), values], validation_split, subset, shuffle, seed)
+    splits, labels, names = _listed_splits(directory, labels, label_mode, class_names, (".wav",), follow_links, verbose,
+                                           validation_split, subset, shuffle, seed)
     datasets = []
     for split_paths, split_values in splits:
         clips = [read_wav(str(path)) for path in split_paths]

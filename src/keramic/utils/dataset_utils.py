@@ -208,6 +208,17 @@ def _collect(directory, labels, class_names, extensions, follow_links):
     return paths, np.asarray(label_values), names
 
 
+def _listed_splits(directory, labels, label_mode, class_names, extensions, follow_links, verbose, validation_split, subset,
+                   shuffle, seed):
+    """The `*_dataset_from_directory` listing: (splits of [paths, label values], labels, class names),
+    with Keras's "Found ..." line; `label_mode=None` means no labels and no classes, as in Keras."""
+    labels = None if label_mode is None else labels
+    paths, values, names = _collect(directory, labels, class_names, extensions, follow_links)
+    if verbose:
+        _report_found(len(paths), labels, names)
+    return _subset([np.asarray(paths), values], validation_split, subset, shuffle, seed), labels, names
+
+
 def _report_found(count: int, labels, names) -> None:
     """Keras's "Found ..." line: an unlabelled listing names no classes; given labels count their values."""
     if labels is None:
@@ -277,11 +288,8 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                                  subset=None, interpolation="bilinear", follow_links=False, crop_to_aspect_ratio=False,
                                  pad_to_aspect_ratio=False, data_format=None, verbose=True):
     """Images in `directory/<class>/...` -> batches of (images, labels), decoded with Pillow."""
-    labels = None if label_mode is None else labels  # as Keras: no labels, no classes
-    paths, values, names = _collect(directory, labels, class_names, ALLOWED_IMAGE_FORMATS, follow_links)
-    if verbose:
-        _report_found(len(paths), labels, names)
-    splits = _subset([np.asarray(paths), values], validation_split, subset, shuffle, seed)
+    splits, labels, names = _listed_splits(directory, labels, label_mode, class_names, ALLOWED_IMAGE_FORMATS, follow_links, verbose,
+                                           validation_split, subset, shuffle, seed)
     datasets = []
     for index, (split_paths, split_values) in enumerate(splits):
         images = np.stack([_load_image(path, tuple(image_size), color_mode, interpolation, crop_to_aspect_ratio,
@@ -299,11 +307,8 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int", 
                                 max_length=None, shuffle=True, seed=None, validation_split=None, subset=None,
                                 follow_links=False, verbose=True):
     """Text files in `directory/<class>/*.txt` -> batches of (strings, labels)."""
-    labels = None if label_mode is None else labels  # as Keras: no labels, no classes
-    paths, values, names = _collect(directory, labels, class_names, (".txt",), follow_links)
-    if verbose:
-        _report_found(len(paths), labels, names)
-    splits = _subset([np.asarray(paths), values], validation_split, subset, shuffle, seed)
+    splits, labels, names = _listed_splits(directory, labels, label_mode, class_names, (".txt",), follow_links, verbose,
+                                           validation_split, subset, shuffle, seed)
     datasets = []
     for index, (split_paths, split_values) in enumerate(splits):
         texts = []
