@@ -1,6 +1,7 @@
 """Writers of several files (sharded `.weights.json`, safetensors indexes, `save(dir, zipped=False)`,
 `export(dir)`, checkpoints) killed at any moment leave the old set or the new one, never a mix or
-nothing; the next save removes what the killed one left; two writers to one path take turns.
+nothing; the next save removes what the killed one left; two writers to one path take turns. The
+single-file writers (`.keras`, legacy `.h5`, `.weights.h5`, `.safetensors`) face the same kills.
 
 Each writer runs in a forked child (keramic is imported once, so a kill costs milliseconds) that
 fills every weight with a marker before each save. The test SIGKILLs it after a random delay, or
@@ -114,6 +115,23 @@ WRITERS = {
         lambda root: {"ckpt"},
     ),
 }
+# Single-file writers: one temp file, one rename; the same kills and races apply.
+WRITERS.update(
+    {
+        f"file_{name}": Writer(
+            f"file_{name}",
+            save,
+            load,
+            lambda root, file=file: {file},
+        )
+        for name, file, save, load in [
+            ("keras", "m.keras", lambda model, root: model.save(str(root / "m.keras")), lambda root: single_marker(keramic.models.load_model(str(root / "m.keras")))),
+            ("legacy_h5", "m.h5", lambda model, root: model.save(str(root / "m.h5")), lambda root: single_marker(keramic.models.load_model(str(root / "m.h5")))),
+            ("weights_h5", "m.weights.h5", lambda model, root: model.save_weights(str(root / "m.weights.h5")), _load_weights("m.weights.h5")),
+            ("safetensors", "m.safetensors", lambda model, root: model.save_weights(str(root / "m.safetensors")), _load_weights("m.safetensors")),
+        ]
+    }
+)
 
 
 @pytest.fixture(scope="module")

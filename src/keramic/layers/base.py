@@ -31,6 +31,8 @@ class _CallContext(threading.local):
 _context = _CallContext()
 
 _LAYER_KWARGS = ("input_shape", "batch_input_shape", "batch_size", "input_dim")
+# Attribute values that are never variables, layers or containers: set without the tracking checks.
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def _call_signature_flags(cls):
@@ -128,7 +130,12 @@ class Layer(torch.nn.Module):
     # ---------------------------------------------------------------- tracking
     def __setattr__(self, name, value):
         state = self.__dict__
-        if isinstance(value, backend.Variable):
+        if type(value) in _PLAIN_TYPES and not (
+            name in state["_variable_attrs"] or name in state["_saveable_attrs"] or name in state["_modules"] or name in state["_parameters"] or name in state["_buffers"]
+        ):
+            object.__setattr__(self, name, value)  # a plain value where nothing tracked was: nothing to update
+            return
+        if isinstance(value, torch.Tensor) and isinstance(value, backend.Variable):  # the Tensor check skips Parameter's slow metaclass check
             if not any(value is v for v in state["_own_trainable"] + state["_own_non_trainable"]):
                 (state["_own_trainable"] if value.trainable else state["_own_non_trainable"]).append(value)
                 self._register_variable(value)

@@ -27,12 +27,19 @@ class Sequential(Model):
         super().__init__(trainable=trainable, name=name, **kwargs)
         self.__dict__["_functional"] = None
         self._layers = []
+        names: set[str] = set()
         for layer in layers or []:
-            self.add(layer, rebuild=False)
+            self._append(layer, names)
         self._rebuild()
 
     def add(self, layer, rebuild=True):
         """Append a layer (an `Input()` tensor becomes the model's InputLayer)."""
+        self._append(layer, {existing.name for existing in self._layers})
+        if rebuild:
+            self._rebuild()
+
+    def _append(self, layer, names):
+        """Append `layer` after the checks; `names` holds the names of the layers already in (kept up to date)."""
         if isinstance(layer, KerasTensor):
             layer = layer._keras_history[0]
         if not isinstance(layer, Layer):
@@ -42,11 +49,11 @@ class Sequential(Model):
                 raise ValueError("An InputLayer can only be the first layer of a Sequential model.")
         elif not self._layers and getattr(layer, "_input_shape_arg", None) is not None:
             self._layers.append(InputLayer(batch_shape=layer._input_shape_arg))
-        if any(existing.name == layer.name for existing in self._layers):
+            names.add(self._layers[-1].name)
+        if layer.name in names:
             raise ValueError(f"All layers added to a Sequential model should have unique names. Name '{layer.name}' is already used.")
         self._layers.append(layer)
-        if rebuild:
-            self._rebuild()
+        names.add(layer.name)
 
     def pop(self, rebuild=True):
         """Remove and return the last layer."""
@@ -191,11 +198,12 @@ class Sequential(Model):
             name = config.get("name") if isinstance(config, dict) else None
             trainable = config.get("trainable", True) if isinstance(config, dict) else True
             model = cls(name=name, trainable=trainable)
+            names: set[str] = set()
             for layer_config in layer_configs:
                 layer = serialize.deserialize_keras_object(layer_config, ("keras.layers",), custom_objects)
                 if not isinstance(layer, Layer):
                     raise ConfigError(f"Sequential '{model.name}': an entry of 'layers' is a {type(layer).__name__}, not a layer.")
-                model.add(layer, rebuild=False)
+                model._append(layer, names)
             build_shape = config.get("build_input_shape") if isinstance(config, dict) else None
             try:
                 if model._layers and isinstance(model._layers[0], InputLayer) and len(model._layers) > 1:

@@ -5,6 +5,7 @@ Classes are only ever found in keramic's own registry and in registered custom o
 """
 
 import contextlib
+import functools
 import math
 import numbers
 import threading
@@ -246,6 +247,7 @@ def _check_size_arguments(class_name, inner):
         )
 
 
+@functools.lru_cache(maxsize=4096)
 def _kind_of(argument):
     return next((namespace for ending, namespace in KIND_ARGUMENTS.items() if argument.endswith(ending)), None)
 

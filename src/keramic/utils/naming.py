@@ -1,6 +1,7 @@
 """Keras-compatible automatic names: snake_case of the class plus a per-process counter."""
 
 import collections
+import functools
 import re
 import threading
 
@@ -16,6 +17,7 @@ def scope_names() -> list:
     return names
 
 
+@functools.lru_cache(maxsize=4096)
 def to_snake_case(name):
     """`BatchNormalization` -> `batch_normalization`, `RMSprop` -> `rm_sprop`, `PReLU` -> `p_re_lu`."""
     name = re.sub(r"\W+", "", name)

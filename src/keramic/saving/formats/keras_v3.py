@@ -175,7 +175,7 @@ def load_weights_from_h5(model, h5file, filename, skip_mismatch=False):
     """Read a Keras 3 weights layout from an open h5py file into a built model."""
     raw, fd = None, None
     if h5file.driver == "sec2":
-        fd = os.open(h5file.filename, os.O_RDONLY)
+        fd = os.dup(h5file.id.get_vfd_handle())  # the file HDF5 read the metadata of, not the path anew
         raw = (fd, 0, os.fstat(fd).st_size)
     try:
         _load_weights(model, h5_weights.H5Weights(h5file, filename, raw), filename, skip_mismatch)

@@ -9,9 +9,8 @@ one that goes MIN_SECONDS without a mark (or outlives the whole budget) is kille
 dies by a signal is reported: both are a `FileFormatError` naming the file. Python
 errors in the child are not refusals: the loader meets them again and reports them in its own
 words. A file that passed is remembered by (path, device, inode, size, mtime), so one load
-preflights once; `open_checked` confirms, by the descriptor HDF5 opened, that the file parsed is
-the one that passed, and checks again when a save replaced it in between (the window left is
-HDF5's own open of a file swapped after that confirmation).
+preflights once; `open_checked` pins the version it checks with a descriptor, and parses that
+version even when a save replaced the path in between.
 
 `KERAMIC_H5_PREFLIGHT=0` turns the check off for trusted bulk jobs. Without `os.fork` (not
 Linux or macOS) the check is skipped: spawning an interpreter per file would cost seconds.
@@ -22,6 +21,7 @@ import faulthandler
 import os
 import select
 import signal
+import stat
 import time
 import warnings
 from collections import OrderedDict
@@ -75,34 +75,85 @@ def check_member(path: str, member: str, handle: IO[bytes], size: int) -> None:
     _run(file_key(path, member), f"{path}: entry '{member}'", lambda: h5py.File(handle, "r"), size)
 
 
-def _is_checked(path: str, h5file: h5py.File) -> bool:
-    """Whether the opened file (by the descriptor HDF5 holds) is the version that passed the check."""
-    if not enabled():
-        return True
+def _version(status: os.stat_result) -> tuple:
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+def _opened_version(h5file: h5py.File) -> tuple | None:
+    """The version of the file HDF5 holds open (by its descriptor), or None for a driver without one."""
     try:
-        status = os.fstat(h5file.id.get_vfd_handle())
+        return _version(os.fstat(h5file.id.get_vfd_handle()))
     except _NO_DESCRIPTOR:
-        return True  # a driver without a descriptor: the window stays open
-    return (os.path.abspath(path), status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, "") in _passed
+        return None
 
 
-def open_checked(path: str, subject: str, attempts: int = 50) -> h5py.File:
-    """`path` opened with h5py once its metadata passed the check. A file replaced between the
-    check and the open (another process's save committing) is checked again, so a load racing
-    a writer gets one whole, checked version. A file h5py cannot read is a FileFormatError
-    starting with `subject`."""
-    for _ in range(attempts):
-        check_file(path)
+class _PinnedFile(h5py.File):
+    """An h5py file reading a pinned descriptor through a Python file object (the version checked,
+    though the path now names another file); it names itself by the user's path and closes the
+    file object with itself."""
+
+    _keramic_path = ""
+    _keramic_handle: IO[bytes] | None = None
+
+    @property
+    def filename(self) -> str:
+        return self._keramic_path
+
+    def close(self) -> None:
+        super().close()
+        if self._keramic_handle is not None:
+            self._keramic_handle.close()
+
+
+def _through_python(pinned: int, path: str) -> h5py.File:
+    """h5py reading the version of the file `pinned` holds through a file object, named `path`."""
+    handle = os.fdopen(os.dup(pinned), "rb")
+    try:
+        h5file = _PinnedFile(handle, "r")
+    except BaseException:
+        handle.close()
+        raise
+    h5file._keramic_path, h5file._keramic_handle = path, handle
+    return h5file
+
+
+def _pinned_for_check(pinned: int, path: str) -> h5py.File:
+    """What the child walks: the pinned version, by its /proc alias while it is still linked (HDF5
+    needs a real path for that), else through a file object."""
+    alias = f"/proc/self/fd/{pinned}"
+    try:
+        if os.path.exists(alias):
+            return h5py.File(alias, "r")
+    except H5_DAMAGE:
+        pass
+    return _through_python(pinned, path)
+
+
+def open_checked(path: str, subject: str) -> h5py.File:
+    """`path` opened with h5py once its metadata passed the check. The version checked is pinned by
+    a descriptor; h5py opens the path and must find that version there, else (a save replaced the
+    path meanwhile) it reads the pinned version through a file object. A load racing a writer thus
+    gets one whole, checked version. A file h5py cannot read is a FileFormatError starting with `subject`."""
+    pinned = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not block the open
+    try:
+        status = os.fstat(pinned)
+        if not stat.S_ISREG(status.st_mode):
+            raise FileFormatError(f"{subject} not a regular file; refusing it.")
+        if enabled():
+            key = (os.path.abspath(path), *_version(status), "")
+            _run(key, path, lambda: _pinned_for_check(pinned, path), status.st_size)
         try:
             h5file = h5py.File(path, "r")
+            if _opened_version(h5file) not in (None, _version(status)):
+                h5file.close()
+                h5file = _through_python(pinned, path)
         except FileNotFoundError:
             raise
         except H5_DAMAGE as error:
             raise FileFormatError(f"{subject} not a readable HDF5 file, it may be truncated or damaged ({error}).") from None
-        if _is_checked(path, h5file):
-            return h5file
-        h5file.close()
-    raise FileFormatError(f"{path}: the file kept changing while it was being opened ({attempts} tries); refusing it.")
+        return h5file
+    finally:
+        os.close(pinned)
 
 
 _NO_DESCRIPTOR = (OSError, RuntimeError, TypeError, ValueError)

@@ -20,7 +20,7 @@ import zipfile
 import torch
 
 from keramic.errors import FileFormatError
-from keramic.saving.stores import atomic, bulk_io, h5_layout
+from keramic.saving.stores import atomic, bulk_io, h5_layout, zip_archive
 from keramic.saving.stores.h5_weights import GroupStore
 from keramic.saving.stores.zip_member import crc_error, member_data_offset
 
@@ -148,14 +148,17 @@ class IndexedWeights:
                 value = torch.empty(entry.shape, dtype=dtype)
                 converted.append((variable, value))
             jobs.append((_writable_bytes(value), entry.offset))
+        if self._verified:
+            # `verify_first` already matched the member's CRC-32 through this descriptor; a save
+            # replaces the file by rename, so the bytes behind it cannot have changed since.
+            bulk_io.read_into(self._fd, jobs, self.path)
         # Checked entries never overlap, so reads overlap only when one entry fills two variables.
-        if len({offset for _, offset in jobs}) == len(jobs):
-            # One in-order pass in large reads (not one per tensor); the CRC-32 is checked (again,
-            # after a `verify_first`) on the bytes as they land in the variables.
+        elif len({offset for _, offset in jobs}) == len(jobs):
+            # One in-order pass in large reads (not one per tensor); the CRC-32 is checked on the
+            # bytes as they land in the variables.
             self.verify(jobs)
-        else:
-            if not self._verified:  # one entry read into two variables: check the member first
-                self.verify([])
+        else:  # one entry read into two variables: check the member first
+            self.verify([])
             bulk_io.read_into(self._fd, jobs, self.path)
         for variable in direct:
             # The write bypassed torch: tell it the value changed (optimizers cache host copies by version).
@@ -245,7 +248,7 @@ def open_index(path, archive, member, metadata_member, verify_first=True):
     info = archive.getinfo(member)
     if info.compress_type != zipfile.ZIP_STORED or info.file_size != size:
         return None
-    fd = os.open(path, os.O_RDONLY)
+    fd = zip_archive.archive_fd(archive)  # the version of the file the archive read, not the path anew
     try:
         with os.fdopen(os.dup(fd), "rb") as handle:
             data_start = member_data_offset(handle, info, path)

@@ -9,6 +9,7 @@ these with a `FileFormatError` naming the file and the member, and turns every e
 `zipfile` raises on damaged input into one.
 """
 
+import io
 import os
 import struct
 import zipfile
@@ -214,18 +215,35 @@ def open_checked(path: str, hdf5_member: str | None = None) -> zipfile.ZipFile:
     ...     archive.namelist()
     """
     path = os.fspath(path)
-    with open(path, "rb") as handle:
+    # One open file for the checks and the archive (readers of members take copies of its
+    # descriptor, `archive_fd`), so a save replacing the path meanwhile cannot mix two versions.
+    handle = open(path, "rb")
+    try:
         size = os.fstat(handle.fileno()).st_size
         try:
             count, directory_start = _end_records(handle, path, size)  # bounded before zipfile lists members
-            archive = zipfile.ZipFile(path, "r")
+            archive = zipfile.ZipFile(handle, "r")
         except (*ZIP_ERRORS, OSError) as error:  # zipfile seeks to offsets the file gives: OSError too
             raise FileFormatError(f"{path}: not a valid zip archive ({type(error).__name__}: {error}).") from None
-        try:
-            _check_structure(archive, handle, path, size, hdf5_member, count, directory_start)
-        except BaseException as error:
-            archive.close()
-            if isinstance(error, ZIP_ERRORS):
-                raise FileFormatError(f"{path}: not a valid zip archive ({type(error).__name__}: {error}).") from None
-            raise
+        archive.filename = path
+        archive._filePassed = 0  # the archive owns the file: closing it closes the file (zipfile's own flag)
+    except BaseException:
+        handle.close()
+        raise
+    try:
+        _check_structure(archive, handle, path, size, hdf5_member, count, directory_start)
+    except BaseException as error:
+        archive.close()
+        if isinstance(error, ZIP_ERRORS):
+            raise FileFormatError(f"{path}: not a valid zip archive ({type(error).__name__}: {error}).") from None
+        raise
     return archive
+
+
+def archive_fd(archive: zipfile.ZipFile) -> int:
+    """A new descriptor of the file `archive` reads (the caller closes it): the same version of the
+    file, whatever happened to its path since it was opened."""
+    try:
+        return os.dup(archive.fp.fileno())  # type: ignore[union-attr]
+    except (AttributeError, OSError, io.UnsupportedOperation):  # an archive over memory: its path, if any
+        return os.open(archive.filename or "", os.O_RDONLY)

@@ -8,7 +8,7 @@ import zipfile
 
 from keramic.errors import FileFormatError
 from keramic.saving.stores import bulk_io
-from keramic.saving.stores.zip_archive import ZIP_ERRORS
+from keramic.saving.stores.zip_archive import ZIP_ERRORS, archive_fd
 
 MAX_INFLATED_BYTES = 4 * 2**30  # a compressed member is inflated into memory: at most this much
 MAX_INFLATION_RATIO = 1000  # and at most this many times its compressed size (zip-bomb guard)
@@ -35,9 +35,10 @@ class FileWindow(io.RawIOBase):
     through this object's per-call overhead.
     """
 
-    def __init__(self, path, start, size):
+    def __init__(self, path, start, size, fd=None):
+        """`fd`: a descriptor the window takes over (default: `path` opened anew)."""
         super().__init__()
-        self.fd = os.open(path, os.O_RDONLY)
+        self.fd = os.open(path, os.O_RDONLY) if fd is None else fd
         self.start, self.size, self._position = start, size, 0
         if os.fstat(self.fd).st_size < start + size:
             os.close(self.fd)
@@ -121,9 +122,14 @@ def open_member(path, archive, name):
     else inflated to memory within the budget."""
     info = archive.getinfo(name)
     if info.compress_type == zipfile.ZIP_STORED:
-        with open(path, "rb") as handle:
-            start = member_data_offset(handle, info, path)
-        window = FileWindow(path, start, info.file_size)
+        fd = archive_fd(archive)
+        try:
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                start = member_data_offset(handle, info, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        window = FileWindow(path, start, info.file_size, fd)
         try:
             check_crc(path, info, window.fd, start)
         except BaseException:
