@@ -226,7 +226,7 @@ def open_checked(path: str, hdf5_member: str | None = None) -> zipfile.ZipFile:
         except (*ZIP_ERRORS, OSError) as error:  # zipfile seeks to offsets the file gives: OSError too
             raise FileFormatError(f"{path}: not a valid zip archive ({type(error).__name__}: {error}).") from None
         archive.filename = path
-        archive._filePassed = 0  # the archive owns the file: closing it closes the file (zipfile's own flag)
+        archive._filePassed = 0  # type: ignore[attr-defined]  # zipfile's own flag: the archive owns the file and closes it
     except BaseException:
         handle.close()
         raise
