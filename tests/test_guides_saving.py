@@ -200,3 +200,51 @@ def test_clone_model_arguments_match_keras(keras):
     sequential = keramic.Sequential([keramic.Input((2,)), layers.Dense(1)])
     with pytest.raises(ValueError, match="call_function"):
         keramic.models.clone_model(sequential, call_function=lambda layer, *a, **k: layer(*a, **k))
+
+
+def _compiled_clone_state(module, kind):
+    if kind == "sequential":
+        model = module.Sequential([module.Input((3,)), module.layers.Dense(2)])
+    else:
+        inputs = module.Input((3,))
+        model = module.Model(inputs, module.layers.Dense(2)(inputs))
+    model.compile(optimizer=module.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
+    twin = module.models.clone_model(model)
+    plain = module.models.clone_model(module.Sequential([module.Input((3,)), module.layers.Dense(2)]))
+    return (
+        twin.compiled,
+        twin.optimizer is model.optimizer,
+        type(twin.optimizer).__name__,
+        round(float(np.asarray(twin.optimizer.learning_rate)), 6),
+        twin.loss,
+        plain.compiled,
+    )
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_a_compiled_models_clone_is_compiled_as_keras_does(keras, kind):
+    assert _compiled_clone_state(keramic, kind) == _compiled_clone_state(keras, kind) == (True, False, "Adam", 0.01, "mse", False)
+
+
+def _load_with_custom_compile(module, tmp_path):
+    class OwnCompile(module.Model):
+        def compile(self, *args, **kwargs):
+            super().compile(*args, **kwargs)
+
+    inputs = module.Input((3,))
+    model = OwnCompile(inputs, module.layers.Dense(2)(inputs))
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.zeros((4, 3)), np.zeros((4, 2)), verbose=0)
+    path = tmp_path / f"{module.__name__}.keras"
+    model.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = module.saving.load_model(path, custom_objects={"OwnCompile": OwnCompile})
+    return getattr(loaded, "optimizer", None), [str(w.message) for w in caught if "compile()" in str(w.message)]
+
+
+def test_a_model_with_its_own_compile_is_not_compiled_on_load_as_keras(keras, tmp_path):
+    """Keras 3.15 warns and leaves the model uncompiled (its `compiled` flag reads True, with no optimizer)."""
+    ours, theirs = _load_with_custom_compile(keramic, tmp_path), _load_with_custom_compile(keras, tmp_path)
+    assert ours[0] is None and theirs[0] is None
+    assert ours[1] == theirs[1] and len(ours[1]) == 1

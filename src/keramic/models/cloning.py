@@ -7,7 +7,7 @@ from keramic.symbolic import KerasTensor, flatten, map_structure
 
 
 def clone_model(model, input_tensors=None, clone_function=None, call_function=None, recursive=False, custom_objects=None, **kwargs):
-    """A copy of a Sequential or Functional `model` built from new layers, not compiled.
+    """A copy of a Sequential or Functional `model` built from new layers (compiled as `model` is).
 
     As Keras: each layer is rebuilt by `clone_function` (default: `from_config(get_config())` of its
     own class, so custom layers need no registration); `call_function(layer, *args, **kwargs)` makes
@@ -19,6 +19,14 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
     """
     if kwargs:
         raise ValueError(f"Unexpected keyword argument(s): {tuple(kwargs)}")
+    twin = _clone(model, input_tensors, clone_function, call_function, recursive, custom_objects)
+    if getattr(model, "compiled", False):
+        # As Keras: a compiled model's clone is compiled the same way (a new optimizer from its config).
+        twin.compile_from_config(model.get_compile_config())
+    return twin
+
+
+def _clone(model, input_tensors, clone_function, call_function, recursive, custom_objects):
     from keramic.models.functional import Functional
     from keramic.models.sequential import Sequential
 

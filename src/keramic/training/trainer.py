@@ -151,7 +151,18 @@ class Trainer:
         return serialize_keras_object(self._compile_args)
 
     def compile_from_config(self, config, custom_objects=None):
-        """Compile from `get_compile_config()` output; builds the optimizer when the model is built."""
+        """Compile from `get_compile_config()` output; builds the optimizer when the model is built.
+
+        As Keras: a model whose class writes its own `compile` is not compiled (its arguments may
+        mean something else), only warned about."""
+        if type(self).compile is not Trainer.compile:
+            warnings.warn(
+                "`compile()` was not called as part of model loading because the model's `compile()` method is custom. "
+                "All subclassed Models that have `compile()` overridden should also override `get_compile_config()` and "
+                "`compile_from_config(config)`. Alternatively, you can call `compile()` manually after loading.",
+                stacklevel=2,
+            )
+            return
         config = {key: deserialize_keras_object(value, custom_objects=custom_objects) if key in ("optimizer",) else value for key, value in config.items()}
         config["loss"] = _deserialize_losses(config.get("loss"), custom_objects)
         config["metrics"] = _deserialize_metrics(config.get("metrics"), custom_objects)
