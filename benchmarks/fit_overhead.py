@@ -8,7 +8,7 @@ touch the other two.
 
 The compiled contenders pay their compile time in the warm-up epoch, which is not timed.
 
-On a shared or busy machine pass `--threads 1`: torch's multi-threaded kernels slow down by
+Denormal floats are flushed to zero in every contender (see `main`). On a shared or busy machine pass `--threads 1`: torch's multi-threaded kernels slow down by
 orders of magnitude when other processes hold the cores, which drowns the per-batch overheads.
 
 Run: python benchmarks/fit_overhead.py [--repeats 3] [--samples 60000] [--threads N] [--no-keras] [--no-compile]
@@ -96,6 +96,7 @@ import keras
 samples, repeats, threads = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 if threads:
     torch.set_num_threads(threads)
+torch.set_flush_denormal(True)  # as for the other contenders (see main)
 rng = np.random.default_rng(0)
 x = rng.random((samples, 784), dtype=np.float32)
 y = rng.integers(0, 10, size=samples).astype("int64")
@@ -140,6 +141,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Every contender flushes denormal floats to zero: RMSprop's running averages of gradients that
+    # stay zero (dead ReLUs) decay into denormals, and CPU arithmetic on those is many times slower,
+    # which made the plain loop's epochs grow from 0.4 s to 1 s and more, whatever the library.
+    torch.set_flush_denormal(True)
     x, y = make_data(args.samples)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.samples} samples, batch {BATCH}")
     contenders = {

@@ -103,7 +103,9 @@ def test_variance_scaling_distributions():
     he = initializers.HeNormal()(shape)
     stddev = math.sqrt(2.0 / 400)
     assert he.std().item() == pytest.approx(stddev, rel=0.02)
-    assert he.abs().max().item() <= 2 * stddev / 0.87962566103423978
+    # Keras keeps the first of four normal candidates inside the bounds: when all four fall outside
+    # (about 4e-6 of values) the value stays outside, in Keras and here alike.
+    assert (he.abs() > 2 * stddev / 0.87962566103423978).float().mean().item() < 1e-4
     assert he.mean().item() == pytest.approx(0.0, abs=1e-3)
 
     untruncated = initializers.VarianceScaling(scale=3.0, mode="fan_out", distribution="untruncated_normal")(shape)
@@ -148,12 +150,14 @@ def test_seeded_initializers_repeat_and_unseeded_follow_global_seed():
         assert torch.equal(first, cls(seed=42)((8, 6))), cls.__name__
         assert not torch.equal(first, cls(seed=43)((8, 6))), cls.__name__
 
+        # As in Keras, an unseeded initializer draws its seed once, when it is made.
+        set_random_seed(7)
         unseeded = cls()
-        set_random_seed(7)
-        a, b = unseeded((8, 6)), unseeded((8, 6))
-        assert not torch.equal(a, b), cls.__name__
-        set_random_seed(7)
+        a = unseeded((8, 6))
         assert torch.equal(a, unseeded((8, 6))), cls.__name__
+        set_random_seed(7)
+        assert torch.equal(a, cls()((8, 6))), cls.__name__
+        assert not torch.equal(a, cls()((8, 6))), cls.__name__
 
 
 def test_constant_zeros_ones_identity_and_dtypes():

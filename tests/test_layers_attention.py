@@ -167,7 +167,8 @@ def test_output_mask_shapes_and_symbolic_use():
     assert output.shape == (3, 6, 5) and scores.shape == (3, 2, 6, 4)
     assert torch.equal(output._keras_mask, mask)
     assert not hasattr(query, "_keras_mask")  # as in Keras, the layer takes the mask off its input
-    assert getattr(scores, "_keras_mask", None) is None
+    # As Keras 3.15: the scores keep the mask their softmax was given explicitly (query rows).
+    assert torch.equal(scores._keras_mask, mask[:, None, :, None])
     assert layer.compute_output_shape((None, 6, 5), (None, 4, 7)) == (None, 6, 5)
     inputs, memory = keramic.Input((6, 5)), keramic.Input((4, 7))
     attended, symbolic_scores = MultiHeadAttention(2, 4, output_shape=3)(inputs, memory, return_attention_scores=True)

@@ -143,6 +143,8 @@ def test_random_layers_are_seeded_reproducible_and_change_images_in_training():
             continue
         if name == "RandomColorJitter" and not kwargs:
             continue  # no factor given: nothing to jitter
+        if name in ("RandomElasticTransform", "AugMix"):
+            continue  # as Keras's on torch, part of their draws is not from the seed (torch's global generator; Python's random)
         kwargs = {**kwargs, "seed": 1234}
         first = getattr(ours, name)(**kwargs)
         second = getattr(ours, name)(**kwargs)

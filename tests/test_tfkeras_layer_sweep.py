@@ -27,9 +27,7 @@ pytestmark = [
 
 ATOL = 1e-5
 # case -> why keramic does not predict what tf.keras does there; the sweep leaves them out.
-KNOWN_GAPS = {
-    "random_crop": "at inference tf.keras crops the centre; Keras 3 (and keramic, as Keras 3) returns the input as is",
-}
+KNOWN_GAPS = {}
 
 # Writes argv[1]/<case>/{model.h5, config.json, weights.h5, data.npz} for every case, and
 # argv[1]/cases.json (case -> whether it trains). data.npz: inputs x0.., predictions p0..; for

@@ -45,6 +45,10 @@ from keramic.optimizers import Optimizer  # noqa: E402
 from keramic.initializers import Initializer  # noqa: E402
 from keramic.regularizers import Regularizer  # noqa: E402
 from keramic.scopes import Function, SymbolicScope, device, name_scope, version  # noqa: E402
+from keramic.rematerialization import RematScope  # noqa: E402,F401
+from keramic.stateless_scope import StatelessScope  # noqa: E402,F401
+from keramic import wrappers  # noqa: E402,F401  (scikit-learn loads only when a wrapper is used)
+from keramic import distillation  # noqa: E402,F401
 
 # FeatureSpace is a layer; utils sits below layers, so the root package attaches it to utils.
 utils.FeatureSpace = FeatureSpace

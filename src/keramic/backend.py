@@ -3,6 +3,7 @@
 import os
 import random
 import sys
+import threading
 
 import numpy as np
 import torch
@@ -125,6 +126,14 @@ def convert_to_numpy(x):
     return np.asarray(x)
 
 
+_stateless = threading.local()  # `.scope`: this thread's keras.StatelessScope (keramic.stateless_scope sets it)
+
+
+def current_stateless_scope():
+    """The active `keras.StatelessScope` of this thread, or None."""
+    return getattr(_stateless, "scope", None)
+
+
 class Variable(torch.nn.Parameter):
     """A Keras variable that *is* a `torch.nn.Parameter`, so layers use it with no indirection.
 
@@ -174,7 +183,9 @@ class Variable(torch.nn.Parameter):
 
     @property
     def value(self):
-        return self
+        scope = current_stateless_scope()
+        current = None if scope is None else scope.get_current_value(self)
+        return self if current is None else current
 
     def numpy(self):
         """A copy of the value: later updates of the variable never show through it."""
@@ -192,16 +203,24 @@ class Variable(torch.nn.Parameter):
                 f"Cannot assign a value of shape {tuple(value.shape)} to variable '{self.path}' "
                 f"of shape {tuple(self.shape)}."
             )
+        scope = current_stateless_scope()
+        if scope is not None:  # keras.StatelessScope: record the value; the variable keeps its own
+            scope.add_update((self, value.to(self.dtype)))
+            return self
         with torch.no_grad():
             self.copy_(value)
         return self
 
     def assign_add(self, delta):
+        if current_stateless_scope() is not None:
+            return self.assign(self.value + convert_to_tensor(delta, standardize_dtype(self.dtype)))
         with torch.no_grad():
             self.add_(convert_to_tensor(delta, standardize_dtype(self.dtype)))
         return self
 
     def assign_sub(self, delta):
+        if current_stateless_scope() is not None:
+            return self.assign(self.value - convert_to_tensor(delta, standardize_dtype(self.dtype)))
         with torch.no_grad():
             self.sub_(convert_to_tensor(delta, standardize_dtype(self.dtype)))
         return self
@@ -230,6 +249,9 @@ def set_random_seed(seed):
     As Keras does, TensorFlow's global seed is set too when TensorFlow is loaded, so a
     `tf.data` pipeline's `shuffle` repeats as well.
     """
+    keramic_random = sys.modules.get("keramic.random")  # as Keras: `seed=None` draws restart from `seed`
+    if keramic_random is not None:
+        keramic_random.reset_global_seed_generator()
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -384,6 +406,9 @@ def clear_session(free_memory=True):
     naming = sys.modules.get("keramic.utils.naming")  # loaded with the layers; nothing to reset before
     if naming is not None:
         naming.reset_names()
+    keramic_random = sys.modules.get("keramic.random")  # Keras drops its global SeedGenerator too
+    if keramic_random is not None:
+        keramic_random.reset_global_seed_generator()
     _UIDS.clear()
     if free_memory:
         gc.collect()

@@ -56,6 +56,11 @@ class NotAModelError(ConfigError, TypeError):
     a loss, an optimizer, a function): it returns a model or raises this."""
 
 
+class NoConfigError(ConfigError, NotImplementedError):
+    """A custom layer or model without `get_config` whose constructor arguments cannot make its
+    config automatically. Also a `NotImplementedError`, as Keras raises for it."""
+
+
 def naming_source(error: KeramicError, source: str) -> KeramicError:
     """The same error (same class) with `source` (a file, "JSON string") leading its message, unless
     the message names it already."""

@@ -1,8 +1,9 @@
 """Weight initializers (`keras.initializers`): `init(shape, dtype=None)` -> a tensor on keramic's device.
 
-Randomness: with `seed=None` values come from torch's global generator, so
-`keramic.utils.set_random_seed` makes a whole run repeatable; with an integer seed the
-initializer owns its stream and returns the same values on every call, as in Keras.
+Randomness is Keras's: an unseeded initializer takes a seed from Python's `random` when it is
+created (so `keramic.utils.set_random_seed` then the same model code gives Keras's weights), and
+every initializer draws through `keramic.random` with its seed, returning the same values on
+each call unless the seed is a `SeedGenerator`.
 
 >>> GlorotUniform(seed=1)((784, 64)).shape
 torch.Size([784, 64])
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from keramic import backend
+from keramic import random as keramic_random
 from keramic.errors import ConfigError
 from keramic.serialization.registry import keras_export
 from keramic.serialization.serialize import deserialize_keras_object, get_object, serialize_keras_object
@@ -38,11 +40,12 @@ def compute_fans(shape, input_axes=None, output_axes=None):
     return shape[-2] * receptive_field, shape[-1] * receptive_field
 
 
-def _empty(shape, dtype):
-    dtype = backend.torch_dtype(dtype)
-    if not dtype.is_floating_point:
-        raise ValueError(f"A random initializer needs a float dtype, got {dtype}.")
-    return torch.empty(tuple(shape), dtype=dtype, device=backend.get_device())
+def _float_dtype(dtype):
+    """The dtype name a random initializer draws in (float only)."""
+    name = backend.standardize_dtype(dtype)
+    if not backend.is_float_dtype(name):
+        raise ValueError(f"A random initializer needs a float dtype, got {name}.")
+    return name
 
 
 @keras_export(_NAMESPACE)
@@ -120,22 +123,23 @@ class Identity(Initializer):
 
 
 class RandomInitializer(Initializer):
-    """Shared seed handling: `None` follows the global torch RNG, an int gives a fixed stream."""
+    """Shared seed handling, as Keras's: `None` draws a fixed seed from Python's `random` now,
+    an int is kept, a `SeedGenerator` (or its config) advances on every call."""
 
     def __init__(self, seed=None):
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ConfigError(f"`seed` must be an integer or None, got {seed!r}.")
-        self.seed = None if seed is None else int(seed)
-
-    def _generator(self):
-        if self.seed is None:
-            return None
-        generator = torch.Generator(device=backend.get_device())
-        generator.manual_seed(self.seed)
-        return generator
+        self._init_seed = seed
+        if seed is None:
+            seed = keramic_random.make_default_seed()
+        elif isinstance(seed, dict):
+            seed = deserialize_keras_object(seed)
+        elif isinstance(seed, np.integer):
+            seed = self._init_seed = int(seed)
+        if isinstance(seed, bool) or not isinstance(seed, (int, keramic_random.SeedGenerator)):
+            raise ConfigError(f"`seed` must be an integer, a SeedGenerator or None, got {seed!r}.")
+        self.seed = seed
 
     def get_config(self):
-        return {"seed": self.seed}
+        return {"seed": serialize_keras_object(self._init_seed)}
 
 
 @keras_export(_NAMESPACE)
@@ -148,7 +152,7 @@ class RandomNormal(RandomInitializer):
         super().__init__(seed)
 
     def __call__(self, shape, dtype=None):
-        return _empty(shape, dtype).normal_(self.mean, self.stddev, generator=self._generator())
+        return keramic_random.normal(shape, self.mean, self.stddev, _float_dtype(dtype), self.seed)
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "stddev": self.stddev}
@@ -164,27 +168,10 @@ class TruncatedNormal(RandomInitializer):
         super().__init__(seed)
 
     def __call__(self, shape, dtype=None):
-        return _truncated_normal(_empty(shape, dtype), self.mean, self.stddev, self._generator())
+        return keramic_random.truncated_normal(shape, self.mean, self.stddev, _float_dtype(dtype), self.seed)
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "stddev": self.stddev}
-
-
-def _truncated_normal(tensor, mean, stddev, generator):
-    """Keras's truncated normal: normal draws, those beyond two standard deviations drawn again.
-
-    Redrawing only the ~4.6% outliers (a few rounds) is far faster than torch's inverse-CDF
-    `trunc_normal_` on the CPU; testing against the bounds themselves keeps every value inside.
-    """
-    lower, upper = mean - 2.0 * stddev, mean + 2.0 * stddev
-    flat = tensor.view(-1).normal_(mean, stddev, generator=generator)
-    redraw = ((flat < lower) | (flat > upper)).nonzero().squeeze(1)
-    while redraw.numel():
-        values = torch.empty(redraw.numel(), dtype=flat.dtype, device=flat.device).normal_(mean, stddev, generator=generator)
-        inside = (values >= lower) & (values <= upper)
-        flat[redraw[inside]] = values[inside]
-        redraw = redraw[~inside]
-    return tensor
 
 
 @keras_export(_NAMESPACE)
@@ -197,7 +184,7 @@ class RandomUniform(RandomInitializer):
         super().__init__(seed)
 
     def __call__(self, shape, dtype=None):
-        return _empty(shape, dtype).uniform_(self.minval, self.maxval, generator=self._generator())
+        return keramic_random.uniform(shape, self.minval, self.maxval, _float_dtype(dtype), self.seed)
 
     def get_config(self):
         return {**super().get_config(), "minval": self.minval, "maxval": self.maxval}
@@ -239,14 +226,14 @@ class VarianceScaling(RandomInitializer):
         fan_in, fan_out = compute_fans(shape, self.input_axes, self.output_axes)
         fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         variance = self.scale / max(1.0, fan)
-        tensor = _empty(shape, dtype)
+        dtype = _float_dtype(dtype)
         if self.distribution == "truncated_normal":
             stddev = math.sqrt(variance) / _TRUNCATED_NORMAL_STDDEV
-            return _truncated_normal(tensor, 0.0, stddev, self._generator())
+            return keramic_random.truncated_normal(shape, 0.0, stddev, dtype, self.seed)
         if self.distribution == "untruncated_normal":
-            return tensor.normal_(0.0, math.sqrt(variance), generator=self._generator())
+            return keramic_random.normal(shape, 0.0, math.sqrt(variance), dtype, self.seed)
         limit = math.sqrt(3.0 * variance)
-        return tensor.uniform_(-limit, limit, generator=self._generator())
+        return keramic_random.uniform(shape, -limit, limit, dtype, self.seed)
 
     def get_config(self):
         return {
@@ -269,7 +256,8 @@ class _FixedVarianceScaling(VarianceScaling):
         super().__init__(scale, mode, distribution, seed, input_axes, output_axes)
 
     def get_config(self):
-        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
+        return {"seed": serialize_keras_object(self._init_seed), "input_axes": self.input_axes,
+                "output_axes": self.output_axes}
 
 
 @keras_export(_NAMESPACE)
@@ -327,15 +315,15 @@ class Orthogonal(RandomInitializer):
         if len(shape) < 2:
             raise ValueError(f"Orthogonal needs a shape of rank 2 or more, got {shape}.")
         rows, cols = math.prod(shape[:-1]), shape[-1]
+        dtype = _float_dtype(dtype)
         target = backend.torch_dtype(dtype)
-        # QR needs float32 or wider; half precision is drawn in float32 and cast at the end.
-        work = torch.float64 if target == torch.float64 else torch.float32
-        flat = _empty((max(rows, cols), min(rows, cols)), work).normal_(generator=self._generator())
-        q, r = torch.linalg.qr(flat)
-        q = q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(work)
+        flat = keramic_random.normal((max(rows, cols), min(rows, cols)), dtype=dtype, seed=self.seed)
+        # QR needs float32 or wider: half precision (drawn as Keras draws it) is factored in float32.
+        q, r = torch.linalg.qr(flat if target in (torch.float32, torch.float64) else flat.float())
+        q = q * torch.sign(torch.diag(r))  # Keras's sign: a zero on r's diagonal zeroes its column
         if rows < cols:
             q = q.T
-        return (self.gain * q).reshape(shape).to(target)
+        return (self.gain * q.reshape(shape)).to(target)
 
     def get_config(self):
         return {**super().get_config(), "gain": self.gain}

@@ -289,7 +289,7 @@ def _sparse_categorical_crossentropy_elementwise(target, output, from_logits, ax
     if squeeze:
         output, target = output.unsqueeze(0), target.unsqueeze(0)
     elif axis % output.dim() != 1:
-        output = output.movedim(axis % output.dim(), 1)
+        output = output.movedim(axis % output.dim(), 1).contiguous()  # nll_loss's 2-D backward needs it
     if from_logits:
         result = F.cross_entropy(output, target, reduction="none")
     else:

@@ -107,6 +107,7 @@ def any_symbolic(args, kwargs):
 
 
 _PROBE_SIZES = (2, 3)
+_LARGE_PROBE_SIZES = (83, 89)
 _dry_runs = []  # one entry per run_on_placeholders under way
 
 
@@ -121,15 +122,29 @@ def run_on_placeholders(fn, args, kwargs, fill="zeros", probes=_PROBE_SIZES):
 
     Unknown dims are tried at two sizes: output dims that follow them are unknown too. With a
     single probe size (for ops that accept only one size there), output dims equal to it count
-    as unknown.
+    as unknown. When the small sizes fail (a 3x3 convolution inside a nested model, on images of
+    unknown size), unknown dims past the first are tried again at Keras's own sizes, 83 and 89.
     """
-    results = []
-    for probe in probes:
+    try:
+        return _run_on_placeholders(fn, args, kwargs, fill, probes, probes)
+    except Exception as error:
+        unknown_inner = any(None in t.shape[1:] for t in flatten((args, kwargs)) if isinstance(t, KerasTensor))
+        if probes is not _PROBE_SIZES or not unknown_inner:
+            raise
+        try:
+            return _run_on_placeholders(fn, args, kwargs, fill, probes, _LARGE_PROBE_SIZES)
+        except Exception:
+            raise error from None
 
-        def concrete(x, probe=probe):
+
+def _run_on_placeholders(fn, args, kwargs, fill, probes, inner_probes):
+    results = []
+    for probe, inner_probe in zip(probes, inner_probes):
+
+        def concrete(x, probe=probe, inner_probe=inner_probe):
             if not isinstance(x, KerasTensor):
                 return x
-            shape = [probe if d is None else d for d in x.shape]
+            shape = [d if d is not None else probe if axis == 0 else inner_probe for axis, d in enumerate(x.shape)]
             if x.dtype == "string":  # torch has no strings: string values are numpy arrays
                 return np.full(shape, "", dtype=object)
             dtype = backend.torch_dtype(x.dtype)

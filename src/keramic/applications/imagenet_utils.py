@@ -6,6 +6,8 @@ import json
 import numpy as np
 import torch
 
+from keramic import ops
+from keramic.symbolic import KerasTensor
 from keramic.utils.file_utils import get_file, keras_home
 
 CLASS_INDEX_PATH = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
@@ -31,6 +33,8 @@ def preprocess_input(x, data_format=None, mode="caffe"):
         raise ValueError(f"keramic applications use channels_last images; got data_format={data_format!r}.")
     if isinstance(x, torch.Tensor):
         return _preprocess_tensor(x, mode)
+    if isinstance(x, KerasTensor):
+        return _preprocess_symbolic(x, mode)
     x = np.asarray(x) if not isinstance(x, np.ndarray) else x
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype("float32")
@@ -56,6 +60,23 @@ def _preprocess_tensor(x, mode):
     if mode == "torch":
         return (x / 255.0 - x.new_tensor(_TORCH_MEAN)) / x.new_tensor(_TORCH_STD)
     return torch.flip(x, dims=(-1,)) - x.new_tensor(_CAFFE_BGR_MEAN)
+
+
+def _preprocess_symbolic(x, mode):
+    """The same scaling on a symbolic input, recorded as the op nodes Keras records (the
+    DeepLabV3+ example preprocesses inside its model)."""
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "torch":
+        x = x / 255.0
+        mean, std = _TORCH_MEAN, _TORCH_STD
+    else:
+        x = ops.stack([x[..., channel] for channel in (2, 1, 0)], axis=-1)  # RGB -> BGR
+        mean, std = _CAFFE_BGR_MEAN, None
+    x = x + ops.reshape(ops.convert_to_tensor(-np.array(mean), dtype=x.dtype), (1,) * (len(x.shape) - 1) + (3,))
+    if std is not None:
+        x = x / ops.convert_to_tensor(np.array(std), dtype=x.dtype)
+    return x
 
 
 def decode_predictions(preds, top=5):

@@ -101,6 +101,7 @@ class EinsumDense(Layer):
     """
 
     _quantization_kind = "einsum_dense"  # its recipe in layers/quantized.py
+    _saved_variable_names = ("kernel", "bias")  # as Keras's EinsumDense: a subclass's extra variables are not saved
 
     def __init__(
         self,
@@ -142,6 +143,7 @@ class EinsumDense(Layer):
             initializer.input_axes is None or initializer.output_axes is None
         ):
             config = {**initializer.get_config(), "input_axes": input_axes, "output_axes": output_axes}
+            config["seed"] = initializer.seed  # as Keras: the seed already drawn, so the same numbers
             return type(initializer).from_config(config)
         return initializer
 

@@ -9,12 +9,13 @@ import numpy as np
 import torch
 from torch.nn.modules import module as torch_module
 
-from keramic import backend, dtype_policies
+from keramic import backend, dtype_policies, rematerialization
+from keramic.random import SeedGenerator
 from keramic.errors import NotBuiltError, WeightsMismatchError
-from keramic.layers import tf_graph
+from keramic.layers import auto_config, symbolic_masks, tf_graph
 from keramic.serialization import restore_hooks, saveable, serialize
 from keramic.serialization.registry import keras_export
-from keramic.symbolic import KerasTensor, Node, any_symbolic, flatten, map_structure, run_on_placeholders, shape_of
+from keramic.symbolic import KerasTensor, Node, any_symbolic, flatten, in_dry_run, map_structure, run_on_placeholders, shape_of
 from keramic.utils import naming
 
 
@@ -29,6 +30,12 @@ class _CallContext(threading.local):
 
 
 _context = _CallContext()
+
+
+def building_scopes() -> list:
+    """Names of the layers being built or called around this point, outermost first (Keras puts
+    them in the path of a variable made there, a SeedGenerator's state included)."""
+    return list(_context.scopes)
 
 _LAYER_KWARGS = ("input_shape", "batch_input_shape", "batch_size", "input_dim")
 # Attribute values that are never variables, layers or containers: set without the tracking checks.
@@ -76,6 +83,8 @@ class Layer(torch.nn.Module):
             if self._build_shapes is None:
                 self._build_shapes = tuple(args[0]) if args and args[0] is not None and not isinstance(args[0], dict) else (kwargs or None)
             self.built = True
+            if restore_hooks.PENDING and type(self).build is build_and_mark:  # the outermost build only
+                restore_hooks.layer_built(self)
 
         build_and_mark._marks_built = True
         cls.build = build_and_mark
@@ -89,6 +98,7 @@ class Layer(torch.nn.Module):
         state["_saveable_attrs"] = set()
         state["_own_trainable"] = []
         state["_own_non_trainable"] = []
+        state["_seed_generators"] = []  # their states are `variables`, not `weights` (as in Keras)
         state["_inbound_nodes"] = []
         state["_call_losses"] = []
         # Layers without a `build` of their own have nothing to build (and no build_config),
@@ -102,6 +112,7 @@ class Layer(torch.nn.Module):
         state["_variable_attrs"] = {}
         state["_derived_children"] = []
         state["_device"] = backend.get_device()
+        state["_remat_mode"] = rematerialization.get_current_remat_mode()  # as Keras: the scope at construction
         return layer
 
     def __init__(self, *, activity_regularizer=None, trainable=True, dtype=None, autocast=True, name=None, **kwargs):
@@ -143,6 +154,8 @@ class Layer(torch.nn.Module):
             state["_variable_attrs"][name] = value
             object.__setattr__(self, name, value)
             return
+        if isinstance(value, SeedGenerator) and not any(value is g for g in state["_seed_generators"]):
+            state["_seed_generators"].append(value)
         structural = isinstance(value, (Layer, list, tuple, dict))
         if state["_variable_attrs"].pop(name, None) is not None and not structural:
             object.__setattr__(self, name, value)  # replacing a variable attribute keeps the variable registered
@@ -339,6 +352,8 @@ class Layer(torch.nn.Module):
             with torch.no_grad():
                 value = initializer(shape, dtype=dtype)
         variable = backend.Variable.from_fresh_tensor(value, name=name, trainable=trainable, path=path)
+        if not self.trainable:  # as Keras: a frozen layer's new weights are frozen too (a model sums flags)
+            variable.trainable = False
         variable.constraint = constraints.get(constraint)
         variable.regularizer = regularizers.get(regularizer)
         variable.overwrite_with_gradient = overwrite_with_gradient
@@ -364,7 +379,12 @@ class Layer(torch.nn.Module):
         own = self._own_trainable + self._own_non_trainable
         return self._dedup(own + [v for layer in self._sublayers() for v in layer.weights])
 
-    variables = weights
+    @property
+    def variables(self):
+        """`weights` plus the states of the layers' seed generators (Keras's order: own variables,
+        own seed states, then each sub-layer's variables). Files and `parameters()` hold no seed state."""
+        own = self._own_trainable + self._own_non_trainable + [g.state for g in self._seed_generators]
+        return self._dedup(own + [v for layer in self._sublayers() for v in layer.variables])
 
     @property
     def trainable_weights(self):
@@ -380,7 +400,11 @@ class Layer(torch.nn.Module):
             return self.weights
         return [v for v in self.weights if not v.trainable]
 
-    non_trainable_variables = non_trainable_weights
+    @property
+    def non_trainable_variables(self):
+        if not self.trainable:
+            return self.variables
+        return [v for v in self.variables if not v.trainable]
 
     def count_params(self):
         if not self.built:
@@ -413,9 +437,21 @@ class Layer(torch.nn.Module):
     # ---------------------------------------------------------------- losses
     def add_loss(self, loss):
         """Add a scalar loss (e.g. an activity penalty) computed during `call`."""
+        scope = backend.current_stateless_scope()
+        if scope is not None and scope.collect_losses:  # keras.StatelessScope(collect_losses=True)
+            scope.add_loss(loss)
+        if in_dry_run():  # a symbolic call's shape probe: Keras keeps no loss from tracing either
+            return
         if not self._call_losses:
             _context.layers_with_losses.append(self)
         self._call_losses.append(loss)
+
+    def add_metric(self, *args, **kwargs):
+        """Gone in Keras 3, which raises NotImplementedError here too."""
+        raise NotImplementedError(
+            "add_metric() is not part of Keras 3: pass metrics to Model.compile(metrics=[...]), or create "
+            "metric objects in __init__/build and call their update_state() in call."
+        )
 
     @property
     def losses(self):
@@ -436,7 +472,9 @@ class Layer(torch.nn.Module):
     def _build_arguments(self, args, kwargs):
         """Map call arguments to `build`'s parameters (`input_shape`, or `query_shape`, ...)."""
         parameters = [p for p in inspect.signature(self.build).parameters.values() if p.kind is not p.VAR_KEYWORD]
-        if len(parameters) <= 1 or not all(p.name.endswith("_shape") for p in parameters):
+        if not parameters:  # `def build(self)`: Keras calls it with no shapes (its build config: `shapes_dict: {}`)
+            return (), {}
+        if len(parameters) == 1 or not all(p.name.endswith("_shape") for p in parameters):
             return (shape_of(args[0]) if args else None,), None
         bound = inspect.signature(self.call).bind_partial(*args, **kwargs).arguments
         shapes = {}
@@ -526,9 +564,14 @@ class Layer(torch.nn.Module):
             previous_mask = _collect_mask(args[0])
             if has_mask and previous_mask is not None and kwargs.get("mask") is None:
                 kwargs["mask"] = previous_mask
+            elif has_mask and kwargs.get("mask") is not None:  # as Keras: outputs carry an explicit mask on
+                previous_mask = map_structure(lambda m: torch.as_tensor(m, device=self._device) if isinstance(m, np.ndarray) else m, kwargs["mask"])
         paired = _paired_mask_arguments(type(self))
         if paired:
             _hand_over_paired_masks(paired, args, kwargs)
+        # As Keras, a mask is dropped only if the inputs had one before the call (an identity `call`
+        # of a masking layer inside a Functional model hands the model's own inputs a mask).
+        masked_before = self._warns_of_dropped_masks and not computes_mask and bool(args) and _collect_mask(args[0]) is not None
         policy = self.dtype_policy
         if self._autocast_inputs and self.autocast:
             args, kwargs = _autocast_inputs(args, kwargs, policy.compute_torch_dtype)
@@ -547,13 +590,13 @@ class Layer(torch.nn.Module):
                     cast_variables = self._cast_variables(policy.compute_torch_dtype)
                 context.scopes.append(self.name)
                 try:
-                    outputs = self.call(*args, **kwargs)
+                    outputs = self._call_function(args, kwargs)(*args, **kwargs)
                 finally:
                     context.scopes.pop()
             else:
                 if policy.is_mixed:
                     cast_variables = self._cast_variables(policy.compute_torch_dtype)
-                outputs = self.call(*args, **kwargs)
+                outputs = self._call_function(args, kwargs)(*args, **kwargs)
         finally:
             context.depth -= 1
             context.training = outer_training
@@ -567,9 +610,18 @@ class Layer(torch.nn.Module):
             output_mask = self.compute_mask(args[0] if args else None, previous_mask)
             if output_mask is not None:
                 _attach_mask(outputs, output_mask)
-        elif args:
+        elif masked_before:
             _warn_if_mask_dropped(self, args[0])
         return outputs
+
+    def _call_function(self, args, kwargs):
+        """`call`, or `call` rematerialised as the keras.RematScope this layer was built in asks."""
+        if self.__dict__.get("_remat_mode") is None:
+            return self.call
+        return rematerialization.rematerialized_call(self, self.call, args, kwargs)
+
+    # Keras warns when a layer drops its inputs' mask; graph nodes of raw ops (not layers in Keras) do not.
+    _warns_of_dropped_masks = True
 
     # Keras casts float inputs to the compute dtype; Functional and Sequential cast per Input instead.
     _autocast_inputs = True
@@ -617,15 +669,17 @@ class Layer(torch.nn.Module):
         """Call on KerasTensors: build, infer the outputs' shapes (and masks), and record a graph node."""
         self._maybe_build(args, kwargs)
         _context.scopes.append(self.name)  # as Keras: sublayers first built inside this call get this layer's path
+        call_kwargs = _with_symbolic_masks(type(self), args, kwargs)
         try:
-            outputs = self.compute_output_spec(*args, **_with_symbolic_masks(type(self), args, kwargs))
+            outputs = self.compute_output_spec(*args, **call_kwargs)
         finally:
             _context.scopes.pop()
         if args and (self.supports_masking or type(self).compute_mask is not Layer.compute_mask):
             _attach_symbolic_mask(self, args[0], kwargs.get("mask"), outputs)
-        elif args:
+        elif args and self._warns_of_dropped_masks:
             _warn_if_mask_dropped(self, args[0], stacklevel=4)
-        Node(self, args, kwargs, outputs)  # the node keeps the caller's arguments; masks flow at run time
+        # The node keeps the caller's arguments and, as Keras, masks the graph computes (keramic.layers.symbolic_masks).
+        Node(self, args, symbolic_masks.node_arguments(self, args, kwargs, call_kwargs), outputs)
         return outputs
 
     def compute_output_spec(self, *args, **kwargs):
@@ -646,6 +700,7 @@ class Layer(torch.nn.Module):
         spec = run_on_placeholders(self.call, (placeholders,), {})
         return map_structure(lambda t: t.shape, spec)
 
+    @symbolic_masks.in_ops
     def compute_mask(self, inputs, previous_mask):
         """Mask of the outputs; layers that support masking pass the input mask through."""
         return previous_mask if self.supports_masking else None
@@ -672,23 +727,26 @@ class Layer(torch.nn.Module):
     # ---------------------------------------------------------------- config
     def get_config(self):
         """Keras's base keys (`name`, `trainable`, `dtype`), plus constructor arguments of custom layers."""
-        config = {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": serialize.serialize_keras_object(self.dtype_policy),
-        }
+        config = {"name": self.name}
+        # Keras fills in constructor arguments only for a class that does not write its own get_config
+        # (keramic.layers.auto_config); the base keys then take their places or go last.
+        if not _is_keramic_class(type(self)) and type(self).get_config is Layer.get_config:
+            config.update(auto_config.constructor_arguments(type(self), *self._init_args))
+            if not auto_config.keeps_name(type(self)):
+                del config["name"]
+        config.update(trainable=self.trainable, dtype=serialize.serialize_keras_object(self.dtype_policy))
         if self.activity_regularizer is not None:
             config["activity_regularizer"] = serialize.serialize_keras_object(self.activity_regularizer)
-        # Keras fills in constructor arguments only for a class that does not write its own get_config.
-        if not _is_keramic_class(type(self)) and type(self).get_config is Layer.get_config:
-            config.update(_auto_config(self))
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         if isinstance(config.get("dtype"), dict):
-            config["dtype"] = dtype_policies.get(config["dtype"])
+            policy = dtype_policies.get(config["dtype"])
+            # As Keras: a plain policy is passed on by name (so automatic configs record a string).
+            plain = not isinstance(policy, dtype_policies.DTypePolicyMap) and policy.quantization_mode is None
+            config["dtype"] = policy.name if plain else policy
         return cls(**config)
 
     # ---------------------------------------------------------------- saving protocol
@@ -697,6 +755,9 @@ class Layer(torch.nn.Module):
     # keep the defaults are read and written in bulk.
     _saving_kind = "layer"
     _structure_from_config = False  # True where the config lists every layer (Functional, Sequential)
+    # Attributes a layer saves by name, as Keras's class of that name does (Dense: kernel, bias): a
+    # subclass's extra variables stay out of its files. None: every own variable is saved.
+    _saved_variable_names: tuple | None = None
 
     @staticmethod
     @functools.cache
@@ -724,6 +785,8 @@ class Layer(torch.nn.Module):
             from keramic.layers import quantized
 
             return quantized.saving_order(self)
+        if self._saved_variable_names is not None:
+            return [v for v in (getattr(self, name, None) for name in self._saved_variable_names) if v is not None]
         return self._own_trainable + self._own_non_trainable
 
     @saveable.default_hook
@@ -778,27 +841,6 @@ def _first_keramic_class_is_layer(cls):
 
 def _is_keramic_class(cls):
     return cls.__module__.startswith("keramic.")
-
-
-def _auto_config(layer):
-    """Constructor arguments of a custom layer whose class has no get_config of its own."""
-    args, kwargs = layer._init_args
-    init = type(layer).__init__
-    if init is Layer.__init__:
-        return {}
-    try:
-        bound = inspect.signature(init).bind(None, *args, **kwargs).arguments
-    except TypeError:
-        return {}
-    bound.pop(next(iter(bound)))  # self
-    extra = {}
-    for key, value in bound.items():
-        parameter = inspect.signature(init).parameters[key]
-        if parameter.kind is parameter.VAR_KEYWORD:
-            extra.update({k: v for k, v in value.items() if k not in ("name", "trainable", "dtype")})
-        elif parameter.kind is not parameter.VAR_POSITIONAL and key not in ("name", "trainable", "dtype"):
-            extra[key] = value
-    return extra
 
 
 def _has_torch_hooks(layer) -> bool:
@@ -901,7 +943,7 @@ def _attach_symbolic_mask(layer, inputs, given_mask, outputs):
     if previous is None and type(layer).compute_mask is Layer.compute_mask:
         return
     try:
-        mask = run_on_placeholders(layer.compute_mask, (inputs, previous), {})
+        mask = symbolic_masks.compute(layer, inputs, previous, run_on_placeholders)
     except Exception:  # a compute_mask that cannot run on placeholders leaves the outputs unmasked
         return
     if mask is None:

@@ -7,6 +7,7 @@ z, r, h). The input projection is one matmul over every time step; only the recu
 import torch
 
 from keramic import activations, backend, constraints, initializers, regularizers
+from keramic import random as keramic_random
 from keramic.layers.base import Layer, weight_settings
 from keramic.serialization.registry import keras_export
 
@@ -35,6 +36,7 @@ class _RecurrentCell(Layer):
     gates = 1
     _per_gate_dropout = False
     _CONFIG_KEYS = ()
+    _seed_generator_first = False  # Keras's SimpleRNNCell makes it before its initializers (Python `random` order)
 
     def __init__(
         self,
@@ -61,6 +63,8 @@ class _RecurrentCell(Layer):
                 f"Received an invalid value for argument `units`, expected a positive integer, got {units}."
             )
         super().__init__(**kwargs)
+        if self._seed_generator_first:
+            self.seed_generator = keramic_random.SeedGenerator(seed)
         self.units = int(units)
         self.activation = activations.get(activation)
         self.recurrent_activation = activations.get(recurrent_activation)
@@ -77,7 +81,8 @@ class _RecurrentCell(Layer):
         self.dropout = min(1.0, max(0.0, dropout))
         self.recurrent_dropout = min(1.0, max(0.0, recurrent_dropout))
         self.seed = seed
-        self.__dict__["_generator"] = None
+        if not self._seed_generator_first:  # Keras's: one of `variables`, drawn from `random` when unseeded
+            self.seed_generator = keramic_random.SeedGenerator(seed)
         self.output_size = self.units
 
     # ------------------------------------------------------------ weights
@@ -130,15 +135,9 @@ class _RecurrentCell(Layer):
         key = (rate, count, tuple(shape))
         if held is not None and key in held:
             return held[key]
-        generator = None
-        if self.seed is not None:
-            generator = self.__dict__["_generator"]
-            if generator is None or generator.device != like.device:
-                generator = torch.Generator(device=like.device)
-                generator.manual_seed(int(self.seed))
-                self.__dict__["_generator"] = generator
-        keep = torch.rand((count, *shape), generator=generator, device=like.device) >= rate
-        masks = keep.to(like.dtype) / (1.0 - rate)
+        # Keras's draws: `count` dropouts of ones from the cell's seed generator, one after another.
+        ones = torch.ones(tuple(shape), dtype=like.dtype, device=like.device)
+        masks = torch.stack([keramic_random.dropout(ones, rate, seed=self.seed_generator) for _ in range(count)])
         if held is not None:
             held[key] = masks
         return masks
@@ -225,6 +224,8 @@ class SimpleRNNCell(_RecurrentCell):
         + _DROPOUT_KEYS
         + ("seed",)
     )
+
+    _seed_generator_first = True
 
     def __init__(self, units, activation="tanh", **kwargs):
         super().__init__(units, activation=activation, **kwargs)

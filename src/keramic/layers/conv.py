@@ -202,13 +202,14 @@ def attribute_config(layer: Layer, keys: Sequence[str]) -> dict:
 def activate(layer: Layer, outputs: torch.Tensor) -> torch.Tensor:
     """Back from NC... to the layer's data format, then its activation."""
     outputs = from_channels_first(outputs, layer.data_format)
-    return outputs if layer.activation is activations.linear else layer.activation(outputs)
+    return outputs if layer.activation is None or layer.activation is activations.linear else layer.activation(outputs)
 
 
 class _Conv(Layer):
     """Shared constructor, build and call of the Conv{1,2,3}D layers."""
 
     rank = None
+    _saved_variable_names = ("kernel", "bias")  # as Keras's BaseConv: a subclass's extra variables are not saved
 
     def __init__(
         self,
@@ -295,7 +296,7 @@ class _Conv(Layer):
         if self.use_bias:
             channel_axis = -1 if self.data_format == "channels_last" else 1
             outputs = outputs + self.bias.reshape([-1 if axis == channel_axis % outputs.ndim else 1 for axis in range(outputs.ndim)])
-        return outputs if self.activation is activations.linear else self.activation(outputs)
+        return outputs if self.activation is None or self.activation is activations.linear else self.activation(outputs)
 
     def compute_output_shape(self, input_shape):
         return window_output_shape(self, input_shape, self.filters)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from keramic import activations, backend, initializers
+from keramic import random as keramic_random
 from keramic.layers.base import Layer, weight_settings
 from keramic.layers.conv import (
     add_bias,
@@ -63,6 +64,7 @@ class ConvLSTMCell(Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.seed_generator = keramic_random.SeedGenerator(seed)  # Keras's: made first, one of `variables`
         if rank not in _CONV:
             raise ValueError(f"Rank {rank} convolutions are not currently implemented. Received: rank={rank}")
         self.rank = rank
@@ -90,7 +92,6 @@ class ConvLSTMCell(Layer):
         self.seed = seed
         self.state_size = -1  # states are feature maps: see `get_initial_state`
         self.__dict__["_spatial"] = None
-        self.__dict__["_generator"] = None
 
     def build(self, input_shape):
         channel_axis = 1 if self.data_format == "channels_first" else -1
@@ -159,15 +160,8 @@ class ConvLSTMCell(Layer):
         """Four scaled keep-masks shaped like `like` (one per gate), or None when off."""
         if not training or not 0.0 < rate < 1.0:
             return None
-        generator = None
-        if self.seed is not None:
-            generator = self.__dict__["_generator"]
-            if generator is None or generator.device != like.device:
-                generator = torch.Generator(device=like.device)
-                generator.manual_seed(int(self.seed))
-                self.__dict__["_generator"] = generator
-        keep = torch.rand((4, *like.shape), generator=generator, device=like.device) >= rate
-        return keep.to(like.dtype) / (1.0 - rate)
+        ones = torch.ones_like(like)  # Keras's draws: four dropouts of ones from the seed generator
+        return torch.stack([keramic_random.dropout(ones, rate, seed=self.seed_generator) for _ in range(4)])
 
     def _project_inputs(self, inputs, input_masks):
         """Input convolution for every gate: `(..., 4*filters)` (on the gate axis)."""

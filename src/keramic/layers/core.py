@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from keramic import activations, constraints, initializers, regularizers
+from keramic import random as keramic_random
 from keramic.layers import quantized
 from keramic.layers.base import Layer, weight_settings
 from keramic.serialization.registry import keras_export
@@ -16,6 +17,7 @@ class Dense(Layer):
     """`activation(inputs @ kernel + bias)` over the last axis."""
 
     _quantization_kind = "dense"  # its recipe in layers/quantized.py
+    _saved_variable_names = ("kernel", "bias")  # as Keras's Dense: a subclass's extra variables are not saved
 
     def __init__(
         self,
@@ -69,7 +71,6 @@ class Dense(Layer):
                 constraint=self.bias_constraint,
                 name="bias",
             )
-        self._linear = self.activation is activations.linear
 
     def call(self, inputs):
         if self.quantization_mode:
@@ -80,7 +81,8 @@ class Dense(Layer):
             outputs = torch.matmul(inputs, self.kernel)
             if self.bias is not None:
                 outputs = outputs + self.bias
-        return outputs if self._linear else self.activation(outputs)
+        # Read at each call, as Keras: Grad-CAM sets `activation = None` on a built layer.
+        return outputs if self.activation is None or self.activation is activations.linear else self.activation(outputs)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -131,16 +133,14 @@ class Dropout(Layer):
         self.rate = rate
         self.noise_shape = noise_shape
         self.seed = seed
+        if rate > 0:  # as Keras: its state is one of `variables`, and its draws are Keras's
+            self.seed_generator = keramic_random.SeedGenerator(seed)
         self.supports_masking = True
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0:
             return inputs
-        if self.noise_shape is None:
-            return torch.nn.functional.dropout(inputs, self.rate, True)
-        shape = [inputs.shape[i] if d is None else d for i, d in enumerate(self.noise_shape)]
-        keep = torch.rand(shape, device=inputs.device) >= self.rate
-        return inputs * keep.to(inputs.dtype) / (1 - self.rate)
+        return keramic_random.dropout(inputs, self.rate, noise_shape=self.noise_shape, seed=self.seed_generator)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -7,6 +7,7 @@ masked values get `-1e9` added to their scores, masked query steps output zeros.
 import torch
 
 from keramic import backend
+from keramic import random as keramic_random
 from keramic.layers.base import Layer
 from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor
@@ -49,6 +50,8 @@ class Attention(Layer):
         self.score_mode = score_mode
         self.dropout = dropout
         self.seed = seed
+        if dropout > 0:  # Keras's: one of `variables`, drawn from `random` when unseeded
+            self.seed_generator = keramic_random.SeedGenerator(seed)
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -72,15 +75,7 @@ class Attention(Layer):
     def _dropout(self, weights, training):
         if not training or self.dropout <= 0:
             return weights
-        generator = None
-        if self.seed is not None:
-            generator = self.__dict__.get("_torch_generator")
-            if generator is None or generator.device != weights.device:
-                generator = torch.Generator(device=weights.device)
-                generator.manual_seed(int(self.seed))
-                self.__dict__["_torch_generator"] = generator
-        keep = torch.rand(weights.shape, generator=generator, device=weights.device) >= self.dropout
-        return weights * keep.to(weights.dtype) / (1.0 - self.dropout)
+        return keramic_random.dropout(weights, self.dropout, seed=self.seed_generator)
 
     def call(self, inputs, mask=None, training=False, return_attention_scores=False, use_causal_mask=False):
         _check_inputs(self, inputs, mask)

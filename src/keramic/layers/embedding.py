@@ -20,6 +20,7 @@ class Embedding(Layer):
     """
 
     _quantization_kind = "embedding"  # its recipe in layers/quantized.py
+    _saved_variable_names = ("embeddings",)  # as Keras's Embedding: a subclass's extra variables are not saved
 
     def __init__(
         self,
@@ -119,6 +120,8 @@ class ReversibleEmbedding(Embedding):
     With `tie_weights` the reverse projection is the transposed embedding table; otherwise it is
     its own `(output_dim, input_dim)` weight, `reverse_embeddings`.
     """
+
+    _saved_variable_names = ("embeddings", "reverse_embeddings")
 
     def __init__(
         self,

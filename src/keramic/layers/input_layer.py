@@ -35,9 +35,8 @@ class InputLayer(Layer):
         if isinstance(dtype, dict):  # a DTypePolicy envelope from a Keras 2 config
             dtype = dtype.get("config", {}).get("name")
         self._dtype = backend.standardize_dtype(dtype)
-        # A string Input has no compute dtype; its (unused) policy is the default, as in Keras.
-        policy = None if self._dtype == "string" else dtype
-        super().__init__(name=name or naming.auto_name("InputLayer"), dtype=policy)
+        # As in Keras, the tensor's dtype is `dtype`, while the layer's (unused) policy is the global one.
+        super().__init__(name=name or naming.auto_name("InputLayer"))
         if batch_shape is None:
             if shape is None and input_tensor is None:
                 raise ValueError("InputLayer needs `shape` or `batch_shape`.")
@@ -59,7 +58,7 @@ class InputLayer(Layer):
 
     def get_config(self):
         return {
-            "batch_shape": list(self.batch_shape),
+            "batch_shape": self.batch_shape,
             "dtype": self._dtype,
             "sparse": self.sparse,
             "ragged": False,

@@ -15,6 +15,7 @@ class Operation(Layer):
     """A weightless graph node that is not listed in `model.layers`."""
 
     _autocast_inputs = False  # as in Keras, an op computes in its inputs' dtypes (float16 stays float16)
+    _warns_of_dropped_masks = False  # as in Keras, an op is not a layer: it drops masks silently
 
     def get_config(self):
         return {"name": self.name}

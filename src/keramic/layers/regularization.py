@@ -1,11 +1,13 @@
 """Regularization layers: noise and dropout variants that act only in training, and ActivityRegularization.
 
-Each is the identity at inference. A `seed` makes the training-time noise reproducible from
-one layer instance to the next (the draws are torch's, not bit-equal to Keras's).
+Each is the identity at inference. Each noisy layer owns a `SeedGenerator` (made from `seed`, or
+from Python's `random` when unseeded) and draws through `keramic.random`, so its training-time
+noise is Keras's for the same seeds.
 """
 
-import torch
+import math
 
+from keramic import random as keramic_random
 from keramic import regularizers
 from keramic.layers.base import Layer
 from keramic.layers.core import Dropout
@@ -16,24 +18,14 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 
 
 class _Noisy(Layer):
-    """Shared seeding: one torch generator per layer (and device) when a seed is given."""
+    """Shared: a seed generator (when the layer's strength is positive, as Keras makes it)."""
 
-    def _generator(self, device):
-        if self.seed is None:
-            return None
-        generator = self.__dict__.get("_torch_generator")
-        if generator is None or generator.device != torch.device(device):
-            generator = torch.Generator(device=device)
-            generator.manual_seed(int(self.seed))
-            self.__dict__["_torch_generator"] = generator
-        return generator
+    def _seed_generator_for(self, strength, seed):
+        if strength > 0:
+            self.seed_generator = keramic_random.SeedGenerator(seed)
 
     def _normal(self, like, mean, stddev):
-        noise = torch.randn(like.shape, generator=self._generator(like.device), device=like.device, dtype=like.dtype)
-        return noise * stddev + mean
-
-    def _uniform(self, shape, like):
-        return torch.rand(shape, generator=self._generator(like.device), device=like.device, dtype=like.dtype)
+        return keramic_random.normal(tuple(like.shape), mean, stddev, self.compute_dtype, self.seed_generator)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -80,6 +72,7 @@ class GaussianNoise(_Noisy):
             )
         self.stddev = stddev
         self.seed = seed
+        self._seed_generator_for(stddev, seed)
         self.supports_masking = True
 
     def call(self, inputs, training=False):
@@ -100,11 +93,12 @@ class GaussianDropout(_Noisy):
         _check_rate(rate)
         self.rate = rate
         self.seed = seed
+        self._seed_generator_for(rate, seed)
         self.supports_masking = True
 
     def call(self, inputs, training=False):
         if training and 0 < self.rate < 1:
-            return inputs * self._normal(inputs, 1.0, (self.rate / (1.0 - self.rate)) ** 0.5)
+            return inputs * self._normal(inputs, 1.0, math.sqrt(self.rate / (1.0 - self.rate)))
         return inputs
 
     def get_config(self):
@@ -121,6 +115,7 @@ class AlphaDropout(_Noisy):
         self.rate = rate
         self.noise_shape = noise_shape
         self.seed = seed
+        self._seed_generator_for(rate, seed)
         self.supports_masking = True
 
     def call(self, inputs, training=False):
@@ -129,7 +124,7 @@ class AlphaDropout(_Noisy):
         shape = inputs.shape if self.noise_shape is None else [
             inputs.shape[i] if d is None else d for i, d in enumerate(self.noise_shape)
         ]
-        kept = (self._uniform(shape, inputs) >= self.rate).to(inputs.dtype)
+        kept = (keramic_random.uniform(shape, seed=self.seed_generator) >= self.rate).to(inputs.dtype)
         alpha_p = -_SELU_ALPHA * _SELU_SCALE
         a = ((1 - self.rate) * (1 + self.rate * alpha_p**2)) ** -0.5
         b = -a * alpha_p * self.rate
@@ -157,8 +152,7 @@ class _SpatialDropout(Dropout):
             shape = (inputs.shape[0],) + (1,) * self.rank + (inputs.shape[-1],)
         else:
             shape = (inputs.shape[0], inputs.shape[1]) + (1,) * self.rank
-        keep = torch.rand(shape, device=inputs.device) >= self.rate
-        return inputs * keep.to(inputs.dtype) / (1 - self.rate)
+        return keramic_random.dropout(inputs, self.rate, noise_shape=shape, seed=self.seed_generator)
 
     def get_config(self):
         return {

@@ -255,6 +255,13 @@ class Functional(Model):
     def compute_output_spec(self, *args, **kwargs):
         return map_structure(lambda t: KerasTensor(t.shape, t.dtype), self._outputs_struct)
 
+    def add_loss(self, loss):
+        """As Keras: a Functional model adds no losses of its own; a layer's `call` adds them."""
+        raise NotImplementedError(
+            "A Functional model cannot add losses outside a layer's call(); add them in a layer's call() "
+            "or pass them to compile(loss=...)."
+        )
+
     def get_config(self):
         if not functional_like_constructor(type(self)):
             # As Keras: a subclass with its own constructor (`MyModel(**kwargs)` building its graph

@@ -49,7 +49,8 @@ class Model(Trainer, Layer):
             from keramic.models.functional import Functional
 
             return Functional.__new__(Functional, *args, **kwargs)
-        return super().__new__(cls, *args, **kwargs)
+        # As Keras, the constructor arguments stay out of the automatic config (keramic.layers.auto_config).
+        return super().__new__(cls)
 
     def __init__(self, *args, **kwargs):
         if _functional_arguments(args, kwargs):
@@ -113,7 +114,11 @@ class Model(Trainer, Layer):
         return super().from_config(config)
 
     def get_layer(self, name=None, index=None):
-        """A sub-layer by name or by index in `layers`."""
+        """A sub-layer by name or by index in `layers` (one of the two, as Keras asks)."""
+        if index is not None and name is not None:
+            raise ValueError(f"Provide only a layer name or a layer index. Received: index={index}, name={name}.")
+        if index is None and name is None:
+            raise ValueError("Provide either a layer name or layer index at `get_layer`.")
         if index is not None:
             if index >= len(self.layers):
                 raise ValueError(f"Was asked to retrieve layer at index {index} but model only has {len(self.layers)} layers.")

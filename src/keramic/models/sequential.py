@@ -43,7 +43,7 @@ class Sequential(Model):
         if isinstance(layer, KerasTensor):
             layer = layer._keras_history[0]
         if not isinstance(layer, Layer):
-            raise TypeError(f"Only keramic layers can be added to a Sequential model; got {layer!r}.")
+            raise ValueError(f"Only layers can be added to a Sequential model; got {layer!r} (of type {type(layer).__name__}).")
         if isinstance(layer, InputLayer):
             if self._layers:
                 raise ValueError("An InputLayer can only be the first layer of a Sequential model.")
@@ -58,7 +58,7 @@ class Sequential(Model):
     def pop(self, rebuild=True):
         """Remove and return the last layer."""
         if not self.layers:
-            raise TypeError("There are no layers in the model.")
+            raise IndexError("pop from a Sequential model that has no layers.")
         layer = self._layers.pop()
         if rebuild:
             self._rebuild()

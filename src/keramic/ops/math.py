@@ -64,11 +64,12 @@ def _segment(reduce, empty):
 
 
 def _lowest(dtype):
-    return torch.finfo(dtype).min if dtype.is_floating_point else torch.iinfo(dtype).min
+    # Keras (torch backend) leaves an empty segment's max at -inf, not TensorFlow's lowest float.
+    return -float("inf") if dtype.is_floating_point else torch.iinfo(dtype).min
 
 
 def _highest(dtype):
-    return torch.finfo(dtype).max if dtype.is_floating_point else torch.iinfo(dtype).max
+    return float("inf") if dtype.is_floating_point else torch.iinfo(dtype).max
 
 
 segment_sum = _segment("sum", lambda dtype: 0)

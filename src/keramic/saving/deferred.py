@@ -15,8 +15,9 @@ import torch
 
 from keramic import backend
 from keramic.errors import WeightsMismatchError
+from keramic.saving.tree import entries, own_state
 from keramic.serialization.restore_hooks import PENDING
-from keramic.serialization.saveable import saving_kind
+from keramic.serialization.saveable import overrides, saving_kind
 from keramic.utils.naming import to_snake_case
 
 METRICS_PREFIX = "metrics"
@@ -77,7 +78,7 @@ def _unique_names(variables):
 
 def _own_variables_in_creation_order(layer):
     """A layer's own variables in the order they were created (torch registers them in that order)."""
-    own = layer._saveable_variables()
+    own = layer._saveable_variables() + layer._own_trainable + layer._own_non_trainable  # a checkpoint keeps all
     wanted = {id(v) for v in own}
     ordered, seen = [], set()
     for variable in [*layer._parameters.values(), *own]:
@@ -126,9 +127,38 @@ class _SlotNamer:
                     return f"{self.prefix}/{slot}/{keys[index]}"
 
 
+def saves_its_own(layer):
+    """Whether the layer's class overrides Keras's hooks: its checkpoint entries are then what
+    `save_own_variables` stores (`<path>/<key>`), read back by `load_own_variables`."""
+    return overrides(layer, "save_own_variables") or overrides(layer, "load_own_variables")
+
+
+def own_store_entries(model):
+    """[(key, tensor)] of the layers that save their own state, as their `save_own_variables` stores it."""
+    return [(_join(path, key), value) for path, layer in layer_paths(model).values() if saves_its_own(layer) for key, value in entries(own_state(layer))]
+
+
+def own_store_of(path, keys):
+    """{store key: checkpoint key} of the `keys` directly under `path` (a layer saving its own state)."""
+    prefix = f"{path}/" if path else ""
+    return {key[len(prefix) :]: key for key in keys if key.startswith(prefix) and "/" not in key[len(prefix) :]}
+
+
+def load_own_store(layer, path, values, source):
+    """Hand a layer its stored entries through its `load_own_variables` (numpy arrays, as Keras does)."""
+    store = {key: value if value.dtype == torch.bfloat16 else value.numpy() for key, value in values.items()}
+    try:
+        layer.load_own_variables(store)
+    except (KeyError, ValueError, TypeError, IndexError) as error:
+        raise WeightsMismatchError(
+            f"{source}: layer '{layer.name}' (at '{path or 'the model'}') could not load its stored entries {sorted(store)}: {error!r}"
+        ) from None
+
+
 def object_keys(model, include_optimizer=True, include_metrics=True):
     """[(key, variable)] for every variable reachable from `model`, each once, in a stable order:
-    layers (depth first, own variables in creation order), then the optimizer, then metrics."""
+    layers (depth first, own variables in creation order), then the optimizer, then metrics.
+    Layers that save their own state are left out (`own_store_entries` lists what they store)."""
     result, seen = [], set()
 
     def add(key, variable):
@@ -137,6 +167,8 @@ def object_keys(model, include_optimizer=True, include_metrics=True):
             result.append((key, variable))
 
     for path, layer in layer_paths(model).values():
+        if saves_its_own(layer):
+            continue
         own = _own_variables_in_creation_order(layer)
         for name, variable in zip(_unique_names(own), own):
             add(_join(path, name), variable)
@@ -318,12 +350,31 @@ class PendingRestore:
         return None
 
     def take_for_layer(self, layer, name, shape, dtype):
+        if saves_its_own(layer):
+            return None  # its entries are its store's, handed over whole once it is built
         path = self._layer_path(layer)
         if path is None:
             return None
         taken = sum(v.name == name for v in layer._saveable_variables())
         key = _join(path, name if taken == 0 else f"{name}_{taken}")
         return self._take(key, shape, dtype, f"layer '{layer.name}' (at '{path or 'the model'}')")
+
+    def layer_built(self, layer):
+        """A layer that saves its own state got built: hand it its waiting entries."""
+        if not saves_its_own(layer):
+            return
+        path = self._layer_path(layer)
+        if path is None:
+            return
+        own = own_store_of(path, self.values)
+        if not own:
+            return
+        load_own_store(layer, path, {key: self.values[full] for key, full in own.items()}, self.status.source)
+        for full in own.values():
+            del self.values[full]
+            self.status._matched(full)
+        if not self.values:
+            self._forget()
 
     def optimizer_building(self, optimizer, var_list):
         """Restore the optimizer's own variables and learn how its slots will be named."""

@@ -17,6 +17,8 @@ class PendingValues(Protocol):
 
     def take_for_layer(self, layer: Any, name: str, shape: tuple, dtype: str) -> Any: ...
 
+    def layer_built(self, layer: Any) -> None: ...
+
     def optimizer_building(self, optimizer: Any, var_list: Sequence[Any]) -> None: ...
 
     def take_for_optimizer(self, optimizer: Any, name: str, shape: tuple, dtype: str) -> Any: ...
@@ -33,6 +35,12 @@ def take_layer_value(layer: Any, name: str, shape: tuple, dtype: str) -> Any:
         if value is not None:
             return value
     return None
+
+
+def layer_built(layer: Any) -> None:
+    """Called when a layer finished building: one that loads its own state takes its entries now."""
+    for restore in list(PENDING):
+        restore.layer_built(layer)
 
 
 def optimizer_building(optimizer: Any, var_list: Sequence[Any]) -> None:

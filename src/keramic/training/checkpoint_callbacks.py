@@ -210,7 +210,8 @@ class BackupAndRestore(Callback):
             if resume.training_state["step"]:
                 restore_metric_state(self.model, resume)
                 self.model.__dict__["_on_metrics_created"] = lambda model=self.model: restore_metric_state(model, resume)
-                self._rng_to_restore = resume.training_state["rng"]
+                # `fit` calls this once the skipped batches are read, before it reads the next one
+                self.model.__dict__["_after_skipped_batches"] = resume.training_state["rng"].restore
             self._resume = None
         self._data_order_rng = RngState.capture()
 
@@ -239,5 +240,6 @@ class BackupAndRestore(Callback):
     def on_train_end(self, logs=None):
         self.model.__dict__.pop("_resume_at", None)
         self.model.__dict__.pop("_on_metrics_created", None)
+        self.model.__dict__.pop("_after_skipped_batches", None)
         if self.delete_checkpoint and self._manager is not None:
             self._manager.delete_all()

@@ -4,6 +4,8 @@ Whole arrays stay where they are (numpy arrays become CPU tensors without a copy
 sliced there and then sent to the model's device, so a large dataset never has to fit on the GPU.
 """
 
+import collections.abc
+import itertools
 import math
 import types
 import warnings
@@ -111,8 +113,29 @@ def class_weights_to_sample_weights(y, class_weight):
     return table[labels]
 
 
+def _open_loader_draw():
+    """The draw Keras's torch data path makes each time it opens a DataLoader iterator over
+    arrays: one int64 from torch's global (CPU) generator, the loader's worker base seed."""
+    torch.empty((), dtype=torch.int64).random_()
+
+
+def _epoch_permutation(size):
+    """A shuffled order as Keras's torch path gets it: a fresh generator seeded with one int64
+    drawn from torch's global generator, then one permutation from that generator."""
+    generator = torch.Generator()
+    generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+    return torch.randperm(size, generator=generator)
+
+
 class ArrayBatches:
-    """Batches over in-memory tensors; reshuffled each epoch when `shuffle` is true."""
+    """Batches over in-memory tensors, in Keras's order and with its draws from torch's global generator.
+
+    As Keras on torch, an epoch opens a pass over the data (one draw), `shuffle=True` draws the
+    epoch's permutation when the first batch is read (one draw seeding its own generator),
+    `shuffle="batch"` permutes each batch within itself as it is read (one `randperm` each), and
+    the end of an epoch opens the next pass (one draw), which Keras never reads. So unseeded
+    random layers see the generator where Keras leaves it. The order is computed once per epoch.
+    """
 
     def __init__(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False, device=None):
         self.x, self.y, self.sample_weight = x, y, sample_weight
@@ -126,19 +149,49 @@ class ArrayBatches:
         return math.ceil(self.size / self.batch_size)
 
     def __iter__(self):
-        devices = [leaf.device for leaf in flatten(self.x) if isinstance(leaf, torch.Tensor)]
-        order = torch.randperm(self.size, device=devices[0] if devices else None) if self.shuffle else None
-        order = distributed.shared_order(order)
-        device = self.device
+        _open_loader_draw()
+        return self._epoch()
+
+    def _epoch(self):
+        yield from self._pass()
+        _open_loader_draw()  # only reached when the whole epoch was read (not after a `break`)
+
+    def open_pass(self):
+        """A pass over the data, opened now (its draw now, its order at its first batch)."""
+        _open_loader_draw()
+        return self._pass()
+
+    def first_batch_draws(self):
+        """The draws Keras makes when it reads a first batch to build the model, its compiled
+        loss and metrics before the first `fit` / `evaluate` after `compile`."""
+        _open_loader_draw()
+        if self.shuffle == "batch":
+            torch.randperm(min(self.batch_size, self.size), device="cpu")
+        elif self.shuffle:
+            _epoch_permutation(self.size)
+
+    def _pass(self):
         leaves = [leaf for part in (self.x, self.y, self.sample_weight) if part is not None for leaf in flatten(part)]
+        tensors = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
+        in_batch = self.shuffle == "batch"
+        order = _epoch_permutation(self.size) if self.shuffle and not in_batch else None
+        order = distributed.shared_order(order)
+        if order is not None and tensors and order.device != tensors[0].device:
+            order = order.to(tensors[0].device)
+        device = self.device
         if all(not isinstance(leaf, torch.Tensor) or leaf.device == device for leaf in leaves):
             device = None  # the data already lives on the model's device
         for start in range(0, self.size, self.batch_size):
             stop = min(start + self.batch_size, self.size)
             part = distributed.batch_part(stop - start)  # this process's rows of the global batch
-            if part is not None:
-                start, stop = start + part.start, start + part.stop
-            index = slice(start, stop) if order is None else order[start:stop]
+            if in_batch:
+                index = distributed.shared_order(torch.randperm(stop - start, device="cpu")) + start
+                index = index if part is None else index[part]
+                index = index.to(tensors[0].device) if tensors and tensors[0].device != index.device else index
+            else:
+                if part is not None:
+                    start, stop = start + part.start, start + part.stop
+                index = slice(start, stop) if order is None else order[start:stop]
             batch = take(self.x, index), take(self.y, index), take(self.sample_weight, index)
             yield batch if device is None else tuple(to_device(part, device) for part in batch)
 
@@ -153,6 +206,8 @@ class IterableBatches:
 
     def __iter__(self):
         iterator = iter(self.iterable)
+        if iterator is self.iterable:  # a generator: draw no batch past `steps` (as Keras, the next epoch trains on it)
+            iterator = itertools.islice(iterator, self.steps)
         for step, batch in enumerate(iterator):
             if self.steps is not None and step >= self.steps:
                 break
@@ -176,8 +231,8 @@ class EpochSteps:
     """`steps` batches per epoch from finite `batches`, as Keras's `steps_per_epoch` on arrays.
 
     A pass over the data carries on from one epoch to the next; an epoch that reaches the end of
-    the pass stops there (with a warning) and the next epoch starts a new pass. `restart()` starts
-    a new pass now (evaluation always reads from the data's start).
+    the pass stops there (with a warning) and, as in Keras, opens the next pass as it ends, which
+    the next epoch reads. `restart()` drops the pass (evaluation always reads from the data's start).
     """
 
     def __init__(self, batches, steps):
@@ -187,20 +242,35 @@ class EpochSteps:
     def restart(self):
         self._iterator, self._seen = None, 0
 
+    def first_batch_draws(self):
+        if hasattr(self.batches, "first_batch_draws"):
+            self.batches.first_batch_draws()
+
+    def _open(self):
+        opener = getattr(self.batches, "open_pass", None)
+        self._iterator, self._seen = (opener() if opener is not None else iter(self.batches)), 0
+
     def __iter__(self):
         total = self.batches.steps
-        if self._iterator is None or self._seen >= total:
-            self._iterator, self._seen = iter(self.batches), 0
+        if self._iterator is None:
+            self._open()
         for _ in range(self.steps):
-            if self._seen >= total:
+            if total is not None and self._seen >= total:
                 warnings.warn(
                     f"The data ran out after {total} batches, before `steps`={self.steps} batches of this epoch; "
                     "the epoch ends early and the next one starts a new pass over the data.",
                     stacklevel=2,
                 )
                 break
+            try:
+                batch = next(self._iterator)
+            except StopIteration:  # a source of unknown length ran out: the next epoch opens a new pass
+                self._iterator = None
+                return
             self._seen += 1
-            yield next(self._iterator)
+            yield batch
+        if total is not None and self._seen >= total:
+            self._open()
 
 
 def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, steps=None, device=None):
@@ -217,6 +287,10 @@ def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, 
             "which gives its batches in its own order: shuffle it at the source.",
             stacklevel=3,
         )
+    if steps is not None and not isinstance(x, collections.abc.Iterator):
+        # A dataset read again each epoch (tf.data, PyDataset, DataLoader): as Keras, the next epoch
+        # goes on where this one stopped, and a new pass opens when the data runs out.
+        return EpochSteps(IterableBatches(x, None, device), steps)
     return IterableBatches(x, steps, device)
 
 

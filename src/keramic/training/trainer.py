@@ -54,7 +54,12 @@ class _FirstSteps:
         self.batches, self.limit = batches, limit
         self.steps = limit if batches.steps is None else min(batches.steps, limit)
 
+    def first_batch_draws(self):
+        getattr(self.batches, "first_batch_draws", lambda: None)()
+
     def __iter__(self):
+        if isinstance(self.batches, data_module.EpochSteps):  # already stops at `limit`, and must see its epoch end
+            return iter(self.batches)
         return itertools.islice(self.batches, self.limit)
 
 
@@ -142,6 +147,7 @@ class Trainer:
             if not isinstance(self.optimizer, optimizers_module.LossScaleOptimizer):
                 self.optimizer = optimizers_module.LossScaleOptimizer(self.optimizer, name="loss_scale_optimizer")
         self.__dict__["_jit_steps"] = {} if self._compile_args["jit_compile"] is True and not run_eagerly else None
+        self.__dict__.pop("_built_from_a_batch", None)
         self.compiled = True
 
     def get_compile_config(self):
@@ -445,6 +451,19 @@ class Trainer:
             targets, predictions, _ = self._match_batch(y, y_pred, None)
             self._create_metrics(targets, predictions)
 
+    def _first_batch_draws(self, batches):
+        """As Keras: the first `fit` / `evaluate` after `compile` (or on a model with unbuilt layers)
+        reads one batch to build the model, loss and metrics; on arrays that read draws from
+        torch's global generator, which keramic reproduces so that later unseeded draws match."""
+        built_from_a_batch = self.__dict__.get("_built_from_a_batch", False)
+        self.__dict__["_built_from_a_batch"] = True
+        args = self._compile_args or {}
+        structures = args.get("loss") is not None or args.get("metrics") is not None or args.get("weighted_metrics") is not None
+        layers_built = all(getattr(layer, "built", True) for layer in self._flatten_layers())
+        if (layers_built and (built_from_a_batch or not structures)) or not hasattr(batches, "first_batch_draws"):
+            return
+        batches.first_batch_draws()
+
     def _build_before_training(self, x):
         """Build the model (a first call) so that the optimizer can see every variable."""
         if not self.built and type(self).call is not Layer.call:  # a GAN-style model may have no `call`
@@ -492,6 +511,7 @@ class Trainer:
             vx, vy, vw = data_module.unpack(validation_data)
             validation = _make_batches(vx, vy, vw, validation_batch_size or batch_size, False, validation_steps, self._device)
 
+        self._first_batch_draws(batches)
         callback_list = CallbackList(
             callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=epochs, steps=batches.steps
         )
@@ -512,6 +532,10 @@ class Trainer:
             for step, (bx, by, bw) in enumerate(batches):
                 if skip:
                     skip -= 1
+                    if not skip:  # before the next batch is read: `BackupAndRestore` puts back the RNG of that moment
+                        after_skip = self.__dict__.pop("_after_skipped_batches", None)
+                        if after_skip is not None:
+                            after_skip()
                     continue
                 if variables is None:
                     self._build_before_training(bx)
@@ -548,8 +572,9 @@ class Trainer:
         return self.history
 
     def _evaluate_batches(self, batches, callbacks):
-        if isinstance(batches, data_module.EpochSteps):
-            batches.restart()  # as Keras: each validation reads `validation_steps` from the data's start
+        source = batches.batches if isinstance(batches, _FirstSteps) else batches
+        if isinstance(source, data_module.EpochSteps):
+            source.restart()  # as Keras: each validation reads `validation_steps` from the data's start
         self._reset_trackers()
         custom = self._overrides("test_step")
         if custom:
@@ -578,11 +603,19 @@ class Trainer:
         self._assert_compiled("evaluate")
         verbose = _default_verbose(verbose)
         batches = _make_batches(x, y, sample_weight, batch_size, False, steps, self._device)
+        self._first_batch_draws(batches)
         callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=batches.steps)
         callback_list.on_test_begin()
         logs = self._evaluate_batches(batches, callback_list)
+        self._build_optimizer_as_evaluation_does()
         callback_list.on_test_end(logs)
         return self._format_results(logs, return_dict)
+
+    def _build_optimizer_as_evaluation_does(self):
+        """Keras's evaluate and test_on_batch build the optimizer too (its variables then show in
+        `summary()` and go into saved files)."""
+        if self.optimizer is not None and not self.optimizer.built and self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def _format_results(self, logs, return_dict):
         if return_dict:
@@ -633,6 +666,7 @@ class Trainer:
             sample_weight = data_module.class_weights_to_sample_weights(y, class_weight)
         self._build_before_training(x)
         variables = self._trainable_for_step()
+        self.__dict__["_built_from_a_batch"] = True  # as Keras's build from this batch (no draws)
         self._reset_trackers()
         self._train_batch(x, y, sample_weight, variables)
         return self._format_results(_pythonify(self._logs()), return_dict)
@@ -640,8 +674,10 @@ class Trainer:
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._assert_compiled("test_on_batch")
         x, y, sample_weight = (data_module.to_tensors(part, self._device) for part in (x, y, sample_weight))
+        self.__dict__["_built_from_a_batch"] = True  # as Keras's build from this batch (no draws)
         self._reset_trackers()
         self._test_batch(x, y, sample_weight)
+        self._build_optimizer_as_evaluation_does()
         return self._format_results(_pythonify(self._logs()), return_dict)
 
     def predict_on_batch(self, x):

@@ -2,19 +2,19 @@
 erasing, blur, perspective, elastic) and the base of every random image layer: identity at
 inference, seeded and reproducible in training.
 
-Each layer draws from its own `torch.Generator`, seeded from `seed` (or at random when `seed` is
-None), so two layers built with the same seed transform the same batches the same way. The draws
-are not Keras's own random stream, so training-mode pixels differ from Keras's; inference
-outputs and configs equal Keras's, and so do training outputs where a factor range is a single
-point (the geometric maths is Keras's).
+Each layer owns a `keramic.random.SeedGenerator` (`self.generator`, made in `__init__` where
+Keras makes it, so an unseeded one takes its seed from Python's `random` in Keras's order) and
+makes the same `keras.random` draws as Keras's layer, in the same order and shapes: with the same
+seed (or the same `set_random_seed`) the training-mode pixels are Keras's.
 """
 
 import math
 
 import torch
-import torch.nn.functional as F
 
+from keramic import random as keramic_random
 from keramic.layers.preprocessing.image import ImagePreprocessingLayer, affine_transform, resize
+from keramic.ops import image as image_ops
 from keramic.serialization.registry import keras_export
 
 
@@ -26,21 +26,29 @@ class RandomImageLayer(ImagePreprocessingLayer):
         if value_range is not None:
             if len(value_range) != 2:
                 raise ValueError(f"The `value_range` argument should be a list of two numbers. Received: value_range={value_range}")
-            self.value_range = sorted(value_range)
+            self.value_range = sorted(value_range) if self._SORTS_VALUE_RANGE else value_range
         self.seed = seed
+        self._make_seed_generator(seed)
+
+    _SORTS_VALUE_RANGE = True  # Keras sorts `value_range` in some layers and keeps it as given in others
+    _INFERENCE_DRAWS = 0  # draws Keras's layer makes (and drops) when called in inference mode
 
     def transform_images(self, images, transformation=None, training=True):
         images = self._images_in_compute_dtype(images)
         if not training:
+            self._advance_seed(self._inference_draws())
             return images
         return self.augment(images)
+
+    def _inference_draws(self):
+        return self._INFERENCE_DRAWS
 
     def augment(self, images):
         raise NotImplementedError
 
-    def _per_image(self, images, low, high):
-        """One uniform draw per image, shaped to broadcast over (H, W, C)."""
-        return self._uniform((images.shape[0], 1, 1, 1), low, high).to(images.device, images.dtype)
+    def _per_image(self, images, low, high, dtype=None):
+        """One uniform draw per image, shaped `(batch, 1, 1, 1)` as Keras draws it."""
+        return self._uniform((images.shape[0], 1, 1, 1), low, high, dtype).to(images.device, images.dtype)
 
     def _clip(self, images):
         return images.clamp(self.value_range[0], self.value_range[1])
@@ -70,9 +78,9 @@ class RandomFlip(RandomImageLayer):
 
     def augment(self, images):
         height_axis, width_axis = self._spatial_axes()
+        flip = self._per_image(images, 0.0, 1.0) <= 0.5  # one draw per image, for both directions (as Keras)
         for flip_mode, axis in (("horizontal", width_axis), ("vertical", height_axis)):
             if flip_mode in self.mode:
-                flip = self._per_image(images, 0.0, 1.0) < 0.5
                 images = torch.where(flip, images.flip(axis), images)
         return images
 
@@ -95,12 +103,15 @@ class RandomRotation(RandomImageLayer):
 
     def augment(self, images):
         height, width = self._height_width(images)
-        angles = self._uniform((images.shape[0],), self.factor[0] * 2 * math.pi, self.factor[1] * 2 * math.pi)
+        degrees = self._uniform((images.shape[0],), self.factor[0] * 360.0, self.factor[1] * 360.0)
+        angles = degrees * torch.tensor(math.pi / 180.0, dtype=degrees.dtype)
         cos, sin = torch.cos(angles), torch.sin(angles)
         cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
         # Output pixel -> input pixel: rotate about the centre by -angle.
         transforms = torch.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy,
                                   torch.zeros_like(cos), torch.zeros_like(cos)], dim=1)
+        if self.__dict__.get("_reused_matrix_swapped"):  # set by RandAugment: see there
+            transforms = transforms[:, [4, 1, 5, 3, 0, 2, 6, 7]]
         return affine_transform(images, transforms, self.interpolation, self.fill_mode, self.fill_value, self.data_format)
 
     def get_config(self):
@@ -202,14 +213,14 @@ class RandomShear(RandomImageLayer):
         self.interpolation = interpolation
 
     def augment(self, images):
-        height, width = self._height_width(images)
         count = images.shape[0]
-        sign = torch.where(self._uniform((count,)) > 0.5, -1.0, 1.0)
-        sy = self._uniform((count,), *self.y_factor) * sign
-        sx = self._uniform((count,), *self.x_factor) * sign
+        dtype = self.compute_dtype
+        sign = torch.where(self._uniform((count,), dtype=dtype) > 0.5, -1.0, 1.0)
+        sy = self._uniform((count,), *self.y_factor, dtype=dtype) * sign
+        sx = self._uniform((count,), *self.x_factor, dtype=dtype) * sign
         ones, zeros = torch.ones_like(sx), torch.zeros_like(sx)
-        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-        transforms = torch.stack([ones, sx, -sx * cy, sy, ones, -sy * cx, zeros, zeros], dim=1)
+        # Keras's shear matrix: about the top-left corner (no centring)
+        transforms = torch.stack([ones, sx, zeros, sy, ones, zeros, zeros, zeros], dim=1)
         return affine_transform(images, transforms, self.interpolation, self.fill_mode, self.fill_value, self.data_format)
 
     def get_config(self):
@@ -218,37 +229,65 @@ class RandomShear(RandomImageLayer):
 
 @keras_export("keras.layers")
 class RandomCrop(RandomImageLayer):
-    """Crop a random `(height, width)` window in training (images smaller than it are resized up first)."""
+    """Crop a random `(height, width)` window in training (images smaller than it are resized up first).
+
+    At inference Keras 3 passes images through (despite the output shape it reports), while
+    tf.keras 2 returns the centred crop of the target's aspect ratio resized to `(height, width)`.
+    `rng_type` is tf.keras 2's argument: a layer read from a tf.keras file carries it, so it keeps
+    tf.keras's inference and is written back in the form tf.keras reads (Keras 3 refuses it).
+    """
 
     _USE_BASE_FACTOR = False
 
-    def __init__(self, height, width, seed=None, data_format=None, name=None, **kwargs):
-        if seed is None:
-            seed = int(torch.randint(0, 2**30, ()).item())  # Keras too records a drawn seed
+    def __init__(self, height, width, seed=None, data_format=None, name=None, rng_type=None, **kwargs):
+        # Keras records a seed drawn from Python's `random`, then makes its generator from the seed given.
+        recorded = seed if seed is not None else keramic_random.make_default_seed()
         super().__init__(seed=seed, data_format=data_format, name=name, **kwargs)
+        self.seed = recorded
         self.height = height
         self.width = width
+        self.rng_type = rng_type
 
     def transform_images(self, images, transformation=None, training=True):
-        """Inference passes images through untouched, as Keras's RandomCrop does (despite its output shape)."""
-        return self.augment(self._images_in_compute_dtype(images)) if training else images
+        """Inference: Keras 3's pass-through, or tf.keras 2's centred resize for its layers."""
+        if training:
+            return self.augment(self._images_in_compute_dtype(images))
+        if self.rng_type is None:
+            return images
+        return self._centre_resize(self._images_in_compute_dtype(images))
 
     def augment(self, images):
         height, width = self._height_width(images)
-        if height > self.height and width > self.width:
+        fits = height >= self.height and width >= self.width
+        if self.rng_type is not None and not fits:
+            return self._centre_resize(images)  # tf.keras's fallback
+        if fits and (self.rng_type is not None or (height > self.height and width > self.width)):
             top = int(self._uniform((), 0, height - self.height + 1).floor().clamp(max=height - self.height))
             left = int(self._uniform((), 0, width - self.width + 1).floor().clamp(max=width - self.width))
-        else:  # Keras's fallback: a centred box of the target's aspect ratio, then resized
-            crop_h = max(min(height, int(float(width * self.height) / self.width)), 1)
-            crop_w = max(min(width, int(float(height * self.width) / self.height)), 1)
-            top, left = int(float(height - crop_h) / 2), int(float(width - crop_w) / 2)
-        if self.data_format == "channels_last":
-            images = images[:, top : top + self.height, left : left + self.width, :]
-        else:
-            images = images[:, :, top : top + self.height, left : left + self.width]
+        else:  # Keras 3's fallback: the target-sized window at the centred box's corner, then resized
+            top, left, _, _ = self._centred_box(height, width)
+        images = self._window(images, top, left, self.height, self.width)
         if self._height_width(images) != (self.height, self.width):
             images = resize(images, (self.height, self.width), "bilinear", data_format=self.data_format)
         return images
+
+    def _centred_box(self, height, width):
+        """`(top, left, height, width)` of the largest centred box of the target's aspect ratio."""
+        crop_h = max(min(height, int(float(width * self.height) / self.width)), 1)
+        crop_w = max(min(width, int(float(height * self.width) / self.height)), 1)
+        return int(float(height - crop_h) / 2), int(float(width - crop_w) / 2), crop_h, crop_w
+
+    def _centre_resize(self, images):
+        """tf.keras 2's inference: the centred box of the target's aspect ratio, resized (bilinear) to the target."""
+        images = self._window(images, *self._centred_box(*self._height_width(images)))
+        if self._height_width(images) != (self.height, self.width):
+            images = resize(images, (self.height, self.width), "bilinear", data_format=self.data_format)
+        return images
+
+    def _window(self, images, top, left, height, width):
+        if self.data_format == "channels_last":
+            return images[:, top : top + height, left : left + width, :]
+        return images[:, :, top : top + height, left : left + width]
 
     def compute_output_shape(self, input_shape):
         input_shape = list(input_shape)
@@ -257,13 +296,20 @@ class RandomCrop(RandomImageLayer):
         return tuple(input_shape)
 
     def get_config(self):
-        return self._config(("height", "width", "seed"))
+        if self.rng_type is None:
+            return self._config(("height", "width", "seed"))
+        # tf.keras's own keys: it has no `data_format` (always channels-last) and refuses one.
+        config = self._config(("rng_type", "height", "width", "seed"))
+        if config["data_format"] == "channels_last":
+            del config["data_format"]
+        return config
 
 
 @keras_export("keras.layers")
 class RandomErasing(RandomImageLayer):
     """Erase a random rectangle (area fraction drawn from `scale`) with probability from `factor`."""
 
+    _SORTS_VALUE_RANGE = False
     _FACTOR_BOUNDS = (0, 1)
 
     def __init__(self, factor=1.0, scale=(0.02, 0.33), fill_value=None, value_range=(0, 255), seed=None, data_format=None, **kwargs):
@@ -272,23 +318,31 @@ class RandomErasing(RandomImageLayer):
         self.fill_value = fill_value
 
     def augment(self, images):
-        x = self._channels_last(images)
-        count, height, width = x.shape[0], x.shape[1], x.shape[2]
-        area = self._uniform((count,), *self.scale)
-        side = torch.sqrt(area)
-        box_h, box_w = (side * height).round().clamp(1, height), (side * width).round().clamp(1, width)
-        top = (self._uniform((count,)) * (height - box_h + 1)).floor()
-        left = (self._uniform((count,)) * (width - box_w + 1)).floor()
-        chosen = self._uniform((count,)) < self._uniform((count,), *self.factor)
-        rows = torch.arange(height).view(1, -1, 1)
-        cols = torch.arange(width).view(1, 1, -1)
-        inside = ((rows >= top.view(-1, 1, 1)) & (rows < (top + box_h).view(-1, 1, 1))
-                  & (cols >= left.view(-1, 1, 1)) & (cols < (left + box_w).view(-1, 1, 1)) & chosen.view(-1, 1, 1))
-        if self.fill_value is None:
-            fill = self._uniform(x.shape, *self.value_range).to(x.device, x.dtype)
+        count = images.shape[0]
+        height, width = self._height_width(images)
+        dtype = self.compute_dtype
+        sides = torch.sqrt(self._uniform((count, 2), *self.scale, dtype=dtype))  # (width, height) fractions
+        boxes = []
+        for length, side in ((width, sides[:, 0]), (height, sides[:, 1])):
+            extent = side * length
+            start = self._uniform((count,), dtype=dtype) * (length - extent)
+            boxes.append((start, start + extent))
+        (x0, x1), (y0, y1) = boxes
+        probability = self._uniform((count,), *self.factor)
+        chosen = self._uniform((count,)) < probability
+        rows = torch.arange(height, dtype=x0.dtype, device=x0.device).view(1, -1, 1)
+        cols = torch.arange(width, dtype=x0.dtype, device=x0.device).view(1, 1, -1)
+        inside = ((cols >= x0.view(-1, 1, 1)) & (cols < x1.view(-1, 1, 1))
+                  & (rows >= y0.view(-1, 1, 1)) & (rows < y1.view(-1, 1, 1)) & chosen.view(-1, 1, 1))
+        inside = inside.unsqueeze(-1 if self.data_format == "channels_last" else 1).to(images.device)
+        if self.fill_value is None:  # Keras's noise: standard normal times the range's top, then clipped
+            fill = self._draw(lambda seed: keramic_random.normal(tuple(images.shape), dtype=dtype, seed=seed)) * self.value_range[1]
+        elif isinstance(self.fill_value, (tuple, list)):
+            fill = torch.tensor([float(v) for v in self.fill_value], dtype=images.dtype).expand_as(images)
         else:
-            fill = torch.full_like(x, float(self.fill_value))
-        return self._restore_layout(torch.where(inside.unsqueeze(-1).to(x.device), fill, x))
+            fill = torch.full_like(images, float(self.fill_value))
+        fill = fill.to(images.device, images.dtype).clamp(self.value_range[0], self.value_range[1])
+        return torch.where(inside, fill, images)
 
     def get_config(self):
         return self._config(("factor", "scale", "fill_value", "value_range", "seed"))
@@ -298,6 +352,7 @@ class RandomErasing(RandomImageLayer):
 class RandomGaussianBlur(RandomImageLayer):
     """Blur with a Gaussian kernel of random sigma, each image with probability from `factor`."""
 
+    _SORTS_VALUE_RANGE = False
     _FACTOR_BOUNDS = (0, 1)
 
     def __init__(self, factor=1.0, kernel_size=3, sigma=1.0, value_range=(0, 255), data_format=None, seed=None, **kwargs):
@@ -314,22 +369,12 @@ class RandomGaussianBlur(RandomImageLayer):
         raise ValueError(f"Invalid `kernel_size`: expected an int or two ints. Received: kernel_size={size}")
 
     def augment(self, images):
-        x = images.permute(0, 3, 1, 2) if self.data_format == "channels_last" else images
-        count, channels = x.shape[0], x.shape[1]
-        sigma = self._uniform((count,), *self.sigma).clamp_min(1e-3)
-        chosen = self._uniform((count,)) < self._uniform((count,), *self.factor)
-        kh, kw = self.kernel_size
-        out = []
-        for i in range(count):
-            gy = torch.exp(-0.5 * ((torch.arange(kh) - (kh - 1) / 2.0) / sigma[i]) ** 2)
-            gx = torch.exp(-0.5 * ((torch.arange(kw) - (kw - 1) / 2.0) / sigma[i]) ** 2)
-            kernel = (gy[:, None] * gx[None, :]) / (gy.sum() * gx.sum())
-            kernel = kernel.to(x.device, x.dtype).expand(channels, 1, kh, kw)
-            padded = F.pad(x[i : i + 1], ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2), mode="reflect")
-            blurred = F.conv2d(padded, kernel, groups=channels)
-            out.append(blurred if bool(chosen[i]) else x[i : i + 1])
-        out = self._clip(torch.cat(out))
-        return out.permute(0, 2, 3, 1) if self.data_format == "channels_last" else out
+        count = images.shape[0]
+        probability = self._uniform((count,), *self.factor)
+        chosen = self._uniform((count,)) < probability
+        sigma = self._uniform((2,), *self.sigma, dtype=self.compute_dtype) + 1e-6  # one pair per batch, as Keras
+        blurred = image_ops.gaussian_blur(images, self.kernel_size, sigma, data_format=self.data_format)
+        return self._clip(torch.where(chosen.view(-1, 1, 1, 1).to(images.device), blurred, images))
 
     def get_config(self):
         return self._config(("factor", "kernel_size", "sigma", "value_range", "seed"))
@@ -351,50 +396,27 @@ class RandomPerspective(RandomImageLayer):
         self.fill_value = fill_value
 
     def augment(self, images):
-        x = images.permute(0, 3, 1, 2) if self.data_format == "channels_last" else images
-        count = x.shape[0]
-        chosen = (self._uniform((count,)) < self._uniform((count,), *self.factor)).float()
-        corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
-        moved = corners + (self._uniform((count, 4, 2), -1.0, 1.0) * self.scale * 0.5) * chosen.view(-1, 1, 1)
-        grid = _perspective_grid(corners, moved, x.shape[2], x.shape[3])
-        mode = "bilinear" if self.interpolation == "bilinear" else "nearest"
-        filled = F.grid_sample(x - self.fill_value, grid.to(x.device, x.dtype), mode=mode, padding_mode="zeros", align_corners=True)
-        out = filled + self.fill_value
-        return out.permute(0, 2, 3, 1) if self.data_format == "channels_last" else out
+        count = images.shape[0]
+        height, width = self._height_width(images)
+        probability = self._uniform((count,), *self.factor)
+        chosen = self._uniform((count,)) < probability
+        shift = self._uniform((count, 4, 2), -0.5 * self.scale, 0.5 * self.scale, dtype=self.compute_dtype)
+        corners = torch.tensor([[0.0, 0.0], [width - 1, 0.0], [0.0, height - 1], [width - 1, height - 1]],
+                               dtype=shift.dtype, device=shift.device).expand(count, 4, 2)
+        moved = corners + corners * shift  # Keras's corners: each moves by a fraction of its own coordinates
+        warped = image_ops.perspective_transform(images, corners, moved, interpolation=self.interpolation,
+                                                 fill_value=self.fill_value, data_format=self.data_format)
+        return torch.where(chosen.view(-1, 1, 1, 1).to(images.device), warped.to(images.dtype), images)
 
     def get_config(self):
         return self._config(("factor", "scale", "interpolation", "fill_value", "seed"))
-
-
-def _homography(source, target):
-    """3x3 matrices H (per batch) with H @ source_i ~ target_i for four point pairs."""
-    rows = []
-    for i in range(4):
-        sx, sy = source[:, i, 0], source[:, i, 1]
-        tx, ty = target[:, i, 0], target[:, i, 1]
-        ones, zeros = torch.ones_like(sx), torch.zeros_like(sx)
-        rows.append(torch.stack([sx, sy, ones, zeros, zeros, zeros, -tx * sx, -tx * sy], dim=1))
-        rows.append(torch.stack([zeros, zeros, zeros, sx, sy, ones, -ty * sx, -ty * sy], dim=1))
-    a = torch.stack(rows, dim=1)
-    b = torch.stack([target[:, i, j] for i in range(4) for j in range(2)], dim=1)
-    h = torch.linalg.solve(a.double(), b.double().unsqueeze(-1)).squeeze(-1).float()
-    return torch.cat([h, torch.ones(h.shape[0], 1)], dim=1).view(-1, 3, 3)
-
-
-def _perspective_grid(corners, moved, height, width):
-    """Sampling grid (normalised coordinates) that maps the moved corners back to the originals."""
-    count = moved.shape[0]
-    h = _homography(moved, corners.expand(count, 4, 2))
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
-    points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).view(1, -1, 3)
-    mapped = points @ torch.linalg.inv(h).transpose(1, 2)
-    return (mapped[..., :2] / mapped[..., 2:].clamp_min(1e-6)).view(count, height, width, 2)
 
 
 @keras_export("keras.layers")
 class RandomElasticTransform(RandomImageLayer):
     """Displace pixels by a smoothed random field (strength `scale`), with probability from `factor`."""
 
+    _SORTS_VALUE_RANGE = False
     _FACTOR_BOUNDS = (0, 1)
 
     def __init__(self, factor=1.0, scale=1.0, interpolation="bilinear", fill_mode="reflect", fill_value=0.0,
@@ -407,20 +429,19 @@ class RandomElasticTransform(RandomImageLayer):
         self.fill_value = fill_value
 
     def augment(self, images):
-        x = images.permute(0, 3, 1, 2) if self.data_format == "channels_last" else images
-        count, _, height, width = x.shape
-        chosen = (self._uniform((count,)) < self._uniform((count,), *self.factor)).float().view(-1, 1, 1, 1)
-        strength = self._uniform((count, 1, 1, 1), *self.scale)
-        field = self._uniform((count, 2, height, width), -1.0, 1.0)
-        kernel = torch.ones(2, 1, 5, 5) / 25.0
-        field = F.conv2d(F.pad(field, (2, 2, 2, 2), mode="replicate"), kernel, groups=2) * strength * chosen
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
-        grid = torch.stack([xs, ys], dim=-1).unsqueeze(0) + field.permute(0, 2, 3, 1) * (8.0 / max(height, width))
-        padding = {"constant": "zeros", "nearest": "border"}.get(self.fill_mode, "reflection")
-        mode = "bilinear" if self.interpolation == "bilinear" else "nearest"
-        out = F.grid_sample(x, grid.to(x.device, x.dtype), mode=mode, padding_mode=padding, align_corners=True)
-        out = self._clip(out)
-        return out.permute(0, 2, 3, 1) if self.data_format == "channels_last" else out
+        if self.scale[1] == 0 or self.factor[1] == 0:  # Keras draws nothing then and passes images through
+            return images
+        count = images.shape[0]
+        height, width = self._height_width(images)
+        probability = self._uniform((count,), *self.factor)
+        chosen = self._uniform((count,)) < probability
+        distortion = self._uniform((), *self.scale, dtype=self.compute_dtype)
+        alpha = float(max(height, width) * (0.1 * distortion))
+        sigma = float(min(height, width) * (0.05 * distortion))
+        # As in Keras on torch, the displacement noise comes from torch's global generator.
+        warped = image_ops.elastic_transform(images, alpha=alpha, sigma=sigma, interpolation=self.interpolation,
+                                             fill_mode=self.fill_mode, fill_value=self.fill_value, data_format=self.data_format)
+        return self._clip(torch.where(chosen.view(-1, 1, 1, 1).to(images.device), warped, images))
 
     def get_config(self):
         return self._config(("factor", "scale", "interpolation", "fill_mode", "fill_value", "value_range", "seed"))

@@ -1,5 +1,5 @@
 """Random colour augmentation: brightness, contrast, saturation, hue, sharpness, grayscale, inversion,
-posterization, solarization. Identity at inference; seeded draws in training (see augmentation.py).
+posterization, solarization. Identity at inference; in training, Keras's draws from the layer's SeedGenerator (see augmentation.py).
 
 Each follows Keras's maths on pixel values in `value_range`, so where a layer's draw is fixed
 (a one-point factor range) its training output equals Keras's.
@@ -32,15 +32,17 @@ class RandomBrightness(RandomImageLayer):
 
 @keras_export("keras.layers")
 class RandomContrast(RandomImageLayer):
-    """Scale each image's deviation from its per-channel mean by a random factor in `[1 - f, 1 + f]`."""
+    """Scale each image's deviation from its per-channel mean by a random factor in
+    `[1 - factor[0], 1 + factor[1]]` (Keras's range: `[1, 1 + f]` for a number `f`)."""
 
+    _SORTS_VALUE_RANGE = False
     _FACTOR_BOUNDS = (0, 1)
 
     def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
         super().__init__(factor=factor, value_range=value_range, seed=seed, **kwargs)
 
     def augment(self, images):
-        contrast = self._per_image(images, 1.0 - self.factor[1], 1.0 + self.factor[1])
+        contrast = self._per_image(images, 1.0 - self.factor[0], 1.0 + self.factor[1], self.compute_dtype)  # Keras's range
         mean = images.mean(dim=self._spatial_axes(), keepdim=True)
         return self._clip((images - mean) * contrast + mean)
 
@@ -51,6 +53,8 @@ class RandomContrast(RandomImageLayer):
 @keras_export("keras.layers")
 class RandomSaturation(RandomImageLayer):
     """Scale saturation by `f / (1 - f)` for a random `f` in `factor` (0 gives grayscale, 0.5 keeps it)."""
+
+    _INFERENCE_DRAWS = 1
 
     def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
         super().__init__(factor=factor, value_range=value_range, data_format=data_format, seed=seed, **kwargs)
@@ -70,6 +74,9 @@ class RandomSaturation(RandomImageLayer):
 @keras_export("keras.layers")
 class RandomHue(RandomImageLayer):
     """Rotate hue by a random fraction of a turn, in either direction (half a turn at most)."""
+
+    _SORTS_VALUE_RANGE = False
+    _INFERENCE_DRAWS = 2
 
     _FACTOR_BOUNDS = (0, 1)
 
@@ -96,6 +103,7 @@ class RandomColorDegeneration(RandomImageLayer):
     """Blend each image towards its grayscale version by a random factor."""
 
     _FACTOR_BOUNDS = (-1, 1)
+    _INFERENCE_DRAWS = 1
 
     def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
         super().__init__(factor=factor, value_range=value_range, data_format=data_format, seed=seed, **kwargs)
@@ -115,6 +123,7 @@ class RandomSharpness(RandomImageLayer):
     """Blend each image with a smoothed copy (Keras's 3x3 kernel): amounts above 0.5 sharpen, below soften."""
 
     _FACTOR_BOUNDS = (0, 1)
+    _INFERENCE_DRAWS = 1
 
     def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
         super().__init__(factor=factor, value_range=value_range, data_format=data_format, seed=seed, **kwargs)
@@ -137,6 +146,7 @@ class RandomGrayscale(RandomImageLayer):
     """Turn each image grayscale (kept with all its channels) with probability `factor`."""
 
     _USE_BASE_FACTOR = False
+    _INFERENCE_DRAWS = 1
 
     def __init__(self, factor=0.5, data_format=None, seed=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
@@ -158,14 +168,16 @@ class RandomGrayscale(RandomImageLayer):
 class RandomInvert(RandomImageLayer):
     """Invert pixel values within `value_range`, each image with probability drawn from `factor`."""
 
+    _SORTS_VALUE_RANGE = False
     _FACTOR_BOUNDS = (0, 1)
 
     def __init__(self, factor=1.0, value_range=(0, 255), seed=None, data_format=None, **kwargs):
         super().__init__(factor=factor, value_range=value_range, seed=seed, data_format=data_format, **kwargs)
 
     def augment(self, images):
-        chosen = self._per_image(images, 0.0, 1.0) < self._per_image(images, *self.factor)
-        inverted = self.value_range[1] + self.value_range[0] - images
+        probability = self._per_image(images, *self.factor)  # Keras draws the probability first
+        chosen = self._per_image(images, 0.0, 1.0) < probability
+        inverted = self.value_range[1] - images  # Keras's inversion (the lower end of the range ignored)
         return torch.where(chosen, inverted, images)
 
     def get_config(self):
@@ -181,9 +193,18 @@ class RandomPosterization(RandomImageLayer):
     def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
         super().__init__(factor=factor, value_range=value_range, data_format=data_format, seed=seed, **kwargs)
 
+    def _inference_draws(self):
+        return int(self.factor[0] != self.factor[1])
+
     def augment(self, images):
-        x = transform_value_range(images, self.value_range, (0, 255)).clamp(0, 255).to(torch.int32)
-        bits = self._per_image(images, self.factor[0], self.factor[1] + 1).floor().clamp(max=8).to(torch.int32)
+        # A plain cast to uint8 as Keras's (out-of-range values wrap as torch's cast makes them; they
+        # arise inside RandAugment, whose brightness offsets reach the images unclipped).
+        x = transform_value_range(images, self.value_range, (0, 255)).to(torch.uint8).to(torch.int32)
+        if self.factor[0] != self.factor[1]:  # Keras's draw: `randint` below the upper factor, as uint8
+            bits = self._randint((images.shape[0],), int(self.factor[0]), int(self.factor[1]), "uint8")
+            bits = bits.to(torch.int32).view(-1, 1, 1, 1)
+        else:
+            bits = torch.full((images.shape[0], 1, 1, 1), int(self.factor[0]), dtype=torch.int32)
         shift = (8 - bits).to(x.device)
         x = (x >> shift) << shift
         return transform_value_range(x.to(images.dtype), (0, 255), self.value_range)
@@ -202,13 +223,12 @@ class Solarization(RandomImageLayer):
         super().__init__(value_range=value_range, seed=seed, **kwargs)
         self.addition_factor = self._factor_range(addition_factor, (0, 1), "addition_factor")
         self.threshold_factor = self._factor_range(threshold_factor, (0, 1), "threshold_factor")
-        self.value_range = value_range
 
     def augment(self, images):
         x = transform_value_range(images, self.value_range, (0, 255))
         # Keras scales only the upper end of each range by 255; kept as is so configs mean the same.
-        addition = self._per_image(x, self.addition_factor[0], self.addition_factor[1] * 255)
-        threshold = self._per_image(x, self.threshold_factor[0], self.threshold_factor[1] * 255)
+        addition = self._per_image(x, self.addition_factor[0], self.addition_factor[1] * 255, self.compute_dtype)
+        threshold = self._per_image(x, self.threshold_factor[0], self.threshold_factor[1] * 255, self.compute_dtype)
         x = (x + addition).clamp(0, 255)
         x = torch.where(x < threshold, x, 255 - x)
         return transform_value_range(x, (0, 255), self.value_range)

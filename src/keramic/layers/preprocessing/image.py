@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from keramic import backend
+from keramic import random as keramic_random
 from keramic.layers.base import Layer
 from keramic.serialization.registry import keras_export
 
@@ -191,8 +192,6 @@ class ImagePreprocessingLayer(Layer):
             self._set_factor(factor or 0.0)
         elif factor is not None:
             raise ValueError(f"Layer {type(self).__name__} does not take a `factor` argument. Received: factor={factor}")
-        self._generator = torch.Generator()
-        self._generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()))
 
     def _set_factor(self, factor):
         self.factor = self._factor_range(factor, self._FACTOR_BOUNDS, "factor")
@@ -213,9 +212,44 @@ class ImagePreprocessingLayer(Layer):
         raise ValueError(message)
 
     # ---------------------------------------------------------------- randomness
-    def _uniform(self, shape, low=0.0, high=1.0) -> torch.Tensor:
-        """Uniform draws from this layer's own generator (seeded: reproducible run to run)."""
-        return torch.rand(shape, generator=self._generator) * (high - low) + low
+    def _make_seed_generator(self, seed):
+        """The layer's `SeedGenerator` (Keras's `self.generator`), made where Keras makes it: an
+        unseeded one takes its seed from Python's `random`, as Keras's does."""
+        self.generator = keramic_random.SeedGenerator(seed)
+
+    def _uniform(self, shape, low=0.0, high=1.0, dtype=None) -> torch.Tensor:
+        """`keras.random.uniform` from the layer's SeedGenerator: each call advances it once, so the
+        same calls in the same order as Keras's layer give Keras's numbers."""
+        return self._draw(lambda seed: keramic_random.uniform(shape, low, high, dtype=dtype, seed=seed))
+
+    def _randint(self, shape, low, high, dtype="int32") -> torch.Tensor:
+        """`keras.random.randint` from the layer's SeedGenerator (one step of it)."""
+        return self._draw(lambda seed: keramic_random.randint(shape, low, high, dtype=dtype, seed=seed))
+
+    def _draw(self, make):
+        """One draw: from the seed a composite layer lends (Keras's `seed=` argument of
+        `get_random_transformation`), else from the layer's own generator; recorded or replayed
+        while `_drawing_from` says so."""
+        replay = self.__dict__.get("_draw_replay")
+        if replay is not None:
+            return replay.pop(0)
+        value = make(self.__dict__.get("_draw_seed") or self.generator)
+        record = self.__dict__.get("_draw_record")
+        if record is not None:
+            record.append(value)
+        return value
+
+    def _drawing_from(self, seed, replay=None):
+        """A context in which this layer draws from `seed` (a SeedGenerator) and records its draws
+        in the list it yields; with `replay` (an earlier such list) it reuses those draws instead,
+        so a transformation drawn once can be applied again to other images (as Keras's composite
+        layers apply a drawn transformation)."""
+        return _Drawing(self, seed, replay)
+
+    def _advance_seed(self, steps):
+        """Spend `steps` draws of the generator without drawing (Keras's draws that go unused)."""
+        for _ in range(steps):
+            self.generator.next()
 
     # ---------------------------------------------------------------- calling
     def _as_input_tensor(self, x):
@@ -309,6 +343,31 @@ class ImagePreprocessingLayer(Layer):
         config["data_format"] = self.data_format
         config.update({key: getattr(self, key) for key in keys})
         return config
+
+
+class _Drawing:
+    """`ImagePreprocessingLayer._drawing_from`'s context: lends a seed, records or replays draws."""
+
+    _KEYS = ("_draw_seed", "_draw_record", "_draw_replay")
+
+    def __init__(self, layer, seed, replay):
+        self.layer, self.seed, self.replay = layer, seed, replay
+
+    def __enter__(self):
+        record = []
+        state = self.layer.__dict__
+        self.saved = {key: state[key] for key in self._KEYS if key in state}
+        state["_draw_seed"] = self.seed
+        state["_draw_record"] = record if self.replay is None else None
+        state["_draw_replay"] = list(self.replay) if self.replay is not None else None
+        return record
+
+    def __exit__(self, *exc):
+        state = self.layer.__dict__
+        for key in self._KEYS:
+            state.pop(key, None)
+        state.update(self.saved)
+        return False
 
 
 def _cropped_or_resized_shape(layer, input_shape):

@@ -4,8 +4,11 @@ Composite layers keep their parts as attributes named as in Keras, so the parts'
 (`rand_augment/random_shear`, `pipeline/layers/random_flip`, ...) are Keras's.
 """
 
+import random as python_random
+
 import torch
 
+from keramic import random as keramic_random
 from keramic.layers.base import Layer
 from keramic.layers.preprocessing import augmentation as aug
 from keramic.layers.preprocessing import colour
@@ -83,38 +86,60 @@ class RandomColorJitter(aug.RandomImageLayer):
 
     def augment(self, images):
         for layer in (self.random_brightness, self.random_contrast, self.random_saturation, self.random_hue):
-            if layer is not None:
-                images = layer.transform_images(images, None, training=True)
+            if layer is not None:  # each draws from this layer's generator, as in Keras
+                with layer._drawing_from(self.generator):
+                    images = layer.transform_images(images, None, training=True)
         return images
 
     def get_config(self):
         return self._config(("value_range", "brightness_factor", "contrast_factor", "saturation_factor", "hue_factor", "seed"))
 
 
-def _augmentation_layers(owner, factor, value_range, interpolation, seed, data_format):
-    """The operations RandAugment and AugMix choose from, as attributes with Keras's names."""
+def _make_operation(owner, name, factor, value_range, interpolation, seed, data_format):
+    """Operation `name` of RandAugment / AugMix, set as the attribute of that name (Keras's)."""
     geometric = dict(interpolation=interpolation, seed=seed, data_format=data_format)
     colour_args = dict(value_range=value_range, seed=seed, data_format=data_format)
-    owner.random_shear = aug.RandomShear(x_factor=factor, y_factor=factor, **geometric)
-    owner.random_translation = aug.RandomTranslation(height_factor=factor, width_factor=factor, **geometric)
-    owner.random_rotation = aug.RandomRotation(factor=factor, **geometric)
-    owner.random_brightness = colour.RandomBrightness(factor=factor, value_range=value_range, seed=seed, data_format=data_format)
-    owner.random_color_degeneration = colour.RandomColorDegeneration(factor=factor, **colour_args)
-    owner.random_contrast = colour.RandomContrast(factor=factor, value_range=value_range, seed=seed, data_format=data_format)
-    owner.random_sharpness = colour.RandomSharpness(factor=factor, **colour_args)
-    owner.solarization = colour.Solarization(addition_factor=factor, threshold_factor=factor, value_range=value_range,
-                                          seed=seed, data_format=data_format)
-    owner.random_posterization = colour.RandomPosterization(factor=max(1, int(8 * factor[1])), **colour_args)
-    owner.auto_contrast = AutoContrast(value_range=value_range, data_format=data_format)
-    owner.equalization = Equalization(value_range=value_range, data_format=data_format)
-    return [owner.random_shear, owner.random_translation, owner.random_rotation, owner.random_brightness,
-            owner.random_color_degeneration, owner.random_contrast, owner.random_sharpness, owner.solarization,
-            owner.random_posterization, owner.auto_contrast, owner.equalization]
+    makers = {
+        "random_shear": lambda: aug.RandomShear(x_factor=factor, y_factor=factor, **geometric),
+        "random_translation": lambda: aug.RandomTranslation(height_factor=factor, width_factor=factor, **geometric),
+        "random_rotation": lambda: aug.RandomRotation(factor=factor, **geometric),
+        "random_brightness": lambda: colour.RandomBrightness(factor=factor, **colour_args),
+        "random_color_degeneration": lambda: colour.RandomColorDegeneration(factor=factor, **colour_args),
+        "random_contrast": lambda: colour.RandomContrast(factor=factor, **colour_args),
+        "random_sharpness": lambda: colour.RandomSharpness(factor=factor, **colour_args),
+        "solarization": lambda: colour.Solarization(addition_factor=factor, threshold_factor=factor, **colour_args),
+        "random_posterization": lambda: colour.RandomPosterization(factor=max(1, int(8 * factor[1])), **colour_args),
+        "auto_contrast": lambda: AutoContrast(value_range=value_range, data_format=data_format),
+        "equalization": lambda: Equalization(value_range=value_range, data_format=data_format),
+    }
+    setattr(owner, name, makers[name]())
+
+
+def _apply_drawing_from(layer, images, seed, replay=None):
+    """`layer`'s training transformation of `images` with its draws taken from `seed` (or replayed);
+    returns the output and the draws made."""
+    with layer._drawing_from(seed, replay) as record:
+        return layer.transform_images(images, None, training=True), record
+
+
+# Keras's lists: the order sub-layers are made in, and the order their draws are made / indexed in.
+_RAND_AUGMENT_MADE = ("random_shear", "random_translation", "random_rotation", "random_brightness",
+                      "random_color_degeneration", "random_contrast", "random_sharpness", "solarization",
+                      "random_posterization", "auto_contrast", "equalization")
+_RAND_AUGMENT_OPS = ("random_shear", "random_translation", "random_rotation", "random_brightness",
+                     "random_color_degeneration", "random_contrast", "random_sharpness", "random_posterization",
+                     "solarization", "auto_contrast", "equalization")
+_AUG_MIX_OPS = ("random_shear", "random_translation", "random_rotation", "random_posterization", "solarization",
+                "auto_contrast", "equalization")
+_AUG_MIX_COLOUR_OPS = ("random_brightness", "random_color_degeneration", "random_contrast", "random_sharpness")
 
 
 @keras_export("keras.layers")
 class RandAugment(aug.RandomImageLayer):
-    """Apply `num_ops` operations chosen at random (per batch) from a fixed set, at strength `factor`."""
+    """Apply `num_ops` operations chosen at random (per batch) from a fixed set, at strength `factor`.
+
+    As Keras: the operations' indices, then every operation's transformation, are drawn from this
+    layer's generator; each chosen operation applies its drawn transformation."""
 
     _FACTOR_BOUNDS = (0, 1)
 
@@ -123,12 +148,30 @@ class RandAugment(aug.RandomImageLayer):
         self.value_range = value_range
         self.num_ops = num_ops
         self.interpolation = interpolation
-        self._operations = _augmentation_layers(self, self.factor, value_range, interpolation, seed, data_format)
+        for name in _RAND_AUGMENT_MADE:
+            _make_operation(self, name, self.factor, value_range, interpolation, seed, data_format)
 
     def augment(self, images):
-        for _ in range(self.num_ops):
-            index = int(self._uniform((), 0, len(self._operations)).floor().clamp(max=len(self._operations) - 1))
-            images = self._operations[index].transform_images(images, None, training=True)
+        chosen = self._randint((self.num_ops,), 0, len(_RAND_AUGMENT_OPS)).tolist()
+        draws = [_apply_drawing_from(getattr(self, name), images, self.generator)[1] for name in _RAND_AUGMENT_OPS]
+        brightness = _RAND_AUGMENT_OPS.index("random_brightness")
+        span = self.random_brightness.value_range[1] - self.random_brightness.value_range[0]
+        # Keras runs every operation at each step and keeps the chosen one's output, which on torch has
+        # two side effects reproduced here for Keras's numbers: its RandomBrightness adds its offset
+        # in place, so the offset (unclipped) reaches the images at every step whichever operation is
+        # chosen; and its affine_transform swaps entries of the transform it is given in place, so
+        # RandomRotation's drawn matrix (reused at every step) has them swapped at odd steps.
+        for step, index in enumerate(chosen):
+            if index > brightness:
+                images = images + (draws[brightness][0] * span).to(images.device, images.dtype)
+            layer = getattr(self, _RAND_AUGMENT_OPS[index])
+            layer.__dict__["_reused_matrix_swapped"] = step % 2 == 1
+            try:
+                images = _apply_drawing_from(layer, images, None, draws[index])[0]
+            finally:
+                layer.__dict__.pop("_reused_matrix_swapped")
+            if index < brightness:
+                images = images + (draws[brightness][0] * span).to(images.device, images.dtype)
         return images
 
     def get_config(self):
@@ -137,9 +180,14 @@ class RandAugment(aug.RandomImageLayer):
 
 @keras_export("keras.layers")
 class AugMix(aug.RandomImageLayer):
-    """Mix `num_chains` chains of random operations with Dirichlet weights, then blend with the original."""
+    """Mix `num_chains` chains of random operations with Dirichlet weights, then blend with the original.
+
+    As Keras: the chain weights (normalised Gamma draws) and the blend weight (a Beta draw) are
+    one per batch, each chain step picks an operation (or none) with Python's `random.choice`,
+    and the operations draw from this layer's generator."""
 
     _FACTOR_BOUNDS = (0, 1)
+    _SORTS_VALUE_RANGE = False
 
     def __init__(self, value_range=(0, 255), num_chains=3, chain_depth=3, factor=0.3, alpha=1.0, all_ops=True,
                  interpolation="bilinear", seed=None, data_format=None, **kwargs):
@@ -150,60 +198,44 @@ class AugMix(aug.RandomImageLayer):
         self.alpha = alpha
         self.all_ops = all_ops
         self.interpolation = interpolation
-        operations = _augmentation_layers(self, self.factor, value_range, interpolation, seed, data_format)
-        self._operations = operations if all_ops else operations[3:]
-
-    def _sample(self, distribution):
-        """Draw from a torch distribution with this layer's generator (reproducible under `seed`)."""
-        state = torch.random.get_rng_state()
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=self._generator)))
-        try:
-            return distribution.sample()
-        finally:
-            torch.random.set_rng_state(state)
+        self._operation_names = list(_AUG_MIX_OPS + (_AUG_MIX_COLOUR_OPS if all_ops else ()))
+        for name in self._operation_names:
+            _make_operation(self, name, self.factor, value_range, interpolation, seed, data_format)
 
     def augment(self, images):
-        count = images.shape[0]
-        alpha = torch.tensor(float(self.alpha))
-        weights = self._sample(torch.distributions.Dirichlet(alpha.expand(count, self.num_chains))).to(images.device, images.dtype)
-        skip = self._sample(torch.distributions.Beta(alpha.expand(count), alpha.expand(count))).to(images.device, images.dtype)
+        weights = self._draw(lambda seed: keramic_random.gamma((self.num_chains,), self.alpha, seed=seed))
+        weights = (weights / weights.sum(-1, keepdim=True)).to(images.device, images.dtype)
+        blend = self._draw(lambda seed: keramic_random.beta((), self.alpha, self.alpha, seed=seed)).to(images.device, images.dtype)
         mixed = torch.zeros_like(images)
         for chain in range(self.num_chains):
             augmented = images
-            depth = int(self._uniform((), 1, self.chain_depth + 1).floor().clamp(max=self.chain_depth))
-            for _ in range(depth):
-                index = int(self._uniform((), 0, len(self._operations)).floor().clamp(max=len(self._operations) - 1))
-                augmented = self._operations[index].transform_images(augmented, None, training=True)
-            mixed = mixed + weights[:, chain].view(-1, 1, 1, 1) * augmented
-        skip = skip.view(-1, 1, 1, 1)
-        return skip * images + (1 - skip) * mixed
+            for _ in range(self.chain_depth):
+                name = python_random.choice(self._operation_names + [None])
+                if name is not None:
+                    augmented = _apply_drawing_from(getattr(self, name), augmented, self.generator)[0]
+            mixed = mixed + augmented * weights[chain]
+        return self._clip(blend * images + (1 - blend) * mixed)
 
     def get_config(self):
         return self._config(("value_range", "num_chains", "chain_depth", "factor", "alpha", "all_ops", "interpolation", "seed"))
 
 
 class _BatchMixLayer(ImagePreprocessingLayer):
-    """Mixing layers pair each sample with another of the batch; labels (in a dict) are mixed alike."""
+    """Mixing layers pair each sample with another of the batch; labels (in a dict) are mixed alike.
+
+    Draws follow Keras's: a `keras.random.shuffle` of the batch indices and `keras.random.beta`
+    weights, from the layer's SeedGenerator."""
 
     def __init__(self, factor=None, seed=None, data_format=None, **kwargs):
         super().__init__(factor=factor, data_format=data_format, seed=seed, **kwargs)
         self.seed = seed
+        self._make_seed_generator(seed)
 
-    def _sample(self, distribution):
-        state = torch.random.get_rng_state()
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=self._generator)))
-        try:
-            return distribution.sample()
-        finally:
-            torch.random.set_rng_state(state)
+    def _shuffled_indices(self, count, dtype):
+        return self._draw(lambda seed: keramic_random.shuffle(torch.arange(count, dtype=dtype), seed=seed))
 
-    def get_random_transformation(self, data, training=True):
-        if not training:
-            return None
-        images = data["images"] if isinstance(data, dict) else data
-        count = images.shape[0]
-        permutation = torch.randperm(count, generator=self._generator)
-        return {"permutation": permutation, **self.draw(images, count)}
+    def _beta(self, count, alpha, dtype=None):
+        return self._draw(lambda seed: keramic_random.beta((count,), alpha, alpha, dtype=dtype, seed=seed))
 
     def transform_images(self, images, transformation=None, training=True):
         images = self._images_in_compute_dtype(images)
@@ -229,10 +261,13 @@ class MixUp(_BatchMixLayer):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         self.alpha = alpha
 
-    def draw(self, images, count):
-        alpha = torch.tensor(float(self.alpha))
-        weight = self._sample(torch.distributions.Beta(alpha.expand(count), alpha.expand(count)))
-        return {"label_weight": weight}
+    def get_random_transformation(self, data, training=True):
+        images = data["images"] if isinstance(data, dict) else data
+        count = images.shape[0]
+        # Keras draws (and in inference drops) both, whatever `training` says.
+        permutation = self._shuffled_indices(count, torch.int64)
+        weight = self._beta(count, self.alpha)
+        return {"permutation": permutation, "label_weight": weight} if training else None
 
     def mix_images(self, images, transformation):
         weight = transformation["label_weight"].to(images.device, images.dtype).view(-1, 1, 1, 1)
@@ -251,26 +286,31 @@ class CutMix(_BatchMixLayer):
     def __init__(self, factor=1.0, seed=None, data_format=None, **kwargs):
         super().__init__(factor=factor, seed=seed, data_format=data_format, **kwargs)
 
-    def draw(self, images, count):
+    def get_random_transformation(self, data, training=True):
+        if not training:
+            return None
+        images = data["images"] if isinstance(data, dict) else data
+        count = images.shape[0]
         height, width = self._height_width(images)
-        low, high = self.factor
-        concentration = torch.tensor(max(float(high), 1e-6))
-        ratio = self._sample(torch.distributions.Beta(concentration.expand(count), concentration.expand(count)))
-        ratio = ratio.clamp(low, 1.0) if low > 0 else ratio
-        cut = torch.sqrt(1.0 - ratio)
-        box_h, box_w = (cut * height).floor(), (cut * width).floor()
-        cy = self._uniform((count,), 0, height).floor()
-        cx = self._uniform((count,), 0, width).floor()
-        top, bottom = (cy - box_h / 2).clamp(0, height), (cy + box_h / 2).clamp(0, height)
-        left, right = (cx - box_w / 2).clamp(0, width), (cx + box_w / 2).clamp(0, width)
-        area = (bottom - top).floor() * (right - left).floor()
-        return {"box": (top, bottom, left, right), "label_weight": 1.0 - area / (height * width)}
+        dtype = self.compute_dtype
+        alpha = self._uniform((), *self.factor, dtype=dtype) + 1e-6
+        ratio = torch.sqrt(1.0 - self._beta(count, alpha, dtype))
+        bounds = []
+        for length in (width, height):
+            extent = ratio * length
+            start = self._uniform((count,), dtype=dtype) * (length - extent)
+            bounds.append((start, start + extent))
+        (left, right), (top, bottom) = bounds
+        permutation = self._shuffled_indices(count, torch.int32)
+        area = (right - left) * (bottom - top)
+        return {"box": (top, bottom, left, right), "label_weight": 1.0 - area / (width * height),
+                "permutation": permutation.long()}
 
     def mix_images(self, images, transformation):
         top, bottom, left, right = (v.view(-1, 1, 1) for v in transformation["box"])
         height, width = self._height_width(images)
-        rows = torch.arange(height).view(1, -1, 1)
-        cols = torch.arange(width).view(1, 1, -1)
+        rows = torch.arange(height, dtype=top.dtype, device=top.device).view(1, -1, 1)
+        cols = torch.arange(width, dtype=top.dtype, device=top.device).view(1, 1, -1)
         inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
         inside = inside.unsqueeze(-1) if self.data_format == "channels_last" else inside.unsqueeze(1)
         other = images[transformation["permutation"].to(images.device)]

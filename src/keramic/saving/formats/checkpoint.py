@@ -121,7 +121,7 @@ def take_snapshot(model, training_state=None, include_optimizer=True, include_me
 
     >>> snapshot = take_snapshot(model, {"epoch": 3, "rng": RngState.capture()})
     """
-    entries = deferred.object_keys(model, include_optimizer, include_metrics)
+    entries = deferred.object_keys(model, include_optimizer, include_metrics) + deferred.own_store_entries(model)
     state_json = {}
     for name, value in (training_state or {}).items():
         if not isinstance(name, str) or not name or "/" in name:
@@ -382,6 +382,14 @@ def _load_local(model, directory, verify):
         for key, *_ in pairs:
             status._matched(key)
         matched = {key for key, *_ in pairs}
+        for path, layer in deferred.layer_paths(model).values():
+            if deferred.saves_its_own(layer) and layer.built:
+                own = deferred.own_store_of(path, [key for key in model_keys if key not in matched])
+                if own:
+                    deferred.load_own_store(layer, path, {key: tensor(full) for key, full in own.items()}, directory)
+                    for full in own.values():
+                        matched.add(full)
+                        status._matched(full)
         waiting = {key: location[key].tensor(key) for key in model_keys if key not in matched and key not in metric_values}
         deferred.register(model, waiting, status)
     finally:

@@ -12,9 +12,11 @@ from keramic.serialization import registry
 
 _DROPPED_KEYS = ("shared_object_id", "__passive_serialization__")
 _KERAS2_MODULES = ("tf_keras", "keras.src.engine", "keras.engine", "tensorflow")
+# RandomCrop keeps its `rng_type`: that marks tf.keras's inference (see RandomCrop).
 _RANDOM_LAYERS = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
-                  "RandomBrightness", "RandomCrop")
+                  "RandomBrightness")
 _RNN_CLASSES = ("SimpleRNN", "GRU", "LSTM", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+ACTIVATION_KEYS = ("activation", "recurrent_activation")
 
 
 def keras_major_version(keras_version):
@@ -35,8 +37,8 @@ def convert_model_config(config, keras_version=None):
     major = keras_major_version(keras_version)
     try:
         converted = convert_value(config, None if major is None else major < 3)
-        # Only the version says whose `hard_sigmoid` a name means: keramic's `.h5` files hold
-        # the Keras 2 node form too, with Keras 3's activations.
+        # Only the version says whose bare `hard_sigmoid` a name means: keramic's `.h5` files
+        # hold the Keras 2 node form too, and mark tf.keras's (see `_marked_hard_sigmoid`).
         return _keras2_activations(converted) if major is not None and major < 3 else converted
     except RecursionError:  # a hostile file's depth; the deserializer would refuse it next anyway
         raise ConfigError("The config nests more than any model config does (past Python's recursion limit).") from None
@@ -114,6 +116,11 @@ def convert_value(value, keras2):
         # Removed in Keras 3; ReLU with a threshold computes the same `x if x > theta else 0`.
         value = dict(value, class_name="ReLU")
         inner = {key: item for key, item in inner.items() if key != "theta"} | {"threshold": inner.get("theta", 1.0)}
+    if class_name == "RandomCrop" and keras2 and "data_format" not in inner:
+        # A tf.keras layer (Keras 3 always records `data_format`, which tf.keras refuses) written
+        # before tf.keras recorded `rng_type`: 2.21's default marks it.
+        inner.setdefault("rng_type", "stateful")
+    inner = _marked_hard_sigmoid(inner)
     if _is_layer_class(class_name):
         inner = _layer_fixes(class_name, inner)
     return dict(value, config=inner)
@@ -126,6 +133,22 @@ def keras2_hard_sigmoid(x):
     return (0.2 * x + 0.5).clamp(0.0, 1.0)
 
 
+KERAS2_HARD_SIGMOID = "keras2>hard_sigmoid"
+# keramic's Keras 2-form `.h5` files mark a layer whose bare `hard_sigmoid` is tf.keras's with this
+# argument (tf.keras takes it, Keras 3 refuses it; see keras2_writing).
+KERAS2_HARD_SIGMOID_MARK = "dynamic"
+
+
+def _marked_hard_sigmoid(config):
+    """A layer config with the mark (`False`) beside a bare `hard_sigmoid`: that activation is
+    tf.keras's, and the mark goes (any other `dynamic` is left to the layer)."""
+    keys = [key for key in ACTIVATION_KEYS if config.get(key) == "hard_sigmoid"]
+    if config.get(KERAS2_HARD_SIGMOID_MARK, True) is not False or not keys:
+        return config
+    config = {key: value for key, value in config.items() if key != KERAS2_HARD_SIGMOID_MARK}
+    return config | {key: KERAS2_HARD_SIGMOID for key in keys}
+
+
 def _keras2_activations(value):
     """Every layer activation a tf.keras file names `hard_sigmoid` -> `keras2>hard_sigmoid`
     (ConvLSTM's default recurrent activation, and any layer given that name)."""
@@ -134,9 +157,9 @@ def _keras2_activations(value):
     if not isinstance(value, dict):
         return value
     converted = {key: _keras2_activations(item) for key, item in value.items()}
-    for key in ("activation", "recurrent_activation"):
+    for key in ACTIVATION_KEYS:
         if converted.get(key) == "hard_sigmoid":
-            converted[key] = "keras2>hard_sigmoid"
+            converted[key] = KERAS2_HARD_SIGMOID
     return converted
 
 

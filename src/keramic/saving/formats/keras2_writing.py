@@ -6,7 +6,15 @@ written with these forms load in tf.keras 2, Keras 3 and keramic alike.
 
 from keramic.errors import ConfigError
 from keramic.saving.formats import keras2_tf_ops
-from keramic.saving.formats.keras2_config import has_internal_node, is_leaf, is_list_node, map_leaves
+from keramic.saving.formats.keras2_config import (
+    ACTIVATION_KEYS,
+    KERAS2_HARD_SIGMOID,
+    KERAS2_HARD_SIGMOID_MARK,
+    has_internal_node,
+    is_leaf,
+    is_list_node,
+    map_leaves,
+)
 
 # ------------------------------------------------------------------------------- writing Keras 2
 # Config keys Keras 3 added that tf.keras 2 refuses. They are left out only at the value that
@@ -25,6 +33,12 @@ _KERAS3_ONLY_OPTIMIZER_KEYS = {"loss_scale_factor": (None,), "gradient_accumulat
 _ENVELOPE_ONLY_KEYS = ("module", "registered_name", "build_config", "compile_config")
 # Config keys of wrapper layers (Bidirectional, TimeDistributed, RNN) whose values are layers.
 _LAYER_KEYS = ("layer", "backward_layer", "forward_layer", "cell", "cells")
+# A bare `hard_sigmoid` means tf.keras's function to tf.keras and Keras 3's to Keras 3, so each is
+# written so that only its own Keras reads it: Keras 3's in its module form (tf.keras's `.h5`
+# reader knows no such form), tf.keras's by name with `dynamic=False`, an argument every tf.keras
+# layer takes (its default) and Keras 3 refuses; keramic reads that pair back as tf.keras's.
+_KERAS3_HARD_SIGMOID = {"module": "keras.activations", "class_name": "function", "config": "hard_sigmoid",
+                        "registered_name": "function"}
 
 
 class Keras2FormError(ConfigError):
@@ -93,12 +107,26 @@ def _to_keras2(value, nested_layer=False):
     if not isinstance(inner, dict):
         entry["config"] = _to_keras2(inner)
         return entry
-    inner = {key: _to_keras2(item, key in _LAYER_KEYS) for key, item in inner.items()}
+    inner = {key: _activation(item) if key in ACTIVATION_KEYS else _to_keras2(item, key in _LAYER_KEYS)
+             for key, item in inner.items()}
+    if any(inner.get(key) == "hard_sigmoid" for key in ACTIVATION_KEYS):
+        inner[KERAS2_HARD_SIGMOID_MARK] = False
     inner = _without_unused(inner, _KERAS3_ONLY_KEYS)
     if class_name == "InputLayer" and "batch_shape" in inner:
         inner["batch_input_shape"] = inner.pop("batch_shape")
     entry["config"] = inner
     return entry
+
+
+def _activation(value):
+    """A layer's activation in the Keras 2 form; each `hard_sigmoid` named so that only the Keras
+    whose function it is reads it (the other refuses the file instead of computing otherwise)."""
+    name = value.get("config") if isinstance(value, dict) and value.get("class_name") == "function" else value
+    if name == KERAS2_HARD_SIGMOID:
+        return "hard_sigmoid"  # the layer gets the `dynamic` mark
+    if name == "hard_sigmoid":
+        return dict(_KERAS3_HARD_SIGMOID)
+    return _to_keras2(value)
 
 
 def _to_keras2_functional(config):
@@ -108,8 +136,10 @@ def _to_keras2_functional(config):
     functional = {entry["name"] for entry in entries if isinstance(entry.get("config"), dict) and "input_layers" in entry["config"]}
     # Keras 3 reads Keras 2 node lists without that hidden node, so the two disagree on the
     # indices of calls to nested models: such graphs keep Keras 3's node form, which Keras 3 and
-    # keramic read (tf.keras 2 does not).
-    keep_keras3_nodes = bool(offsets)
+    # keramic read (tf.keras 2 does not). Both agree only on a nested Functional model's output
+    # read as a model output (Keras 3 skips the hidden node there), so such graphs keep Keras 2's.
+    outputs = {leaf[0] for leaf in _leaves(config["output_layers"])}
+    keep_keras3_nodes = bool(set(offsets) & (_called_with_outputs_of(entries) | (outputs - functional)))
     converted_entries = []
     for entry in entries:
         if keras2_tf_ops.is_op_node(entry):
@@ -141,6 +171,37 @@ def _to_keras2_functional(config):
             structure = [structure]  # Keras 2 always wrote a list, even for one tensor
         result[key] = map_leaves(structure, boundary)
     return result
+
+
+def _leaves(structure):
+    if is_leaf(structure):
+        return [structure]
+    items = structure.values() if isinstance(structure, dict) else structure if isinstance(structure, list) else ()
+    return [leaf for item in items for leaf in _leaves(item)]
+
+
+def _called_with_outputs_of(entries):
+    """The names of the layers whose outputs some call in the graph takes."""
+    names = set()
+
+    def walk(value):
+        history = _keras3_history(value)
+        if history is not None:
+            names.add(history[0])
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+
+    for entry in entries:
+        for node in entry.get("inbound_nodes") or ():
+            if is_list_node(node):
+                names.update(leaf[0] for leaf in _leaves(node))
+            else:
+                walk(node)
+    return names
 
 
 def _keras3_history(value):

@@ -12,7 +12,6 @@ zip structure is unambiguous (`zip_archive`), and every member's CRC-32 is check
 """
 
 import datetime
-import inspect
 import json
 import os
 import zipfile
@@ -42,23 +41,6 @@ def check_saveable(model):
         raise NotBuiltError(
             f"Model '{model.name}' has not been built yet, so it has no weights to save. "
             "Call it on a batch of data (or call `model.build(input_shape)`) first."
-        )
-    if model._structure_from_config:
-        return
-    cls = type(model)
-    init_parameters = [
-        p
-        for name, p in inspect.signature(cls.__init__).parameters.items()
-        if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-    ]
-    own_constructor = not cls.__init__.__module__.startswith("keramic.")
-    if "get_config" not in vars(cls) and init_parameters and own_constructor:
-        raise KeramicError(
-            f"Subclassed model {cls.__name__} takes constructor arguments "
-            f"({', '.join(p.name for p in init_parameters)}) but has no get_config(). Add "
-            "`def get_config(self): return {**super().get_config(), <each argument>: ...}` and register the "
-            "class with `@keramic.saving.register_keras_serializable()`, or save only its weights "
-            "(`model.save_weights(...)`)."
         )
 
 

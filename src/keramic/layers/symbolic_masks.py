@@ -1,0 +1,56 @@
+"""Masks in a Functional graph as Keras records them.
+
+On symbolic inputs Keras runs a layer's `compute_mask` on the KerasTensors themselves, so the ops it
+uses (`ops.not_equal`, ...) become graph nodes, and a layer handed such a mask records it as its
+`mask` argument. `model.summary()` and the saved config then show those op nodes and connections.
+keramic does the same for a user's `compute_mask` and for its own marked `in_ops` (the
+pass-through default); its others (Embedding, Masking, merging layers, ...) run in torch code on
+placeholders and leave no nodes, since the Keras 2 (.h5) form cannot express their mask arguments.
+"""
+
+from typing import Any, Callable
+
+from keramic.symbolic import KerasTensor, flatten
+
+
+def _is_graph_tensor(value: Any) -> bool:
+    return isinstance(value, KerasTensor) and getattr(value, "_keras_history", None) is not None
+
+
+def in_ops(compute_mask: Callable) -> Callable:
+    """Mark a keramic `compute_mask` written in `keramic.ops` (or plain Python): it runs on KerasTensors."""
+    compute_mask._in_ops = True
+    return compute_mask
+
+
+def compute(layer: Any, inputs: Any, previous_mask: Any, on_placeholders: Callable) -> Any:
+    """The output mask of `layer` on symbolic `inputs`: traced through ops for a user's `compute_mask`
+    and those marked `in_ops` (falling back to `on_placeholders(fn, args, kwargs)` when it is not
+    written in ops)."""
+    method = type(layer).compute_mask
+    if getattr(method, "_in_ops", False) or not getattr(method, "__module__", "keramic.").startswith("keramic."):
+        try:
+            mask = layer.compute_mask(inputs, previous_mask)
+        except Exception:  # torch code, not ops: it cannot run on KerasTensors
+            mask = None
+        else:
+            if all(item is None or isinstance(item, KerasTensor) for item in flatten(mask)):
+                return mask
+    return on_placeholders(layer.compute_mask, (inputs, previous_mask), {})
+
+
+def node_arguments(layer: Any, args: tuple, kwargs: dict, call_kwargs: dict) -> dict:
+    """The keyword arguments a node records: the caller's, plus the masks handed to the layer that
+    come out of the graph (as Keras passes `mask=` to the next layer).
+
+    Keras's node keeps the masks it fills in only for a call on one KerasTensor of the layer's
+    compute dtype with no keyword arguments (any other call records the caller's arguments as given).
+    """
+    recorded = dict(kwargs)
+    single = not kwargs and len(args) == 1 and isinstance(args[0], KerasTensor)
+    if not single or args[0].dtype != layer.compute_dtype:
+        return recorded
+    for key, value in call_kwargs.items():
+        if key not in kwargs and any(_is_graph_tensor(item) for item in flatten(value)):
+            recorded[key] = value
+    return recorded
