@@ -149,6 +149,9 @@ def test_einsum_dense_matches_keras(keras):
         ("ab,bc->ac", 4, "c", QUERY[:, 0]),
         ("...b,bc->...c", 4, "c", QUERY),
         ("abc,cd->abd", (6, 4), None, QUERY),
+        ("abc,bcd->ad", 4, "d", QUERY),  # two contracted axes: one matmul too
+        ("abc,dc->abd", (None, 4), "d", QUERY),  # kernel axes in another order: torch's einsum
+        ("abc,cd->adb", (4, None), None, QUERY),  # output axes reordered: torch's einsum
     ):
         options = {"bias_axes": bias_axes, "activation": "relu", "activity_regularizer": "l2" if bias_axes else None}
         keras_layer = keras.layers.EinsumDense(equation, output_shape, name="ed", **options)

@@ -4,6 +4,7 @@ Weights: `query`/`key`/`value` kernels `(d_model, heads, key_dim)` with biases `
 `attention_output` kernel `(heads, value_dim, d_out)` with bias `(d_out,)`.
 """
 
+import functools
 import math
 import re
 import string
@@ -93,6 +94,38 @@ def _analyze_equation(equation, bias_axes, input_shape, output_shape):
     return kernel_shape, bias_shape, full, input_axes, output_axes
 
 
+@functools.lru_cache(maxsize=256)
+def _matmul_plan(equation: str) -> tuple[int, int]:
+    """How many trailing input axes `equation` contracts when it is a plain matrix product (else 0),
+    and the input rank it needs (negative: at least that, for a leading `...`).
+
+    That is `[...]FC,CK->[...]FK`: the contracted axes C end the input and start the kernel in the
+    same order, and the output is the input's free axes F then the kernel's own axes K. torch's
+    einsum then computes the same product as one matmul, but costs tens of microseconds more per call.
+    """
+    match = _EQUATION.fullmatch(equation.replace(" ", ""))
+    if not match or match[3] or match[7] or match[1] != match[5]:
+        return 0, 0
+    input_spec, weight_spec, output_spec = match[2], match[4], match[6]
+    if any(len(set(spec)) != len(spec) for spec in (input_spec, weight_spec, output_spec)):
+        return 0, 0
+    contracted = "".join(dim for dim in input_spec if dim not in output_spec)
+    free, own = input_spec[: len(input_spec) - len(contracted)], weight_spec[len(contracted) :]
+    if not contracted or not own or free + contracted != input_spec or not weight_spec.startswith(contracted):
+        return 0, 0
+    if output_spec != free + own or set(own) & set(input_spec):
+        return 0, 0
+    return len(contracted), -len(input_spec) if match[1] else len(input_spec)
+
+
+def _as_matmul(inputs: torch.Tensor, kernel: torch.Tensor, contracted: int) -> torch.Tensor:
+    """`inputs` times `kernel` over `contracted` trailing/leading axes, as one matmul."""
+    lead, inner = inputs.shape[: inputs.dim() - contracted], kernel.shape[:contracted]
+    flat = kernel.reshape(math.prod(inner), -1)
+    product = torch.matmul(inputs.reshape(*lead, flat.shape[0]), flat)
+    return product.reshape(*lead, *kernel.shape[contracted:])
+
+
 @keras_export("keras.layers")
 class EinsumDense(Layer):
     """A dense layer written as an einsum: `activation(einsum(equation, inputs, kernel) + bias)`.
@@ -175,7 +208,11 @@ class EinsumDense(Layer):
     def call(self, inputs):
         if self.quantization_mode:
             return quantized.call(self, inputs)
-        outputs = torch.einsum(self.equation, inputs, self.kernel)
+        contracted, rank = _matmul_plan(self.equation)
+        if contracted and (inputs.dim() == rank or (rank < 0 and inputs.dim() >= -rank)):
+            outputs = _as_matmul(inputs, self.kernel, contracted)
+        else:
+            outputs = torch.einsum(self.equation, inputs, self.kernel)
         if self.bias is not None:
             outputs = outputs + self.bias
         return self.activation(outputs)

@@ -446,12 +446,17 @@ class GroupNormalization(Layer):
             )
 
     def call(self, inputs):
-        """torch's group_norm with channels moved to axis 1: the same grouping (contiguous channel blocks) as Keras.
+        """torch's group_norm with channels moved to axis 1: the same grouping (contiguous channel
+        blocks) as Keras.
 
-        The moved copy is made contiguous: torch 2.x's CPU group_norm backward crashes on channels-last strides.
+        The moved view is used as is where torch computes the input's gradient (or none at all); else
+        it is copied: torch 2.x's CPU group_norm backward crashes on channels-last strides when it
+        skips the input's gradient (a first layer in training).
         """
         axis = self.axis % inputs.dim()
-        x = _at_least_float32(inputs).movedim(axis, 1).contiguous()
+        x = _at_least_float32(inputs).movedim(axis, 1)
+        if torch.is_grad_enabled() and not x.requires_grad:
+            x = x.contiguous()
         gamma = None if self.gamma is None else self.gamma.to(x.dtype)
         beta = None if self.beta is None else self.beta.to(x.dtype)
         outputs = F.group_norm(x, self.groups, gamma, beta, self.epsilon).movedim(1, axis)
