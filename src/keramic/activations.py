@@ -30,11 +30,11 @@ def _symbolic(name: str, x, arguments: dict):
         if any(arguments[k] != d for k, d in (("negative_slope", 0.0), ("max_value", None), ("threshold", 0.0))):
             operation = registry.public_objects("keras.src.activations.activations")["ReLU"]  # layers/operations.py
             return operation(**arguments)(x)
-        return ops.relu(x)
+        return ops.relu(x)  # type: ignore[attr-defined]  # keramic.ops star-imports computed __all__ lists
     if name == "exponential":
-        return ops.exp(x)
+        return ops.exp(x)  # type: ignore[attr-defined]  # (as above)
     if name == "mish":
-        return ops.multiply(x, ops.tanh(ops.softplus(x)))
+        return ops.multiply(x, ops.tanh(ops.softplus(x)))  # type: ignore[attr-defined]  # (as above)
     return getattr(ops, name)(x, **arguments)
 
 

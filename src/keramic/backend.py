@@ -30,7 +30,9 @@ _TORCH_DTYPES = {
     "complex128": torch.complex128,
 }
 _DTYPE_NAMES = {value: key for key, value in _TORCH_DTYPES.items()}
-_ALIASES = {"float": "float32", "int": "int64", "double": "float64", "half": "float16"}
+# As Keras on torch: `"int"` and Python's `int` are int32, Python's `float` float32, `complex` complex64.
+_ALIASES = {"float": "float32", "int": "int32", "double": "float64", "half": "float16"}
+_PYTHON_TYPES = {bool: "bool", int: "int32", float: "float32", complex: "complex64"}
 
 
 def floatx():
@@ -53,6 +55,8 @@ def standardize_dtype(dtype):
         return dtype.variable_dtype
     if dtype is str or (isinstance(dtype, str) and dtype == "string"):
         return "string"  # torch has none; string inputs stay numpy arrays (see layers/preprocessing/strings.py)
+    if isinstance(dtype, type) and dtype in _PYTHON_TYPES:
+        return _PYTHON_TYPES[dtype]
     name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
     name = _ALIASES.get(name, name)
     if name not in _TORCH_DTYPES:
@@ -134,18 +138,54 @@ def current_stateless_scope():
     return getattr(_stateless, "scope", None)
 
 
+def _probe_discards_assignments() -> bool:
+    """True while a symbolic call's shape probe runs a layer's `call` (keramic.symbolic): as
+    Keras's tracing, it changes no variable, so a `call` that assigns acts only on real calls."""
+    symbolic = sys.modules.get("keramic.symbolic")
+    return symbolic is not None and symbolic.probe_discards_assignments()
+
+
+def _scope_names() -> list:
+    """The `keras.name_scope`s and the layers being built or called around this point, outermost
+    first (both modules load with keramic's layers; the backend imports neither)."""
+    naming, layers_base = sys.modules.get("keramic.utils.naming"), sys.modules.get("keramic.layers.base")
+    return [*(naming.scope_names() if naming else []), *(layers_base.building_scopes() if layers_base else [])]
+
+
 class Variable(torch.nn.Parameter):
     """A Keras variable that *is* a `torch.nn.Parameter`, so layers use it with no indirection.
 
     Keras attributes: `name`, `path`, `trainable`, `numpy()`, `assign()`, `value`.
     """
 
-    def __new__(cls, initial_value, name=None, trainable=True, dtype=None, path=None):
-        if callable(initial_value) and not isinstance(initial_value, torch.Tensor):
-            raise TypeError("Variable needs a value; call the initializer first.")
+    def __new__(
+        cls,
+        initializer,
+        shape=None,
+        dtype=None,
+        trainable=True,
+        autocast=True,
+        aggregation="none",
+        synchronization="auto",
+        name=None,
+        path=None,
+    ):
+        # Keras's signature: `initializer` is a value, or an initializer (a name or a callable) with `shape`.
+        initial_value = initializer
+        if isinstance(initializer, str) or (callable(initializer) and not isinstance(initializer, torch.Tensor)):
+            if shape is None:
+                raise ValueError(
+                    "When creating a Variable from an initializer, the `shape` argument should be specified. "
+                    f"Received: initializer={initializer} and shape={shape}"
+                )
+            initializers = sys.modules["keramic.initializers"]  # loaded with keramic; it imports this module
+            dtype = standardize_dtype(dtype) if dtype is not None else floatx()
+            initial_value = initializers.get(initializer)(tuple(shape), dtype=dtype)
         if name is None:  # as Keras: unnamed variables are numbered session-wide (variable, variable_1, ...)
             naming = sys.modules.get("keramic.utils.naming")  # loaded with the layers; backend imports no utils
             name = naming.auto_name("variable") if naming is not None else "variable"
+        if path is None:  # as Keras: the `name_scope`s and the layers being built or called around it
+            path = "/".join([*_scope_names(), name])
         # Always a copy: the caller's tensor or numpy array must not alias the variable.
         data = convert_to_tensor(initial_value, dtype).detach().clone()
         return cls.from_fresh_tensor(data, name, trainable, path)
@@ -207,6 +247,8 @@ class Variable(torch.nn.Parameter):
         if scope is not None:  # keras.StatelessScope: record the value; the variable keeps its own
             scope.add_update((self, value.to(self.dtype)))
             return self
+        if _probe_discards_assignments():
+            return self
         with torch.no_grad():
             self.copy_(value)
         return self
@@ -214,6 +256,8 @@ class Variable(torch.nn.Parameter):
     def assign_add(self, delta):
         if current_stateless_scope() is not None:
             return self.assign(self.value + convert_to_tensor(delta, standardize_dtype(self.dtype)))
+        if _probe_discards_assignments():
+            return self
         with torch.no_grad():
             self.add_(convert_to_tensor(delta, standardize_dtype(self.dtype)))
         return self
@@ -221,12 +265,14 @@ class Variable(torch.nn.Parameter):
     def assign_sub(self, delta):
         if current_stateless_scope() is not None:
             return self.assign(self.value - convert_to_tensor(delta, standardize_dtype(self.dtype)))
+        if _probe_discards_assignments():
+            return self
         with torch.no_grad():
             self.sub_(convert_to_tensor(delta, standardize_dtype(self.dtype)))
         return self
 
     def __deepcopy__(self, memo):
-        copy = Variable(self.detach().clone(), self.name, self.trainable, path=self.path)
+        copy = Variable(self.detach().clone(), name=self.name, trainable=self.trainable, path=self.path)
         memo[id(self)] = copy
         return copy
 
@@ -322,7 +368,7 @@ _LATTICE = {
     "complex64": ("complex128",),
     "complex128": (),
 }
-_UPPER = {}
+_UPPER: dict[str, frozenset[str]] = {}
 
 
 def _upper(dtype):
@@ -358,7 +404,7 @@ def _lattice_node(value):
     return standardize_dtype(value)
 
 
-_JOINS = {}
+_JOINS: dict[tuple[str, str], str] = {}
 
 
 def promote_types(*dtypes):
@@ -389,7 +435,7 @@ def result_type(*dtypes):
     return _TO_32_BITS.get(joined, joined)
 
 
-_UIDS = {}
+_UIDS: dict[str, int] = {}
 
 
 def get_uid(prefix=""):

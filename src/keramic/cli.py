@@ -48,9 +48,7 @@ def main(argv=None):
     convert_parser.add_argument("source", metavar="IN", help="the file to convert (its format is read from its bytes)")
     convert_parser.add_argument("target", metavar="OUT", help="the file to write (its format comes from its extension)")
     convert_parser.add_argument("--config", help="the architecture for a weights-only IN: model.to_json() output or a .keras config.json")
-    convert_parser.add_argument(
-        "--max-shard-size", type=float, help="GiB per shard: write OUT (.safetensors) as shards plus a .safetensors.index.json"
-    )
+    convert_parser.add_argument("--max-shard-size", type=float, help="GiB per shard: write OUT (.safetensors) as shards plus a .safetensors.index.json")
     export_parser = commands.add_parser(
         "export",
         help="write a serving artifact (ONNX graph + signatures + the model) from a saved model",

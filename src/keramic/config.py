@@ -4,13 +4,14 @@
 """
 
 import os
+from typing import Any
 
 from keramic import backend as _backend
 from keramic import dtype_policies
 from keramic.serialization.registry import keras_export
 
 # As in Keras, KERAS_MAX_EPOCHS / KERAS_MAX_STEPS_PER_EPOCH cap a script's training without editing it.
-_state = {
+_state: dict[str, Any] = {
     "interactive_logging": True,
     "max_epochs": int(os.environ["KERAS_MAX_EPOCHS"]) if "KERAS_MAX_EPOCHS" in os.environ else None,
     "max_steps_per_epoch": int(os.environ["KERAS_MAX_STEPS_PER_EPOCH"]) if "KERAS_MAX_STEPS_PER_EPOCH" in os.environ else None,

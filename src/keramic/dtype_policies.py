@@ -272,7 +272,7 @@ class DTypePolicyMap(DTypePolicy, collections.abc.MutableMapping):
             and other._policy_map == self._policy_map
         )
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # a mutable mapping is unhashable; mypy expects the base's method
 
     def __repr__(self):
         mapping = [(path, policy.name) for path, policy in self._policy_map.items()]

@@ -249,7 +249,7 @@ class VarianceScaling(RandomInitializer):
 class _FixedVarianceScaling(VarianceScaling):
     """A named VarianceScaling preset: only the seed and the fan axes are configurable."""
 
-    _preset = None  # (scale, mode, distribution)
+    _preset: tuple[float, str, str] | None = None  # (scale, mode, distribution)
 
     def __init__(self, seed=None, input_axes=None, output_axes=None):
         scale, mode, distribution = self._preset
@@ -395,6 +395,7 @@ _ALIASES = {
     "STFTInitializer": STFT,
     "stft": STFT,
 }
+_cls: type
 for _cls in (
     Zeros,
     Ones,

@@ -7,13 +7,14 @@ rounding.
 
 import math
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from keramic import backend
-from keramic import dtype_policies
+from keramic import backend, dtype_policies
 from keramic.errors import UnknownObjectError
 from keramic.serialization import registry
 from keramic.serialization.registry import keras_export
@@ -485,6 +486,7 @@ FUNCTIONS = (
     cosine_similarity,
     categorical_focal_crossentropy,
 )
+_fn: Callable[..., Any]
 for _fn in FUNCTIONS:
     keras_export("keras.losses")(_fn)
     if _fn is not cosine_similarity:

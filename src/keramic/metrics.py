@@ -10,21 +10,22 @@ import warnings
 import numpy as np
 import torch
 
-from keramic import backend
-from keramic import dtype_policies
-from keramic import initializers
+from keramic import backend, dtype_policies, initializers
 from keramic.errors import UnknownObjectError, WeightsMismatchError
 from keramic.losses import (
     EPSILON,
     Loss,
     apply_mask,
     binary_crossentropy,
+    binary_focal_crossentropy,  # noqa: F401  (Keras lists it in keras.metrics too)
     categorical_crossentropy,
+    categorical_focal_crossentropy,  # noqa: F401  (as above)
     categorical_hinge,
     divide_no_nan,
     float32_scalar,
     get_keras_mask,
     hinge,
+    huber,  # noqa: F401  (as above)
     is_binary_or_sparse_categorical,
     kl_divergence,
     log_cosh,
@@ -41,7 +42,6 @@ from keramic.losses import (
     to_tensor,
 )
 from keramic.losses import FUNCTIONS as _LOSS_FUNCTIONS
-from keramic.losses import binary_focal_crossentropy, categorical_focal_crossentropy, huber  # noqa: F401 (Keras lists them in keras.metrics too)
 from keramic.losses import cosine_similarity as _cosine_similarity
 from keramic.serialization import registry, saveable
 from keramic.serialization.registry import keras_export
@@ -740,7 +740,7 @@ def _compared_counts(y_true, y_pred, weights, thresholds, multi_label, wanted):
 class _ConfusionMatrixConditionCount(Metric):
     """Counts one confusion-matrix cell per threshold."""
 
-    _condition = None
+    _condition: str | None = None
 
     def __init__(self, thresholds=None, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
@@ -799,7 +799,7 @@ class FalseNegatives(_ConfusionMatrixConditionCount):
 class _PrecisionRecall(Metric):
     """Shared state of Precision and Recall: TP plus one error cell per threshold."""
 
-    _error = None  # (cell, variable name): false positives for precision, false negatives for recall
+    _error: tuple[str, str] | None = None  # (cell, variable name): false positives for precision, false negatives for recall
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
@@ -1464,9 +1464,9 @@ class _RateAtConstraint(Metric):
     """TP/FP/TN/FN at `num_thresholds` evenly spaced thresholds in [0, 1]; the result is the best
     value of one rate among thresholds where the constrained rate reaches `value`."""
 
-    _argument = None  # the constructor argument holding the constraint ("recall", ...)
-    _constrained = None  # the rate that must reach `value`
-    _maximized = None  # the rate whose best value is the result
+    _argument: str | None = None  # the constructor argument holding the constraint ("recall", ...)
+    _constrained: str | None = None  # the rate that must reach `value`
+    _maximized: str | None = None  # the rate whose best value is the result
 
     def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
         if value < 0 or value > 1:

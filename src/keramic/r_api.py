@@ -14,8 +14,8 @@ import os
 
 from keramic.errors import ConfigError, FileFormatError
 from keramic.saving import api
-from keramic.serialization.registry import custom_object_scope
 from keramic.saving.stores.atomic import write_atomically
+from keramic.serialization.registry import custom_object_scope
 
 __all__ = [
     "from_config",

@@ -13,6 +13,7 @@ numbers, so `set_random_seed(s)` then the same code gives Keras's values.
 
 import random as python_random
 import sys
+from typing import Any
 
 import torch
 
@@ -23,7 +24,7 @@ from keramic.utils import naming
 _MASK_32 = 0xFFFFFFFF
 # The global generator's scrambled step (Keras's `next(ordered=False)`): near-unique values below 1M.
 _UNORDERED_FACTOR, _UNORDERED_MODULUS = 5387, 933199
-_GLOBAL = {"generator": None}
+_GLOBAL: dict[str, Any] = {"generator": None}
 
 
 def _int32(value: int) -> int:

@@ -1,5 +1,7 @@
 """Symbolic tensors and graph nodes: what `Input()` returns and what Functional models are made of."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -108,12 +110,41 @@ def any_symbolic(args, kwargs):
 
 _PROBE_SIZES = (2, 3)
 _LARGE_PROBE_SIZES = (83, 89)
-_dry_runs = []  # one entry per run_on_placeholders under way
+_dry_runs: list = []  # one entry per run_on_placeholders under way
 
 
 def in_dry_run() -> bool:
     """True while a layer runs on placeholder values to infer its output spec (their values mean nothing)."""
     return bool(_dry_runs)
+
+
+_builds: list[None] = []  # one entry per layer build under way
+
+
+@contextmanager
+def building():
+    """Marks a layer's `build`: the values it assigns are kept, even inside a dry run."""
+    _builds.append(None)
+    try:
+        yield
+    finally:
+        _builds.pop()
+
+
+def probe_discards_assignments() -> bool:
+    """True in a dry run outside any build: variables keep their values (keramic.backend.Variable)."""
+    return bool(_dry_runs) and not _builds
+
+
+@contextmanager
+def build_only_call():
+    """A real call made only to build a model (fit's first batch): like Keras's symbolic build,
+    it spends no seed and keeps no assignment outside the layers' builds."""
+    _dry_runs.append(None)
+    try:
+        yield
+    finally:
+        _dry_runs.pop()
 
 
 def run_on_placeholders(fn, args, kwargs, fill="zeros", probes=_PROBE_SIZES):

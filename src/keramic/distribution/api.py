@@ -45,6 +45,7 @@ def get_device_count(device_type: str | None = None) -> int:
     """
     return len(list_devices(device_type))
 
+
 def initialize(job_addresses: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:
     """Join the job `torchrun` started: reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT.
 

@@ -205,7 +205,7 @@ def read_signatures(directory):
         atomic.contained_file(os.fspath(directory), SIGNATURES, os.fspath(directory))
     document = _read_json(path)
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise FileFormatError(f"{path}: not a keramic export signatures file (no \"format\": \"{FORMAT}\").")
+        raise FileFormatError(f'{path}: not a keramic export signatures file (no "format": "{FORMAT}").')
     if document.get("format_version") != FORMAT_VERSION:
         raise FileFormatError(f"{path}: format_version {document.get('format_version')!r}; this keramic reads {FORMAT_VERSION}.")
     signatures, graphs = document.get("signature_def"), document.get("graphs")

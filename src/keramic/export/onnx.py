@@ -18,7 +18,6 @@ graph is checked against the model on a third batch with onnxruntime before it i
 when a layer cannot be exported, or its exported outputs differ, the error names that layer.
 """
 
-
 import torch
 
 from keramic import metrics as metrics_module
@@ -76,7 +75,6 @@ def _samples(model, specs, targets=None):
     )
 
 
-
 def evaluation_graph(model, serving, input_shapes=None):
     """The evaluation graph of a compiled model: inputs + targets -> `loss` and each metric that
     a graph can express (metrics whose export fails or differs are left out, and listed).
@@ -105,10 +103,7 @@ def evaluation_graph(model, serving, input_shapes=None):
         metrics.update(y_true, y_pred, [None] * len(y_pred))
         return total, metrics.results()
 
-    targets = {
-        target.name: output.shape[-1] if target.dtype == "int64" else None
-        for target, output in zip(all_specs[count:], serving.outputs)
-    }
+    targets = {target.name: output.shape[-1] if target.dtype == "int64" else None for target, output in zip(all_specs[count:], serving.outputs)}
     samples, check = _samples(model, all_specs, targets)
     shared = [m for m in flatten([arguments["metrics"], arguments["weighted_metrics"]]) if isinstance(m, metrics_module.Metric)]
     saved = [[v.detach().clone() for v in metric.variables] for metric in shared]
@@ -147,7 +142,6 @@ def _evaluation_graph(model, loss_and_metrics, all_specs, samples, check):
             continue
     graph = export_function(model, keeping(kept), all_specs, ["loss"] + kept, samples, check)
     return graph, [name for name in metric_names if name not in kept]
-
 
 
 # ------------------------------------------------------------------------------ reading graphs
@@ -196,6 +190,5 @@ def refuse_external_data(onnx_bytes, where):
             if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
                 location = {entry.key: entry.value for entry in tensor.external_data}.get("location", "?")
                 raise FileFormatError(
-                    f"{where}: tensor '{tensor.name}' keeps its data in an external file ({location!r}); "
-                    "keramic runs only self-contained graphs."
+                    f"{where}: tensor '{tensor.name}' keeps its data in an external file ({location!r}); keramic runs only self-contained graphs."
                 )

@@ -4,7 +4,6 @@ Input specs come from the model's inputs (open axes stay None unless `input_shap
 sample batches of given sizes drive the trace and the check of every exported graph.
 """
 
-
 from typing import NamedTuple
 
 import numpy as np
@@ -17,6 +16,7 @@ OPSET = 17
 TRACE_BATCH, SECOND_BATCH, CHECK_BATCH = 3, 5, 16
 # Lengths used for axes the model leaves open (None) other than the batch axis.
 TRACE_LENGTH, SECOND_LENGTH, CHECK_LENGTH = 6, 9, 7
+
 
 class TensorSpec(NamedTuple):
     """One graph input or output: its name, numpy dtype name and shape (None = any size)."""
@@ -150,7 +150,6 @@ def sample_inputs(model, specs, batch, length, seed, targets=None):
     return arrays
 
 
-
 def target_specs(model, outputs):
     """Targets of the evaluation graph, one per output: class ids (int64, without the class axis)
     for sparse categorical losses, else the output's own shape and dtype."""
@@ -179,5 +178,3 @@ def _spread(spec, names):
     if isinstance(spec, (list, tuple)):
         return list(spec)
     return [spec] * len(names)
-
-

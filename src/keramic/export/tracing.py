@@ -6,7 +6,6 @@ with the batch stay symbolic; a few torch functions the exporter mistranslates a
 fly; every graph is compared with the model on a fresh batch; a failure names the layer that caused it.
 """
 
-
 import contextlib
 import io
 import re
@@ -362,10 +361,7 @@ def _check_graph(model, fn, graph, samples, arrays):
     if isinstance(got, Exception):
         problem = f"the exported graph fails on a batch of another size ({_first_line(got)})"
     else:
-        worst = max(
-            float(np.max(np.abs(g.astype(np.float64) - e))) if g.shape == e.shape else float("inf")
-            for g, e in zip(got, expected)
-        )
+        worst = max(float(np.max(np.abs(g.astype(np.float64) - e))) if g.shape == e.shape else float("inf") for g, e in zip(got, expected))
         problem = f"the exported graph's outputs differ from the model's by up to {worst:.3g} on a batch of another size"
     open_axes = [spec.name for spec in graph.inputs if None in spec.shape[1:]]
     hint = (
@@ -402,5 +398,3 @@ def _first_differing_layer(model, fn, graph, samples, arrays):
         if not _close(value, expected.detach().cpu().numpy()):
             return layer
     return None
-
-

@@ -10,7 +10,6 @@ from keramic.layers.base import Layer, weight_settings
 from keramic.serialization.registry import keras_export
 
 
-
 @keras_export("keras.layers")
 class ReLU(Layer):
     """`x` above `threshold` (capped at `max_value`), `negative_slope * (x - threshold)` below.

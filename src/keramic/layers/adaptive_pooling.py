@@ -23,8 +23,8 @@ _ADAPTIVE = {
 class _AdaptivePooling(Layer):
     """Shared constructor, call and shape of the adaptive pooling layers."""
 
-    rank = None
-    mode = None
+    rank: int | None = None
+    mode: str | None = None
     _records_build_config = True  # as Keras's adaptive pooling layers do
 
     def __init__(self, output_size, data_format=None, **kwargs):

@@ -8,6 +8,7 @@ pass them on): its automatic config holds only its constructor's defaults.
 """
 
 import inspect
+from typing import Any
 
 from keramic.errors import NoConfigError
 
@@ -28,7 +29,7 @@ def _is_plain(value) -> bool:
     return isinstance(value, _PLAIN_TYPES)
 
 
-def constructor_arguments(cls: type, args: tuple, kwargs: dict) -> dict:
+def constructor_arguments(cls: type[Any], args: tuple, kwargs: dict) -> dict:
     """The arguments `cls(*args, **kwargs)` was given, defaults filled in, as Keras records them.
 
     Raises NoConfigError (a NotImplementedError), with the fix, when they cannot be recorded.
@@ -67,7 +68,7 @@ def constructor_arguments(cls: type, args: tuple, kwargs: dict) -> dict:
     return recorded
 
 
-def keeps_name(cls: type) -> bool:
+def keeps_name(cls: type[Any]) -> bool:
     """Whether the constructor takes `name` back (a `name` parameter, or `**kwargs` by that name)."""
     parameters = inspect.signature(cls.__init__).parameters
     return "name" in parameters or ("kwargs" in parameters and parameters["kwargs"].kind is inspect.Parameter.VAR_KEYWORD)

@@ -10,12 +10,13 @@ import torch
 from torch.nn.modules import module as torch_module
 
 from keramic import backend, dtype_policies, rematerialization
-from keramic.random import SeedGenerator
 from keramic.errors import NotBuiltError, WeightsMismatchError
 from keramic.layers import auto_config, symbolic_masks, tf_graph
+from keramic.random import SeedGenerator
 from keramic.serialization import restore_hooks, saveable, serialize
 from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor, Node, any_symbolic, flatten, in_dry_run, map_structure, run_on_placeholders, shape_of
+from keramic.symbolic import building as symbolic_building
 from keramic.utils import naming
 
 
@@ -68,7 +69,7 @@ class Layer(torch.nn.Module):
     _records_build_config = False
     # tf.autograph (inside `tf.data.Dataset.map`) calls objects carrying this marker as they are,
     # rather than rewriting keramic's torch code into graph code (see keramic.layers.tf_graph).
-    autograph_info__ = frozenset()
+    autograph_info__: frozenset = frozenset()
 
     def __init_subclass__(cls, **kwargs):
         """Wrap each class's own `build` so that calling it directly marks the layer built."""
@@ -142,7 +143,8 @@ class Layer(torch.nn.Module):
     def __setattr__(self, name, value):
         state = self.__dict__
         if type(value) in _PLAIN_TYPES and not (
-            name in state["_variable_attrs"] or name in state["_saveable_attrs"] or name in state["_modules"] or name in state["_parameters"] or name in state["_buffers"]
+            name in state["_variable_attrs"] or name in state["_saveable_attrs"] or name in state["_modules"]
+            or name in state["_parameters"] or name in state["_buffers"]
         ):
             object.__setattr__(self, name, value)  # a plain value where nothing tracked was: nothing to update
             return
@@ -490,10 +492,11 @@ class Layer(torch.nn.Module):
         positional, shapes = self._build_arguments(args, kwargs)
         _context.scopes.append(self.name)
         try:
-            if shapes is None:
-                self.build(*positional)
-            else:
-                self.build(**shapes)
+            with symbolic_building():
+                if shapes is None:
+                    self.build(*positional)
+                else:
+                    self.build(**shapes)
         finally:
             _context.scopes.pop()
         self._build_shapes = positional[0] if shapes is None else shapes
@@ -722,7 +725,8 @@ class Layer(torch.nn.Module):
     @property
     def output(self):
         node = self._node_output("output")
-        return node.outputs
+        outputs = flatten(node.outputs)  # as Keras: several outputs come back as a flat list
+        return outputs[0] if len(outputs) == 1 else outputs
 
     # ---------------------------------------------------------------- config
     def get_config(self):

@@ -35,7 +35,7 @@ class _RecurrentCell(Layer):
 
     gates = 1
     _per_gate_dropout = False
-    _CONFIG_KEYS = ()
+    _CONFIG_KEYS: tuple[str, ...] = ()
     _seed_generator_first = False  # Keras's SimpleRNNCell makes it before its initializers (Python `random` order)
 
     def __init__(
@@ -141,6 +141,14 @@ class _RecurrentCell(Layer):
         if held is not None:
             held[key] = masks
         return masks
+
+    def spend_inference_draws(self, batch, features, like):
+        """Keras's RNN layer draws a sequence's dropout masks even in inference, then drops them:
+        the same draws keep the random numbers that follow (the next training batch) equal."""
+        per_gate = self._per_gate_dropout and 0.0 < self.recurrent_dropout < 1.0
+        self._dropout_masks(True, self.dropout, self.gates if per_gate else 1, (batch, features), like)
+        recurrent_count = self.gates if self._per_gate_dropout else 1
+        self._dropout_masks(True, self.recurrent_dropout, recurrent_count, (batch, self.units), like)
 
     def hold_dropout_masks(self, hold):
         """While held, each step called on its own reuses the masks drawn at the first step (Keras's per-sequence masks)."""

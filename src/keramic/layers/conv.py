@@ -208,7 +208,7 @@ def activate(layer: Layer, outputs: torch.Tensor) -> torch.Tensor:
 class _Conv(Layer):
     """Shared constructor, build and call of the Conv{1,2,3}D layers."""
 
-    rank = None
+    rank: int | None = None
     _saved_variable_names = ("kernel", "bias")  # as Keras's BaseConv: a subclass's extra variables are not saved
 
     def __init__(

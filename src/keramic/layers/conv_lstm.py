@@ -222,7 +222,7 @@ def _cell_property(name):
 class _ConvLSTM(RNN):
     """The ConvLSTM layers: the cell is made from the layer's arguments, which the config lists flat."""
 
-    rank = None
+    rank: int | None = None
 
     def __init__(
         self,

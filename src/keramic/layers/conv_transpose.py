@@ -47,7 +47,7 @@ def _transpose_output_length(length, kernel, stride, padding, output_padding, di
 class _ConvTranspose(Layer):
     """Shared constructor, build and call of the Conv{1,2,3}DTranspose layers."""
 
-    rank = None
+    rank: int | None = None
 
     def __init__(
         self,

@@ -75,12 +75,10 @@ class Dense(Layer):
     def call(self, inputs):
         if self.quantization_mode:
             return quantized.call(self, inputs)
-        if inputs.dim() == 2 and self.bias is not None:
-            outputs = torch.addmm(self.bias, inputs, self.kernel)
-        else:
-            outputs = torch.matmul(inputs, self.kernel)
-            if self.bias is not None:
-                outputs = outputs + self.bias
+        # A product, then the bias, as Keras: a fused `addmm` rounds differently.
+        outputs = torch.matmul(inputs, self.kernel)
+        if self.bias is not None:
+            outputs = outputs + self.bias
         # Read at each call, as Keras: Grad-CAM sets `activation = None` on a built layer.
         return outputs if self.activation is None or self.activation is activations.linear else self.activation(outputs)
 

@@ -32,7 +32,7 @@ _CONV = {1: F.conv1d, 2: F.conv2d}
 class _DepthwiseBase(Layer):
     """Constructor arguments shared by the DepthwiseConv and SeparableConv layers."""
 
-    rank = None
+    rank: int | None = None
 
     def __init__(
         self,

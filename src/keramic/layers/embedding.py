@@ -20,7 +20,7 @@ class Embedding(Layer):
     """
 
     _quantization_kind = "embedding"  # its recipe in layers/quantized.py
-    _saved_variable_names = ("embeddings",)  # as Keras's Embedding: a subclass's extra variables are not saved
+    _saved_variable_names: tuple[str, ...] = ("embeddings",)  # as Keras's Embedding: a subclass's extra variables are not saved
 
     def __init__(
         self,

@@ -40,6 +40,8 @@ class InputLayer(Layer):
         if batch_shape is None:
             if shape is None and input_tensor is None:
                 raise ValueError("InputLayer needs `shape` or `batch_shape`.")
+            if shape is not None and not isinstance(shape, (tuple, list)):
+                raise ValueError(f"Cannot convert '{shape}' to a shape.")  # as Keras: `shape=2` is no shape
             batch_shape = (batch_size,) + tuple(shape) if shape is not None else input_tensor.shape
         self.batch_shape = tuple(None if d is None else int(d) for d in batch_shape)
         self.sparse = bool(sparse)

@@ -129,14 +129,14 @@ class BatchNormalization(Layer):
                 self.moving_variance.copy_(self.moving_variance * momentum + variance.detach() * (1.0 - momentum))
         else:
             mean, variance = self.moving_mean, self.moving_variance
-        # y = x * a + b with a = gamma / sqrt(var + eps), b = beta - mean * a: one pass over x.
+        # y = (x - mean) * a + beta with a = gamma / sqrt(var + eps), in Keras's order: folding the mean
+        # into the offset (x * a + (beta - mean * a)) cancels away the digits when |mean| >> the spread.
         a = torch.rsqrt(variance.to(x.dtype) + self.epsilon)
         if self.gamma is not None:
             a = a * self.gamma.to(x.dtype)
-        b = -mean.to(x.dtype) * a
+        outputs = (x - mean.to(x.dtype).reshape(broadcast)) * a.reshape(broadcast)
         if self.beta is not None:
-            b = b + self.beta.to(x.dtype)
-        outputs = torch.addcmul(b.reshape(broadcast), x, a.reshape(broadcast))
+            outputs = outputs + self.beta.to(x.dtype).reshape(broadcast)
         return outputs.to(backend.torch_dtype(self.compute_dtype))
 
     def _moments(self, x, mask, reduce):

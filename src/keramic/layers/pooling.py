@@ -27,8 +27,8 @@ _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 class _Pooling(Layer):
     """Window pooling shared by the 1D/2D/3D, max and average layers."""
 
-    rank = None
-    mode = None
+    rank: int | None = None
+    mode: str | None = None
 
     def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -188,7 +188,7 @@ class AveragePooling3D(_Pooling):
 class _GlobalPooling(Layer):
     """Reduce every spatial axis; `keepdims` keeps them with size 1."""
 
-    rank = None
+    rank: int | None = None
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)

@@ -137,7 +137,7 @@ class AlphaDropout(_Noisy):
 class _SpatialDropout(Dropout):
     """Dropout of whole feature maps: one keep/drop draw per (sample, channel)."""
 
-    rank = None
+    rank: int | None = None
 
     def __init__(self, rate, seed=None, name=None, dtype=None, data_format=None):
         super().__init__(rate, seed=seed, name=name, dtype=dtype)

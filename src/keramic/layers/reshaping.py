@@ -38,7 +38,7 @@ def _spatial_start(data_format):
 class _Cropping(Layer):
     """Removes `cropping` positions before and after along each spatial axis."""
 
-    rank = None
+    rank: int | None = None
     _records_build_config = True
 
     def __init__(self, cropping, data_format=None, **kwargs):
@@ -133,7 +133,7 @@ class Cropping3D(_Cropping):
 class _ZeroPadding(Layer):
     """Adds `padding` zeros before and after along each spatial axis."""
 
-    rank = None
+    rank: int | None = None
     _records_build_config = True
 
     def __init__(self, padding, data_format=None, **kwargs):
@@ -257,7 +257,7 @@ class UpSampling1D(Layer):
 class _UpSampling(Layer):
     """Upsampling of the spatial axes by integer factors `size`."""
 
-    rank = None
+    rank: int | None = None
     _records_build_config = True
 
     def __init__(self, size, data_format=None, **kwargs):

@@ -14,6 +14,7 @@ from keramic.layers.base import Layer, _call_signature_flags, serialize_or_none
 from keramic.layers.cells import GRUCell, LSTMCell, SimpleRNNCell, _RecurrentCell
 from keramic.serialization.registry import keras_export
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
+from keramic.symbolic import in_dry_run
 
 
 def _is_nested(value):
@@ -275,6 +276,13 @@ class RNN(Layer):
         """`(outputs or None, last_output, final_states)`; outputs are (batch, time, ...)."""
         cell = self.cell
         builtin = isinstance(cell, _RecurrentCell)
+        if not training and not in_dry_run():
+            features = sequences.shape[-1]
+            for inner in getattr(cell, "cells", [cell]):
+                if not isinstance(inner, _RecurrentCell):
+                    break
+                inner.spend_inference_draws(sequences.shape[0], features, sequences)
+                features = inner.units
         if builtin and mask is None and getattr(self, "use_cudnn", "auto") is not False:
             fused = cell._fused(sequences, states, training)
             if fused is not None:
@@ -368,8 +376,8 @@ def _cell_property(name):
 class _BuiltinRNN(RNN):
     """SimpleRNN / LSTM / GRU: the cell is made from the layer's own arguments and not in the config."""
 
-    _CELL_CLASS = None
-    _CELL_NAME = None
+    _CELL_CLASS: type | None = None
+    _CELL_NAME: str | None = None
     _CONFIG_KEYS = ()
 
     def __init__(

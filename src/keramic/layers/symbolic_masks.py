@@ -19,7 +19,7 @@ def _is_graph_tensor(value: Any) -> bool:
 
 def in_ops(compute_mask: Callable) -> Callable:
     """Mark a keramic `compute_mask` written in `keramic.ops` (or plain Python): it runs on KerasTensors."""
-    compute_mask._in_ops = True
+    compute_mask._in_ops = True  # type: ignore[attr-defined]  # a marker attribute on the function object
     return compute_mask
 
 

@@ -188,7 +188,8 @@ class Functional(Model):
 
     @property
     def output_shape(self):
-        return map_structure(lambda t: t.shape, self._outputs_struct)
+        shapes = [t.shape for t in self.outputs]  # as Keras: flat, one output unwrapped
+        return shapes[0] if len(shapes) == 1 else shapes
 
     def get_build_config(self):
         return {"input_shape": None}
@@ -250,7 +251,9 @@ class Functional(Model):
             else:
                 for tensor, value in zip(produced, flatten(outputs)):
                     values[id(tensor)] = value
-        return map_structure(lookup, self._outputs_struct)
+        outputs = map_structure(lookup, self._outputs_struct)
+        # As Keras: a one-element list (or tuple) of outputs comes back as the bare tensor.
+        return outputs[0] if isinstance(outputs, (list, tuple)) and len(outputs) == 1 else outputs
 
     def compute_output_spec(self, *args, **kwargs):
         return map_structure(lambda t: KerasTensor(t.shape, t.dtype), self._outputs_struct)

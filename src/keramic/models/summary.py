@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 
 from keramic.layers.base import Layer
-from keramic.symbolic import flatten, map_structure
+from keramic.symbolic import flatten
 
 
 def _count(variables):
@@ -53,7 +53,9 @@ def _output_shape(layer):
     """The last recorded call's output shapes; else the shape a layer's build implies; else `?`."""
     nodes = getattr(layer, "_inbound_nodes", None)
     if nodes:
-        shapes = map_structure(lambda t: _shape_text(t.shape), nodes[-1].outputs)
+        shapes = [_shape_text(t.shape) for t in flatten(nodes[-1].outputs)]  # Keras lists a node's outputs flat
+    elif getattr(layer, "output_shape", None) is not None:  # a nested model never called on a symbolic input
+        return _shape_text(layer.output_shape)
     else:
         build_shape = getattr(layer, "_build_shapes", None)
         own_shape_rule = type(layer).compute_output_shape is not Layer.compute_output_shape

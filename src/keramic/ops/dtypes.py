@@ -10,7 +10,7 @@ from keramic.backend import promote_types, result_type  # noqa: F401  (result_ty
 def standardize_dtype(dtype):
     """Any dtype spelling (also Python `int`/`float`/`bool`) -> Keras's name."""
     if dtype is int:
-        return "int64"
+        return "int32"  # as Keras on torch
     if dtype is float:
         return "float32"
     if dtype is bool:

@@ -7,6 +7,7 @@ Each op function is wrapped by `keras_op`: on tensors it runs eagerly; when an a
 
 import functools
 import inspect
+from collections.abc import Callable
 
 from keramic import backend
 from keramic.ops.signatures import OP_SIGNATURES
@@ -23,8 +24,8 @@ _KERAS_FILLS = {
     **dict.fromkeys(("conv", "conv_transpose", "depthwise_conv", "separable_conv", "average_pool", "max_pool",
                      "adaptive_average_pool", "adaptive_max_pool", "extract_patches"), _CHANNELS),
 }
-_FUNCTIONS = {}  # op function name -> the eager function
-_CLASSES = {}  # (module, class name) -> node class
+_FUNCTIONS: dict[str, Callable] = {}  # op function name -> the eager function
+_CLASSES: dict[tuple[str, str], type] = {}  # (module, class name) -> node class
 
 
 def keras_op(fn):

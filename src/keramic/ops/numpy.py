@@ -4,6 +4,7 @@
 """
 
 import builtins
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,6 +13,11 @@ from keramic import backend
 from keramic.ops.convert import to_tensor, torch_dtype
 from keramic.ops.dtypes import dtype_of, is_float_dtype, promote_types, result_type, standardize_dtype
 from keramic.ops.node import keras_op
+
+if TYPE_CHECKING:
+    def __getattr__(name: str) -> Any:
+        """For the type checker only: `_export` adds many functions to this module by name."""
+
 
 _t = to_tensor
 _WIDE = (torch.int64, torch.uint64, torch.float64, torch.complex128)

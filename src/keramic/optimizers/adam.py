@@ -1,9 +1,8 @@
 """Adam with Keras's epsilon-hat form: bias correction folded into the step size."""
 
-import numpy as np
 import torch
 
-from keramic.optimizers.base import Optimizer, f32
+from keramic.optimizers.base import Optimizer
 from keramic.serialization.registry import keras_export
 
 
@@ -27,19 +26,24 @@ class Adam(Optimizer):
         self._velocity_hats = self.add_optimizer_variables(var_list, "velocity_hat") if self.amsgrad else []
 
     def _foreach_update(self, grads, variables, lr, step, slots):
+        # Keras's order of float32 operations (scale-then-add, not lerp or addcmul), so that
+        # the weights stay bit-identical to Keras's, step after step.
         momentums, velocities = slots(self._momentums), slots(self._velocities)
-        torch._foreach_lerp_(momentums, grads, 1 - self.beta_1)
+        torch._foreach_mul_(momentums, self.beta_1)
+        torch._foreach_add_(momentums, grads, alpha=1 - self.beta_1)
         torch._foreach_mul_(velocities, self.beta_2)
-        torch._foreach_addcmul_(velocities, grads, grads, value=1 - self.beta_2)
+        torch._foreach_add_(velocities, torch._foreach_mul(grads, grads), alpha=1 - self.beta_2)
         if self.amsgrad:
             velocity_hats = slots(self._velocity_hats)
             torch._foreach_maximum_(velocity_hats, velocities)
             velocities = velocity_hats
-        one, t = f32(1), f32(step)
-        alpha = f32(lr) * np.sqrt(one - f32(self.beta_2) ** t) / (one - f32(self.beta_1) ** t)
+        t = torch.tensor(step, dtype=torch.float32)
+        beta_1_power = torch.pow(torch.tensor(self.beta_1, dtype=torch.float32), t)
+        beta_2_power = torch.pow(torch.tensor(self.beta_2, dtype=torch.float32), t)
+        alpha = torch.tensor(lr, dtype=torch.float32) * torch.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         denominators = torch._foreach_sqrt(velocities)
         torch._foreach_add_(denominators, self.epsilon)
-        torch._foreach_addcdiv_(variables, momentums, denominators, value=-float(alpha))
+        torch._foreach_add_(variables, torch._foreach_div(torch._foreach_mul(momentums, alpha.item()), denominators), alpha=-1)
 
     def get_config(self):
         return {

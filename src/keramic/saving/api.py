@@ -46,8 +46,7 @@ def sniff(path: PathLike) -> str:
     if head.lstrip()[:1] in (b"{", b"["):
         return "json"
     raise FileFormatError(
-        f"{path}: unrecognised file format (starts with {head!r}); expected a .keras zip archive, "
-        "an HDF5 file, a JSON file or a model directory."
+        f"{path}: unrecognised file format (starts with {head!r}); expected a .keras zip archive, an HDF5 file, a JSON file or a model directory."
     )
 
 
@@ -117,8 +116,7 @@ def _weights_row(filepath: str, max_shard_size: float | None, format: str | None
         return table.get("weights_json")  # its index path names what is expected
     if row is None or row.name == "weights_json":
         raise FileFormatError(
-            f"The filename must end in `.weights.h5` (or `.h5` for the legacy layout, `.safetensors` for safetensors). "
-            f"Received: filepath={filepath}"
+            f"The filename must end in `.weights.h5` (or `.h5` for the legacy layout, `.safetensors` for safetensors). Received: filepath={filepath}"
         )
     return row
 

@@ -75,9 +75,7 @@ def _checked_members(path: str, archive: zipfile.ZipFile) -> list[zipfile.ZipInf
         total += info.file_size
         members.append(info)
     if len(members) > MAX_FILES or total > MAX_BYTES:
-        raise FileFormatError(
-            f"{path}: the archive's assets hold {len(members)} files, {total} bytes; the limits are {MAX_FILES} files, {MAX_BYTES} bytes."
-        )
+        raise FileFormatError(f"{path}: the archive's assets hold {len(members)} files, {total} bytes; the limits are {MAX_FILES} files, {MAX_BYTES} bytes.")
     return members
 
 

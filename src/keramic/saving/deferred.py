@@ -290,8 +290,7 @@ class LoadStatus:
 def _warn_unmatched(source, unmatched, silenced):
     if unmatched and not silenced[0]:
         warnings.warn(
-            f"{source}: checkpoint entries never matched a variable: {_listing(unmatched)}. "
-            "Call `expect_partial()` on the load status when that is intended.",
+            f"{source}: checkpoint entries never matched a variable: {_listing(unmatched)}. Call `expect_partial()` on the load status when that is intended.",
             stacklevel=2,
         )
 
@@ -318,10 +317,7 @@ class PendingRestore:
         if value is None:
             return None
         if tuple(value.shape) != tuple(shape):
-            raise WeightsMismatchError(
-                f"{self.status.source}: entry '{key}' has shape {tuple(value.shape)}, but {what} creates it "
-                f"with shape {tuple(shape)}."
-            )
+            raise WeightsMismatchError(f"{self.status.source}: entry '{key}' has shape {tuple(value.shape)}, but {what} creates it with shape {tuple(shape)}.")
         del self.values[key]
         self.status._matched(key)
         if not self.values:

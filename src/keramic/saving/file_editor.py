@@ -47,6 +47,7 @@ def _read_objects(h5file: h5py.File, filename: str) -> tuple[dict, dict]:
             metadata["/" + object_path] = {k: v.decode() if isinstance(v, bytes) else v for k, v in attributes.items()}
     return weights, metadata
 
+
 class KerasFileEditor:
     """Read a saved model's config and weights, edit the weights, and write them as a `.weights.h5` file."""
 

@@ -71,7 +71,6 @@ def _format_checkpoint(report):
     return "\n".join(lines)
 
 
-
 def _number(value):
     return "n/a" if value is None else f"{value:,}"
 
@@ -87,8 +86,10 @@ def format_report(report: dict) -> str:
     if report["format"] == "keramic_checkpoint":
         return _format_checkpoint(report)
     lines = [f"File:       {report['file']} ({_number(report['file_bytes'])} bytes)", f"Format:     {report['format_description']}"]
-    versions = [f"Keras {report['keras_version']}" if report["keras_version"] else None,
-                f"keramic {report['keramic_version']}" if report["keramic_version"] else None]
+    versions = [
+        f"Keras {report['keras_version']}" if report["keras_version"] else None,
+        f"keramic {report['keramic_version']}" if report["keramic_version"] else None,
+    ]
     saved_by = ", ".join(item for item in versions if item) or "not recorded"
     if report["date_saved"]:
         saved_by += f", on {report['date_saved']}"

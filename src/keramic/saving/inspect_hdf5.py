@@ -114,7 +114,6 @@ def dataset_dtype(dataset):
     return dataset.dtype.name if dataset.dtype.names is None else str(dataset.dtype)
 
 
-
 def weights_summary(h5file, filename):
     """A Keras 3 weights layout (`<path>/vars/<key>` datasets, `optimizer/vars`) summarized per saved object."""
     walker = Walker(filename)

@@ -118,7 +118,6 @@ def optimizer_config(compile_config):
     }
 
 
-
 def summarize(path, file_format, description, config=None, metadata=None, weights=None, entry=None):
     """The report of a model file: `config` (read from `entry` of `path`, None for the file itself),
     `metadata` (versions, date) and a weights summary, each optional."""
@@ -183,19 +182,28 @@ def layer_rows(entries, weights):
     objects = list(weights["objects"]) if weights is not None else []
     rows = []
     if weights is not None and weights["own_params"]:
-        rows.append({"name": weights["model_name"], "class_name": "(model's own variables)", "path": "vars",
-                     "params": weights["own_params"], "bytes": weights["own_bytes"]})
+        rows.append(
+            {
+                "name": weights["model_name"],
+                "class_name": "(model's own variables)",
+                "path": "vars",
+                "params": weights["own_params"],
+                "bytes": weights["own_bytes"],
+            }
+        )
     for name, class_name, _ in entries or []:
         match = next((item for item in objects if item["name"] == name), None)
         if match is not None:
             objects.remove(match)
-        rows.append({
-            "name": name,
-            "class_name": class_name,
-            "path": None if match is None else match["path"],
-            "params": None if weights is None else (0 if match is None else match["params"]),
-            "bytes": None if weights is None else (0 if match is None else match["bytes"]),
-        })
+        rows.append(
+            {
+                "name": name,
+                "class_name": class_name,
+                "path": None if match is None else match["path"],
+                "params": None if weights is None else (0 if match is None else match["params"]),
+                "bytes": None if weights is None else (0 if match is None else match["bytes"]),
+            }
+        )
     rows.extend({"name": item["name"], "class_name": None, "path": item["path"], "params": item["params"], "bytes": item["bytes"]} for item in objects)
     return rows
 

@@ -113,16 +113,14 @@ def serialize_keras_object(obj):
         return {"class_name": "__slice__", "config": {"start": obj.start, "stop": obj.stop, "step": obj.step}}
     if obj is Ellipsis:
         return {"class_name": "__ellipsis__", "config": {}}
-    if isinstance(obj, (list, tuple)):
-        return [serialize_keras_object(item) for item in obj]
+    if isinstance(obj, (list, tuple)):  # a tuple stays a tuple in memory, as in Keras (JSON makes it a list)
+        items = [serialize_keras_object(item) for item in obj]
+        return tuple(items) if isinstance(obj, tuple) else items
     if isinstance(obj, dict):
         return {key: serialize_keras_object(value) for key, value in obj.items()}
     if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
         if obj.__name__ == "<lambda>":
-            raise ConfigError(
-                "A Python lambda cannot be serialized outside a Lambda layer; use a named, "
-                "registered function instead."
-            )
+            raise ConfigError("A Python lambda cannot be serialized outside a Lambda layer; use a named, registered function instead.")
         return {
             "module": "builtins",
             "class_name": "function",
@@ -242,8 +240,7 @@ def _check_size_arguments(class_name, inner):
         if _is_size(value) or (isinstance(value, (list, tuple)) and value and all(_is_size(v) and v is not None for v in value)):
             continue
         raise ConfigArgumentError(
-            f"{class_name} '{inner.get('name', '?')}': argument '{argument}' must be a positive integer "
-            f"(or a list of them), got {value!r}."
+            f"{class_name} '{inner.get('name', '?')}': argument '{argument}' must be a positive integer (or a list of them), got {value!r}."
         )
 
 

@@ -199,9 +199,7 @@ def _cast(array, value, dtype, name):
         if leaf is None:  # each value fits on its own, not together (uint64 beside negatives: numpy makes floats)
             raise RestError("INVALID_ARGUMENT", f"Input '{name}': a value does not fit {dtype.name}")
         type_name = {"U": "String", "b": "Bool", "f": "Double", "i": "Int64", "u": "Uint64"}.get(np.asarray(leaf).dtype.kind, "Value")
-        raise RestError(
-            "INVALID_ARGUMENT", f"JSON Value: {preview(leaf)} Type: {type_name} is not of expected type: {TYPE_NAMES[wanted]} (input '{name}')"
-        )
+        raise RestError("INVALID_ARGUMENT", f"JSON Value: {preview(leaf)} Type: {type_name} is not of expected type: {TYPE_NAMES[wanted]} (input '{name}')")
     if wanted in "iu" and array.size:
         limits = np.iinfo(dtype)
         if array.min() < limits.min or array.max() > limits.max:
@@ -335,5 +333,3 @@ def response_body(form, names, outputs):
         return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
     # orjson writes NaN as null; TF Serving writes the NaN / Infinity tokens.
     return json.dumps(document, default=lambda a: a.tolist(), allow_nan=True).encode()
-
-

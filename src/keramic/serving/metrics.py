@@ -6,6 +6,7 @@ import logging
 
 log = logging.getLogger("keramic.serving")
 
+
 # ------------------------------------------------------------------------------ metrics
 class Metrics:
     """Prometheus counters and histograms, written in the text exposition format."""
@@ -84,5 +85,3 @@ def _histogram_lines(name, labels, histogram):
     lines.append(f"{name}_sum{suffix} {histogram['sum']}")
     lines.append(f"{name}_count{suffix} {histogram['count']}")
     return lines
-
-

@@ -60,6 +60,7 @@ METRICS_PATH = "/monitoring/prometheus/metrics"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 MAX_VERSION = 2**63 - 1  # versions are int64, as in TF Serving
 
+
 # ------------------------------------------------------------------------------ the ASGI app
 class ServingApp:
     """The ASGI application: routing, request limits, predict (batched or not), status, metadata, metrics."""
@@ -88,9 +89,7 @@ class ServingApp:
         self.executor = concurrent.futures.ThreadPoolExecutor(worker_threads or min(8, (os.cpu_count() or 1) + 2), "keramic-run")
         self.batcher = None
         if enable_batching:
-            self.batcher = Batcher(
-                self._run_batch, self.executor, max_batch_size, batch_timeout_micros, max_enqueued_batches, self.metrics.batch
-            )
+            self.batcher = Batcher(self._run_batch, self.executor, max_batch_size, batch_timeout_micros, max_enqueued_batches, self.metrics.batch)
         self._stop = threading.Event()
         self._poller = None
 
@@ -235,9 +234,7 @@ class ServingApp:
         servable = self._resolve(name, version, label)
         signature = document.get("signature_name", artifact.SERVING_SIGNATURE)
         if not isinstance(signature, str):
-            raise RestError(
-                "INVALID_ARGUMENT", f"JSON Value: {preview(document)} not formatted correctly. 'signature_name' key must be a string value."
-            )
+            raise RestError("INVALID_ARGUMENT", f"JSON Value: {preview(document)} not formatted correctly. 'signature_name' key must be a string value.")
         if signature not in servable.signatures:
             raise RestError("INVALID_ARGUMENT", f'Serving signature name: "{signature}" not found in signature def')
         if verb.lower() != "predict":
@@ -303,8 +300,7 @@ class ServingApp:
         return orjson.dumps(
             {
                 "model_version_status": [
-                    {"version": str(v), "state": state, "status": {"error_code": code, "error_message": message}}
-                    for v, state, code, message in versions
+                    {"version": str(v), "state": state, "status": {"error_code": code, "error_message": message}} for v, state, code, message in versions
                 ]
             }
         )

@@ -23,6 +23,7 @@ WARMUP_BATCH = 64
 
 # ------------------------------------------------------------------------------ servables
 
+
 def _graph_bytes(directory: str, graph: str) -> bytes:
     """A graph's bytes, read only from a regular file inside the version folder and refused when
     its tensors point at external files (onnxruntime would open those wherever they point)."""
@@ -61,9 +62,7 @@ class Servable:
             self.sessions[key] = session
             self.inputs[key] = [(name, *artifact.tensor_spec(name, signature["inputs"][name])) for name in names]
             self.outputs[key] = [node.name for node in session.get_outputs()]
-            shapes = [spec[2] for spec in self.inputs[key]] + [
-                artifact.tensor_spec(name, signature["outputs"][name])[1] for name in self.outputs[key]
-            ]
+            shapes = [spec[2] for spec in self.inputs[key]] + [artifact.tensor_spec(name, signature["outputs"][name])[1] for name in self.outputs[key]]
             self.batchable[key] = all(shape and shape[0] is None for shape in shapes)
         self.inline = {key: self._is_fast(key) for key in self.sessions}
 
@@ -189,5 +188,3 @@ def _stamp(directory):
         return (os.stat(directory).st_ino, *entries)  # a folder swapped in whole is a new inode
     except OSError:
         return None
-
-

@@ -149,6 +149,7 @@ class CallbackList(Callback):
         if isinstance(callbacks, Callback):
             callbacks = [callbacks]
         self.callbacks = list(callbacks or ())
+        chief_only = [cb for cb in self.callbacks if getattr(cb, "_chief_only", False)]
         if not collectives.is_chief():  # callbacks that print or write log files run on rank 0 only
             self.callbacks = [cb for cb in self.callbacks if not getattr(cb, "_chief_only", False)]
         self.history = next((cb for cb in self.callbacks if isinstance(cb, History)), None)
@@ -168,6 +169,11 @@ class CallbackList(Callback):
                 self._listeners[hook] = tuple((getattr(cb, hook), not getattr(cb, "_takes_tensor_logs", False)) for cb in listening)
             else:
                 self._listeners[hook] = tuple(getattr(cb, hook) for cb in listening)
+        # Whether the loops compute logs for a batch hook at all. Every process decides alike (rank 0's
+        # own callbacks count everywhere): under keras.distribution the logs are a collective.
+        self.wants_batch_logs = {
+            hook: bool(self._listeners[hook]) or any(_listens(cb, hook) for cb in chief_only) for hook in _BATCH_HOOKS
+        }
 
     def set_model(self, model):
         if model is None:

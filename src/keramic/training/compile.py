@@ -43,6 +43,11 @@ def match_targets(y_true, y_pred, output_names, loss_specs=None):
     return targets, predictions
 
 
+def _metric_list(item):
+    """One output's metrics as a list (None when it has none)."""
+    return item if item is None or isinstance(item, (list, tuple)) else [item]
+
+
 def _per_output(spec, output_names, kind):
     """Spread a single value, list or dict of `spec` over the outputs (None where absent)."""
     count = len(output_names)
@@ -50,15 +55,15 @@ def _per_output(spec, output_names, kind):
         unknown = [k for k in spec if k not in output_names]
         if unknown:
             raise ValueError(f"{kind} given for unknown outputs {unknown}; the outputs are {output_names}.")
-        return [spec.get(name) for name in output_names]
+        entries = [spec.get(name) for name in output_names]
+        return [_metric_list(item) for item in entries] if kind == "metrics" else entries
     if isinstance(spec, (list, tuple)) and kind != "metrics":
         if len(spec) != count:
             raise ValueError(f"{kind} has {len(spec)} entries but the model has {count} outputs.")
         return list(spec)
-    if kind == "metrics" and isinstance(spec, (list, tuple)) and count > 1 and spec and all(
-        isinstance(item, (list, tuple)) or item is None for item in spec
-    ):
-        return list(spec)
+    if kind == "metrics" and isinstance(spec, (list, tuple)) and count > 1 and len(spec) == count:
+        # One entry per output, as Keras reads a list as long as the outputs (an entry may be None).
+        return [_metric_list(item) for item in spec]
     return [spec] * count
 
 
@@ -97,10 +102,21 @@ class CompiledLoss:
         return total, per_output
 
 
+def check_metrics_arguments(metrics, weighted_metrics) -> None:
+    """Raise at compile time, as Keras does, when metrics are not a list, tuple or dict (a lone string)."""
+    for argument, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+        if value and not isinstance(value, (list, tuple, dict)):
+            raise ValueError(
+                f"Expected `{argument}` argument to be a list, tuple, or dict. "
+                f"Received instead: {argument}={value} of type {type(value)}"
+            )
+
+
 class CompiledMetrics:
     """Metrics per output, resolved on the first batch (accuracy depends on the target shapes)."""
 
     def __init__(self, metrics, weighted_metrics, output_names, compiled_loss):
+        check_metrics_arguments(metrics, weighted_metrics)
         self.output_names = list(output_names)
         self._specs = _per_output(metrics, self.output_names, "metrics") if metrics is not None else [None] * len(self.output_names)
         self._weighted_specs = (

@@ -7,6 +7,7 @@ sliced there and then sent to the model's device, so a large dataset never has t
 import collections.abc
 import itertools
 import math
+import random
 import types
 import warnings
 
@@ -17,6 +18,7 @@ from keramic import backend
 from keramic.distribution import steps as distributed
 from keramic.layers.preprocessing import strings
 from keramic.symbolic import flatten, map_structure
+from keramic.utils.py_dataset import PyDataset
 
 
 def _as_tensor(array):
@@ -199,13 +201,32 @@ class ArrayBatches:
 class IterableBatches:
     """Batches from a generator, a torch DataLoader or any iterable of (x, y[, w]) tuples."""
 
-    def __init__(self, iterable, steps=None, device=None):
+    def __init__(self, iterable, steps=None, device=None, class_weight=None):
         self.iterable = iterable
         self.device = device
+        self.class_weight = class_weight  # `fit(class_weight=...)`: each batch's targets give its sample weights
         self.steps = steps if steps is not None else _known_length(iterable)
+        self._opened = False
+
+    def first_batch_draws(self):
+        """Keras's build from a first batch opens the data as a torch DataLoader and reads one
+        batch: the loader's draws from torch's global generator (a user's loader makes its own)."""
+        if isinstance(self.iterable, torch.utils.data.DataLoader):
+            next(iter(self.iterable), None)
+            return
+        _open_loader_draw()
+        if not isinstance(self.iterable, collections.abc.Iterator):
+            # A dataset read again each pass: that read opens a pass of its own (a tf.data shuffle
+            # moves on to its next order, a shuffled PyDataset draws an order); a generator keeps its batch.
+            next(iter(self.iterable), None)
 
     def __iter__(self):
         iterator = iter(self.iterable)
+        # As Keras on torch, each pass runs through a DataLoader, whose opening draws once (a user's
+        # loader draws by itself); a generator is one pass that epochs go on reading.
+        if not isinstance(self.iterable, torch.utils.data.DataLoader) and not (iterator is self.iterable and self._opened):
+            _open_loader_draw()
+        self._opened = True
         if iterator is self.iterable:  # a generator: draw no batch past `steps` (as Keras, the next epoch trains on it)
             iterator = itertools.islice(iterator, self.steps)
         for step, batch in enumerate(iterator):
@@ -215,7 +236,43 @@ class IterableBatches:
             part = distributed.batch_part(num_samples(x, y, sample_weight))  # this process's rows of the global batch
             if part is not None:
                 x, y, sample_weight = take(x, part), take(y, part), take(sample_weight, part)
-            yield to_tensors(x, self.device), to_tensors(y, self.device), to_tensors(sample_weight, self.device)
+            y, sample_weight = to_tensors(y, self.device), to_tensors(sample_weight, self.device)
+            if self.class_weight is not None:
+                if sample_weight is not None:
+                    raise ValueError("Arguments `sample_weight` and `class_weight` cannot be given together.")
+                sample_weight = class_weights_to_sample_weights(y, self.class_weight)
+            yield to_tensors(x, self.device), y, sample_weight
+        else:  # a whole pass of known length: as Keras, its end opens the next pass (which it never reads)
+            if iterator is not self.iterable and _known_length(self.iterable) is not None:
+                self._open_next_pass()
+
+    def _open_next_pass(self):
+        if isinstance(self.iterable, torch.utils.data.DataLoader):
+            iter(self.iterable)
+        else:
+            _open_loader_draw()
+
+
+class ShuffledPyDataset:
+    """A PyDataset read in a new batch order each pass: Keras's `fit(shuffle=True)` shuffles its
+    batch indices with Python's `random` as a pass starts."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def order(self):
+        indices = list(range(len(self.dataset)))
+        random.shuffle(indices)
+        return indices
+
+    def __iter__(self):
+        self.dataset.on_epoch_begin()
+        for index in self.order():
+            yield self.dataset[index]
+        self.dataset.on_epoch_end()
 
 
 def _known_length(iterable):
@@ -273,7 +330,7 @@ class EpochSteps:
             self._open()
 
 
-def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, steps=None, device=None):
+def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, steps=None, device=None, class_weight=None):
     """Pick the batch source for the kind of data given; batches arrive on `device`."""
     if _is_array_like(x):
         batches = ArrayBatches(to_tensors(x), to_tensors(y), to_tensors(sample_weight), batch_size or 32, shuffle, device)
@@ -287,11 +344,13 @@ def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, 
             "which gives its batches in its own order: shuffle it at the source.",
             stacklevel=3,
         )
+    if shuffle and isinstance(x, PyDataset) and x.num_batches is not None:
+        x = ShuffledPyDataset(x)
     if steps is not None and not isinstance(x, collections.abc.Iterator):
         # A dataset read again each epoch (tf.data, PyDataset, DataLoader): as Keras, the next epoch
         # goes on where this one stopped, and a new pass opens when the data runs out.
-        return EpochSteps(IterableBatches(x, None, device), steps)
-    return IterableBatches(x, steps, device)
+        return EpochSteps(IterableBatches(x, None, device, class_weight), steps)
+    return IterableBatches(x, steps, device, class_weight)
 
 
 def _self_ordered_kind(x):

@@ -13,9 +13,9 @@ from keramic import optimizers as optimizers_module
 from keramic.distribution import steps as distributed
 from keramic.layers.base import Layer, pending_call_losses
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
-from keramic.symbolic import flatten, map_structure
+from keramic.symbolic import build_only_call, flatten, map_structure
 from keramic.training import data as data_module
-from keramic.training.compile import CompiledLoss, CompiledMetrics, match_targets
+from keramic.training.compile import CompiledLoss, CompiledMetrics, check_metrics_arguments, match_targets
 
 
 def _to_numpy(structure):
@@ -75,13 +75,14 @@ def _detached(predictions):
     return detached
 
 
-def _make_batches(x, y, sample_weight, batch_size, shuffle, steps, device):
+def _make_batches(x, y, sample_weight, batch_size, shuffle, steps, device, class_weight=None):
     """`data.make_batches`, capped (with Keras's warning) by `keras.config.max_steps_per_epoch()`."""
     limit = config.max_steps_per_epoch()
     if limit and (not steps or limit < steps):
         warnings.warn(f"Limiting steps_per_epoch to {limit}")
-        return _FirstSteps(data_module.make_batches(x, y, sample_weight, batch_size, shuffle, limit, device), limit)
-    return data_module.make_batches(x, y, sample_weight, batch_size, shuffle, steps, device)
+        batches = data_module.make_batches(x, y, sample_weight, batch_size, shuffle, limit, device, class_weight)
+        return _FirstSteps(batches, limit)
+    return data_module.make_batches(x, y, sample_weight, batch_size, shuffle, steps, device, class_weight)
 
 
 def _default_verbose(verbose):
@@ -122,6 +123,7 @@ class Trainer:
         `torch.compile` (the optimizer update stays eager); `"auto"` leaves them eager, as Keras does
         on torch. A `mixed_float16` model's optimizer is wrapped in a `LossScaleOptimizer`.
         """
+        check_metrics_arguments(metrics, weighted_metrics)
         self.optimizer = optimizers_module.get(optimizer)
         previous = self._compile_args if self.compiled else None
         if loss is None and previous is not None:  # as Keras: a recompile without a loss keeps the last one
@@ -467,7 +469,8 @@ class Trainer:
     def _build_before_training(self, x):
         """Build the model (a first call) so that the optimizer can see every variable."""
         if not self.built and type(self).call is not Layer.call:  # a GAN-style model may have no `call`
-            self._predict_batch(x)
+            with build_only_call():
+                self._predict_batch(x)
 
     # ------------------------------------------------------------------ loops
     def fit(
@@ -504,8 +507,10 @@ class Trainer:
         if class_weight is not None:
             if sample_weight is not None:
                 raise ValueError("Arguments `sample_weight` and `class_weight` cannot be given together.")
-            sample_weight = data_module.class_weights_to_sample_weights(data_module.to_tensors(y), class_weight)
-        batches = _make_batches(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, self._device)
+            if y is not None:
+                sample_weight = data_module.class_weights_to_sample_weights(data_module.to_tensors(y), class_weight)
+                class_weight = None  # a dataset's batches get theirs as they are read
+        batches = _make_batches(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, self._device, class_weight)
         validation = None
         if validation_data is not None:
             vx, vy, vw = data_module.unpack(validation_data)
@@ -549,7 +554,7 @@ class Trainer:
                         logs = _flatten_logs(self.train_step(_pack(bx, by, bw)))
                 else:
                     self._train_batch(bx, by, bw, variables)
-                    logs = self._logs()
+                    logs = self._logs() if callback_list.wants_batch_logs["on_train_batch_end"] else None
                 callback_list.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
@@ -589,7 +594,7 @@ class Trainer:
                 logs = _flatten_logs(self.test_step(_pack(bx, by, bw)))
             else:
                 self._test_batch(bx, by, bw)
-                logs = self._logs()
+                logs = self._logs() if callbacks is not None and callbacks.wants_batch_logs["on_test_batch_end"] else None
             if callbacks is not None:
                 callbacks.on_test_batch_end(step, logs)
         if step < 0:
@@ -667,6 +672,10 @@ class Trainer:
         self._build_before_training(x)
         variables = self._trainable_for_step()
         self.__dict__["_built_from_a_batch"] = True  # as Keras's build from this batch (no draws)
+        if self._overrides("train_step"):  # as Keras: the model's own step on `(x, y, sample_weight)`
+            self._prepare_custom_step(x, y)
+            with distributed.global_gradients_in_custom_steps(self, _batch_size(x)):
+                return self._format_results(_pythonify(self.train_step((x, y, sample_weight))), return_dict)
         self._reset_trackers()
         self._train_batch(x, y, sample_weight, variables)
         return self._format_results(_pythonify(self._logs()), return_dict)
@@ -675,6 +684,9 @@ class Trainer:
         self._assert_compiled("test_on_batch")
         x, y, sample_weight = (data_module.to_tensors(part, self._device) for part in (x, y, sample_weight))
         self.__dict__["_built_from_a_batch"] = True  # as Keras's build from this batch (no draws)
+        if self._overrides("test_step"):  # as Keras: the model's own step on `(x, y, sample_weight)`
+            self._prepare_custom_step(x, y)
+            return self._format_results(_pythonify(self.test_step((x, y, sample_weight))), return_dict)
         self._reset_trackers()
         self._test_batch(x, y, sample_weight)
         self._build_optimizer_as_evaluation_does()

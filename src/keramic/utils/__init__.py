@@ -3,6 +3,7 @@
 import numpy as np
 
 from keramic.backend import clear_session, is_keras_tensor, set_random_seed, standardize_dtype
+from keramic.serialization.public import deserialize_keras_object
 from keramic.serialization.registry import (
     CustomObjectScope,
     custom_object_scope,
@@ -11,7 +12,6 @@ from keramic.serialization.registry import (
     get_registered_object,
     register_keras_serializable,
 )
-from keramic.serialization.public import deserialize_keras_object
 from keramic.serialization.serialize import serialize_keras_object
 from keramic.training.progress import Progbar
 from keramic.utils import bounding_boxes, legacy

@@ -3,11 +3,14 @@
 Keras returns `tf.data.Dataset`s; keramic has no TensorFlow, so these return an
 `ArrayDataset`: an in-memory, re-iterable dataset with the `tf.data` methods Keras guides use
 (`batch`, `unbatch`, `shuffle`, `map`, `take`, `prefetch`, `cache`), accepted by `fit`. Its
-arrays come out as `EagerArray`s, with the `.numpy()` Keras examples call on batches.
+arrays come out as `EagerArray`s, with the `.numpy()` Keras examples call on batches. Where the
+caller has imported TensorFlow, `timeseries_dataset_from_array` returns a `tf.data.Dataset`, as
+Keras does (examples zip and map its windows with tf.data).
 """
 
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -176,6 +179,12 @@ def timeseries_dataset_from_array(data, targets, sequence_length, sequence_strid
     offsets = np.arange(sequence_length) * sampling_rate
     windows = data[starts[:, None] + offsets[None]]
     elements = windows if targets is None else (windows, np.asarray(targets)[starts])
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:  # a caller that imported TensorFlow gets Keras's tf.data.Dataset (to zip, map, ...)
+        dataset = tf.data.Dataset.from_tensor_slices(elements)
+        if shuffle:
+            dataset = dataset.shuffle(buffer_size=batch_size * 8, seed=seed)
+        return dataset.batch(batch_size) if batch_size is not None else dataset
     # As Keras, shuffle=True draws a new window order every epoch.
     return ArrayDataset(elements, batch_size=batch_size, shuffle=shuffle, shuffle_seed=seed)
 

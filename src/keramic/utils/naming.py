@@ -5,7 +5,7 @@ import functools
 import re
 import threading
 
-_name_counts = collections.defaultdict(int)
+_name_counts: collections.defaultdict[str, int] = collections.defaultdict(int)
 _scopes = threading.local()
 
 

@@ -8,11 +8,13 @@ saved as the asset `vocabulary.txt`, and TF-IDF weights as the variable `idf_wei
 import collections
 import math
 import os
+import sys
 
 import numpy as np
 import torch
 
 from keramic import backend
+from keramic.layers import tf_graph
 from keramic.layers.base import Layer
 from keramic.layers.preprocessing import encoding, strings
 from keramic.layers.preprocessing.fingerprint import fingerprint64, siphash64
@@ -522,6 +524,17 @@ class StringLookup(IndexLookup):
             vocabulary_dtype="string",
             **kwargs,
         )
+
+    def __call__(self, *args, **kwargs):
+        tf = sys.modules.get("tensorflow")  # only a caller that imported TensorFlow can pass its tensors
+        if tf is not None and args and isinstance(args[0], tf.Tensor) and not tf_graph.is_graph_call(args):
+            # As Keras on torch: an eager TensorFlow tensor in, a TensorFlow tensor out (the OCR and
+            # captioning examples join the decoded characters with `tf.strings`).
+            outputs = super().__call__(args[0].numpy(), *args[1:], **kwargs)
+            if isinstance(outputs, list):
+                return tf.constant(outputs, dtype=tf.string)
+            return tf.constant(outputs.detach().cpu().numpy())
+        return super().__call__(*args, **kwargs)
 
     def get_config(self):
         config = super().get_config()

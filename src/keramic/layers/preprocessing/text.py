@@ -20,7 +20,7 @@ _WHITESPACE = " \t\n\r\v\f"
 
 def _ngrams(tokens: list, widths) -> list:
     """All n-grams of each width in `widths`, width by width, joined by a space."""
-    grams = []
+    grams: list[str] = []
     for width in widths:
         grams.extend(" ".join(tokens[i : i + width]) for i in range(len(tokens) - width + 1))
     return grams

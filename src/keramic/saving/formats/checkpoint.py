@@ -471,7 +471,6 @@ def inspect(path):
     }
 
 
-
 def save_into(model, path, max_shard_size=None, fsync=True):
     options = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
     return save_checkpoint(model, path, fsync=fsync, **options)
@@ -492,8 +491,7 @@ CHECKPOINT = table.register(
         save=save_into,
         load_weights=load_weights_into,
         inspect=inspect,
-        hint="a checkpoint holds variables keyed by attribute path, not an architecture: build the model in code "
-        "and call `model.load_weights(...)` on it.",
+        hint="a checkpoint holds variables keyed by attribute path, not an architecture: build the model in code and call `model.load_weights(...)` on it.",
         order=10,
     )
 )

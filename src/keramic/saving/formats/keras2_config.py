@@ -13,8 +13,7 @@ from keramic.serialization import registry
 _DROPPED_KEYS = ("shared_object_id", "__passive_serialization__")
 _KERAS2_MODULES = ("tf_keras", "keras.src.engine", "keras.engine", "tensorflow")
 # RandomCrop keeps its `rng_type`: that marks tf.keras's inference (see RandomCrop).
-_RANDOM_LAYERS = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
-                  "RandomBrightness")
+_RANDOM_LAYERS = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness")
 _RNN_CLASSES = ("SimpleRNN", "GRU", "LSTM", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 ACTIVATION_KEYS = ("activation", "recurrent_activation")
 
@@ -187,9 +186,7 @@ def _drop(config, key, allowed, reason):
     value = config.pop(key, None)
     if value in allowed:
         return config
-    raise ConfigError(
-        f"Layer '{config.get('name')}' has {key}={value!r}, which Keras 3 (and keramic) no longer support: {reason}"
-    )
+    raise ConfigError(f"Layer '{config.get('name')}' has {key}={value!r}, which Keras 3 (and keramic) no longer support: {reason}")
 
 
 def _batch_normalization(config):
@@ -345,9 +342,7 @@ def _convert_functional(config, keras2):
             # `get_config` omits `name` must not be handed one its `__init__` may not accept.
             converted["config"].setdefault("name", entry["name"])
         nodes = entry.get("inbound_nodes") or []
-        converted["inbound_nodes"] = [
-            _keras3_node(node, offsets, names) if is_list_node(node) else node for node in nodes
-        ]
+        converted["inbound_nodes"] = [_keras3_node(node, offsets, names) if is_list_node(node) else node for node in nodes]
         if converted.get("class_name") in tf_ops.TF_OP_LAYERS:
             converted_entries.extend(tf_ops.to_op_nodes(converted))
         else:
@@ -431,7 +426,6 @@ def _keras3_node(node, offsets, names):
     return {"args": [first], "kwargs": kwarg(found_kwargs)}
 
 
-
 # ------------------------------------------------------------------------------- JSON
 def legacy_json_object(obj):
     """`json.loads` object hook for legacy attributes: tf.keras's `__tuple__` and the old
@@ -442,5 +436,3 @@ def legacy_json_object(obj):
     if class_name == "__bytes__" and "value" in obj and "config" not in obj:
         return {"class_name": "__bytes__", "config": {"value": obj["value"]}}
     return obj
-
-

@@ -49,26 +49,68 @@ def _slices(value):
 _BINARY = {"y": "x2"}
 _REDUCE = {"axis": "axis", "keepdims": "keepdims"}
 _UNARY = {
-    "math.abs": "absolute", "math.exp": "exp", "math.log": "log", "math.sqrt": "sqrt",
-    "math.square": "square", "math.tanh": "tanh", "nn.relu": "relu", "math.sigmoid": "sigmoid",
-    "math.negative": "negative", "nn.relu6": "relu6", "nn.elu": "elu", "nn.selu": "selu",
-    "math.softplus": "softplus", "nn.softsign": "softsign", "nn.silu": "silu", "math.floor": "floor",
-    "math.ceil": "ceil", "math.round": "round", "math.sign": "sign", "math.sin": "sin", "math.cos": "cos",
-    "math.tan": "tan", "math.rsqrt": "rsqrt", "math.reciprocal": "reciprocal", "math.erf": "erf",
-    "math.log1p": "log1p", "math.expm1": "expm1", "math.logical_not": "logical_not",
-    "zeros_like": "zeros_like", "ones_like": "ones_like", "stop_gradient": "stop_gradient",
+    "math.abs": "absolute",
+    "math.exp": "exp",
+    "math.log": "log",
+    "math.sqrt": "sqrt",
+    "math.square": "square",
+    "math.tanh": "tanh",
+    "nn.relu": "relu",
+    "math.sigmoid": "sigmoid",
+    "math.negative": "negative",
+    "nn.relu6": "relu6",
+    "nn.elu": "elu",
+    "nn.selu": "selu",
+    "math.softplus": "softplus",
+    "nn.softsign": "softsign",
+    "nn.silu": "silu",
+    "math.floor": "floor",
+    "math.ceil": "ceil",
+    "math.round": "round",
+    "math.sign": "sign",
+    "math.sin": "sin",
+    "math.cos": "cos",
+    "math.tan": "tan",
+    "math.rsqrt": "rsqrt",
+    "math.reciprocal": "reciprocal",
+    "math.erf": "erf",
+    "math.log1p": "log1p",
+    "math.expm1": "expm1",
+    "math.logical_not": "logical_not",
+    "zeros_like": "zeros_like",
+    "ones_like": "ones_like",
+    "stop_gradient": "stop_gradient",
 }
 _BINARIES = {
-    "__operators__.add": "add", "math.add": "add", "math.subtract": "subtract", "math.multiply": "multiply",
-    "math.truediv": "divide", "math.divide": "divide", "math.maximum": "maximum", "math.minimum": "minimum",
-    "math.pow": "power", "compat.v1.floor_div": "floor_divide", "math.floordiv": "floor_divide",
-    "math.floormod": "mod", "math.greater": "greater", "math.greater_equal": "greater_equal",
-    "math.less": "less", "math.less_equal": "less_equal", "math.equal": "equal", "math.not_equal": "not_equal",
-    "math.logical_and": "logical_and", "math.logical_or": "logical_or",
+    "__operators__.add": "add",
+    "math.add": "add",
+    "math.subtract": "subtract",
+    "math.multiply": "multiply",
+    "math.truediv": "divide",
+    "math.divide": "divide",
+    "math.maximum": "maximum",
+    "math.minimum": "minimum",
+    "math.pow": "power",
+    "compat.v1.floor_div": "floor_divide",
+    "math.floordiv": "floor_divide",
+    "math.floormod": "mod",
+    "math.greater": "greater",
+    "math.greater_equal": "greater_equal",
+    "math.less": "less",
+    "math.less_equal": "less_equal",
+    "math.equal": "equal",
+    "math.not_equal": "not_equal",
+    "math.logical_and": "logical_and",
+    "math.logical_or": "logical_or",
 }
 _REDUCTIONS = {
-    "math.reduce_sum": "sum", "math.reduce_mean": "mean", "math.reduce_max": "max", "math.reduce_min": "min",
-    "math.reduce_prod": "prod", "math.reduce_std": "std", "math.reduce_variance": "var",
+    "math.reduce_sum": "sum",
+    "math.reduce_mean": "mean",
+    "math.reduce_max": "max",
+    "math.reduce_min": "min",
+    "math.reduce_prod": "prod",
+    "math.reduce_std": "std",
+    "math.reduce_variance": "var",
     "math.reduce_logsumexp": "logsumexp",
 }
 # TensorFlow function (as tf.keras names it) -> the keramic op that computes the same.
@@ -94,16 +136,22 @@ _TF_FUNCTIONS = {
     "where": _Op("where", {"x": "x1", "y": "x2"}),
     "clip_by_value": _Op("clip", {"clip_value_min": "x_min", "clip_value_max": "x_max"}),
     "split": _Op(
-        "split", {"num_or_size_splits": "indices_or_sections", "axis": "axis"}, defaults={"axis": 0},
-        values={"num_or_size_splits": _split_points}, writable=False,
+        "split",
+        {"num_or_size_splits": "indices_or_sections", "axis": "axis"},
+        defaults={"axis": 0},
+        values={"num_or_size_splits": _split_points},
+        writable=False,
     ),
     "tile": _Op("tile", {"multiples": "repeats"}),
     "reverse": _Op("flip", {"axis": "axis"}),
     "compat.v1.gather": _Op("take", {"indices": "indices", "axis": "axis"}, defaults={"axis": 0}),
     "one_hot": _Op("one_hot", {"depth": "num_classes", "axis": "axis", "dtype": "dtype"}),
     "compat.v1.pad": _Op(
-        "pad", {"paddings": "pad_width", "mode": "mode", "constant_values": "constant_values"},
-        values={"mode": str.lower}, ignored={"constant_values": 0}, writable=False,
+        "pad",
+        {"paddings": "pad_width", "mode": "mode", "constant_values": "constant_values"},
+        values={"mode": str.lower},
+        ignored={"constant_values": 0},
+        writable=False,
     ),
     "compat.v1.norm": _Op("norm", {"axis": "axis", "keepdims": "keepdims"}),
     "image.resize": _Op("resize", {"size": "size", "method": "interpolation", "antialias": "antialias"}),
@@ -111,9 +159,20 @@ _TF_FUNCTIONS = {
 }
 # TF keywords that change nothing at these values (`name` at any value).
 _IGNORED_KEYWORDS = {
-    "name": None, "conjugate": False, "transpose_a": False, "transpose_b": False, "adjoint_a": False,
-    "adjoint_b": False, "a_is_sparse": False, "b_is_sparse": False, "validate_indices": None, "batch_dims": 0,
-    "exclusive": False, "reverse": False, "preserve_aspect_ratio": False, "keepdims": None,
+    "name": None,
+    "conjugate": False,
+    "transpose_a": False,
+    "transpose_b": False,
+    "adjoint_a": False,
+    "adjoint_b": False,
+    "a_is_sparse": False,
+    "b_is_sparse": False,
+    "validate_indices": None,
+    "batch_dims": 0,
+    "exclusive": False,
+    "reverse": False,
+    "preserve_aspect_ratio": False,
+    "keepdims": None,
     "ord": "euclidean",
 }
 
@@ -149,15 +208,14 @@ def to_op_nodes(entry):
                 continue
             if key not in keywords:
                 raise ConfigError(
-                    f"Layer '{entry.get('name')}' calls tf.{function} with the argument {key!r}, which keramic's "
-                    f"ops.{op_name} has no equivalent for."
+                    f"Layer '{entry.get('name')}' calls tf.{function} with the argument {key!r}, which keramic's ops.{op_name} has no equivalent for."
                 )
             convert = found.values.get(key)
             given[keywords[key]] = convert(value) if convert else value
         for name in list(given):
             if name in config_names:
                 op_config[name] = given.pop(name)
-        for name in call_names[len(args):]:
+        for name in call_names[len(args) :]:
             if name not in given:
                 break
             args.append(given.pop(name))
@@ -216,11 +274,14 @@ def _flipped(items):
         if config and (config.get("step") or 1) < 0:
             axes.append(axis)
             start, stop = config.get("start"), config.get("stop")
-            item = {"class_name": "__slice__", "config": {
-                "start": None if start is None else -1 - start,
-                "stop": None if stop is None else -1 - stop,
-                "step": -config["step"],
-            }}
+            item = {
+                "class_name": "__slice__",
+                "config": {
+                    "start": None if start is None else -1 - start,
+                    "stop": None if stop is None else -1 - stop,
+                    "step": -config["step"],
+                },
+            }
         new_items.append(item)
     return axes, new_items
 

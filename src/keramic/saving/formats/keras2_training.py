@@ -107,7 +107,7 @@ def _strip_metric_names(spec, prefix):
     inner = dict(spec.get("config") or {})
     name = inner.get("name")
     if isinstance(name, str) and prefix and name.startswith(prefix):
-        name = inner["name"] = name[len(prefix):]
+        name = inner["name"] = name[len(prefix) :]
     if spec.get("class_name") == "MeanMetricWrapper" and isinstance(name, str) and _is_metric_name(name):
         return name
     return dict(spec, config=inner)
@@ -123,5 +123,3 @@ def _is_metric_name(name):
     except ValueError:
         return False
     return True
-
-

@@ -37,8 +37,7 @@ _LAYER_KEYS = ("layer", "backward_layer", "forward_layer", "cell", "cells")
 # written so that only its own Keras reads it: Keras 3's in its module form (tf.keras's `.h5`
 # reader knows no such form), tf.keras's by name with `dynamic=False`, an argument every tf.keras
 # layer takes (its default) and Keras 3 refuses; keramic reads that pair back as tf.keras's.
-_KERAS3_HARD_SIGMOID = {"module": "keras.activations", "class_name": "function", "config": "hard_sigmoid",
-                        "registered_name": "function"}
+_KERAS3_HARD_SIGMOID = {"module": "keras.activations", "class_name": "function", "config": "hard_sigmoid", "registered_name": "function"}
 
 
 class Keras2FormError(ConfigError):
@@ -71,6 +70,11 @@ def to_keras2_training_config(training_config):
         # tf.keras 2.11+ reads a config without `is_legacy_optimizer: false` as one of its legacy
         # (OptimizerV2) optimizers, and Keras 3 refuses that flag; so the config is written in the
         # form both take, without the arguments OptimizerV2 lacks where they are unused.
+        schedule = training_config["optimizer_config"]["config"].get("learning_rate")
+        if isinstance(schedule, dict) and schedule.get("module"):
+            # A learning-rate schedule keeps its module envelope: tf.keras 2 writes it so, and
+            # Keras 3's optimizer `from_config` finds the class only through it.
+            inner["learning_rate"] = schedule
         optimizer["config"] = inner
     converted.setdefault("loss_weights", None)
     converted.setdefault("weighted_metrics", None)
@@ -107,8 +111,7 @@ def _to_keras2(value, nested_layer=False):
     if not isinstance(inner, dict):
         entry["config"] = _to_keras2(inner)
         return entry
-    inner = {key: _activation(item) if key in ACTIVATION_KEYS else _to_keras2(item, key in _LAYER_KEYS)
-             for key, item in inner.items()}
+    inner = {key: _activation(item) if key in ACTIVATION_KEYS else _to_keras2(item, key in _LAYER_KEYS) for key, item in inner.items()}
     if any(inner.get(key) == "hard_sigmoid" for key in ACTIVATION_KEYS):
         inner[KERAS2_HARD_SIGMOID_MARK] = False
     inner = _without_unused(inner, _KERAS3_ONLY_KEYS)
@@ -230,9 +233,7 @@ def _keras2_node(node, offsets):
         return node
     args = node.get("args") or []
     if len(args) != 1:
-        raise Keras2FormError(
-            f"The Keras 2 form stores only a layer call's first argument; this call has {len(args)} positional arguments."
-        )
+        raise Keras2FormError(f"The Keras 2 form stores only a layer call's first argument; this call has {len(args)} positional arguments.")
 
     reference = _tensor_reference(offsets)
 
@@ -259,4 +260,3 @@ def _keras2_node(node, offsets):
         else:
             result.append([*found, kwargs])
     return result
-

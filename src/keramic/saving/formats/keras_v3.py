@@ -39,8 +39,7 @@ def check_saveable(model):
     """Refuse models that cannot be rebuilt from a file, saying what to do about it."""
     if not model.built:
         raise NotBuiltError(
-            f"Model '{model.name}' has not been built yet, so it has no weights to save. "
-            "Call it on a batch of data (or call `model.build(input_shape)`) first."
+            f"Model '{model.name}' has not been built yet, so it has no weights to save. Call it on a batch of data (or call `model.build(input_shape)`) first."
         )
 
 
@@ -99,9 +98,7 @@ def save(model, path, include_optimizer=True, fsync=True):
             writer = zip_writer.StoredZipWriter(fd)
             writer.add(METADATA, json.dumps(metadata).encode())
             writer.add(CONFIG, json.dumps(config).encode())
-            zip_writer.write_member_buffers(
-                writer, fd, WEIGHTS, image.size, image.buffers(), zip_writer.now(), h5_layout.DATA_ALIGNMENT
-            )
+            zip_writer.write_member_buffers(writer, fd, WEIGHTS, image.size, image.buffers(), zip_writer.now(), h5_layout.DATA_ALIGNMENT)
             for name, file_path in asset_files:
                 with open(file_path, "rb") as handle:
                     writer.add(name, handle.read())
@@ -170,8 +167,7 @@ def check_built(model, filename):
     """Refuse to load weights from `filename` into a model that has no variables yet."""
     if not model.built:
         raise NotBuiltError(
-            f"Cannot load weights from {filename} into model '{model.name}' before it is built: "
-            "call it on a batch of data or `build()` it first."
+            f"Cannot load weights from {filename} into model '{model.name}' before it is built: call it on a batch of data or `build()` it first."
         )
 
 

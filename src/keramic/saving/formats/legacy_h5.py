@@ -87,9 +87,7 @@ def save_weights(model, path):
     >>> legacy_h5.save_weights(model, "weights.h5")
     """
     if not model.built:
-        raise NotBuiltError(
-            f"Model '{model.name}' has not been built yet; call it on data or build() it before saving weights."
-        )
+        raise NotBuiltError(f"Model '{model.name}' has not been built yet; call it on data or build() it before saving weights.")
     path = os.fspath(path)
     with write_atomically(path) as temporary, h5py.File(temporary, "w") as h5file:
         _write_model_weights(h5file, model)
@@ -97,9 +95,7 @@ def save_weights(model, path):
 
 def _check_saveable(model):
     if not model.built:
-        raise NotBuiltError(
-            f"Model '{model.name}' has not been built yet, so it has no weights to save. Call it on a batch of data first."
-        )
+        raise NotBuiltError(f"Model '{model.name}' has not been built yet, so it has no weights to save. Call it on a batch of data first.")
     if not model._structure_from_config:
         raise KeramicError(
             f"The legacy .h5 format cannot rebuild the subclassed model '{model.name}' "
@@ -167,9 +163,7 @@ def _write_names(node, attribute, names):
     encoded = [name.encode("utf-8") for name in names]
     too_long = [name for name in encoded if len(name) > HDF5_OBJECT_HEADER_LIMIT]
     if too_long:
-        raise KeramicError(
-            f"Cannot save names longer than {HDF5_OBJECT_HEADER_LIMIT} bytes in an HDF5 attribute: {too_long[0][:80]!r}..."
-        )
+        raise KeramicError(f"Cannot save names longer than {HDF5_OBJECT_HEADER_LIMIT} bytes in an HDF5 attribute: {too_long[0][:80]!r}...")
     array = np.asarray(encoded)
     chunks = [array]
     while any(chunk.nbytes > HDF5_OBJECT_HEADER_LIMIT for chunk in chunks):
@@ -357,10 +351,7 @@ class _Plan:
         for name, variable in zip(weight_names, variables):
             dataset = _dataset(self.check, group, name, self.filename)
             if tuple(dataset.shape) != tuple(variable.shape):
-                message = (
-                    f"{label}: weight '{variable.path}' has shape {tuple(variable.shape)}, the saved "
-                    f"weight has shape {tuple(dataset.shape)}."
-                )
+                message = f"{label}: weight '{variable.path}' has shape {tuple(variable.shape)}, the saved weight has shape {tuple(dataset.shape)}."
                 if self.skip_mismatch:
                     warnings.warn(f"{self.filename}: entry '{dataset.name}': skipping {message}", stacklevel=4)
                 else:
@@ -451,10 +442,7 @@ def load_weights(model, path, by_name=False, skip_mismatch=False):
     """
     path = os.fspath(path)
     if not model.built:
-        raise NotBuiltError(
-            f"Cannot load weights from {path} into model '{model.name}' before it is built: call it on a batch "
-            "of data or build() it first."
-        )
+        raise NotBuiltError(f"Cannot load weights from {path} into model '{model.name}' before it is built: call it on a batch of data or build() it first.")
     with _open(path) as h5file, _reading(path, "/"):
         if by_name:
             _load_by_name(model, h5file, path, skip_mismatch)
@@ -475,8 +463,7 @@ def load(path, custom_objects=None, compile=True, safe_mode=True):
             raise _error(
                 path,
                 "model_config",
-                "not found: this HDF5 file holds no model architecture (a weights-only file? load it "
-                "into a model built in code with load_weights()).",
+                "not found: this HDF5 file holds no model architecture (a weights-only file? load it into a model built in code with load_weights()).",
             )
         keras_version = None
         if "keras_version" in h5file.attrs:
@@ -547,8 +534,7 @@ def _restore_optimizer(optimizer, group, check, path, keras_version, training_co
         pairs = legacy_optimizer_weights.plan(optimizer, writer_variables, names, [d.shape for d in datasets], writer)
     except legacy_optimizer_weights.OptimizerLayoutError as error:
         warnings.warn(
-            f"{path}: entry '{group.name}': the saved optimizer state was not restored ({error}) "
-            "The model is compiled with a freshly initialised optimizer.",
+            f"{path}: entry '{group.name}': the saved optimizer state was not restored ({error}) The model is compiled with a freshly initialised optimizer.",
             stacklevel=3,
         )
         return

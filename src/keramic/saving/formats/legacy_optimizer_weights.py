@@ -106,8 +106,7 @@ def plan(optimizer, writer_variables, names, shapes, writer):
     for position, variable in pairs:
         if tuple(shapes[position]) != tuple(variable.shape):
             raise OptimizerLayoutError(
-                f"weight '{names[position]}' has shape {tuple(shapes[position])}, but it maps to "
-                f"'{variable.path}' of shape {tuple(variable.shape)}."
+                f"weight '{names[position]}' has shape {tuple(shapes[position])}, but it maps to '{variable.path}' of shape {tuple(variable.shape)}."
             )
     return pairs
 

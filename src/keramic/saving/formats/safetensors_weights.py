@@ -408,8 +408,7 @@ SAFETENSORS = table.register(
         save=save,
         load_weights=load_weights_into,
         inspect=inspect,
-        hint="a safetensors weights file holds no model architecture: build the model in code and call "
-        "`model.load_weights(...)` on it.",
+        hint="a safetensors weights file holds no model architecture: build the model in code and call `model.load_weights(...)` on it.",
         target_path=target_path,
         name_based=True,
         order=15,

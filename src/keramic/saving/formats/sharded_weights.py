@@ -32,9 +32,7 @@ def index_path(filepath):
     """The index path Keras uses: a `*.weights.h5` path becomes `*.weights.json` (with a warning)."""
     filepath = os.fspath(filepath)
     if not filepath.endswith(("weights.h5", "weights.json")):
-        raise FileFormatError(
-            f"The filename must end in `.weights.json` when `max_shard_size` is given. Received: filepath={filepath}"
-        )
+        raise FileFormatError(f"The filename must end in `.weights.json` when `max_shard_size` is given. Received: filepath={filepath}")
     if filepath.endswith(".h5"):
         renamed = filepath[: -len(".h5")] + ".json"
         warnings.warn(f"Saving sharded weights requires `*.json` as the extension; writing {renamed} instead of {filepath}.", stacklevel=3)
@@ -231,8 +229,7 @@ class ShardedWeights:
                     continue
                 if int(key) in found:
                     raise FileFormatError(
-                        f"{path}: entry '/{group_path}/{key}' is also stored in {found[int(key)].file.filename}; "
-                        f"the shards named by {self.index_file} overlap."
+                        f"{path}: entry '/{group_path}/{key}' is also stored in {found[int(key)].file.filename}; the shards named by {self.index_file} overlap."
                     )
                 dataset = shard.check.dataset(group, key)
                 _check_dtype(shard.check, dataset)
@@ -366,8 +363,7 @@ SHARDED = table.register(
         save=save,
         load_weights=load_weights_into,
         inspect=inspect,
-        hint="a sharded weights index holds no model architecture: build the model in code and call "
-        "`model.load_weights(...)` on it.",
+        hint="a sharded weights index holds no model architecture: build the model in code and call `model.load_weights(...)` on it.",
         target_path=lambda path, max_shard_size=None: index_path(path),
         order=40,
     )

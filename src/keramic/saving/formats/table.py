@@ -87,11 +87,7 @@ def detect(path: str) -> FileFormat:
     if not exists:
         raise FileNotFoundError(f"No file or directory found at {path}")
     what = "a directory" if os.path.isdir(path) else f"a file starting with {head(path)!r}"
-    raise FileFormatError(
-        f"{path}: unrecognised file format ({what}); expected one of: "
-        + "; ".join(row.description for row in formats())
-        + "."
-    )
+    raise FileFormatError(f"{path}: unrecognised file format ({what}); expected one of: " + "; ".join(row.description for row in formats()) + ".")
 
 
 def for_target(path: str, holds_model: bool | None = None) -> FileFormat | None:

@@ -582,8 +582,7 @@ def contained_file(root: str, relative: str, where: str, single_link: bool = Fal
     real = os.path.realpath(path)
     if os.path.commonpath([real_root, real]) != real_root:
         raise FileFormatError(
-            f"{where}: {what} '{relative}' resolves through a symbolic link to {real}, outside {root}; "
-            "refusing to read outside the folder given."
+            f"{where}: {what} '{relative}' resolves through a symbolic link to {real}, outside {root}; refusing to read outside the folder given."
         )
     try:
         info = os.lstat(path)
@@ -617,9 +616,7 @@ def check_tree(root: str, where: str) -> None:
             path = os.path.join(folder, name)
             info = os.lstat(path)
             if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
-                raise FileFormatError(
-                    f"{where}: '{os.path.relpath(path, root)}' ({path}) is {_kind(info.st_mode)}, not a regular file; refusing to open it."
-                )
+                raise FileFormatError(f"{where}: '{os.path.relpath(path, root)}' ({path}) is {_kind(info.st_mode)}, not a regular file; refusing to open it.")
 
 
 # ---------------------------------------------------------------- bounded JSON

@@ -346,6 +346,5 @@ def _string_references(strings, address, collections):
         starts.append(address)
         address += len(collection)
     return [
-        struct.pack("<IQI", len(text), starts[number // GLOBAL_HEAP_MAX_OBJECTS], number % GLOBAL_HEAP_MAX_OBJECTS + 1)
-        for number, text in enumerate(strings)
+        struct.pack("<IQI", len(text), starts[number // GLOBAL_HEAP_MAX_OBJECTS], number % GLOBAL_HEAP_MAX_OBJECTS + 1) for number, text in enumerate(strings)
     ]

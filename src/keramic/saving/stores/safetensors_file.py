@@ -212,9 +212,7 @@ def _read_header(fd, path, size):
     if length > HEADER_LIMIT:
         raise FileFormatError(f"{path}: entry 'header': declared length {length} bytes is over the {HEADER_LIMIT}-byte limit.")
     if 8 + length > size:
-        raise FileFormatError(
-            f"{path}: entry 'header': declared length {length} bytes runs past the end of the {size}-byte file (truncated?)."
-        )
+        raise FileFormatError(f"{path}: entry 'header': declared length {length} bytes runs past the end of the {size}-byte file (truncated?).")
     raw = os.pread(fd, length, 8)
     if len(raw) != length:
         raise FileFormatError(f"{path}: entry 'header': the file ended while reading the header (truncated?).")
@@ -276,9 +274,7 @@ def _check_tiling(path, entries, data_start, data_size):
             raise FileFormatError(f"{path}: entry '{entry.key}': data_offsets [{begin}, {end}] leave a gap after byte {cursor}.")
         cursor, previous = end, entry.key
     if cursor != data_size:
-        raise FileFormatError(
-            f"{path}: entry 'data': the tensors cover {cursor} bytes, but {data_size} bytes follow the header."
-        )
+        raise FileFormatError(f"{path}: entry 'data': the tensors cover {cursor} bytes, but {data_size} bytes follow the header.")
 
 
 # ---------------------------------------------------------------- writing

@@ -77,9 +77,7 @@ def _laid_out(index):
     """The `WeightsImage` keramic's writer makes for the index's groups, names, dtypes and shapes
     (planned from dtypes and shapes alone, no tensors), or None when the index cannot describe one."""
     owners, groups = index.get("owners"), index["groups"]
-    if not isinstance(owners, list) or not all(
-        isinstance(o, list) and len(o) == 2 and isinstance(o[0], str) and isinstance(o[1], str) for o in owners
-    ):
+    if not isinstance(owners, list) or not all(isinstance(o, list) and len(o) == 2 and isinstance(o[0], str) and isinstance(o[1], str) for o in owners):
         return None
     if set(groups) - {_group_path(path) for path, _ in owners}:
         return None

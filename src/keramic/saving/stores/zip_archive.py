@@ -90,14 +90,7 @@ def refuse_zip_ending(path: str) -> None:
 def _check_name(path, info):
     name = info.orig_filename
     parts = name.rstrip("/").split("/")
-    if (
-        not name
-        or "\0" in name
-        or "\\" in name
-        or name.startswith("/")
-        or (len(name) > 1 and name[1] == ":")
-        or any(part in ("", ".", "..") for part in parts)
-    ):
+    if not name or "\0" in name or "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":") or any(part in ("", ".", "..") for part in parts):
         raise FileFormatError(f"{path}: member '{name}' is not a plain relative name (absolute, '..', empty or odd parts).")
 
 
@@ -150,8 +143,7 @@ def _check_member(path, info):
         raise FileFormatError(f"{path}: member '{info.filename}' is encrypted; encrypted archives are not supported.")
     if info.compress_type not in SUPPORTED_METHODS:
         raise FileFormatError(
-            f"{path}: member '{info.filename}' uses compression method {info.compress_type}; "
-            f"supported: {', '.join(SUPPORTED_METHODS.values())}."
+            f"{path}: member '{info.filename}' uses compression method {info.compress_type}; supported: {', '.join(SUPPORTED_METHODS.values())}."
         )
     if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
         raise FileFormatError(f"{path}: member '{info.filename}' is stored but lists {info.compress_size:,} stored and {info.file_size:,} real bytes.")

@@ -88,8 +88,7 @@ def check_crc(path, info, fd, start):
 
 def crc_error(path, info, crc):
     return FileFormatError(
-        f"{path}: member '{info.filename}' is damaged: its bytes have CRC-32 {crc:#010x}, the archive "
-        f"records {info.CRC:#010x}; refusing to load altered data."
+        f"{path}: member '{info.filename}' is damaged: its bytes have CRC-32 {crc:#010x}, the archive records {info.CRC:#010x}; refusing to load altered data."
     )
 
 

@@ -124,8 +124,25 @@ class StoredZipWriter:
             version = 45 if extra_fields else 20
             date, clock = dos_date_time(member.date_time)
             header = _CENTRAL.pack(
-                b"PK\x01\x02", version, 3, version, 0, 0, 0, clock, date, member.crc, size, size,
-                len(member.name), len(extra), 0, 0, 0, KERAS_FILE_MODE, offset,
+                b"PK\x01\x02",
+                version,
+                3,
+                version,
+                0,
+                0,
+                0,
+                clock,
+                date,
+                member.crc,
+                size,
+                size,
+                len(member.name),
+                len(extra),
+                0,
+                0,
+                0,
+                KERAS_FILE_MODE,
+                offset,
             )
             directory.append(header + member.name + extra)
         directory = b"".join(directory)
