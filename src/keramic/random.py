@@ -11,9 +11,10 @@ numbers, so `set_random_seed(s)` then the same code gives Keras's values.
 >>> keramic.random.normal((2, 3), seed=gen)
 """
 
+import functools
 import random as python_random
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -122,7 +123,25 @@ def _torch_seed(seed) -> int:
     return (first + second) & _MASK_32
 
 
-@torch.compiler.disable  # dynamo cannot trace a generator's seeding (Keras's torch backend skips it too)
+def _untraced(fn: Callable) -> Callable:
+    """`fn` under `torch.compiler.disable` (dynamo cannot trace a generator's seeding; Keras's torch
+    backend skips it too), applied at its first call once torch's compiler is loaded: disabling at
+    definition would import `torch._dynamo` (and sympy) with keramic, about 1.4 s of every import."""
+    disabled = None
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        nonlocal disabled
+        if disabled is None:
+            if "torch._dynamo" not in sys.modules:  # nothing can be tracing this call
+                return fn(*args, **kwargs)
+            disabled = torch.compiler.disable(fn)
+        return disabled(*args, **kwargs)
+
+    return call
+
+
+@_untraced
 def _generator(seed) -> torch.Generator:
     """A fresh torch generator on keramic's device, seeded from `seed` (advancing it)."""
     generator = torch.Generator(device=backend.get_device())
@@ -229,7 +248,7 @@ def categorical(logits, num_samples, dtype="int32", seed=None):
                              generator=_generator(seed)).type(backend.torch_dtype(dtype))
 
 
-@torch.compiler.disable
+@_untraced
 def _sample(distribution_factory, seed, dtype):
     """Sample a torch distribution with torch's global generator reseeded from `seed`, putting the
     CPU generator's state back afterwards (Keras's torch backend does exactly this)."""
