@@ -232,6 +232,8 @@ CASES = [
     ("ctc_loss", "ctc_loss", "sj", lambda o, s, j: o.ctc_loss(
         o.minimum(j[:, 0, :2], 3), s, o.sum(o.ones_like(j[:, 0, :2]), 1), o.sum(o.ones_like(j[:, :, 0]), 1))),
     ("ctc_decode", "ctc_decode", "s", lambda o, s: o.ctc_decode(s, o.full((BATCH,), 3, dtype="int32"))[1]),
+    ("ctc_decode_beam", "ctc_decode", "s", lambda o, s: o.ctc_decode(
+        s, o.full((BATCH,), 3, dtype="int32"), strategy="beam_search", beam_width=3, top_paths=2)[1]),
     ("dot_product_attention", "dot_product_attention", "xys",
      lambda o, x, y, s: o.dot_product_attention(x[:, :, None], y[:, :, None], s[:, :, None])),
     ("unfold", "unfold", "img", lambda o, t: o.unfold(o.transpose(t, (0, 3, 1, 2)), 2)),

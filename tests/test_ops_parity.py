@@ -316,3 +316,27 @@ def test_control_flow_and_gradients_match_keras(keras):
     y = torch.tensor([3.0], requires_grad=True)
     (ops.stop_gradient(y) * y).sum().backward()
     np.testing.assert_allclose(y.grad.numpy(), [3.0])
+
+
+def _ctc_beam_cases():
+    cases = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        batch, steps, classes = int(rng.integers(1, 4)), int(rng.integers(1, 9)), int(rng.integers(2, 7))
+        inputs = (rng.normal(size=(batch, steps, classes)) * rng.choice([0.5, 1.0, 3.0])).astype("float32")
+        if seed % 10 == 0:
+            inputs = np.zeros_like(inputs)  # every path ties: Keras's order among equals
+        elif seed % 10 == 1:
+            inputs = np.round(inputs)  # some ties
+        lengths = rng.integers(1, steps + 1, size=batch).astype("int32")
+        beam_width = int(rng.integers(1, 12))
+        top_paths = int(rng.integers(1, beam_width + 3))  # past the beam: -inf fillers, as Keras
+        mask_index = [0, classes - 1, None, int(rng.integers(0, classes))][seed % 4]
+        kwargs = dict(strategy="beam_search", beam_width=beam_width, top_paths=top_paths, mask_index=mask_index)
+        cases.append((f"ctc_decode beam seed={seed}", "ctc_decode", (inputs, lengths), kwargs))
+    return cases
+
+
+def test_ctc_decode_beam_search_matches_keras(keras):
+    """Paths, their order (ties included) and log-probabilities as Keras's beam search."""
+    assert _run_cases(keras, _ctc_beam_cases()) == []

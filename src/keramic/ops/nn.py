@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from keramic import backend
 from keramic.ops.convert import to_tensor, torch_dtype
+from keramic.ops.ctc_beam_search import ctc_beam_search
 from keramic.ops.dtypes import result_type
 from keramic.ops.node import keras_op
 from keramic.ops.numpy import _float_input
@@ -487,10 +488,14 @@ def ctc_loss(target, output, target_length, output_length, mask_index=0):
 
 @keras_op
 def ctc_decode(inputs, sequence_lengths, strategy="greedy", beam_width=100, top_paths=1, merge_repeated=True, mask_index=0):
-    if strategy != "greedy":
-        raise NotImplementedError("ops.ctc_decode supports strategy='greedy' only.")
     x = _float_input(inputs)
     lengths = _t(sequence_lengths).to(torch.int64)
+    if mask_index is None:
+        mask_index = x.shape[-1] - 1
+    if strategy == "beam_search":
+        return ctc_beam_search(x, lengths, beam_width, top_paths, mask_index)
+    if strategy != "greedy":
+        raise ValueError(f"Invalid strategy {strategy}. Supported values are 'greedy' and 'beam_search'.")
     best = torch.argmax(x, dim=-1)
     # The score is minus the sum of the best raw input per step (no softmax), as Keras's torch backend.
     scores = -torch.sum(torch.amax(x, dim=-1) *

@@ -54,17 +54,19 @@ class _HostCopy:
         self.version = self.variable._version
 
 
-def _initial_value(initializer, shape, dtype):
+def _new_variable(initializer, shape, dtype, name, path):
+    """A non-trainable variable from `initializer`: the usual zeros or ones straight into it (no
+    copy: a slot as large as its weight is made once), any other initializer's output copied."""
     shape = tuple(shape)
     dtype = backend.torch_dtype(dtype)
-    device = backend.get_device()
     if isinstance(initializer, str) and initializer in ("zeros", "ones"):
         fill = torch.zeros if initializer == "zeros" else torch.ones
-        return fill(shape, dtype=dtype, device=device)
+        value = fill(shape, dtype=dtype, device=backend.get_device())
+        return backend.Variable.from_fresh_tensor(value, name=name, trainable=False, path=path)
     if not callable(initializer):
         initializer = get_object(initializer, "keras.initializers", "initializer")
-    value = initializer(shape, dtype=backend.standardize_dtype(dtype))
-    return backend.convert_to_tensor(value, dtype)
+    value = backend.convert_to_tensor(initializer(shape, dtype=backend.standardize_dtype(dtype)), dtype)
+    return backend.Variable(value, name=name, trainable=False, path=path)
 
 
 @registry.keras_export("keras.optimizers")
@@ -155,7 +157,7 @@ class Optimizer:
         # A checkpoint loaded before this slot existed supplies its value (a fresh tensor: no copy).
         restored = restore_hooks.take_optimizer_value(self, name, shape, dtype) if restore_hooks.PENDING else None
         if restored is None:
-            variable = backend.Variable(_initial_value(initializer, shape, dtype), name=name, trainable=False, path=path)
+            variable = _new_variable(initializer, shape, dtype, name, path)
         else:
             variable = backend.Variable.from_fresh_tensor(restored, name=name, trainable=False, path=path)
         self._variables.append(variable)
