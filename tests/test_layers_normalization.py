@@ -226,3 +226,17 @@ def test_group_normalization_rejects_groups_that_do_not_divide_channels():
         keramic.layers.GroupNormalization(groups=0)
     with pytest.raises(ValueError, match="power_iterations"):
         keramic.layers.SpectralNormalization(keramic.layers.Dense(2), power_iterations=0)
+
+
+def test_batch_variance_keeps_its_digits_where_keras_loses_them(keras):
+    """Deliberate difference: Keras's torch backend takes the batch variance as E[x²] - E[x]², which
+    cancels away in float32 when |mean| is much larger than the spread (here Keras gets 0.0 and
+    0.0625 for a true 8.7e-5 and 9.3e-5); keramic takes the two-pass variance, as a float64 reference does."""
+    x = (1000.0 + np.random.default_rng(0).normal(scale=0.01, size=(64, 2))).astype("float32")
+    reference = x.astype("float64").var(axis=0)
+    ours = BatchNormalization(momentum=0.0)
+    ours(x, training=True)
+    np.testing.assert_allclose(ours.moving_variance.numpy(), reference, rtol=1e-3)
+    theirs = keras.layers.BatchNormalization(momentum=0.0)
+    theirs(x, training=True)
+    assert not np.allclose(keras.ops.convert_to_numpy(theirs.moving_variance), reference, rtol=1e-1)
