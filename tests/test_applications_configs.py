@@ -112,12 +112,8 @@ def test_weight_shapes_equal_keras(built, name):
     assert [list(w.shape) for w in built(name).weights] == [shape for _, shape in recorded]
 
 
-# Keras's NASNet builds its blocks inside `backend.name_scope`s, which reach its weight paths
-# (`reduction_A_block_stem_1/...`); keramic's NASNet does not open those scopes yet.
-_NASNET_SCOPES = pytest.mark.xfail(strict=True, reason="keramic's NASNet does not yet open Keras's name scopes")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_NASNET_SCOPES) if n.startswith("NASNet") else n for n in VARIANTS])
+# NASNet's paths include Keras's name scopes (`reduction_A_block_stem_1/block_1/...`).
+@pytest.mark.parametrize("name", VARIANTS)
 def test_weight_paths_equal_keras(built, name):
     recorded = RECORDED["variants"][name]["weights"]
     assert [w.path for w in built(name).weights] == [path for path, _ in recorded]

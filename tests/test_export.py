@@ -302,7 +302,8 @@ def test_evaluation_graph_with_stateful_metrics_leaves_their_state_alone():
     i = keramic.Input((8,))
     model = _functional(i, L.Dense(1, activation="sigmoid")(i))
     auc = keramic.metrics.AUC()
-    model.compile("adam", "binary_crossentropy", metrics=["accuracy", auc, keramic.metrics.Precision()])
+    precision = keramic.metrics.Precision()  # auto names count session-wide (auc_3 after other tests)
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy", auc, precision])
     x = np.random.default_rng(2).normal(size=(12, 8)).astype("float32")
     y = np.random.default_rng(3).integers(0, 2, (12, 1)).astype("float32")
     before = [v.numpy().copy() for v in auc.variables]
@@ -311,7 +312,7 @@ def test_evaluation_graph_with_stateful_metrics_leaves_their_state_alone():
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, auc.variables))
     values = onnx_export.session(graph.onnx_bytes).run(None, {graph.inputs[0].name: x, graph.inputs[1].name: y})
     logs = model.evaluate(x, y, batch_size=12, verbose=0, return_dict=True)
-    assert [s.name for s in graph.outputs] == ["loss", "accuracy", "auc", "precision"]
+    assert [s.name for s in graph.outputs] == ["loss", "accuracy", auc.name, precision.name]
     assert list(logs) == sorted(s.name for s in graph.outputs)  # Keras's logs are sorted by name
     np.testing.assert_allclose([float(v) for v in values[:2]], [logs["loss"], logs["accuracy"]], atol=TOLERANCE)
     # Threshold metrics jump where a prediction sits within float rounding of a threshold, so they

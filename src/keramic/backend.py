@@ -57,6 +57,8 @@ def standardize_dtype(dtype):
         return "string"  # torch has none; string inputs stay numpy arrays (see layers/preprocessing/strings.py)
     if isinstance(dtype, type) and dtype in _PYTHON_TYPES:
         return _PYTHON_TYPES[dtype]
+    if hasattr(dtype, "as_numpy_dtype") and isinstance(getattr(dtype, "name", None), str):
+        dtype = dtype.name  # a TensorFlow dtype: its name is Keras's ("float32", "string", ...)
     name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
     name = _ALIASES.get(name, name)
     if name not in _TORCH_DTYPES:
@@ -112,7 +114,16 @@ def convert_to_tensor(x, dtype=None):
         if dtype is not None:
             tensor = tensor.to(torch_dtype(dtype))
         return tensor.to(DEVICE)
+    if is_foreign_array(x):
+        array = np.array(x)  # a writable copy (TensorFlow lends read-only memory)
+        return convert_to_tensor(array, dtype if dtype is not None else array.dtype)
     raise TypeError(f"Cannot convert {type(x).__name__} to a tensor.")
+
+
+def is_foreign_array(x) -> bool:
+    """An eager array of another framework (a `tf.Tensor` read from a `tf.data` dataset, a JAX
+    array): Keras's torch backend takes it through the NumPy array protocol, dtype kept."""
+    return hasattr(x, "__array__") and not isinstance(x, (np.ndarray, torch.Tensor)) and not type(x).__module__.startswith("keramic")
 
 
 def convert_to_numpy(x):
@@ -234,6 +245,14 @@ class Variable(torch.nn.Parameter):
     def __array__(self, dtype=None, copy=None):
         array = self.numpy()
         return array if dtype is None else array.astype(dtype)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """NumPy on the left (`array * variable`, `array < variable`...): as in Keras, NumPy computes
+        on the variable's value and returns an ndarray (torch's own handling raises TypeError)."""
+        if any(isinstance(item, Variable) for item in kwargs.get("out", ())):
+            return NotImplemented  # NumPy cannot write into a variable: use `assign`
+        inputs = tuple(item.numpy() if isinstance(item, Variable) else item for item in inputs)
+        return getattr(ufunc, method)(*inputs, **kwargs)
 
     def assign(self, value):
         """Set the value in place; the shape must match exactly."""

@@ -8,6 +8,7 @@ from keramic import layers
 from keramic.applications import _common, imagenet_utils
 from keramic.applications.imagenet_utils import decode_predictions
 from keramic.models import Model
+from keramic.scopes import name_scope
 from keramic.serialization.registry import keras_export
 
 BASE_WEIGHTS_PATH = "https://storage.googleapis.com/tensorflow/keras-applications/nasnet/"
@@ -138,6 +139,11 @@ def NASNetLarge(
 
 def _separable_conv_block(ip, filters, kernel_size=(3, 3), strides=(1, 1), block_id=None):
     """relu, separable conv (strided ones padded as TensorFlow's 'same'), BN, relu, separable conv, BN."""
+    with name_scope(f"separable_conv_block_{block_id}"):  # Keras's scope: it reaches the weight paths
+        return _separable_conv_layers(ip, filters, kernel_size, strides, block_id)
+
+
+def _separable_conv_layers(ip, filters, kernel_size, strides, block_id):
     x = layers.Activation("relu")(ip)
     if strides == (2, 2):
         x = layers.ZeroPadding2D(
@@ -159,30 +165,41 @@ def _adjust_block(p, ip, filters, block_id=None):
     """Bring the previous cell's output `p` to the spatial size and width of `ip`."""
     if p is None:
         return ip
-    if p.shape[-2] != ip.shape[-2]:
-        p = layers.Activation("relu", name=f"adjust_relu_1_{block_id}")(p)
-        p1 = layers.AveragePooling2D((1, 1), strides=(2, 2), padding="valid", name=f"adjust_avg_pool_1_{block_id}")(p)
-        p1 = layers.Conv2D(
-            filters // 2, (1, 1), padding="same", use_bias=False, name=f"adjust_conv_1_{block_id}",
-            kernel_initializer="he_normal",
-        )(p1)  # fmt: skip
-        p2 = layers.ZeroPadding2D(padding=((0, 1), (0, 1)))(p)
-        p2 = layers.Cropping2D(cropping=((1, 0), (1, 0)))(p2)
-        p2 = layers.AveragePooling2D((1, 1), strides=(2, 2), padding="valid", name=f"adjust_avg_pool_2_{block_id}")(p2)
-        p2 = layers.Conv2D(
-            filters // 2, (1, 1), padding="same", use_bias=False, name=f"adjust_conv_2_{block_id}",
-            kernel_initializer="he_normal",
-        )(p2)  # fmt: skip
-        p = layers.Concatenate(axis=-1)([p1, p2])
-        return layers.BatchNormalization(**_BN, name=f"adjust_bn_{block_id}")(p)
-    if p.shape[-1] != filters:
-        p = layers.Activation("relu")(p)
-        p = layers.Conv2D(
-            filters, (1, 1), strides=(1, 1), padding="same", name=f"adjust_conv_projection_{block_id}",
-            use_bias=False, kernel_initializer="he_normal",
-        )(p)  # fmt: skip
-        return layers.BatchNormalization(**_BN, name=f"adjust_bn_{block_id}")(p)
+    with name_scope("adjust_block"):
+        if p.shape[-2] != ip.shape[-2]:
+            with name_scope(f"adjust_reduction_block_{block_id}"):
+                return _adjust_reduction(p, filters, block_id)
+        if p.shape[-1] != filters:
+            with name_scope(f"adjust_projection_block_{block_id}"):
+                return _adjust_projection(p, filters, block_id)
     return p
+
+
+def _adjust_reduction(p, filters, block_id):
+    p = layers.Activation("relu", name=f"adjust_relu_1_{block_id}")(p)
+    p1 = layers.AveragePooling2D((1, 1), strides=(2, 2), padding="valid", name=f"adjust_avg_pool_1_{block_id}")(p)
+    p1 = layers.Conv2D(
+        filters // 2, (1, 1), padding="same", use_bias=False, name=f"adjust_conv_1_{block_id}",
+        kernel_initializer="he_normal",
+    )(p1)  # fmt: skip
+    p2 = layers.ZeroPadding2D(padding=((0, 1), (0, 1)))(p)
+    p2 = layers.Cropping2D(cropping=((1, 0), (1, 0)))(p2)
+    p2 = layers.AveragePooling2D((1, 1), strides=(2, 2), padding="valid", name=f"adjust_avg_pool_2_{block_id}")(p2)
+    p2 = layers.Conv2D(
+        filters // 2, (1, 1), padding="same", use_bias=False, name=f"adjust_conv_2_{block_id}",
+        kernel_initializer="he_normal",
+    )(p2)  # fmt: skip
+    p = layers.Concatenate(axis=-1)([p1, p2])
+    return layers.BatchNormalization(**_BN, name=f"adjust_bn_{block_id}")(p)
+
+
+def _adjust_projection(p, filters, block_id):
+    p = layers.Activation("relu")(p)
+    p = layers.Conv2D(
+        filters, (1, 1), strides=(1, 1), padding="same", name=f"adjust_conv_projection_{block_id}",
+        use_bias=False, kernel_initializer="he_normal",
+    )(p)  # fmt: skip
+    return layers.BatchNormalization(**_BN, name=f"adjust_bn_{block_id}")(p)
 
 
 def _squeeze_input(ip, filters, prefix, block_id):
@@ -195,46 +212,59 @@ def _squeeze_input(ip, filters, prefix, block_id):
 
 
 def _normal_a_cell(ip, p, filters, block_id=None):
-    """A normal cell: five branch pairs at the same resolution, concatenated with `p`."""
-    p = _adjust_block(p, ip, filters, block_id)
-    h = _squeeze_input(ip, filters, "normal", block_id)
-    x1_1 = _separable_conv_block(h, filters, kernel_size=(5, 5), block_id=f"normal_left1_{block_id}")
-    x1_2 = _separable_conv_block(p, filters, block_id=f"normal_right1_{block_id}")
-    x1 = layers.Add(name=f"normal_add_1_{block_id}")([x1_1, x1_2])
-    x2_1 = _separable_conv_block(p, filters, (5, 5), block_id=f"normal_left2_{block_id}")
-    x2_2 = _separable_conv_block(p, filters, (3, 3), block_id=f"normal_right2_{block_id}")
-    x2 = layers.Add(name=f"normal_add_2_{block_id}")([x2_1, x2_2])
-    x3 = layers.AveragePooling2D((3, 3), strides=(1, 1), padding="same", name=f"normal_left3_{block_id}")(h)
-    x3 = layers.Add(name=f"normal_add_3_{block_id}")([x3, p])
-    x4_1 = layers.AveragePooling2D((3, 3), strides=(1, 1), padding="same", name=f"normal_left4_{block_id}")(p)
-    x4_2 = layers.AveragePooling2D((3, 3), strides=(1, 1), padding="same", name=f"normal_right4_{block_id}")(p)
-    x4 = layers.Add(name=f"normal_add_4_{block_id}")([x4_1, x4_2])
-    x5 = _separable_conv_block(h, filters, block_id=f"normal_left5_{block_id}")
-    x5 = layers.Add(name=f"normal_add_5_{block_id}")([x5, h])
-    x = layers.Concatenate(axis=-1, name=f"normal_concat_{block_id}")([p, x1, x2, x3, x4, x5])
+    """A normal cell: five branch pairs at the same resolution, concatenated with `p` (inside Keras's
+    name scopes, which reach the weight paths: `normal_A_block_<id>/block_<n>/...`)."""
+    with name_scope(f"normal_A_block_{block_id}"):
+        p = _adjust_block(p, ip, filters, block_id)
+        h = _squeeze_input(ip, filters, "normal", block_id)
+        with name_scope("block_1"):
+            x1_1 = _separable_conv_block(h, filters, kernel_size=(5, 5), block_id=f"normal_left1_{block_id}")
+            x1_2 = _separable_conv_block(p, filters, block_id=f"normal_right1_{block_id}")
+            x1 = layers.Add(name=f"normal_add_1_{block_id}")([x1_1, x1_2])
+        with name_scope("block_2"):
+            x2_1 = _separable_conv_block(p, filters, (5, 5), block_id=f"normal_left2_{block_id}")
+            x2_2 = _separable_conv_block(p, filters, (3, 3), block_id=f"normal_right2_{block_id}")
+            x2 = layers.Add(name=f"normal_add_2_{block_id}")([x2_1, x2_2])
+        with name_scope("block_3"):
+            x3 = layers.AveragePooling2D((3, 3), strides=(1, 1), padding="same", name=f"normal_left3_{block_id}")(h)
+            x3 = layers.Add(name=f"normal_add_3_{block_id}")([x3, p])
+        with name_scope("block_4"):
+            x4_1 = layers.AveragePooling2D((3, 3), strides=(1, 1), padding="same", name=f"normal_left4_{block_id}")(p)
+            x4_2 = layers.AveragePooling2D((3, 3), strides=(1, 1), padding="same", name=f"normal_right4_{block_id}")(p)
+            x4 = layers.Add(name=f"normal_add_4_{block_id}")([x4_1, x4_2])
+        with name_scope("block_5"):
+            x5 = _separable_conv_block(h, filters, block_id=f"normal_left5_{block_id}")
+            x5 = layers.Add(name=f"normal_add_5_{block_id}")([x5, h])
+        x = layers.Concatenate(axis=-1, name=f"normal_concat_{block_id}")([p, x1, x2, x3, x4, x5])
     return x, ip
 
 
 def _reduction_a_cell(ip, p, filters, block_id=None):
-    """A reduction cell: strided branch pairs halving the resolution."""
-    p = _adjust_block(p, ip, filters, block_id)
-    h = _squeeze_input(ip, filters, "reduction", block_id)
-    h3 = layers.ZeroPadding2D(padding=imagenet_utils.correct_pad(h, 3), name=f"reduction_pad_1_{block_id}")(h)
-    x1_1 = _separable_conv_block(h, filters, (5, 5), strides=(2, 2), block_id=f"reduction_left1_{block_id}")
-    x1_2 = _separable_conv_block(p, filters, (7, 7), strides=(2, 2), block_id=f"reduction_right1_{block_id}")
-    x1 = layers.Add(name=f"reduction_add_1_{block_id}")([x1_1, x1_2])
-    x2_1 = layers.MaxPooling2D((3, 3), strides=(2, 2), padding="valid", name=f"reduction_left2_{block_id}")(h3)
-    x2_2 = _separable_conv_block(p, filters, (7, 7), strides=(2, 2), block_id=f"reduction_right2_{block_id}")
-    x2 = layers.Add(name=f"reduction_add_2_{block_id}")([x2_1, x2_2])
-    x3_1 = layers.AveragePooling2D((3, 3), strides=(2, 2), padding="valid", name=f"reduction_left3_{block_id}")(h3)
-    x3_2 = _separable_conv_block(p, filters, (5, 5), strides=(2, 2), block_id=f"reduction_right3_{block_id}")
-    x3 = layers.Add(name=f"reduction_add3_{block_id}")([x3_1, x3_2])
-    x4 = layers.AveragePooling2D((3, 3), strides=(1, 1), padding="same", name=f"reduction_left4_{block_id}")(x1)
-    x4 = layers.Add()([x2, x4])
-    x5_1 = _separable_conv_block(x1, filters, (3, 3), block_id=f"reduction_left4_{block_id}")
-    x5_2 = layers.MaxPooling2D((3, 3), strides=(2, 2), padding="valid", name=f"reduction_right5_{block_id}")(h3)
-    x5 = layers.Add(name=f"reduction_add4_{block_id}")([x5_1, x5_2])
-    x = layers.Concatenate(axis=-1, name=f"reduction_concat_{block_id}")([x2, x3, x4, x5])
+    """A reduction cell: strided branch pairs halving the resolution (Keras's scopes, as above)."""
+    with name_scope(f"reduction_A_block_{block_id}"):
+        p = _adjust_block(p, ip, filters, block_id)
+        h = _squeeze_input(ip, filters, "reduction", block_id)
+        h3 = layers.ZeroPadding2D(padding=imagenet_utils.correct_pad(h, 3), name=f"reduction_pad_1_{block_id}")(h)
+        with name_scope("block_1"):
+            x1_1 = _separable_conv_block(h, filters, (5, 5), strides=(2, 2), block_id=f"reduction_left1_{block_id}")
+            x1_2 = _separable_conv_block(p, filters, (7, 7), strides=(2, 2), block_id=f"reduction_right1_{block_id}")
+            x1 = layers.Add(name=f"reduction_add_1_{block_id}")([x1_1, x1_2])
+        with name_scope("block_2"):
+            x2_1 = layers.MaxPooling2D((3, 3), strides=(2, 2), padding="valid", name=f"reduction_left2_{block_id}")(h3)
+            x2_2 = _separable_conv_block(p, filters, (7, 7), strides=(2, 2), block_id=f"reduction_right2_{block_id}")
+            x2 = layers.Add(name=f"reduction_add_2_{block_id}")([x2_1, x2_2])
+        with name_scope("block_3"):
+            x3_1 = layers.AveragePooling2D((3, 3), strides=(2, 2), padding="valid", name=f"reduction_left3_{block_id}")(h3)
+            x3_2 = _separable_conv_block(p, filters, (5, 5), strides=(2, 2), block_id=f"reduction_right3_{block_id}")
+            x3 = layers.Add(name=f"reduction_add3_{block_id}")([x3_1, x3_2])
+        with name_scope("block_4"):
+            x4 = layers.AveragePooling2D((3, 3), strides=(1, 1), padding="same", name=f"reduction_left4_{block_id}")(x1)
+            x4 = layers.Add()([x2, x4])
+        with name_scope("block_5"):
+            x5_1 = _separable_conv_block(x1, filters, (3, 3), block_id=f"reduction_left4_{block_id}")
+            x5_2 = layers.MaxPooling2D((3, 3), strides=(2, 2), padding="valid", name=f"reduction_right5_{block_id}")(h3)
+            x5 = layers.Add(name=f"reduction_add4_{block_id}")([x5_1, x5_2])
+        x = layers.Concatenate(axis=-1, name=f"reduction_concat_{block_id}")([x2, x3, x4, x5])
     return x, ip
 
 

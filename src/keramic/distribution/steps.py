@@ -58,10 +58,15 @@ def compute_scope(model):
 
 def _weighted_sum(grads: Sequence[torch.Tensor], weight: float, group) -> list[torch.Tensor]:
     """sum_r(weight_r * g_r) / sum_r(weight_r) over `group`, as one flat all-reduce."""
-    flat = torch.cat([g.detach().reshape(-1).to(torch.float64 if g.dtype == torch.float64 else torch.float32) for g in grads])
-    buffer = torch.cat([flat * weight, flat.new_tensor([weight])]).to(collectives.communication_device())
+    dtype = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
+    size = sum(g.numel() for g in grads)
+    buffer = torch.empty(size + 1, dtype=dtype, device=collectives.communication_device())  # one copy in, reduced in place
+    total = buffer[:-1]
+    torch.cat([g.detach().reshape(-1).to(device=buffer.device, dtype=dtype) for g in grads], out=total)
+    total.mul_(weight)
+    buffer[-1] = weight
     torch.distributed.all_reduce(buffer, group=group)
-    total = buffer[:-1] / buffer[-1]
+    total.div_(buffer[-1])
     result, offset = [], 0
     for g in grads:
         result.append(total[offset : offset + g.numel()].view(g.shape).to(device=g.device, dtype=g.dtype))

@@ -82,7 +82,8 @@ def evaluation_graph(model, serving, input_shapes=None):
     Values are those of `model.evaluate(x, y, batch_size=len(x))` on one batch, without sample
     weights. Returns (Graph, names of the metrics left out).
     """
-    from keramic.training.compile import CompiledLoss, CompiledMetrics, match_targets
+    from keramic.training.compile import CompiledLoss, match_targets
+    from keramic.training.compile_metrics import CompileMetrics
 
     specs, pack = model_inputs(model, input_shapes)
     all_specs = specs + target_specs(model, serving.outputs)
@@ -93,15 +94,15 @@ def evaluation_graph(model, serving, input_shapes=None):
     def loss_and_metrics(tensors):
         predictions = model(pack(list(tensors[:count])), training=False)
         compiled_loss = CompiledLoss(arguments["loss"], arguments["loss_weights"], names)
-        metrics = CompiledMetrics(arguments["metrics"], arguments["weighted_metrics"], names, compiled_loss)
+        metrics = CompileMetrics(arguments["metrics"], arguments["weighted_metrics"], names, compiled_loss)
         y_true, y_pred = match_targets(list(tensors[count:]), predictions, names)
         total, _ = compiled_loss(y_true, y_pred, [None] * len(y_pred))
         for extra in model.losses:
             total = total + torch.as_tensor(extra, dtype=total.dtype).sum()
         metrics.build(y_true, y_pred)
-        metrics.reset()  # metric objects given to compile() are shared: start from zero (restored after)
-        metrics.update(y_true, y_pred, [None] * len(y_pred))
-        return total, metrics.results()
+        metrics.reset_state()  # metric objects given to compile() are shared: start from zero (restored after)
+        metrics.update_flat(y_true, y_pred, [None] * len(y_pred))
+        return total, metrics.result()
 
     targets = {target.name: output.shape[-1] if target.dtype == "int64" else None for target, output in zip(all_specs[count:], serving.outputs)}
     samples, check = _samples(model, all_specs, targets)

@@ -187,7 +187,9 @@ class Softmax(Layer):
             mask = mask if mask.dtype == torch.bool else mask > 0.5
             lowest = -3e4 if inputs.dtype == torch.float16 else -1e9
             inputs = torch.where(mask, inputs, torch.tensor(lowest, dtype=inputs.dtype, device=inputs.device))
-        if isinstance(self.axis, (list, tuple)):
+        if isinstance(self.axis, (list, tuple)) and len(self.axis) == 1:  # Keras: a plain softmax
+            outputs = torch.softmax(inputs, dim=self.axis[0])
+        elif isinstance(self.axis, (list, tuple)):
             axes = tuple(self.axis)
             outputs = torch.exp(inputs - torch.logsumexp(inputs, dim=axes, keepdim=True))
         else:

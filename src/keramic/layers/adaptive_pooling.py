@@ -33,7 +33,9 @@ class _AdaptivePooling(Layer):
         self.data_format = normalize_data_format(data_format)
 
     def call(self, inputs):
-        x = to_channels_first(inputs, self.data_format)
+        # A contiguous copy, as Keras's torch backend pools: the output's memory layout (which an
+        # unseeded dropout's mask follows) is then Keras's.
+        x = to_channels_first(inputs, self.data_format).contiguous()
         outputs = _ADAPTIVE[self.mode, self.rank](x, self.output_size)
         return from_channels_first(outputs, self.data_format)
 

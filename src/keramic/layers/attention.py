@@ -513,6 +513,8 @@ class MultiHeadAttention(Layer):
             return output.transpose(1, 2), None
         if use_causal_mask:
             attention_mask = self._compute_attention_mask(query, value, None, None, None, None, True)
+        if training and self._dropout > 0.0:
+            return self._einsum_attention(query, key, value, attention_mask, training)
         rank, axes = query.dim(), list(self._attention_axes)
         batch_axes = [0] + [axis for axis in range(1, rank - 2) if axis not in axes]
         order = batch_axes + [rank - 2] + axes + [rank - 1]
@@ -536,6 +538,17 @@ class MultiHeadAttention(Layer):
         output = torch.matmul(dropped.reshape(q.shape[0], heads, q.shape[2], k.shape[2]), v)
         output = output.reshape(*lead, heads, *q_steps, output.shape[-1])
         return output.permute([order.index(axis) for axis in range(rank)]), probabilities
+
+    def _einsum_attention(self, query, key, value, attention_mask, training):
+        """Keras's own einsum route, taken while attention dropout is live.
+
+        Unseeded dropout draws its mask in the memory order of the probabilities, and Keras's
+        einsum leaves them permuted (size-1 attention axes, say): the same route draws the same mask.
+        """
+        scores = torch.einsum(self._dot_product_equation, key, query * self._scale)
+        probabilities = self._masked_softmax(scores, attention_mask)
+        dropped = self._dropout_layer(probabilities, training=training)
+        return torch.einsum(self._combine_equation, dropped, value), probabilities
 
     def call(
         self,

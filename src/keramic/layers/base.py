@@ -67,6 +67,9 @@ class Layer(torch.nn.Module):
     """
 
     _records_build_config = False
+    # Keras refuses Python numbers as positional inputs (`model([1, 10, 7])`: ValueError); keramic's
+    # layers and op nodes take them as constants, models refuse them as Keras does.
+    _rejects_python_numbers = False
     # tf.autograph (inside `tf.data.Dataset.map`) calls objects carrying this marker as they are,
     # rather than rewriting keramic's torch code into graph code (see keramic.layers.tf_graph).
     autograph_info__: frozenset = frozenset()
@@ -541,6 +544,8 @@ class Layer(torch.nn.Module):
         if tf_graph.is_graph_call(args):  # inside `tf.data.Dataset.map`
             return tf_graph.call_in_graph(self, args, kwargs)
         if args and not isinstance(args[0], torch.Tensor):
+            if isinstance(args[0], (list, tuple)) and self._rejects_python_numbers:
+                _reject_python_numbers(args[0])
             args = (map_structure(self._as_input_tensor, args[0]),) + args[1:]
         if _has_torch_hooks(self) and not self.__dict__.get("_in_torch_hooks"):
             # torch's own dispatch runs the hooks around `forward`, which comes back here.
@@ -556,7 +561,7 @@ class Layer(torch.nn.Module):
         outer_training = context.training
         if has_training:
             training = kwargs.get("training")
-            if training is None:
+            if training is None and "training" not in kwargs:
                 training = outer_training if outer_training is not None else training_default
             kwargs["training"] = training
         else:
@@ -602,7 +607,10 @@ class Layer(torch.nn.Module):
                 outputs = self._call_function(args, kwargs)(*args, **kwargs)
         finally:
             context.depth -= 1
-            context.training = outer_training
+            # As Keras: the flag a call settles on stays for the layers called after it (a Resizing's
+            # default `training=True` reaches a later Dropout) until the outermost call returns.
+            if context.depth == 0:
+                context.training = None
             if cast_variables:
                 self.__dict__.update(cast_variables)
         if self.activity_regularizer is not None:
@@ -633,6 +641,8 @@ class Layer(torch.nn.Module):
         """NumPy inputs become tensors on the layer's device; float ones in its compute dtype, as Keras autocasts.
 
         String arrays stay NumPy (torch has no strings), for the lookup layers a custom layer calls."""
+        if backend.is_foreign_array(x):  # another framework's eager tensor (a batch of a tf.data dataset)
+            x = np.array(x)
         if isinstance(x, np.ndarray) and x.dtype.kind in "USO":
             return x
         if isinstance(x, np.ndarray) or isinstance(x, (float, int, np.generic)):
@@ -854,6 +864,16 @@ def _has_torch_hooks(layer) -> bool:
         or torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks
         or torch_module._global_backward_hooks or torch_module._global_backward_pre_hooks
     )
+
+
+def _reject_python_numbers(inputs):
+    """As Keras: a list of Python numbers (`model([1, 10, 7])`) is not an input tensor (ValueError)."""
+    for leaf in flatten(inputs):
+        if isinstance(leaf, (bool, int, float)):
+            raise ValueError(
+                "Only input tensors may be passed as positional arguments. The following argument value "
+                f"should be passed as a keyword argument: {leaf} (of type {type(leaf)})"
+            )
 
 
 def _to_device(args, kwargs, device):

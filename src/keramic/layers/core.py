@@ -75,6 +75,8 @@ class Dense(Layer):
     def call(self, inputs):
         if self.quantization_mode:
             return quantized.call(self, inputs)
+        if not inputs.is_floating_point():  # as Keras's `ops.matmul`: integers promote to the kernel's float
+            inputs = inputs.to(self.kernel.dtype)
         # A product, then the bias, as Keras: a fused `addmm` rounds differently.
         outputs = torch.matmul(inputs, self.kernel)
         if self.bias is not None:

@@ -42,7 +42,9 @@ class _Pooling(Layer):
             raise ValueError(f"The `padding` argument must be one of {{'valid', 'same'}}. Received: {padding}")
 
     def call(self, inputs):
-        x = to_channels_first(inputs, self.data_format)
+        # A contiguous copy, as Keras's torch backend pools: the output's memory layout (which an
+        # unseeded dropout's mask follows) is then Keras's.
+        x = to_channels_first(inputs, self.data_format).contiguous()
         if self.mode == "max":
             outputs = self._max_pool(x)
         else:

@@ -44,6 +44,8 @@ class Model(Trainer, Layer):
     or subclass it and define `call()`; layers assigned as attributes are tracked.
     """
 
+    _rejects_python_numbers = True
+
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs):
             from keramic.models.functional import Functional
@@ -75,6 +77,11 @@ class Model(Trainer, Layer):
 
     def build(self, input_shape=None):
         """Subclassed models: create every layer's weights by running `call` once on zeros."""
+        if type(self).build is not Model.build:
+            # `super().build(shape)` from a subclass's own `build`: as Keras, it only marks the model
+            # built (a dry run here would call the subclass's `build` again, without end).
+            self.built = True
+            return
         if input_shape is None:
             raise ValueError(f"Model '{self.name}' needs an input shape to build (e.g. model.build((None, 784))).")
 

@@ -12,6 +12,7 @@ from keramic.saving.formats import keras2_config
 from keramic.serialization import serialize
 from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor
+from keramic.utils import naming
 
 
 # Applied bottom-up: "keras" is recorded as the config's `module`, as Keras writes it.
@@ -199,11 +200,13 @@ class Sequential(Model):
             trainable = config.get("trainable", True) if isinstance(config, dict) else True
             model = cls(name=name, trainable=trainable)
             names: set[str] = set()
-            for layer_config in layer_configs:
+            for index, layer_config in enumerate(layer_configs):
                 layer = serialize.deserialize_keras_object(layer_config, ("keras.layers",), custom_objects)
                 if not isinstance(layer, Layer):
                     raise ConfigError(f"Sequential '{model.name}': an entry of 'layers' is a {type(layer).__name__}, not a layer.")
                 model._append(layer, names)
+                if index < len(layer_configs) - 1 and isinstance(model._layers[0], InputLayer) and len(model._layers) > 1:
+                    naming.uniquify("functional")  # Keras builds after each layer it adds: each build takes a model name
             build_shape = config.get("build_input_shape") if isinstance(config, dict) else None
             try:
                 if model._layers and isinstance(model._layers[0], InputLayer) and len(model._layers) > 1:

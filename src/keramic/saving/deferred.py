@@ -185,10 +185,14 @@ def object_keys(model, include_optimizer=True, include_metrics=True):
 
 
 def metric_keys(model):
-    """[(key, variable)] of the model's stateful metrics: `metrics/<metric name>/<variable name>`."""
+    """[(key, variable)] of the model's stateful metrics: `metrics/<metric name>/<variable name>`
+    (the compiled metrics each under their name in the logs, not under their container's)."""
     result, used = [], set()
+    named = []
     for metric in getattr(model, "metrics", None) or ():
-        base = _join(METRICS_PREFIX, metric.name)
+        named += metric.named_metrics() if hasattr(metric, "named_metrics") else [(metric.name, metric)]
+    for metric_name, metric in named:
+        base = _join(METRICS_PREFIX, metric_name)
         name, count = base, 0
         while name in used:
             count += 1

@@ -49,9 +49,18 @@ def _to_python(value):
     return value
 
 
+def keras_ordered_logs(logs) -> list:
+    """(name, value) pairs of `logs` in Keras's order: sorted by name, a nested dict (a custom
+    step's `compile_metrics` result) flattened in its place."""
+    items: list = []
+    for key, value in sorted(logs.items()):
+        items += keras_ordered_logs(value) if isinstance(value, dict) else [(key, value)]
+    return items
+
+
 def _plain_logs(logs):
-    """A sorted copy of `logs` with scalar tensors and arrays as floats, as Keras hands them out."""
-    return {key: _to_python(value) for key, value in sorted(logs.items())} if logs else {}
+    """A sorted, flat copy of `logs` with scalar tensors and arrays as floats, as Keras hands them out."""
+    return {key: _to_python(value) for key, value in keras_ordered_logs(logs)} if logs else {}
 
 
 @keras_export("keras.callbacks")
@@ -312,7 +321,7 @@ class ProgbarLogger(Callback):
             self._start_bar()
         self.seen = batch + 1
         # Values matter only to a bar that redraws; the others still learn the step count and time.
-        values = sorted(logs.items()) if logs and self.progbar.live else None
+        values = keras_ordered_logs(logs) if logs and self.progbar.live else None
         self.progbar.update(self.seen, values, finalize=False)
 
     def _finish(self, logs):
@@ -384,7 +393,10 @@ class _MonitorCallback(Callback):
         name = self.monitor.removeprefix("val_")
         if name == "loss":
             return True
-        for metric in getattr(self.model, "metrics", None) or ():
+        tracked = []
+        for metric in getattr(self.model, "metrics", None) or ():  # Keras looks inside `compile_metrics`
+            tracked += metric.metrics if type(metric).__name__ == "CompileMetrics" else [metric]
+        for metric in tracked:
             direction = getattr(metric, "_direction", None)
             if getattr(metric, "name", None) == name and direction in ("up", "down"):
                 return direction == "down"

@@ -1,9 +1,8 @@
-"""What `compile()` sets up: losses and metrics matched to the model's outputs."""
+"""What `compile()` sets up: losses matched to the model's outputs, and the per-output spreading of metrics."""
 
 import torch
 
 from keramic import losses as losses_module
-from keramic import metrics as metrics_module
 from keramic.symbolic import flatten
 
 
@@ -48,7 +47,7 @@ def _metric_list(item):
     return item if item is None or isinstance(item, (list, tuple)) else [item]
 
 
-def _per_output(spec, output_names, kind):
+def per_output(spec, output_names: list, kind: str) -> list:
     """Spread a single value, list or dict of `spec` over the outputs (None where absent)."""
     count = len(output_names)
     if isinstance(spec, dict):
@@ -72,9 +71,9 @@ class CompiledLoss:
 
     def __init__(self, loss, loss_weights, output_names):
         self.output_names = list(output_names)
-        self._specs = _per_output(loss, self.output_names, "loss")
+        self._specs = per_output(loss, self.output_names, "loss")
         self.losses = None  # resolved on the first batch ("crossentropy" depends on the shapes)
-        weights = _per_output(loss_weights, self.output_names, "loss_weights") if loss_weights is not None else [None] * len(self.output_names)
+        weights = per_output(loss_weights, self.output_names, "loss_weights") if loss_weights is not None else [None] * len(self.output_names)
         self.weights = [1.0 if w is None else float(w) for w in weights]
         self.multi_output = sum(spec is not None for spec in self._specs) > 1  # Keras tracks per-output losses then
 
@@ -88,18 +87,18 @@ class CompiledLoss:
         if self.losses is None:
             self.build(targets, predictions)
         total = None
-        per_output = []
+        values = []
         for loss_fn, weight, y_true, y_pred, sample_weight in zip(self.losses, self.weights, targets, predictions, sample_weights):
             if loss_fn is None:
-                per_output.append(None)
+                values.append(None)
                 continue
             value = loss_fn(y_true, y_pred, sample_weight)
-            per_output.append(value)
+            values.append(value)
             value = value if weight == 1.0 else value * weight
             total = value if total is None else total + value
         if total is None:
             total = torch.zeros((), device=predictions[0].device)
-        return total, per_output
+        return total, values
 
 
 def check_metrics_arguments(metrics, weighted_metrics) -> None:
@@ -112,54 +111,10 @@ def check_metrics_arguments(metrics, weighted_metrics) -> None:
             )
 
 
-class CompiledMetrics:
-    """Metrics per output, resolved on the first batch (accuracy depends on the target shapes)."""
-
-    def __init__(self, metrics, weighted_metrics, output_names, compiled_loss):
-        check_metrics_arguments(metrics, weighted_metrics)
-        self.output_names = list(output_names)
-        self._specs = _per_output(metrics, self.output_names, "metrics") if metrics is not None else [None] * len(self.output_names)
-        self._weighted_specs = (
-            _per_output(weighted_metrics, self.output_names, "metrics") if weighted_metrics is not None else [None] * len(self.output_names)
-        )
-        self._compiled_loss = compiled_loss
-        self.metrics = None  # [(output index, metric, weighted)]
-
-    def build(self, targets, predictions):
-        """Resolve the metrics in Keras's log order (every output's metrics, then the weighted ones)."""
-        self.metrics = []
-        counts = {}
-        for weighted, all_specs in ((False, self._specs), (True, self._weighted_specs)):
-            for index, (y_true, y_pred) in enumerate(zip(targets, predictions)):
-                for spec in all_specs[index] or []:
-                    metric = metrics_module.resolve_metric(spec, y_true, y_pred, self._compiled_loss.losses[index])
-                    metric.name = self._log_name(metric, index, weighted, counts)
-                    self.metrics.append((index, metric, weighted))
-
-    def _log_name(self, metric, index, weighted, counts):
-        """Keras's name in the logs: output-prefixed on a multi-output model, `weighted_` for a weighted
-        metric that clashes, `_1`, `_2`... for further clashes. The unprefixed name is kept on the
-        metric, so that a recompile reusing the object does not prefix it twice."""
-        base = metric.__dict__.setdefault("_compiled_base_name", metric.name)
-        prefix = f"{self.output_names[index]}_" if len(self.output_names) > 1 else ""
-        name = prefix + base
-        if name in counts and weighted:
-            name = f"{prefix}weighted_{base}"
-        if name in counts:
-            counts[name] += 1
-            return f"{name}_{counts[name] - 1}"
-        counts[name] = 1
-        return name
-
-    def update(self, targets, predictions, sample_weights):
-        if self.metrics is None:
-            self.build(targets, predictions)
-        for index, metric, weighted in self.metrics:
-            metric.update_state(targets[index], predictions[index], sample_weights[index] if weighted else None)
-
-    def reset(self):
-        for _, metric, _ in self.metrics or []:
-            metric.reset_state()
-
-    def results(self):
-        return {metric.name: metric.result() for _, metric, _ in self.metrics or []}
+def per_output_weights(sample_weight, count: int, output_names: list) -> list:
+    """Sample weights per output: one array serves every output, a list or dict gives each its own."""
+    if isinstance(sample_weight, dict):
+        return [sample_weight.get(name) for name in output_names]
+    if isinstance(sample_weight, (list, tuple)):
+        return list(sample_weight) if len(sample_weight) >= count else [sample_weight[0]] * count
+    return [sample_weight] * count

@@ -11,11 +11,12 @@ from keramic import backend, config
 from keramic import metrics as metrics_module
 from keramic import optimizers as optimizers_module
 from keramic.distribution import steps as distributed
-from keramic.layers.base import Layer, pending_call_losses
+from keramic.layers.base import Layer, _call_signature_flags, pending_call_losses
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.symbolic import build_only_call, flatten, map_structure
 from keramic.training import data as data_module
-from keramic.training.compile import CompiledLoss, CompiledMetrics, check_metrics_arguments, match_targets
+from keramic.training.compile import CompiledLoss, check_metrics_arguments, match_targets, per_output_weights
+from keramic.training.compile_metrics import CompileMetrics
 
 
 def _to_numpy(structure):
@@ -33,14 +34,17 @@ def _concat(batches):
     return np.asarray(batches)
 
 
-def _pythonify(logs):
+def _pythonify(logs, keep_nesting=False):
     """Logs as Python floats, in Keras's order (sorted by name, a nested dict flattened in its
-    place); a metric with one value per class (`F1Score(average=None)`) stays a numpy array, as
-    Keras keeps it in logs and history."""
+    place, or kept for the callbacks to flatten so with `keep_nesting`); a metric with one value per
+    class (`F1Score(average=None)`) stays a numpy array, as Keras keeps it in logs and history."""
     result = {}
     for key, value in sorted(logs.items()):
         if isinstance(value, dict):
-            result.update(_pythonify(value))
+            if keep_nesting:
+                result[key] = _pythonify(value, keep_nesting)
+            else:
+                result.update(_pythonify(value))
             continue
         array = backend.convert_to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
         result[key] = float(array) if array.ndim == 0 else array
@@ -101,6 +105,7 @@ class Trainer:
         self._compile_args = None
         self._compiled_loss = None
         self._compiled_metrics = None
+        self._metrics_created = False
         self._loss_tracker = None
         self._regularized_variables = None
 
@@ -142,7 +147,9 @@ class Trainer:
             "jit_compile": False if jit_compile == "auto" else jit_compile,
         }
         self._compiled_loss = None
-        self._compiled_metrics = None
+        # As Keras: one `compile_metrics` container, made when metrics are given, built at the first batch.
+        self._compiled_metrics = CompileMetrics(metrics, weighted_metrics) if metrics is not None or weighted_metrics is not None else None
+        self._metrics_created = False
         self._loss_tracker = metrics_module.Mean(name="loss")
         self._output_loss_trackers = {}  # per-output loss trackers of a multi-output model, made at its first batch
         if auto_scale_loss and self.dtype_policy.name == "mixed_float16" and self.optimizer is not None:
@@ -197,18 +204,18 @@ class Trainer:
             names = self._output_names_for(y_pred)
             args = self._compile_args
             self._compiled_loss = CompiledLoss(args["loss"], args["loss_weights"], names)
-            self._compiled_metrics = CompiledMetrics(args["metrics"], args["weighted_metrics"], names, self._compiled_loss)
+            if self._compiled_metrics is not None:
+                self._compiled_metrics.bind(names, self._compiled_loss)
 
     @property
     def metrics(self):
-        """The loss tracker, the per-output loss trackers of a multi-output model, the compiled
-        metrics (those two after the first step), then the metrics kept as attributes of the model
-        and its layers (Keras resets and logs those too)."""
+        """Keras's list: the loss tracker, the `compile_metrics` container (when `compile` got
+        metrics), the per-output loss trackers of a multi-output model (after its first batch),
+        then the metrics kept as attributes of the model and its layers (Keras resets and logs those too)."""
         result = []
         if self.compiled:
-            result = [self._loss_tracker, *getattr(self, "_output_loss_trackers", {}).values()]
-            if self._compiled_metrics is not None and self._compiled_metrics.metrics:
-                result += [metric for _, metric, _ in self._compiled_metrics.metrics]
+            result = [self._loss_tracker] + ([self._compiled_metrics] if self._compiled_metrics is not None else [])
+            result += getattr(self, "_output_loss_trackers", {}).values()
         cached = self.__dict__.get("_attribute_metrics")
         extra = self._find_attribute_metrics() if cached is None else cached
         return result + [metric for metric in extra if all(metric is not known for known in result)]
@@ -227,17 +234,8 @@ class Trainer:
 
     @property
     def metrics_names(self):
-        """As Keras: the compiled metrics count as one entry, `compile_metrics`, after `loss`."""
-        if type(self).metrics is not Trainer.metrics or not self.compiled:
-            return [metric.name for metric in self.metrics]
-        args = self._compile_args
-        compiled = ["compile_metrics"] if args["metrics"] is not None or args["weighted_metrics"] is not None else []
-        return ["loss", *compiled, *self._tracker_and_attribute_names()]
-
-    def _tracker_and_attribute_names(self):
-        trackers = [tracker.name for tracker in getattr(self, "_output_loss_trackers", {}).values()]
-        cached = self.__dict__.get("_attribute_metrics")
-        return trackers + [metric.name for metric in (self._find_attribute_metrics() if cached is None else cached)]
+        """As Keras: the name of each entry of `metrics` (`compile_metrics` for the compiled ones)."""
+        return [metric.name for metric in self.metrics]
 
     def reset_metrics(self):
         for metric in self.metrics:
@@ -253,22 +251,42 @@ class Trainer:
         """Update the compiled metrics with a batch and return every metric's result (Keras 3)."""
         targets, predictions, weights = self._match_batch(y, y_pred, sample_weight)
         with torch.no_grad():
-            if self._compiled_metrics.metrics is None:
+            if not self._metrics_created:
                 self._create_metrics(targets, predictions)
-            self._compiled_metrics.update(targets, _detached(predictions), weights)
+            if self._compiled_metrics is not None:
+                self._compiled_metrics.update_flat(targets, _detached(predictions), weights)
         return self.get_metrics_result()
 
+    def _metrics_result_or_logs(self, logs):
+        """As Keras: a custom step's last logs, unless their names are exactly the model's metrics',
+        in which case the metrics' results stand in (a step returning `{"loss": ...}` without
+        updating the loss tracker logs the tracker's 0)."""
+        results = self.get_metrics_result()
+        return results if isinstance(logs, dict) and set(logs) == set(results) else logs
+
     def get_metrics_result(self):
-        """{name: result} of the loss trackers and compiled metrics, as the logs show them."""
-        return self._logs()
+        """{name: result} of each entry of `metrics`, a dict result (`compile_metrics`) flattened
+        in, as Keras: a class that lists its own `metrics` gets those."""
+        if type(self).metrics is Trainer.metrics:
+            return self._logs()
+        metrics = self.metrics
+        results = {}
+        with distributed.summed_metric_states(metrics):
+            for metric in metrics:
+                if isinstance(metric, CompileMetrics) and not metric.built:
+                    continue
+                value = metric.result()
+                if isinstance(value, dict):
+                    results.update(value)
+                else:
+                    results[metric.name] = value
+        return results
 
     def _match_batch(self, y, y_pred, sample_weight):
         """Targets, predictions and sample weights as per-output lists (losses resolved on first use)."""
         self._ensure_compiled_objects(y_pred)
         targets, predictions = match_targets(y, y_pred, self._compiled_loss.output_names, self._compiled_loss._specs)
-        weights = sample_weight if isinstance(sample_weight, (list, tuple)) else [sample_weight] * len(predictions)
-        if isinstance(sample_weight, dict):
-            weights = [sample_weight.get(n) for n in self._compiled_loss.output_names]
+        weights = per_output_weights(sample_weight, len(predictions), self._compiled_loss.output_names)
         if self._compiled_loss.losses is None:
             self._compiled_loss.build(targets, predictions)
         return targets, predictions, weights
@@ -286,23 +304,28 @@ class Trainer:
 
     def _record(self, loss, per_output, targets, predictions, weights, batch_size):
         with torch.no_grad():
-            if self._compiled_metrics.metrics is None:
+            if not self._metrics_created:
                 self._create_metrics(targets, predictions)
+            compiled_metrics = self._compiled_metrics
             if batch_size == 0:  # an empty shard under keras.distribution: its NaN loss must not count (NaN x 0 is NaN)
-                self._compiled_metrics.update(targets, _detached(predictions), weights)
+                if compiled_metrics is not None:
+                    compiled_metrics.update_flat(targets, _detached(predictions), weights)
                 return
             self._loss_tracker.update_state(loss.detach(), sample_weight=batch_size)
             if self._compiled_loss.multi_output:
                 for name, value in zip(self._compiled_loss.output_names, per_output):
                     if value is not None:
                         self._output_loss_trackers[name].update_state(value.detach(), sample_weight=batch_size)
-            self._compiled_metrics.update(targets, _detached(predictions), weights)
+            if compiled_metrics is not None and not self._overrides("compute_metrics"):
+                compiled_metrics.update_flat(targets, _detached(predictions), weights)
 
     def _create_metrics(self, targets, predictions):
         """Create the compiled metrics (they depend on the first batch's shapes) and the per-output
         loss trackers, then run the hook `BackupAndRestore` leaves in `_on_metrics_created` (it
         gives a resumed epoch's metrics their saved totals before they count this batch)."""
-        self._compiled_metrics.build(targets, predictions)
+        if self._compiled_metrics is not None and not self._compiled_metrics.built:
+            self._compiled_metrics.build(targets, predictions)
+        self._metrics_created = True
         if self._compiled_loss.multi_output and not self._output_loss_trackers:
             self._output_loss_trackers = {name: metrics_module.Mean(name=f"{name}_loss") for name in self._compiled_loss.output_names}
         self.__dict__["_attribute_metrics"] = self._find_attribute_metrics()  # the model is built by now
@@ -317,13 +340,13 @@ class Trainer:
     def _local_logs(self):
         # Keras's order: loss, compiled metrics, per-output losses, metrics held by the model and its layers
         logs = {"loss": self._loss_tracker.result()}
-        if self._compiled_metrics is not None:
-            logs.update(self._compiled_metrics.results())
+        if self._compiled_metrics is not None and self._compiled_metrics.built:
+            logs.update(self._compiled_metrics.result())
         if self._compiled_loss is not None and self._compiled_loss.multi_output:
             for name, tracker in getattr(self, "_output_loss_trackers", {}).items():
                 logs[tracker.name] = tracker.result()
         for metric in self.__dict__.get("_attribute_metrics") or []:
-            logs.setdefault(metric.name, metric.result())
+            logs[metric.name] = metric.result()  # as Keras, a later metric of the same name wins
         return logs
 
     def _reset_trackers(self):
@@ -331,7 +354,7 @@ class Trainer:
         for tracker in getattr(self, "_output_loss_trackers", {}).values():
             tracker.reset_state()
         if self._compiled_metrics is not None:
-            self._compiled_metrics.reset()
+            self._compiled_metrics.reset_state()
         self._reset_attribute_metrics()
 
     def _reset_attribute_metrics(self):
@@ -363,7 +386,9 @@ class Trainer:
         return variables
 
     def _forward_and_loss(self, x, y, sample_weight, training):
-        y_pred = self(x, training=training)
+        y_pred = self._call_in_step(x, training)
+        if self._overrides("compute_metrics"):
+            self.__dict__["_step_prediction"] = y_pred  # for `_overriding_metrics_logs`
         if type(self).compute_loss is Trainer.compute_loss:
             return self._loss_parts(x, y, y_pred, sample_weight, training)
         # As Keras: positional arguments, and `training` only to overrides that take it (it came in Keras 3.3).
@@ -378,7 +403,12 @@ class Trainer:
         return loss, [None] * len(predictions), targets, predictions, weights
 
     def _forward(self, x):
-        return self(x, training=False)
+        return self._call_in_step(x, False)
+
+    def _call_in_step(self, x, training):
+        """As Keras's built-in steps: `training` goes only to a `call` that declares it; other
+        models run with it unset, so their layers take their own defaults (inference)."""
+        return self(x, training=training) if _call_signature_flags(type(self))[0] else self(x)
 
     def _step_function(self, name):
         """The eager method `name`, or (with `jit_compile=True`, after one eager batch has created
@@ -427,11 +457,21 @@ class Trainer:
         else:
             warnings.warn("The model does not have any trainable weights.", stacklevel=2)
         self._record(loss, per_output, targets, predictions, weights, _batch_size(x))
+        return self._overriding_metrics_logs(x, y, sample_weight)
+
+    def _overriding_metrics_logs(self, x, y, sample_weight):
+        """As Keras: a `compute_metrics` override replaces the compiled metrics' update of the
+        built-in steps, and what it returns is the step's logs (None without an override)."""
+        if not self._overrides("compute_metrics"):
+            return None
+        with torch.no_grad():
+            return self.compute_metrics(x, y, self.__dict__.pop("_step_prediction"), sample_weight)
 
     def _test_batch(self, x, y, sample_weight):
         with torch.no_grad(), distributed.compute_scope(self):
             loss, per_output, targets, predictions, weights = self._step_function("_forward_and_loss")(x, y, sample_weight, False)
             self._record(loss, per_output, targets, predictions, weights, _batch_size(x))
+        return self._overriding_metrics_logs(x, y, sample_weight)
 
     def _predict_batch(self, x):
         with torch.no_grad(), distributed.compute_scope(self):
@@ -444,7 +484,7 @@ class Trainer:
     def _prepare_custom_step(self, x, y):
         """Before a custom `train_step` / `test_step` first runs: create the compiled metrics from
         one forward pass, so that iterating `self.metrics` finds them as in Keras."""
-        if y is None or not self.compiled or self._compiled_metrics is not None and self._compiled_metrics.metrics is not None:
+        if y is None or not self.compiled or self._metrics_created:
             return
         if type(self).call is Layer.call:  # a GAN-style model with no `call` of its own has no outputs to match
             return
@@ -528,9 +568,10 @@ class Trainer:
         epoch_logs = {}
         variables = None
         custom = self._overrides("train_step")
+        own_logs = custom or self._overrides("compute_metrics")  # the step's logs, not the trackers'
         for epoch in range(initial_epoch, epochs):
             self._reset_trackers()
-            if custom:
+            if custom or self._overrides("metrics"):
                 self.reset_metrics()
             callback_list.on_epoch_begin(epoch)
             step, logs = -1, {}
@@ -551,18 +592,21 @@ class Trainer:
                 callback_list.on_train_batch_begin(step)
                 if custom:
                     with distributed.global_gradients_in_custom_steps(self, _batch_size(bx)):
-                        logs = _flatten_logs(self.train_step(_pack(bx, by, bw)))
+                        logs = self.train_step(_pack(bx, by, bw)) or {}  # as returned: callbacks flatten it as Keras does
                 else:
-                    self._train_batch(bx, by, bw, variables)
-                    logs = self._logs() if callback_list.wants_batch_logs["on_train_batch_end"] else None
+                    logs = self._train_batch(bx, by, bw, variables)
+                    if logs is None:
+                        logs = self._logs() if callback_list.wants_batch_logs["on_train_batch_end"] else None
                 callback_list.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
             if step < 0:
                 raise ValueError("fit() received no data: the input produced no batches.")
-            epoch_logs = _pythonify(logs if custom else self._logs())
+            epoch_logs = _pythonify(self._metrics_result_or_logs(logs), keep_nesting=True) if own_logs else _pythonify(self._logs())
             if validation is not None and (epoch + 1) % validation_freq == 0:
-                # As Keras: validation runs the test hooks (SwapEMAWeights, TensorBoard use them).
+                # As Keras: validation runs the test hooks (SwapEMAWeights, TensorBoard use them), after
+                # the draws of its build from a batch (each time while some layer is still unbuilt).
+                self._first_batch_draws(validation)
                 callback_list.on_test_begin()
                 val_logs = self._evaluate_batches(validation, callbacks=callback_list)
                 callback_list.on_test_end(val_logs)
@@ -582,7 +626,8 @@ class Trainer:
             source.restart()  # as Keras: each validation reads `validation_steps` from the data's start
         self._reset_trackers()
         custom = self._overrides("test_step")
-        if custom:
+        own_logs = custom or self._overrides("compute_metrics")
+        if custom or self._overrides("metrics"):
             self.reset_metrics()
         step, logs = -1, {}
         for step, (bx, by, bw) in enumerate(batches):
@@ -591,15 +636,16 @@ class Trainer:
             if custom:
                 if step == 0:
                     self._prepare_custom_step(bx, by)
-                logs = _flatten_logs(self.test_step(_pack(bx, by, bw)))
+                logs = self.test_step(_pack(bx, by, bw)) or {}
             else:
-                self._test_batch(bx, by, bw)
-                logs = self._logs() if callbacks is not None and callbacks.wants_batch_logs["on_test_batch_end"] else None
+                logs = self._test_batch(bx, by, bw)
+                if logs is None:
+                    logs = self._logs() if callbacks is not None and callbacks.wants_batch_logs["on_test_batch_end"] else None
             if callbacks is not None:
                 callbacks.on_test_batch_end(step, logs)
         if step < 0:
             raise ValueError("evaluate() received no data: the input produced no batches.")
-        return _pythonify(logs if custom else self._logs())
+        return _pythonify(self._metrics_result_or_logs(logs) if own_logs else self._logs())
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, callbacks=None, return_dict=False):
         """Loss and metrics on the data: a scalar, a list in `metrics_names` order, or a dict."""
@@ -630,12 +676,12 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     def _result_order(self):
-        """The names Keras lists results by: `loss`, the compiled metrics' own (unprefixed) names,
-        the per-output losses; the logs' other entries follow, sorted."""
-        if type(self).metrics is not Trainer.metrics or not self.compiled:
-            return [metric.name for metric in self.metrics]
-        compiled = [metric.__dict__.get("_compiled_base_name", metric.name) for _, metric, _ in getattr(self._compiled_metrics, "metrics", None) or []]
-        return ["loss", *compiled, *self._tracker_and_attribute_names()]
+        """The names Keras lists results by: each entry of `metrics`, the compiled metrics' own
+        (unprefixed) names in place of `compile_metrics`; the logs' other entries follow, sorted."""
+        order = []
+        for metric in self.metrics:
+            order += [sub.name for sub in metric.metrics] if isinstance(metric, CompileMetrics) else [metric.name]
+        return order
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs for `x` as numpy arrays (batched; `training=False`)."""
@@ -701,17 +747,6 @@ def _pack(x, y, sample_weight):
     if y is None and sample_weight is None:
         return x
     return (x, y) if sample_weight is None else (x, y, sample_weight)
-
-
-def _flatten_logs(logs):
-    """Logs returned by a custom step, nested dicts flattened (Keras shows their entries)."""
-    flat = {}
-    for key, value in (logs or {}).items():
-        if isinstance(value, dict):
-            flat.update(_flatten_logs(value))
-        else:
-            flat[key] = value
-    return flat
 
 
 def _batch_size(x):

@@ -211,10 +211,10 @@ class STFTSpectrogram(Layer):
 
     def _arrange(self, out):
         batch, channels, freq, frames = out.shape
-        if self.data_format == "channels_last":
+        if self.data_format == "channels_last":  # contiguous, as Keras's (a dropout's mask follows the layout)
             if self.expand_dims:
-                return out.permute(0, 3, 2, 1)
-            return out.reshape(batch, channels * freq, frames).transpose(1, 2)
+                return out.permute(0, 3, 2, 1).contiguous()
+            return out.reshape(batch, channels * freq, frames).transpose(1, 2).contiguous()
         if self.expand_dims:
             return out.permute(0, 1, 3, 2)
         return out.reshape(batch, channels * freq, frames)

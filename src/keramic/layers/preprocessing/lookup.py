@@ -137,7 +137,15 @@ class IndexLookup(Layer):
         return len(self._tokens) + self._token_start_index()
 
     def get_vocabulary(self, include_special_tokens: bool = True) -> list:
-        """The vocabulary in index order (special tokens first unless `include_special_tokens=False`)."""
+        """The vocabulary in index order (special tokens first unless `include_special_tokens=False`);
+        as in Keras, the learned or set terms are NumPy scalars (`np.str_`, `np.int64`), the special
+        tokens Python values."""
+        scalar = np.str_ if self.vocabulary_dtype == "string" else np.int64
+        start = self._token_start_index() if include_special_tokens else 0
+        vocabulary = self._plain_vocabulary(include_special_tokens)
+        return vocabulary[:start] + [scalar(token) for token in vocabulary[start:]]
+
+    def _plain_vocabulary(self, include_special_tokens: bool = True) -> list:
         vocabulary = [self.oov_token] * self._token_start_index() + list(self._tokens)
         if self.mask_token is not None and self.output_mode == "int":
             vocabulary[0] = self.mask_token
@@ -342,7 +350,7 @@ class IndexLookup(Layer):
     def _lookup(self, values: np.ndarray) -> np.ndarray:
         flat = values.reshape(-1).tolist()
         if self.invert:
-            vocabulary = self.get_vocabulary()
+            vocabulary = self._plain_vocabulary()
             found = [self.mask_token if (self.mask_token is not None and v == 0) else
                      (vocabulary[v] if self._token_start_index() <= v < len(vocabulary) else self.oov_token) for v in flat]
             return np.array(found, dtype=object).reshape(values.shape)

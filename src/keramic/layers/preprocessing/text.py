@@ -185,6 +185,9 @@ class TextVectorization(Layer):
 
     # ------------------------------------------------------------ call
     def call(self, inputs):
+        if isinstance(inputs, (str, bytes)) or len(getattr(inputs, "shape", (None,))) == 0:
+            # As Keras: one string in, one row out (no batch axis)
+            return self.call(np.asarray(inputs, dtype=object).reshape(1))[0]
         processed = self._preprocess(inputs)
         lookup = self._lookup_layer
         if not isinstance(processed, list):
