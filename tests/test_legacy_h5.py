@@ -1207,3 +1207,13 @@ def test_a_tensorflow_function_without_a_keramic_op_is_refused_by_name():
     entry = {"class_name": "TFOpLambda", "name": "e", "config": {"name": "e", "function": "einsum"}, "inbound_nodes": []}
     with pytest.raises(ConfigError, match=r"tf\.einsum"):
         keras2_tf_ops.to_op_nodes(entry)
+
+
+def test_saving_a_whole_model_to_h5_gives_keras_legacy_notice(tmp_path, caplog):
+    """Keras logs that `.h5` is legacy on every whole-model save to it; `.keras` saves stay quiet."""
+    model = keramic.Sequential([keramic.Input((3,)), keramic.layers.Dense(2)])
+    with caplog.at_level("WARNING", logger="keramic"):
+        model.save(tmp_path / "m.keras")
+        assert not caplog.records
+        model.save(tmp_path / "m.h5")
+    assert len(caplog.records) == 1 and "considered legacy" in caplog.records[0].getMessage()

@@ -5,6 +5,7 @@ Every format this package ships registers its row in `saving.formats.table` when
 the export artifact registers its own (`keramic.export`). Nothing below names a format's module.
 """
 
+import logging
 import os
 from typing import Any
 
@@ -64,6 +65,12 @@ def save_model(model: Any, filepath: PathLike, overwrite: bool = True, zipped: b
     if remote.is_url(filepath):  # saved locally, then uploaded and committed
         return remote.save_through_local(filepath, lambda local: save_model(model, local, True, zipped, include_optimizer), overwrite)
     filepath = os.fspath(filepath)
+    if filepath.endswith((".h5", ".hdf5")):  # Keras's own notice, through its logger as Keras does
+        logging.getLogger("keramic").warning(
+            "You are saving your model as an HDF5 file via `model.save()` or `keras.saving.save_model(model)`. "
+            "This file format is considered legacy. We recommend using instead the native Keras format, "
+            "e.g. `model.save('my_model.keras')` or `keras.saving.save_model(model, 'my_model.keras')`. "
+        )
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False.")
     row: table.FileFormat | None
