@@ -126,6 +126,28 @@ def test_image_dataset_from_directory_labels_sizes_and_splits(tmp_path):
         utils.image_dataset_from_directory(tmp_path, validation_split=0.5, subset="training", verbose=False)
 
 
+def test_image_dataset_decodes_each_batch_as_it_is_read(tmp_path, monkeypatch):
+    """A directory of images is not decoded up front (it need not fit in memory): each batch
+    decodes its own files, as Keras's tf.data pipeline does, and gives the same arrays."""
+    pytest.importorskip("PIL", reason="image datasets decode with Pillow")
+    from keramic.utils import dataset_utils
+
+    _write_images(tmp_path, ["cat", "dog"], 3)
+    eager = np.concatenate([images for images, _ in utils.image_dataset_from_directory(
+        tmp_path, image_size=(4, 4), batch_size=6, shuffle=False, verbose=False)])
+    decoded = []
+    real = dataset_utils._load_image
+    monkeypatch.setattr(dataset_utils, "_load_image", lambda path, *args: decoded.append(path) or real(path, *args))
+    dataset = utils.image_dataset_from_directory(tmp_path, image_size=(4, 4), batch_size=2, shuffle=False, verbose=False)
+    assert decoded == []
+    batches = iter(dataset)
+    first, _ = next(batches)
+    assert len(decoded) == 2
+    rest = [images for images, _ in batches]
+    assert len(decoded) == 6
+    np.testing.assert_array_equal(np.concatenate([first, *rest]), eager)
+
+
 def test_text_dataset_from_directory(tmp_path):
     for name, texts in {"neg": ["bad", "awful"], "pos": ["good"]}.items():
         os.makedirs(tmp_path / name)

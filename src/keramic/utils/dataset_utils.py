@@ -34,6 +34,32 @@ def _eager(element):
     return map_structure(lambda a: a.view(EagerArray) if type(a) is np.ndarray else a, element)
 
 
+class LazyRows:
+    """Rows made when indexed, not held: a directory of images need not fit in memory (Keras's
+    tf.data pipeline decodes each batch as it is read, too)."""
+
+    def __init__(self, sources, make_row, empty_shape):
+        self.sources = list(sources)
+        self._make_row = make_row
+        self._empty_shape = tuple(empty_shape)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self._make_row(self.sources[index])
+        picked = np.arange(len(self.sources))[index]
+        if not len(picked):
+            return np.zeros((0, *self._empty_shape), "float32")
+        return np.stack([self._make_row(self.sources[i]) for i in picked])
+
+
+def _take(array, index):
+    """Rows `index` of an array (or of `LazyRows`, made now)."""
+    return array[index] if isinstance(array, LazyRows) else np.asarray(array)[index]
+
+
 class ArrayDataset:
     """Elements along the first axis of a structure of arrays; optionally batched, shuffled, mapped."""
 
@@ -76,7 +102,7 @@ class ArrayDataset:
         index %= len(self)
         step = self.batch_size or 1
         rows = slice(index * step, index * step + step) if self.batch_size else index
-        element = map_structure(lambda a: np.asarray(a)[rows], self.data)
+        element = map_structure(lambda a: _take(a, rows), self.data)
         for fn in self._functions:
             element = fn(*element) if isinstance(element, tuple) else fn(element)
         return _eager(element)
@@ -93,11 +119,11 @@ class ArrayDataset:
                 return
             index = order[start:start + step]
             if self.batch_size is None:
-                element = map_structure(lambda a: np.asarray(a)[index[0]], self.data)
+                element = map_structure(lambda a: _take(a, index[0]), self.data)
             else:
                 if self.drop_remainder and len(index) < step:
                     return
-                element = map_structure(lambda a: np.asarray(a)[index], self.data)
+                element = map_structure(lambda a: _take(a, index), self.data)
             for fn in self._functions:
                 element = fn(*element) if isinstance(element, tuple) else fn(element)
             yield _eager(element)
@@ -151,7 +177,7 @@ def split_dataset(dataset, left_size=None, right_size=None, shuffle=False, seed=
         raise ValueError(f"split_dataset: sizes {left} + {right} exceed the {total} samples.")
     order = np.random.default_rng(seed).permutation(total) if shuffle else np.arange(total)
     def pick(index):
-        return map_structure(lambda a: np.asarray(a)[index], data)
+        return map_structure(lambda a: _take(a, index), data)
 
     return ArrayDataset(pick(order[:left])), ArrayDataset(pick(order[total - right:]))
 
@@ -300,10 +326,12 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     splits, labels, names = _listed_splits(directory, labels, label_mode, class_names, ALLOWED_IMAGE_FORMATS, follow_links, verbose,
                                            validation_split, subset, shuffle, seed)
     datasets = []
+    channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode]
+    def load(path):
+        return _load_image(path, tuple(image_size), color_mode, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio, data_format)
+
     for index, (split_paths, split_values) in enumerate(splits):
-        images = np.stack([_load_image(path, tuple(image_size), color_mode, interpolation, crop_to_aspect_ratio,
-                                       pad_to_aspect_ratio, data_format) for path in split_paths]) if len(split_paths) else \
-            np.zeros((0,) + tuple(image_size) + ({"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode],), "float32")
+        images = LazyRows(split_paths, load, tuple(image_size) + (channels,))  # decoded batch by batch
         elements = images if label_mode is None or labels is None else (
             images, _encode_labels(np.asarray(split_values), label_mode, max(len(names), 1)))
         # As Keras: the training subset is reshuffled every epoch; the validation half of "both" is not.
