@@ -71,6 +71,24 @@ def test_timeseries_windows_and_targets():
     assert [len(w) for w, _ in batches] == [3, 3, 1] and len(dataset) == 3
 
 
+def test_timeseries_windows_are_cut_batch_by_batch():
+    """The windows of a long series are not all made up front (here they would take 400 MB): each
+    batch cuts its own, as Keras's tf.data pipeline does."""
+    import tracemalloc
+
+    data = np.arange(100_000, dtype="float32")
+    tracemalloc.start()
+    try:
+        dataset = utils.timeseries_dataset_from_array(data, None, sequence_length=1000, batch_size=8)
+        first = next(iter(dataset))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20
+    np.testing.assert_array_equal(first, np.arange(8)[:, None] + np.arange(1000)[None])
+    assert len(dataset) == -(-(100_000 - 999) // 8)
+
+
 def test_py_dataset_feeds_fit_and_calls_epoch_hooks():
     rng = np.random.default_rng(0)
     x, y = rng.random((32, 3)).astype("float32"), rng.random((32, 1)).astype("float32")

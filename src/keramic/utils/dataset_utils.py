@@ -35,24 +35,24 @@ def _eager(element):
 
 
 class LazyRows:
-    """Rows made when indexed, not held: a directory of images need not fit in memory (Keras's
-    tf.data pipeline decodes each batch as it is read, too)."""
+    """Rows made when indexed, not held: a directory of images or the windows of a long series need
+    not fit in memory (Keras's tf.data pipelines make each batch as it is read, too).
 
-    def __init__(self, sources, make_row, empty_shape):
-        self.sources = list(sources)
-        self._make_row = make_row
-        self._empty_shape = tuple(empty_shape)
+    `make_rows(positions)` returns the rows at those positions, stacked."""
+
+    def __init__(self, count, make_rows, empty_shape, dtype="float32"):
+        self._count = int(count)
+        self._make_rows = make_rows
+        self._empty = np.zeros((0, *empty_shape), dtype)
 
     def __len__(self) -> int:
-        return len(self.sources)
+        return self._count
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
-            return self._make_row(self.sources[index])
-        picked = np.arange(len(self.sources))[index]
-        if not len(picked):
-            return np.zeros((0, *self._empty_shape), "float32")
-        return np.stack([self._make_row(self.sources[i]) for i in picked])
+            return self[np.asarray([index])][0]
+        picked = np.arange(self._count)[index]
+        return self._make_rows(picked) if len(picked) else self._empty
 
 
 def _take(array, index):
@@ -203,15 +203,19 @@ def timeseries_dataset_from_array(data, targets, sequence_length, sequence_strid
     if targets is not None:
         starts = starts[starts < len(targets)]
     offsets = np.arange(sequence_length) * sampling_rate
-    windows = data[starts[:, None] + offsets[None]]
-    elements = windows if targets is None else (windows, np.asarray(targets)[starts])
     tf = sys.modules.get("tensorflow")
     if tf is not None:  # a caller that imported TensorFlow gets Keras's tf.data.Dataset (to zip, map, ...)
-        dataset = tf.data.Dataset.from_tensor_slices(elements)
+        series, steps = tf.constant(data), tf.constant(offsets)
+        dataset = tf.data.Dataset.from_tensor_slices(starts).map(lambda first: tf.gather(series, first + steps))  # windows made as read
+        if targets is not None:
+            dataset = tf.data.Dataset.zip((dataset, tf.data.Dataset.from_tensor_slices(np.asarray(targets)[starts])))
         if shuffle:
             dataset = dataset.shuffle(buffer_size=batch_size * 8, seed=seed)
         return dataset.batch(batch_size) if batch_size is not None else dataset
-    # As Keras, shuffle=True draws a new window order every epoch.
+    # Windows are cut batch by batch (the series may be long); as Keras, shuffle=True draws a new
+    # window order every epoch.
+    windows = LazyRows(len(starts), lambda picked: data[starts[picked][:, None] + offsets[None]], (sequence_length, *data.shape[1:]), data.dtype)
+    elements = windows if targets is None else (windows, np.asarray(targets)[starts])
     return ArrayDataset(elements, batch_size=batch_size, shuffle=shuffle, shuffle_seed=seed)
 
 
@@ -327,11 +331,12 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                                            validation_split, subset, shuffle, seed)
     datasets = []
     channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode]
-    def load(path):
-        return _load_image(path, tuple(image_size), color_mode, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio, data_format)
+    def loader(paths):
+        return lambda picked: np.stack([_load_image(paths[i], tuple(image_size), color_mode, interpolation, crop_to_aspect_ratio,
+                                                    pad_to_aspect_ratio, data_format) for i in picked])
 
     for index, (split_paths, split_values) in enumerate(splits):
-        images = LazyRows(split_paths, load, tuple(image_size) + (channels,))  # decoded batch by batch
+        images = LazyRows(len(split_paths), loader(list(split_paths)), tuple(image_size) + (channels,))  # decoded batch by batch
         elements = images if label_mode is None or labels is None else (
             images, _encode_labels(np.asarray(split_values), label_mode, max(len(names), 1)))
         # As Keras: the training subset is reshuffled every epoch; the validation half of "both" is not.
