@@ -9,7 +9,7 @@ import wave
 import numpy as np
 
 from keramic.errors import FileFormatError
-from keramic.utils.dataset_utils import ArrayDataset, _encode_labels, _listed_splits
+from keramic.utils.dataset_utils import ArrayDataset, LazyRows, _encode_labels, _listed_splits
 
 
 def read_wav(path: str) -> np.ndarray:
@@ -42,6 +42,20 @@ def _pad_batch(audio, *rest):
     return (audio, *rest) if rest else audio
 
 
+def _fitted_reader(paths, length):
+    return lambda picked: np.stack([_fit_length(read_wav(str(paths[i])), length) for i in picked])
+
+
+def _clip_reader(paths):
+    def read(picked):
+        clips = np.empty(len(picked), dtype=object)
+        for slot, i in enumerate(picked):
+            clips[slot] = read_wav(str(paths[i]))
+        return clips
+
+    return read
+
+
 def audio_dataset_from_directory(directory, labels="inferred", label_mode="int", class_names=None, batch_size=32,
                                  sampling_rate=None, output_sequence_length=None, ragged=False, shuffle=True,
                                  seed=None, validation_split=None, subset=None, follow_links=False, verbose=True):
@@ -59,16 +73,13 @@ def audio_dataset_from_directory(directory, labels="inferred", label_mode="int",
                                            validation_split, subset, shuffle, seed)
     datasets = []
     for split_paths, split_values in splits:
-        clips = [read_wav(str(path)) for path in split_paths]
+        # Clips are read batch by batch, as Keras's tf.data pipeline reads them: a folder of audio
+        # need not fit in memory (a file that cannot be read is named when its batch is read).
         if output_sequence_length is not None:
-            audio = np.stack([_fit_length(clip, output_sequence_length) for clip in clips]) if clips else \
-                np.zeros((0, output_sequence_length, 1), "float32")
-            functions = ()
+            audio = LazyRows(len(split_paths), _fitted_reader(list(split_paths), output_sequence_length), (output_sequence_length, 1))
+            functions: tuple = ()
         else:
-            audio = np.empty(len(clips), dtype=object)
-            audio[:] = [None] * len(clips)
-            for index, clip in enumerate(clips):
-                audio[index] = clip
+            audio = LazyRows(len(split_paths), _clip_reader(list(split_paths)), (), object)
             functions = (_pad_batch,)
         elements = audio if label_mode is None or labels is None else (
             audio, _encode_labels(np.asarray(split_values), label_mode, max(len(names), 1)))
