@@ -1,8 +1,9 @@
 """Datasets from arrays and directories (`keras.utils.*_dataset_from_*`, `split_dataset`).
 
 Keras returns `tf.data.Dataset`s; keramic has no TensorFlow, so these return an
-`ArrayDataset`: an in-memory, re-iterable dataset with the `tf.data` methods Keras guides use
-(`batch`, `unbatch`, `shuffle`, `map`, `take`, `prefetch`, `cache`), accepted by `fit`. Its
+`ArrayDataset`: a re-iterable dataset (of arrays, or of rows made batch by batch: images, windows,
+clips) with the `tf.data` methods Keras guides use (`batch`, `unbatch`, `shuffle`, `map`, `take`,
+`prefetch`, `cache`), accepted by `fit`. Its
 arrays come out as `EagerArray`s, with the `.numpy()` Keras examples call on batches. Where the
 caller has imported TensorFlow, `timeseries_dataset_from_array` returns a `tf.data.Dataset`, as
 Keras does (examples zip and map its windows with tf.data).
