@@ -121,9 +121,13 @@ def convert_to_tensor(x, dtype=None):
 
 
 def is_foreign_array(x) -> bool:
-    """An eager array of another framework (a `tf.Tensor` read from a `tf.data` dataset, a JAX
-    array): Keras's torch backend takes it through the NumPy array protocol, dtype kept."""
-    return hasattr(x, "__array__") and not isinstance(x, (np.ndarray, torch.Tensor)) and not type(x).__module__.startswith("keramic")
+    """An eager array of another library (a `tf.Tensor` read from a `tf.data` dataset, a JAX array,
+    a DataFrame): Keras takes it through the NumPy array protocol, dtype kept."""
+    return (
+        hasattr(x, "__array__")
+        and not isinstance(x, (np.ndarray, torch.Tensor, type))
+        and not type(x).__module__.startswith("keramic")
+    )
 
 
 def convert_to_numpy(x):
@@ -291,7 +295,7 @@ class Variable(torch.nn.Parameter):
         return self
 
     def __deepcopy__(self, memo):
-        copy = Variable(self.detach().clone(), name=self.name, trainable=self.trainable, path=self.path)
+        copy = Variable.from_fresh_tensor(self.detach().clone(), self.name, self.trainable, self.path)
         memo[id(self)] = copy
         return copy
 

@@ -17,6 +17,7 @@ import torch
 
 from keramic.distribution import collectives
 from keramic.serialization.registry import keras_export
+from keramic.training.compile_metrics import CompileMetrics
 from keramic.training.progress import Progbar
 
 _BATCH_HOOKS = (
@@ -395,7 +396,7 @@ class _MonitorCallback(Callback):
             return True
         tracked = []
         for metric in getattr(self.model, "metrics", None) or ():  # Keras looks inside `compile_metrics`
-            tracked += metric.metrics if type(metric).__name__ == "CompileMetrics" else [metric]
+            tracked += metric.metrics if isinstance(metric, CompileMetrics) else [metric]
         for metric in tracked:
             direction = getattr(metric, "_direction", None)
             if getattr(metric, "name", None) == name and direction in ("up", "down"):

@@ -366,9 +366,6 @@ def _self_ordered_kind(x):
 
 def _is_array_like(x):
     leaves = flatten(x)
-    return bool(leaves) and all(isinstance(leaf, (np.ndarray, torch.Tensor, list, float, int)) or _is_foreign_array(leaf) for leaf in leaves)
+    return bool(leaves) and all(isinstance(leaf, (np.ndarray, torch.Tensor, list, float, int)) or backend.is_foreign_array(leaf) for leaf in leaves)
 
 
-def _is_foreign_array(leaf):
-    """Another library's eager array (a tf.Tensor, a DataFrame): Keras batches it like numpy."""
-    return hasattr(leaf, "__array__") and hasattr(leaf, "shape") and not isinstance(leaf, type)
