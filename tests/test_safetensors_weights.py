@@ -482,7 +482,7 @@ def test_reads_split_into_pieces_threads_and_short_reads_fill_every_byte(tmp_pat
     save_weights(source, tmp_path / "w.safetensors")
     monkeypatch.setattr(bulk_io, "PIECE_BYTES", 40)  # tensors split over several runs
     monkeypatch.setattr(bulk_io, "PARALLEL_BYTES", 0)  # and read on threads
-    monkeypatch.setattr(safetensors_file, "_IOV_MAX", 3)
+    monkeypatch.setattr(bulk_io, "_IOV_MAX", 3)
     real_preadv = os.preadv
 
     def short(fd, buffers, offset):  # the kernel may return fewer bytes than asked

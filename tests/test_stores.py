@@ -213,6 +213,30 @@ def test_write_buffers_writes_every_byte_in_order_with_its_crc(tmp_path, monkeyp
     assert bytes(back[0] + back[1]) == expected
 
 
+@pytest.mark.parametrize("limits", [None, (7, 3, 0)])  # (PIECE_BYTES, _IOV_MAX, PARALLEL_BYTES)
+def test_scatter_read_fills_buffers_through_gaps_short_reads_and_limits(tmp_path, monkeypatch, limits):
+    data = np.random.default_rng(1).integers(0, 256, 20000, dtype=np.uint8).tobytes()
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    if limits:
+        for name, value in zip(("PIECE_BYTES", "_IOV_MAX", "PARALLEL_BYTES"), limits):
+            monkeypatch.setattr(bulk_io, name, value)
+        real_preadv = os.preadv
+        monkeypatch.setattr(os, "preadv", lambda fd, views, offset: real_preadv(fd, [memoryview(views[0])[:5]], offset))
+    # Unsorted, adjacent, small and large gaps, empty buffers, and one range read twice.
+    spans = [(100, 30), (0, 10), (10, 5), (64, 0), (200, 1), (9000, 500), (130, 7), (140, 3), (19990, 10), (100, 30)]
+    jobs = [(bytearray(size), offset) for offset, size in spans]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        bulk_io.scatter_read(fd, jobs, "data.bin")
+        with pytest.raises(EOFError, match=r"data.bin: the file ended \d+ bytes early"):
+            bulk_io.scatter_read(fd, [(bytearray(5), 100), (bytearray(20), 19995)], "data.bin")
+    finally:
+        os.close(fd)
+    for buffer, offset in jobs:
+        assert bytes(buffer) == data[offset : offset + len(buffer)]
+
+
 # ---------------------------------------------------------------- zip writing and reading in place
 def write_zip(path, members, align=64):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)

@@ -152,6 +152,60 @@ def read_into(fd, jobs, what="file"):
             future.result()
 
 
+SCATTER_GAP_BYTES = 4096  # a gap this small between two buffers is read through, not a new system call
+
+
+def _scatter_runs(jobs):
+    """Group [(buffer, offset)] into reads of nearby file bytes: (offset, [views], size), each at
+    most about PIECE_BYTES and _IOV_MAX buffers, small gaps read into a throwaway buffer, so many
+    small tensors cost few system calls and big ones still spread over threads."""
+    runs, views, start, size = [], [], 0, 0
+    for buffer, offset in sorted(jobs, key=lambda job: job[1]):
+        view = memoryview(buffer).cast("B")
+        gap = offset - (start + size)
+        if views and 0 < gap <= SCATTER_GAP_BYTES and size < PIECE_BYTES and len(views) < _IOV_MAX - 1:
+            views.append(memoryview(bytearray(gap)))
+            size += gap
+        while len(view):
+            if views and (offset != start + size or size >= PIECE_BYTES or len(views) >= _IOV_MAX):
+                runs.append((start, views, size))
+                views, size = [], 0
+            if not views:
+                start = offset
+            take = min(len(view), PIECE_BYTES - size)
+            views.append(view[:take])
+            view, offset, size = view[take:], offset + take, size + take
+    if views:
+        runs.append((start, views, size))
+    return runs
+
+
+def _read_views(fd, offset, views, what):
+    while views:
+        count = os.preadv(fd, views, offset)
+        if count <= 0:
+            raise EOFError(f"{what}: the file ended {sum(len(v) for v in views)} bytes early at offset {offset}")
+        offset += count
+        while views and count >= len(views[0]):
+            count -= len(views[0])
+            views = views[1:]
+        if count:
+            views = [views[0][count:], *views[1:]]
+
+
+def scatter_read(fd, jobs, what="file"):
+    """Fill each writable buffer of `jobs` [(buffer, file offset)] from `fd`: nearby buffers are read
+    by one `preadv` each run, runs spread over threads when there is much to read."""
+    runs = _scatter_runs(jobs)
+    if sum(size for _, _, size in runs) < PARALLEL_BYTES:
+        for offset, views, _ in runs:
+            _read_views(fd, offset, views, what)
+        return
+    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+        for future in [pool.submit(_read_views, fd, offset, views, what) for offset, views, _ in runs]:
+            future.result()
+
+
 # ---------------------------------------------------------------- reading a whole span, checksummed
 GAP_CHUNK_BYTES = 2**20  # bytes between the requested buffers are read in scratch chunks of at most this
 RUN_BYTES = 2**20  # read this much, then checksum it while it is still in the CPU cache

@@ -39,7 +39,6 @@ _DATASPACE, _DATATYPE, _FILL, _LAYOUT, _ATTRIBUTE, _SYMBOL_TABLE = 0x01, 0x03, 0
 _FILL_VALUE = bytes.fromhex("0202020100000000")  # v2: late allocation, fill if set, default value
 _VLEN_UTF8 = bytes.fromhex("190101001000000010000000010000000000080000000000")  # + padding to 24
 _SCALAR_SPACE = bytes.fromhex("0100000000000000")
-_LAYOUT_HEADER = struct.pack("<HHB3x", _LAYOUT, 24, 0)
 
 
 def _align(offset):
@@ -53,11 +52,6 @@ def _pad8(size):
 def _message(kind, body, flags=0):
     body = body + b"\0" * (_pad8(len(body)) - len(body))
     return struct.pack("<HHB3x", kind, len(body), flags) + body
-
-
-def _object_header(messages):
-    body = b"".join(messages)
-    return struct.pack("<BBHII4x", 1, 0, len(messages), 1, len(body)) + body
 
 
 _DATATYPES: dict[object, bytes] = {}
@@ -176,7 +170,8 @@ class WeightsImage:
         order = []
         self._allocate_group(root, order)
         collections = _global_heaps(self._strings)
-        references = _string_references(self._strings, self._cursor, collections)
+        heap_start = self._cursor
+        references = _string_references(self._strings, heap_start, collections)
         self._cursor += sum(len(c) for c in collections)
         self.data_start = _align(self._cursor)
         cursor = self.data_start
@@ -185,11 +180,17 @@ class WeightsImage:
                 dataset.offset = cursor = _align(cursor)
                 cursor += dataset.nbytes
         self.size = cursor
-        parts = [self._superblock(root)]
-        parts.extend(self._encode(item, references) for item in order)
-        parts.extend(collections)
-        metadata = b"".join(parts)
-        self.metadata = metadata + b"\0" * (self.data_start - len(metadata))
+        # Every structure is written in place into one zeroed buffer: HDF5's padding and unused
+        # slots are zeros, so only the fields that carry something are packed.
+        out = bytearray(self.data_start)
+        out[:SUPERBLOCK_SIZE] = self._superblock(root)
+        for item in order:
+            if isinstance(item, Dataset):
+                self._write_dataset(out, item, references)
+            else:
+                self._write_group(out, item, references)
+        out[heap_start : heap_start + sum(len(c) for c in collections)] = b"".join(collections)
+        self.metadata = bytes(out)
 
     def buffers(self):
         """The whole file as consecutive byte buffers: metadata, then each tensor after its zero padding."""
@@ -206,32 +207,34 @@ class WeightsImage:
         self._strings.append(text.encode())
         return len(self._strings) - 1
 
-    def _take(self, size):
-        address = self._cursor
-        self._cursor += size
-        return address
-
     def _allocate_group(self, group, order):
         """Assign addresses to a group's header, B-tree, heap and symbol nodes, then its children."""
         names = sorted(group.children)
-        group.address = self._take(16 + 24 + (72 if group.attribute is not None else 0))
+        group.address = cursor = self._cursor
+        cursor += 40 + (72 if group.attribute is not None else 0)
         order.append(group)
         heap_offsets, heap_size = {}, 8
         for name in names:
             heap_offsets[name] = heap_size
             heap_size += _pad8(len(name) + 1)
         snods = [names[i : i + SNOD_CAPACITY] for i in range(0, len(names), SNOD_CAPACITY)]
-        btree = [[self._take(BTREE_NODE_SIZE) for _ in range(count)] for count in _btree_levels(len(snods))]
+        btree = []
+        for count in _btree_levels(len(snods)):
+            btree.append(range(cursor, cursor + count * BTREE_NODE_SIZE, BTREE_NODE_SIZE))
+            cursor += count * BTREE_NODE_SIZE
         group.btree_address = btree[-1][0]
-        group.heap_address = self._take(HEAP_HEADER_SIZE + heap_size)
-        snod_addresses = [self._take(SNOD_SIZE) for _ in snods]
+        group.heap_address = cursor
+        cursor += HEAP_HEADER_SIZE + heap_size
+        snod_addresses = range(cursor, cursor + len(snods) * SNOD_SIZE, SNOD_SIZE)
+        self._cursor = cursor + len(snods) * SNOD_SIZE
         group.plan = (names, heap_offsets, heap_size, snods, snod_addresses, btree)
         for name in names:
             child = group.children[name]
             if isinstance(child, _Group):
                 self._allocate_group(child, order)
             else:
-                child.address = self._take(self._dataset_header_size(child))
+                child.address = self._cursor
+                self._cursor += self._dataset_header_size(child)
                 order.append(child)
 
     def _fixed(self, dataset):
@@ -262,33 +265,57 @@ class WeightsImage:
             + struct.pack("<QQII2Q", 0, root.address, 1, 0, root.btree_address, root.heap_address)
         )
 
-    def _encode(self, item, references):
-        if isinstance(item, Dataset):
-            address = UNDEFINED if item.offset is None else item.offset
-            body = self._dataset_prefix(item) + _LAYOUT_HEADER + struct.pack("<BBQQ6x", 3, 1, address, item.nbytes)
-            count = 4
-            if item.attribute is not None:
-                body += _string_attribute("dtype", references[item.attribute])
-                count = 5
-            return struct.pack("<BBHII4x", 1, 0, count, 1, len(body)) + body
-        names, heap_offsets, heap_size, snods, snod_addresses, btree = item.plan
-        messages = [_message(_SYMBOL_TABLE, struct.pack("<QQ", item.btree_address, item.heap_address))]
-        if item.attribute is not None:
-            messages.append(_string_attribute("name", references[item.attribute]))
-        parts = [_object_header(messages)]
-        parts.extend(_btree_nodes(heap_offsets, snods, snod_addresses, btree))
-        parts.append(struct.pack("<4s4xQQQ", b"HEAP", heap_size, HEAP_FREE_NULL, item.heap_address + HEAP_HEADER_SIZE) + b"\0" * 8)
-        parts.extend(name.ljust(_pad8(len(name) + 1), b"\0") for name in names)
-        for chunk in snods:
-            entries = [struct.pack("<4sBBH", b"SNOD", 1, 0, len(chunk))]
+    def _write_dataset(self, out, dataset, references):
+        """A dataset's object header: dataspace, datatype, fill value, contiguous layout, and the
+        "dtype" attribute for bfloat16."""
+        at, prefix = dataset.address, self._dataset_prefix(dataset)
+        address = UNDEFINED if dataset.offset is None else dataset.offset
+        attributed = dataset.attribute is not None
+        struct.pack_into("<BBHII", out, at, 1, 0, 5 if attributed else 4, 1, len(prefix) + 32 + (72 if attributed else 0))
+        at += 16
+        out[at : at + len(prefix)] = prefix
+        at += len(prefix)
+        struct.pack_into("<HHB3xBBQQ", out, at, _LAYOUT, 24, 0, 3, 1, address, dataset.nbytes)
+        if attributed:
+            _write_string_attribute(out, at + 32, "dtype", references[dataset.attribute])
+
+    def _write_group(self, out, group, references):
+        """A group's object header (symbol table, "name" attribute), B-tree, local heap and symbol nodes."""
+        names, heap_offsets, heap_size, snods, snod_addresses, btree = group.plan
+        at, attributed = group.address, group.attribute is not None
+        struct.pack_into("<BBHII", out, at, 1, 0, 2 if attributed else 1, 1, 24 + (72 if attributed else 0))
+        struct.pack_into("<HHB3xQQ", out, at + 16, _SYMBOL_TABLE, 16, 0, group.btree_address, group.heap_address)
+        if attributed:
+            _write_string_attribute(out, at + 40, "name", references[group.attribute])
+        _write_btree(out, heap_offsets, snods, snod_addresses, btree)
+        heap = group.heap_address
+        struct.pack_into("<4s4xQQQ", out, heap, b"HEAP", heap_size, HEAP_FREE_NULL, heap + HEAP_HEADER_SIZE)
+        for name in names:
+            start = heap + HEAP_HEADER_SIZE + heap_offsets[name]
+            out[start : start + len(name)] = name
+        for chunk, at in zip(snods, snod_addresses):
+            struct.pack_into("<4sBBH", out, at, b"SNOD", 1, 0, len(chunk))
+            at += 8
             for name in chunk:
-                child = item.children[name]
+                child = group.children[name]
                 if isinstance(child, _Group):
-                    entries.append(struct.pack("<QQII2Q", heap_offsets[name], child.address, 1, 0, child.btree_address, child.heap_address))
+                    struct.pack_into("<QQII2Q", out, at, heap_offsets[name], child.address, 1, 0, child.btree_address, child.heap_address)
                 else:
-                    entries.append(struct.pack("<QQ24x", heap_offsets[name], child.address))
-            parts.append(b"".join(entries).ljust(SNOD_SIZE, b"\0"))
-        return b"".join(parts)
+                    struct.pack_into("<QQ", out, at, heap_offsets[name], child.address)
+                at += 40
+
+
+@functools.lru_cache(maxsize=8)
+def _string_attribute_prefix(name):
+    """An attribute message for a variable-length UTF-8 string, all but its 16-byte heap reference."""
+    message = _string_attribute(name, bytes(16))
+    return message[:-16]
+
+
+def _write_string_attribute(out, at, name, reference):
+    prefix = _string_attribute_prefix(name)
+    out[at : at + len(prefix)] = prefix
+    out[at + len(prefix) : at + len(prefix) + 16] = reference
 
 
 def _btree_levels(leaf_count):
@@ -299,10 +326,9 @@ def _btree_levels(leaf_count):
     return levels
 
 
-def _btree_nodes(heap_offsets, snods, snod_addresses, btree):
-    """Encode every B-tree node. Keys are heap offsets of names: a child's left key is the largest
+def _write_btree(out, heap_offsets, snods, snod_addresses, btree):
+    """Write every B-tree node. Keys are heap offsets of names: a child's left key is the largest
     name before it ("" at the far left), its right key the largest name in it."""
-    parts = []
     children = [(address, chunk[-1]) for address, chunk in zip(snod_addresses, snods)]
     for level, addresses in enumerate(btree):
         above = []
@@ -311,15 +337,15 @@ def _btree_nodes(heap_offsets, snods, snod_addresses, btree):
             mine = children[position * BTREE_CAPACITY : (position + 1) * BTREE_CAPACITY]
             left = addresses[position - 1] if position > 0 else UNDEFINED
             right = addresses[position + 1] if position + 1 < len(addresses) else UNDEFINED
-            body = [struct.pack("<4sBBHQQQ", b"TREE", 0, level, len(mine), left, right, left_key)]
+            struct.pack_into("<4sBBHQQQ", out, address, b"TREE", 0, level, len(mine), left, right, left_key)
+            at = address + 32  # after the header and the first key
             for child_address, largest in mine:
-                body.append(struct.pack("<QQ", child_address, heap_offsets[largest]))
-            parts.append(b"".join(body).ljust(BTREE_NODE_SIZE, b"\0"))
+                struct.pack_into("<QQ", out, at, child_address, heap_offsets[largest])
+                at += 16
             if mine:
                 above.append((address, mine[-1][1]))
                 left_key = heap_offsets[mine[-1][1]]
         children = above
-    return parts
 
 
 def _global_heaps(strings):

@@ -192,7 +192,7 @@ class H5Weights:
                 jobs.append((variable.detach().numpy(), span))
                 direct.append(variable)
         if jobs:
-            bulk_io.read_into(self.raw[0], jobs, self.check.filename)
+            bulk_io.scatter_read(self.raw[0], jobs, self.check.filename)
             for variable in direct:
                 torch.autograd.graph.increment_version(variable)
 
@@ -265,6 +265,10 @@ def read_groups(source, groups, filename, skip_mismatch=False):
                 stacklevel=3,
             )
             continue
+        if len(stored) == len(variables) - 1 and getattr(owner, "quantization_mode", None) in ("gptq", "awq"):
+            from keramic.layers import quantized
+
+            variables = quantized.load_without_zero(owner, variables)  # Keras 3.15 saves GPTQ/AWQ without zero points
         for index, variable in enumerate(variables):
             entry = f"{_group_name(path)}/{index}"
             if index >= len(stored):

@@ -10,7 +10,6 @@ variable's memory (`read_into`, positional reads) or as views over a private mem
 (`tensor`).
 """
 
-import concurrent.futures
 import json
 import mmap
 import os
@@ -138,63 +137,13 @@ class SafetensorsFile:
                 with torch.no_grad():
                     variable.copy_(self.tensor(entry.key))
         if jobs:
-            scatter_read(self.fd, jobs, self.path)
+            try:
+                bulk_io.scatter_read(self.fd, jobs, f"{self.path}: entry 'data'")
+            except EOFError as error:
+                raise FileFormatError(f"{error} (it was truncated after its header was checked).") from None
             for variable in direct:
                 # The write bypassed torch: tell it the value changed (optimizers cache host copies by version).
                 torch.autograd.graph.increment_version(variable)
-
-
-_IOV_MAX = 1024
-
-
-def _runs(jobs):
-    """Group [(buffer, offset)] into reads of consecutive file bytes: (offset, [views], size), each
-    at most about `bulk_io.PIECE_BYTES` and `_IOV_MAX` buffers, so many small tensors cost few
-    system calls and big ones still spread over threads."""
-    runs, views, start, size = [], [], None, 0
-    for buffer, offset in sorted(jobs, key=lambda job: job[1]):
-        view = memoryview(buffer).cast("B")
-        while len(view):
-            if views and (offset != start + size or size >= bulk_io.PIECE_BYTES or len(views) >= _IOV_MAX):
-                runs.append((start, views, size))
-                views, size = [], 0
-            if not views:
-                start = offset
-            take = min(len(view), bulk_io.PIECE_BYTES - size)
-            views.append(view[:take])
-            view, offset, size = view[take:], offset + take, size + take
-    if views:
-        runs.append((start, views, size))
-    return runs
-
-
-def _read_run(fd, offset, views, path):
-    while views:
-        count = os.preadv(fd, views, offset)
-        if count <= 0:
-            raise FileFormatError(
-                f"{path}: entry 'data': the file ended {sum(len(v) for v in views)} bytes early at offset {offset} "
-                "(it was truncated after its header was checked)."
-            )
-        offset += count
-        while views and count >= len(views[0]):
-            count -= len(views[0])
-            views = views[1:]
-        if count:
-            views = [views[0][count:], *views[1:]]
-
-
-def scatter_read(fd, jobs, path):
-    """Fill each writable buffer of `jobs` [(buffer, file offset)] from `fd`: adjacent tensors are
-    read by one `preadv` each run, runs spread over threads when there is much to read."""
-    runs = _runs(jobs)
-    if sum(size for _, _, size in runs) < bulk_io.PARALLEL_BYTES:
-        for offset, views, _ in runs:
-            _read_run(fd, offset, views, path)
-        return
-    with concurrent.futures.ThreadPoolExecutor(bulk_io.WORKERS) as pool:
-        for future in [pool.submit(_read_run, fd, offset, views, path) for offset, views, _ in runs]:
-            future.result()
 
 
 def _itemsize(dtype):

@@ -149,7 +149,7 @@ class IndexedWeights:
         if self._verified:
             # `verify_first` already matched the member's CRC-32 through this descriptor; a save
             # replaces the file by rename, so the bytes behind it cannot have changed since.
-            bulk_io.read_into(self._fd, jobs, self.path)
+            bulk_io.scatter_read(self._fd, jobs, self.path)
         # Checked entries never overlap, so reads overlap only when one entry fills two variables.
         elif len({offset for _, offset in jobs}) == len(jobs):
             # One in-order pass in large reads (not one per tensor); the CRC-32 is checked on the
@@ -157,7 +157,7 @@ class IndexedWeights:
             self.verify(jobs)
         else:  # one entry read into two variables: check the member first
             self.verify([])
-            bulk_io.read_into(self._fd, jobs, self.path)
+            bulk_io.scatter_read(self._fd, jobs, self.path)
         for variable in direct:
             # The write bypassed torch: tell it the value changed (optimizers cache host copies by version).
             torch.autograd.graph.increment_version(variable)
