@@ -166,10 +166,14 @@ class IndexedWeights:
                 variable.copy_(value)
 
     def verify(self, jobs):
-        """Read the whole member in order (filling `jobs` on the way), refusing it unless its CRC-32 matches."""
+        """Check the whole member's CRC-32 (reading it in order into `jobs` when there are any,
+        else over a memory map), refusing it unless it matches."""
         info, start = self._member
         try:
-            crc = bulk_io.read_checked(self._fd, jobs, start, info.file_size, self.path)
+            if jobs:
+                crc = bulk_io.read_checked(self._fd, jobs, start, info.file_size, self.path)
+            else:
+                crc = bulk_io.span_crc(self._fd, start, info.file_size, self.path)
         except EOFError as error:
             raise FileFormatError(f"{self.path}: member '{info.filename}': {error} (file truncated?)") from None
         if crc != info.CRC:

@@ -79,7 +79,7 @@ class FileWindow(io.RawIOBase):
 def check_crc(path, info, fd, start):
     """Read a stored member's bytes once, refusing them unless their CRC-32 is the archive's."""
     try:
-        crc = bulk_io.read_checked(fd, [], start, info.file_size, path)
+        crc = bulk_io.span_crc(fd, start, info.file_size, path)
     except EOFError as error:
         raise FileFormatError(f"{path}: member '{info.filename}': {error} (file truncated?)") from None
     if crc != info.CRC:
