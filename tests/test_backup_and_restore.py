@@ -239,7 +239,7 @@ def test_model_checkpoint_save_best_only_and_batch_frequency(tmp_path):
 
 
 def test_model_checkpoint_refuses_unknown_extensions():
-    with pytest.raises(ValueError, match=r"`.keras` or `.h5`.*model\.pt"):
+    with pytest.raises(ValueError, match=r"must end in `.keras`.*model\.pt"):
         ModelCheckpoint("model.pt")
     with pytest.raises(ValueError, match="save_weights_only=True"):
         ModelCheckpoint("model.keras", save_weights_only=True)

@@ -3,6 +3,7 @@
 import io
 import math
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -393,6 +394,8 @@ def test_terminate_on_nan_can_raise():
 
 # ---------------------------------------------------------------- ProgbarLogger
 def run_fit(monkeypatch, tty, verbose=1, epochs=2, steps=3, batch_loss=None):
+    if not tty:  # as Keras, a POSIX system redraws any stream: these tests want one that is not redrawn
+        monkeypatch.delitem(sys.modules, "posix", raising=False)
     stream = Stream(tty)
     monkeypatch.setattr("sys.stdout", stream)
     callback_list = CallbackList(add_history=True, add_progbar=True, model=FakeModel(), verbose=verbose, epochs=epochs, steps=steps)
@@ -443,6 +446,7 @@ def test_progbar_logger_reads_batch_values_only_to_draw(monkeypatch):
 
 
 def test_progbar_logger_evaluate_and_predict_with_unknown_length(monkeypatch):
+    monkeypatch.delitem(sys.modules, "posix", raising=False)  # a stream that is not redrawn (see run_fit)
     stream = Stream(False)
     monkeypatch.setattr("sys.stdout", stream)
     callback_list = CallbackList(add_progbar=True, verbose=1, epochs=1, steps=None)

@@ -20,14 +20,6 @@ OTHER_BACKENDS = {
 
 # Owed: public Keras names keramic does not have yet, each with the reason.
 NOT_YET = {
-    "keras.dtype_policies.GPTQDTypePolicy": "GPTQ (calibrated) quantization is skipped by decision; int8/int4/float8 are done",
-    "keras.dtype_policies.AWQDTypePolicy": "AWQ (calibrated) quantization is skipped by decision; int8/int4/float8 are done",
-    "keras.quantizers.GPTQConfig": "GPTQ calibration is skipped by decision",
-    "keras.quantizers.AWQConfig": "AWQ calibration is skipped by decision",
-    "keras.visualization.draw_bounding_boxes": "draws with OpenCV (cv2, a ~60 MB wheel), not added for plotting alone",
-    "keras.visualization.plot_image_gallery": "matplotlib gallery; matplotlib and its wheels (~19 MB) not added for plotting alone",
-    "keras.visualization.plot_bounding_box_gallery": "matplotlib gallery drawn with cv2; neither is added (see above)",
-    "keras.visualization.plot_segmentation_mask_gallery": "matplotlib gallery; matplotlib (~19 MB of wheels) not added",
     "keras.export.ExportArchive": "TF SavedModel export archive, skipped by decision: keramic exports ONNX",
 }
 

@@ -2,6 +2,7 @@
 
 import io
 import re
+import sys
 import types
 
 import pytest
@@ -60,7 +61,7 @@ def test_terminal_redraws_in_place_and_ends_with_the_keras_line():
     out = stream.getvalue()
     assert out.count("\r") == 10 and out.endswith("\n") and out.count("\n") == 1
     assert "\x1b[1m" in out and "\x1b[32m" in out  # bold counts, green bar
-    first, final = out.split("\r")[1], out.split("\r")[-1]
+    first, final = (part.rstrip("\b") for part in (out.split("\r")[1], out.split("\r")[-1]))  # Keras backs over each drawing
     assert ANSI.sub("", first) == " 1/10 ━━━━━━━━━━━━━━━━━━━━ 0s 100ms/step - loss: 0.3428"
     assert ANSI.sub("", final) == f"10/10 {BAR} 1s 100ms/step - loss: 0.3428\n"
 
@@ -74,10 +75,20 @@ def test_eta_counts_the_remaining_steps():
     assert ANSI.sub("", stream.getvalue().split("\r")[-1]).startswith(" 3/10 ━━━━━━━━━━━━━━━━━━━━ 7s 1s/step")
 
 
-def test_not_a_terminal_writes_only_the_final_plain_line():
+def test_not_a_terminal_writes_only_the_final_plain_line(monkeypatch):
+    monkeypatch.delitem(sys.modules, "posix", raising=False)  # as Keras, POSIX systems redraw on any stream
     bar, stream, clock = make_bar(tty=False)
     run_ten_steps(bar, clock)
     assert stream.getvalue() == f"10/10 {BAR} 1s 100ms/step - loss: 0.3428\n"
+
+
+def test_a_posix_non_terminal_redraws_as_a_terminal_does():
+    outputs = []
+    for tty in (True, False):
+        bar, stream, clock = make_bar(tty=tty)
+        run_ten_steps(bar, clock)
+        outputs.append(stream.getvalue())
+    assert outputs[0] == outputs[1] if "posix" in sys.modules else outputs[0] != outputs[1]
 
 
 def test_verbose_2_writes_one_compact_line_and_verbose_0_nothing():
@@ -100,7 +111,8 @@ def test_redraws_are_throttled_by_interval():
     assert stream.getvalue().count("\r") == 4 and stream.getvalue().endswith("\n")
 
 
-def test_values_become_numbers_only_when_drawn():
+def test_values_become_numbers_only_when_drawn(monkeypatch):
+    monkeypatch.delitem(sys.modules, "posix", raising=False)  # a stream that is not redrawn
     bar, stream, clock = make_bar(tty=False)
     value = CountingValue(0.25)
     for step in range(1, 10):
@@ -114,7 +126,7 @@ def test_a_shorter_redraw_blanks_the_rest_of_the_previous_line():
     bar, stream, clock = make_bar(tty=True, interval=0)
     bar.update(1, [("loss", -12.5)])
     bar.update(2, [("loss", 0.5)])
-    first, second = (ANSI.sub("", line) for line in stream.getvalue().split("\r")[1:])
+    first, second = (ANSI.sub("", line.rstrip("\b")) for line in stream.getvalue().split("\r")[1:])
     assert first.endswith("loss: -12.5000") and second.endswith("loss: 0.5000  ")
     assert len(second) == len(first)
 

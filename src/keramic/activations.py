@@ -13,6 +13,7 @@ import inspect
 import torch
 import torch.nn.functional as F
 
+from keramic import backend
 from keramic.errors import ConfigError
 from keramic.serialization import registry
 from keramic.serialization.registry import keras_export
@@ -105,8 +106,8 @@ def sigmoid(x):
 def softmax(x, axis=-1):
     """`exp(x) / sum(exp(x))` along `axis` (`None`: over all elements)."""
     if axis is None:
-        return torch.softmax(x.reshape(-1), 0).reshape(x.shape)
-    return torch.softmax(x, axis)
+        return backend.softmax(x.reshape(-1), 0).reshape(x.shape)
+    return backend.softmax(x, axis)
 
 
 @keras_export(_NAMESPACE)

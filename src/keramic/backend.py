@@ -130,6 +130,14 @@ def is_foreign_array(x) -> bool:
     )
 
 
+def softmax(x, dim: int):
+    """torch's softmax as Keras's torch backend runs it: a float16 tensor on the CPU goes through
+    float32 and back (the same values; its gradient then rounds as Keras's does)."""
+    if x.dtype == torch.float16 and x.device.type == "cpu":
+        return torch.softmax(x.float(), dim).to(torch.float16)
+    return torch.softmax(x, dim)
+
+
 def convert_to_numpy(x):
     """A numpy array of `x`; bfloat16 tensors give ml_dtypes' bfloat16 arrays as in Keras (float32
     when ml_dtypes is not installed)."""
@@ -258,6 +266,30 @@ class Variable(torch.nn.Parameter):
         inputs = tuple(item.numpy() if isinstance(item, Variable) else item for item in inputs)
         return getattr(ufunc, method)(*inputs, **kwargs)
 
+    def __radd__(self, other):
+        return _reflected(self, other, "__radd__", "add")
+
+    def __rsub__(self, other):
+        return _reflected(self, other, "__rsub__", "subtract")
+
+    def __rmul__(self, other):
+        return _reflected(self, other, "__rmul__", "multiply")
+
+    def __rtruediv__(self, other):
+        return _reflected(self, other, "__rtruediv__", "true_divide")
+
+    def __rfloordiv__(self, other):
+        return _reflected(self, other, "__rfloordiv__", "floor_divide")
+
+    def __rmod__(self, other):
+        return _reflected(self, other, "__rmod__", "mod")
+
+    def __rpow__(self, other):
+        return _reflected(self, other, "__rpow__", "power")
+
+    def __rmatmul__(self, other):
+        return _reflected(self, other, "__rmatmul__", "matmul")
+
     def assign(self, value):
         """Set the value in place; the shape must match exactly."""
         value = convert_to_tensor(value)
@@ -310,6 +342,22 @@ class Variable(torch.nn.Parameter):
 
     def __hash__(self):
         return id(self)
+
+
+def _reflected(variable, other, method: str, op: str):
+    """`other <op> variable`. Python asks a right operand that overrides a reflected operator first,
+    so a tensor on the left gets its own operator, as if Variable had none (`tensor / variable`
+    divides; torch's reflected form would multiply by a reciprocal). Numbers compute as Keras's ops
+    do (`2.0 / variable` is a true division), and what torch does not take (a list, a bool, a NumPy
+    scalar before `@`) goes through `keras.ops`, as in Keras (`2.0 @ variable` raises torch's
+    RuntimeError, `[1, 2] + variable` is a tensor)."""
+    if isinstance(other, torch.Tensor):
+        return getattr(torch.Tensor, "__" + method[3:])(other, variable)
+    if isinstance(other, (int, float)) and not isinstance(other, bool) and method != "__rtruediv__":
+        result = getattr(torch.Tensor, method)(variable, other)
+        if result is not NotImplemented:
+            return result
+    return getattr(sys.modules["keramic.ops"], op)(other, variable)
 
 
 def set_random_seed(seed):
@@ -424,6 +472,8 @@ def _lattice_node(value):
         return "complex"
     if isinstance(value, torch.Tensor) or (hasattr(value, "dtype") and not isinstance(value, (str, np.dtype, type))):
         return standardize_dtype(value.dtype)
+    if isinstance(value, (list, tuple)):  # as Keras: a nested list counts as the tensor it converts to
+        return standardize_dtype(convert_to_tensor(value).dtype)
     return standardize_dtype(value)
 
 

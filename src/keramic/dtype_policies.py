@@ -155,6 +155,60 @@ class Int4DTypePolicy(QuantizedDTypePolicy):
         return {**super().get_config(), "mode": f"int4/{self.block_size}"}
 
 
+class _CalibratedDTypePolicy(QuantizedDTypePolicy):
+    """A GPTQ/AWQ policy whose mode carries the bits and group size: `"gptq/4/128"`.
+
+    A saved model needs both to rebuild the layer's packed kernel and per-group scales.
+    """
+
+    _mode = ""
+    _bits: tuple = ()
+    _bits_hint = ""
+
+    def __init__(self, mode, source_name=None):
+        expected = f"'{self._mode}/<weight_bits>/<group_size>'"
+        name = type(self).__name__
+        parts = mode.split("/")
+        if len(parts) != 3 or parts[0] != self._mode:
+            raise ValueError(f"Invalid mode for {name}. Expected format {expected}, but got '{mode}'.")
+        try:
+            weight_bits, group_size = int(parts[1]), int(parts[2])
+        except ValueError:
+            raise ValueError(
+                f"Invalid mode for {name}. <weight_bits> and <group_size> must be integers. "
+                f"Expected format {expected}, but got '{mode}'."
+            ) from None
+        if weight_bits not in self._bits:
+            raise ValueError(f"Invalid weight_bits in mode. {self._bits_hint}, but got {weight_bits} from '{mode}'.")
+        if group_size < -1 or group_size == 0:
+            raise ValueError(
+                "Invalid group_size in mode. Supported values are -1 (per-channel) or a positive integer, "
+                f"but got {group_size} from '{mode}'."
+            )
+        super().__init__(self._mode, source_name)
+        self._name = f"{mode}_from_{self._source_name}"
+        self.mode = self._mode
+        self.weight_bits = weight_bits
+        self.group_size = group_size
+
+    def get_config(self):
+        return {**super().get_config(), "mode": f"{self._mode}/{self.weight_bits}/{self.group_size}"}
+
+
+@keras_export("keras.dtype_policies")
+class GPTQDTypePolicy(_CalibratedDTypePolicy):
+    """A GPTQ policy, `"gptq/<weight_bits>/<group_size>"` (bits 2, 3, 4 or 8; group -1: per channel)."""
+
+    _mode, _bits, _bits_hint = "gptq", (2, 3, 4, 8), "Supported values are 2, 3, 4, and 8"
+
+
+@keras_export("keras.dtype_policies")
+class AWQDTypePolicy(_CalibratedDTypePolicy):
+    """An AWQ policy, `"awq/4/<group_size>"` (AWQ stores 4-bit weights only)."""
+
+    _mode, _bits, _bits_hint = "awq", (4,), "AWQ only supports 4-bit quantization"
+
+
 def _quantized_policy(name):
     """`"int8_from_float32"`, `"int4/128_from_bfloat16"`, ... -> the quantized policy it names."""
     parts = name.split("_from_")
@@ -170,7 +224,11 @@ def _quantized_policy(name):
         return QuantizedFloat8DTypePolicy(mode, source_name)
     if mode in ("int8", "int4"):
         return QuantizedDTypePolicy(mode, source_name)
-    raise ValueError(f"Unsupported quantized dtype policy {name!r}: keramic implements int8, int4 and float8.")
+    if mode.startswith("gptq"):
+        return GPTQDTypePolicy(mode, source_name)
+    if mode.startswith("awq"):
+        return AWQDTypePolicy(mode, source_name)
+    raise ValueError(f"Unsupported quantized dtype policy {name!r}.")
 
 
 @keras_export("keras.dtype_policies")

@@ -85,8 +85,10 @@ def _moved(tensor, axis):
 def pack_int4(arr, axis=0, dtype="int8"):
     """Two int4 values per byte along `axis` (low nibble first): `(packed, packed.shape, orig_len)`."""
     x = to_tensor(arr)
-    if x.dtype != torch.int8:
-        raise ValueError(f"pack_int4 expects int8 values in [-8, 7]; received dtype {backend.standardize_dtype(x.dtype)}.")
+    if dtype not in ("int8", "uint8"):
+        raise ValueError(f"Expected dtype to be 'int8' or 'uint8', but got '{dtype}'.")
+    if x.dtype != backend.torch_dtype(dtype):  # uint8: GPTQ/AWQ's unsigned codes in [0, 15]
+        raise ValueError(f"pack_int4 expects {dtype} values; received dtype {backend.standardize_dtype(x.dtype)}.")
     rows = _moved(x, axis)
     orig_len = rows.shape[0]
     if orig_len % 2:
@@ -101,9 +103,10 @@ def unpack_int4(packed, orig_len, axis=0, dtype="int8"):
     """The int8 values `pack_int4` packed, `orig_len` of them along `axis`."""
     rows = _moved(to_tensor(packed), axis).to(torch.int16) & 0xFF
     low, high = rows & 0xF, rows >> 4
-    low, high = torch.where(low > 7, low - 16, low), torch.where(high > 7, high - 16, high)
+    if dtype != "uint8":  # uint8 keeps GPTQ/AWQ's unsigned codes
+        low, high = torch.where(low > 7, low - 16, low), torch.where(high > 7, high - 16, high)
     values = torch.stack([low, high], dim=1).reshape((-1,) + tuple(rows.shape[1:]))[:orig_len]
-    return values.to(torch.int8).movedim(0, axis)
+    return values.to(backend.torch_dtype(dtype)).movedim(0, axis)
 
 
 def abs_max_quantize_grouped_with_zero_point(
@@ -305,6 +308,144 @@ class Float8QuantizationConfig(QuantizationConfig):
         return cls()
 
 
+def _check_calibration_sizes(num_samples, sequence_length, hessian_damping, group_size, per_channel_name):
+    """Keras's checks, in its order (AWQ passes no damping)."""
+    if num_samples <= 0:
+        raise ValueError("num_samples must be a positive integer.")
+    if sequence_length <= 0:
+        raise ValueError("sequence_length must be a positive integer.")
+    if hessian_damping is not None and (hessian_damping < 0 or hessian_damping > 1):
+        raise ValueError("hessian_damping must be between 0 and 1.")
+    if group_size < -1 or group_size == 0:
+        raise ValueError(
+            f"Invalid group_size. Supported values are -1 ({per_channel_name}) or a positive integer, but got {group_size}."
+        )
+
+
+class _CalibratedConfig(QuantizationConfig):
+    """Shared by GPTQ and AWQ: calibration data (never saved) and the layer structure to walk."""
+
+    weight_bits: int
+    group_size: int
+
+    def dtype_policy_string(self) -> str:
+        """The quantized layer's policy mode, `"<mode>/<weight_bits>/<group_size>"`."""
+        return f"{self.mode}/{self.weight_bits}/{self.group_size}"
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras_export(_NAMESPACE)
+class GPTQConfig(_CalibratedConfig):
+    """GPTQ: weights rounded column by column, each rounding error spread over the columns still
+    to come through the inverse Hessian of the calibration inputs (`model.quantize("gptq", config)`).
+
+    `dataset` holds token ids (arrays) or strings `tokenizer.tokenize` turns into ids;
+    `quantization_layer_structure` is `{"pre_block_layers": [...], "sequential_blocks": [...]}`.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        tokenizer,
+        *,
+        weight_bits: int = 4,
+        num_samples: int = 128,
+        per_channel: bool = True,
+        sequence_length: int = 512,
+        hessian_damping: float = 0.01,
+        group_size: int = 128,
+        symmetric: bool = False,
+        activation_order: bool = False,
+        quantization_layer_structure: dict | None = None,
+    ):
+        super().__init__()
+        if weight_bits not in (2, 3, 4, 8):
+            raise ValueError(f"Unsupported weight_bits {weight_bits}. Supported values are 2, 3, 4, and 8.")
+        _check_calibration_sizes(num_samples, sequence_length, hessian_damping, group_size, "whole-tensor")
+        self.dataset = dataset
+        self.tokenizer = tokenizer
+        self.weight_bits = weight_bits
+        self.num_samples = num_samples
+        self.per_channel = per_channel
+        self.sequence_length = sequence_length
+        self.hessian_damping = hessian_damping
+        self.group_size = group_size
+        self.symmetric = symmetric
+        self.activation_order = activation_order
+        self.quantization_layer_structure = quantization_layer_structure
+
+    @property
+    def mode(self):
+        return "gptq"
+
+    def get_config(self):
+        return {
+            "dataset": None,
+            "tokenizer": None,
+            "weight_bits": self.weight_bits,
+            "num_samples": self.num_samples,
+            "per_channel": self.per_channel,
+            "sequence_length": self.sequence_length,
+            "hessian_damping": self.hessian_damping,
+            "group_size": self.group_size,
+            "symmetric": self.symmetric,
+            "activation_order": self.activation_order,
+            "quantization_layer_structure": self.quantization_layer_structure,
+        }
+
+
+@keras_export(_NAMESPACE)
+class AWQConfig(_CalibratedConfig):
+    """AWQ: each input channel's weights scaled up by a power of its largest calibration activation
+    (the power searched on a grid of `num_grid_points`) before 4-bit rounding, so salient weights keep precision."""
+
+    def __init__(
+        self,
+        dataset,
+        tokenizer,
+        *,
+        weight_bits: int = 4,
+        num_samples: int = 128,
+        sequence_length: int = 512,
+        group_size: int = 128,
+        num_grid_points: int = 20,
+        quantization_layer_structure: dict | None = None,
+    ):
+        super().__init__()
+        if weight_bits != 4:
+            raise ValueError(f"AWQ only supports 4-bit quantization. Received weight_bits={weight_bits}.")
+        _check_calibration_sizes(num_samples, sequence_length, None, group_size, "per-channel")
+        if num_grid_points <= 0:
+            raise ValueError("num_grid_points must be a positive integer.")
+        self.dataset = dataset
+        self.tokenizer = tokenizer
+        self.weight_bits = weight_bits
+        self.num_samples = num_samples
+        self.sequence_length = sequence_length
+        self.group_size = group_size
+        self.num_grid_points = num_grid_points
+        self.quantization_layer_structure = quantization_layer_structure
+
+    @property
+    def mode(self):
+        return "awq"
+
+    def get_config(self):
+        return {
+            "dataset": None,
+            "tokenizer": None,
+            "weight_bits": self.weight_bits,
+            "num_samples": self.num_samples,
+            "sequence_length": self.sequence_length,
+            "group_size": self.group_size,
+            "num_grid_points": self.num_grid_points,
+            "quantization_layer_structure": self.quantization_layer_structure,
+        }
+
+
 def validate_and_resolve_config(mode, config):
     """The config `quantize(mode, config)` means: a mode alone gets its default config; both must agree."""
     from keramic.dtype_policies import QUANTIZATION_MODES
@@ -318,7 +459,8 @@ def validate_and_resolve_config(mode, config):
         if mode in defaults:
             return defaults[mode]()
         if mode in ("gptq", "awq"):
-            raise ValueError(f"Quantization mode '{mode}' (calibrated quantization) is not implemented in keramic.")
+            article = {"gptq": "a `GPTQConfig`", "awq": "an `AWQConfig`"}[mode]
+            raise ValueError(f"For {mode.upper()}, you must pass {article} object in the `config` argument.")
         raise ValueError("You must provide either `mode` or `config` to `quantize`.")
     if not isinstance(config, QuantizationConfig):
         raise ValueError(
@@ -326,6 +468,11 @@ def validate_and_resolve_config(mode, config):
         )
     if mode is not None and config.mode != mode:
         raise ValueError(f"Contradictory arguments: mode='{mode}' but config.mode='{config.mode}'")
+    required = {"gptq": GPTQConfig, "awq": AWQConfig}.get(config.mode)
+    if required is not None and not isinstance(config, required):
+        raise ValueError(
+            f"Mode '{config.mode}' requires a valid `config` argument of type `{required.__name__}`. Received: {type(config)}"
+        )
     return config
 
 

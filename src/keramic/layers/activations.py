@@ -5,7 +5,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from keramic import activations, constraints, initializers, regularizers
+from keramic import activations, backend, constraints, initializers, regularizers
 from keramic.layers.base import Layer, weight_settings
 from keramic.serialization.registry import keras_export
 
@@ -188,12 +188,12 @@ class Softmax(Layer):
             lowest = -3e4 if inputs.dtype == torch.float16 else -1e9
             inputs = torch.where(mask, inputs, torch.tensor(lowest, dtype=inputs.dtype, device=inputs.device))
         if isinstance(self.axis, (list, tuple)) and len(self.axis) == 1:  # Keras: a plain softmax
-            outputs = torch.softmax(inputs, dim=self.axis[0])
+            outputs = backend.softmax(inputs, self.axis[0])
         elif isinstance(self.axis, (list, tuple)):
             axes = tuple(self.axis)
             outputs = torch.exp(inputs - torch.logsumexp(inputs, dim=axes, keepdim=True))
         else:
-            outputs = torch.softmax(inputs, dim=self.axis)
+            outputs = backend.softmax(inputs, self.axis)
         if mask is not None:
             outputs = torch.where(mask, outputs, torch.zeros((), dtype=outputs.dtype, device=outputs.device))
         return outputs

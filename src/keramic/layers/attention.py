@@ -154,9 +154,10 @@ class EinsumDense(Layer):
         quantization_config=None,
         **kwargs,
     ):
-        if lora_rank is not None or gptq_unpacked_column_size is not None:
-            raise NotImplementedError("keramic's EinsumDense does not support LoRA or GPTQ yet.")
+        if lora_rank is not None:
+            raise NotImplementedError("keramic's EinsumDense does not support LoRA yet.")
         super().__init__(**kwargs)
+        self.gptq_unpacked_column_size = gptq_unpacked_column_size  # a GPTQ kernel's column count, as Keras saves it
         self.quantization_config = quantized.config_from(quantization_config)
         self.equation = equation
         self.partial_output_shape = (output_shape,) if isinstance(output_shape, int) else tuple(output_shape)
@@ -232,6 +233,8 @@ class EinsumDense(Layer):
                 "quantization_config": quantized.config_to_json(self.quantization_config),
             }
         )
+        if self.gptq_unpacked_column_size:
+            config["gptq_unpacked_column_size"] = self.gptq_unpacked_column_size
         return config
 
     @classmethod
@@ -296,6 +299,13 @@ def projection_dense(owner, prefix, equation, output_shape, bias_axes, name, act
         dtype=owner.dtype_policy,
         name=name,
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _scale_in(scale, dtype):
+    """As Keras: the query is scaled by `1/sqrt(key_dim)` cast to the query's dtype first (a
+    float16 query sees the float16-rounded scale)."""
+    return float(torch.tensor(scale, dtype=dtype))
 
 
 def _fused_mask_value(dtype):
@@ -525,7 +535,7 @@ class MultiHeadAttention(Layer):
             attended = tuple(permuted.shape[len(batch_axes) + 1 : -1])
             return permuted.reshape(-1, heads, math.prod(attended), permuted.shape[-1]), attended, permuted.shape
 
-        q, q_steps, q_layout = gather(query * self._scale)
+        q, q_steps, q_layout = gather(query * _scale_in(self._scale, query.dtype))
         k, k_steps, _ = gather(key)
         v, _, _ = gather(value)
         lead = tuple(q_layout[: len(batch_axes)])
@@ -545,7 +555,7 @@ class MultiHeadAttention(Layer):
         Unseeded dropout draws its mask in the memory order of the probabilities, and Keras's
         einsum leaves them permuted (size-1 attention axes, say): the same route draws the same mask.
         """
-        scores = torch.einsum(self._dot_product_equation, key, query * self._scale)
+        scores = torch.einsum(self._dot_product_equation, key, query * _scale_in(self._scale, query.dtype))
         probabilities = self._masked_softmax(scores, attention_mask)
         dropped = self._dropout_layer(probabilities, training=training)
         return torch.einsum(self._combine_equation, dropped, value), probabilities

@@ -547,6 +547,8 @@ class Layer(torch.nn.Module):
             if isinstance(args[0], (list, tuple)) and self._rejects_python_numbers:
                 _reject_python_numbers(args[0])
             args = (map_structure(self._as_input_tensor, args[0]),) + args[1:]
+        if (len(args) > 1 or kwargs) and type(self)._as_input_tensor is Layer._as_input_tensor:
+            args, kwargs = self._convert_extra_arrays(args, kwargs)
         if _has_torch_hooks(self) and not self.__dict__.get("_in_torch_hooks"):
             # torch's own dispatch runs the hooks around `forward`, which comes back here.
             self.__dict__["_in_torch_hooks"] = True
@@ -570,7 +572,7 @@ class Layer(torch.nn.Module):
         computes_mask = self.supports_masking or type(self).compute_mask is not Layer.compute_mask
         if (has_mask or computes_mask) and args:
             previous_mask = _collect_mask(args[0])
-            if has_mask and previous_mask is not None and kwargs.get("mask") is None:
+            if has_mask and previous_mask is not None and kwargs.get("mask") is None and _one_tensor_argument(args, kwargs):
                 kwargs["mask"] = previous_mask
             elif has_mask and kwargs.get("mask") is not None:  # as Keras: outputs carry an explicit mask on
                 previous_mask = map_structure(lambda m: torch.as_tensor(m, device=self._device) if isinstance(m, np.ndarray) else m, kwargs["mask"])
@@ -594,17 +596,15 @@ class Layer(torch.nn.Module):
         try:
             if not self.built:
                 self._maybe_build(args, kwargs)
-                if policy.is_mixed:
-                    cast_variables = self._cast_variables(policy.compute_torch_dtype)
-                context.scopes.append(self.name)
-                try:
-                    outputs = self._call_function(args, kwargs)(*args, **kwargs)
-                finally:
-                    context.scopes.pop()
-            else:
-                if policy.is_mixed:
-                    cast_variables = self._cast_variables(policy.compute_torch_dtype)
+            if policy.is_mixed:
+                cast_variables = self._cast_variables(policy.compute_torch_dtype)
+            # As Keras: every call is inside this layer's name scope, so that a sublayer first built
+            # in a later call (an RNN cell's, built by its RNN) gets this layer's path.
+            context.scopes.append(self.name)
+            try:
                 outputs = self._call_function(args, kwargs)(*args, **kwargs)
+            finally:
+                context.scopes.pop()
         finally:
             context.depth -= 1
             # As Keras: the flag a call settles on stays for the layers called after it (a Resizing's
@@ -647,9 +647,36 @@ class Layer(torch.nn.Module):
             return x
         if isinstance(x, np.ndarray) or isinstance(x, (float, int, np.generic)):
             array = np.asarray(x)
-            tensor = backend.convert_to_tensor(array, self.compute_dtype if array.dtype.kind == "f" else None)
+            if array.dtype.kind == "f":
+                # As Keras: a layer that does not autocast (LayerNormalization) keeps the array's own float dtype.
+                dtype = self.compute_dtype if self.autocast else array.dtype.name
+            else:
+                dtype = None
+            tensor = backend.convert_to_tensor(array, dtype)
             return tensor if tensor.device == self._device else tensor.to(self._device)
         return x
+
+    def _convert_extra_arrays(self, args, kwargs):
+        """As Keras: NumPy (and other frameworks') arrays in the other arguments and keyword
+        arguments (a `mask=`, a second input) become tensors too; Python numbers stay as they are."""
+
+        def convert(x):
+            if isinstance(x, np.ndarray) or backend.is_foreign_array(x):
+                return self._as_input_tensor(x)
+            return x
+
+        def has_array(value):
+            if isinstance(value, (list, tuple)):
+                return any(has_array(v) for v in value)
+            if isinstance(value, dict):
+                return any(has_array(v) for v in value.values())
+            return isinstance(value, np.ndarray) or backend.is_foreign_array(value)
+
+        if any(has_array(a) for a in args[1:]):
+            args = args[:1] + tuple(map_structure(convert, list(args[1:])))
+        if any(has_array(v) for v in kwargs.values()):
+            kwargs = {key: map_structure(convert, value) for key, value in kwargs.items()}
+        return args, kwargs
 
     def _cast_variables(self, dtype):
         """Mixed precision: for the duration of `call`, attributes holding float32 variables, and
@@ -803,6 +830,15 @@ class Layer(torch.nn.Module):
             return [v for v in (getattr(self, name, None) for name in self._saved_variable_names) if v is not None]
         return self._own_trainable + self._own_non_trainable
 
+    def _variables_for_saved(self, count: int) -> list:
+        """The variables a saved state of `count` entries fills: Keras 3.15 saves GPTQ/AWQ layers without zero points."""
+        variables = self._saveable_variables()
+        if self.quantization_mode is not None and count == len(variables) - 1:
+            from keramic.layers import quantized
+
+            variables = quantized.load_without_zero(self, variables)
+        return variables
+
     @saveable.default_hook
     def save_own_variables(self, store) -> None:
         """Put this layer's own variables in `store` as "0", "1", ... (override to save other state)."""
@@ -812,7 +848,7 @@ class Layer(torch.nn.Module):
     @saveable.default_hook
     def load_own_variables(self, store) -> None:
         """Assign this layer's own variables from `store`'s "0", "1", ...; the counts must agree."""
-        variables = self._saveable_variables()
+        variables = self._variables_for_saved(len(store.keys()))
         if len(store.keys()) != len(variables):
             raise WeightsMismatchError(
                 f"Layer '{self.name}' has {len(variables)} variables, but the saved state lists {len(store.keys())}."
@@ -949,7 +985,7 @@ def _with_symbolic_masks(cls, args, kwargs):
     if not (has_mask or paired) or not args:
         return kwargs
     kwargs = dict(kwargs)
-    if has_mask and kwargs.get("mask") is None:
+    if has_mask and kwargs.get("mask") is None and _one_tensor_argument(args, kwargs):
         mask = _collect_mask(args[0])
         if mask is not None:
             kwargs["mask"] = mask
@@ -989,6 +1025,25 @@ def _warn_if_mask_dropped(layer, inputs, stacklevel=3):
             "Downstream layers will not see the mask.",
             stacklevel=stacklevel,
         )
+
+
+def _one_tensor_argument(args, kwargs) -> bool:
+    """Keras hands the first input's mask to `mask=` only when the call has exactly one tensor
+    argument (a tensor, or a structure of tensors and Nones); with more (a decoder's encoder
+    outputs, an RNN's `initial_state`) only the `x_mask` partners are filled."""
+
+    def is_tensor(value):
+        return isinstance(value, (torch.Tensor, KerasTensor))
+
+    def is_tensor_argument(value):
+        if is_tensor(value):
+            return True
+        if isinstance(value, (list, tuple, dict)) and len(value):
+            return all(leaf is None or is_tensor(leaf) for leaf in flatten(value))
+        return False
+
+    count = sum(map(is_tensor_argument, args))
+    return count + sum(is_tensor_argument(v) for k, v in kwargs.items() if k != "mask") == 1
 
 
 def _collect_mask(inputs):

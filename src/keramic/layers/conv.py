@@ -199,6 +199,19 @@ def attribute_config(layer: Layer, keys: Sequence[str]) -> dict:
     return {key: activations.serialize(getattr(layer, key)) if key.endswith("activation") else getattr(layer, key) for key in keys}
 
 
+def fused_bias(x: torch.Tensor, bias):
+    """The bias to hand torch's convolution kernel: none in half precision, where Keras adds it
+    after the convolution's rounding (the fused kernel adds it before); see `add_late_bias`."""
+    return None if x.dtype in (torch.float16, torch.bfloat16) else bias
+
+
+def add_late_bias(outputs: torch.Tensor, x: torch.Tensor, bias) -> torch.Tensor:
+    """NC... `outputs` plus the bias that `fused_bias` held back from the kernel."""
+    if bias is None or fused_bias(x, bias) is not None:
+        return outputs
+    return outputs + bias.reshape((-1,) + (1,) * (outputs.dim() - 2))
+
+
 def activate(layer: Layer, outputs: torch.Tensor) -> torch.Tensor:
     """Back from NC... to the layer's data format, then its activation."""
     outputs = from_channels_first(outputs, layer.data_format)
@@ -279,7 +292,8 @@ class _Conv(Layer):
             x, padding = pad_same(x, self.kernel_size, self.strides, self.dilation_rate)
         elif self.padding == "causal":
             x = F.pad(x, ((self.kernel_size[0] - 1) * self.dilation_rate[0], 0))
-        return _CONV[self.rank](x, torch_kernel(kernel, self.rank), bias, self.strides, padding, self.dilation_rate, self.groups)
+        outputs = _CONV[self.rank](x, torch_kernel(kernel, self.rank), fused_bias(x, bias), self.strides, padding, self.dilation_rate, self.groups)
+        return add_late_bias(outputs, x, bias)
 
     def convolution_op(self, inputs, kernel):
         """The bare convolution (no bias, no activation), in the layer's data format.

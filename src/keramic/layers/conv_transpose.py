@@ -12,12 +12,14 @@ from keramic.layers.conv import (
     activate,
     add_bias,
     add_configured_weight,
+    add_late_bias,
     attribute_config,
     channel_count,
     channel_spec,
     check_filters,
     check_strides_and_dilation,
     full_shape,
+    fused_bias,
     normalize_tuple,
     set_weight_setting,
     set_window,
@@ -129,9 +131,9 @@ class _ConvTranspose(Layer):
                 extra.append(0)
                 window.append(slice(before, -after))
         outputs = _CONV_TRANSPOSE[self.rank](
-            x, torch_kernel(self.kernel, self.rank), self.bias, self.strides, tuple(padding), tuple(extra), 1, self.dilation_rate
+            x, torch_kernel(self.kernel, self.rank), fused_bias(x, self.bias), self.strides, tuple(padding), tuple(extra), 1, self.dilation_rate
         )
-        return activate(self, outputs[tuple(window)])
+        return activate(self, add_late_bias(outputs[tuple(window)], x, self.bias))
 
     def compute_output_shape(self, input_shape):
         spatial = spatial_dims(input_shape, self.data_format)

@@ -12,10 +12,12 @@ from keramic.layers.conv import (
     activate,
     add_bias,
     add_configured_weight,
+    add_late_bias,
     attribute_config,
     channel_count,
     channel_spec,
     check_filters,
+    fused_bias,
     pad_same,
     set_weight_setting,
     set_window,
@@ -68,7 +70,8 @@ class _DepthwiseBase(Layer):
         padding = 0
         if self.padding == "same":
             x, padding = pad_same(x, self.kernel_size, self.strides, self.dilation_rate)
-        return _CONV[self.rank](x, weight, bias, self.strides, padding, self.dilation_rate, channels)
+        outputs = _CONV[self.rank](x, weight, fused_bias(x, bias), self.strides, padding, self.dilation_rate, channels)
+        return add_late_bias(outputs, x, bias)
 
     def _base_config(self):
         return attribute_config(self, ("kernel_size", "strides", "padding", "data_format", "dilation_rate", "activation", "use_bias"))
@@ -188,7 +191,8 @@ class _SeparableConv(_DepthwiseBase):
 
     def call(self, inputs):
         x = self._depthwise(to_channels_first(inputs, self.data_format), self.depthwise_kernel, None)
-        return activate(self, _CONV[self.rank](x, torch_kernel(self.pointwise_kernel, self.rank), self.bias))
+        outputs = _CONV[self.rank](x, torch_kernel(self.pointwise_kernel, self.rank), fused_bias(x, self.bias))
+        return activate(self, add_late_bias(outputs, x, self.bias))
 
     def compute_output_shape(self, input_shape):
         return window_output_shape(self, input_shape, self.filters)

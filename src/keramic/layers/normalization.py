@@ -255,7 +255,7 @@ class LayerNormalization(Layer):
             )
 
     def call(self, inputs):
-        x = _at_least_float32(inputs)
+        x = inputs.float()  # as Keras: float32 whatever the input (float64 and float16 alike)
         ndim = x.dim()
         axes = sorted(d % ndim for d in self.axis)
         gamma = None if self.gamma is None else self.gamma.to(x.dtype)
@@ -275,7 +275,8 @@ class LayerNormalization(Layer):
                 outputs = (x - mean) * inverse
                 if beta is not None:
                     outputs = outputs + beta.reshape(broadcast)
-        return outputs.to(backend.torch_dtype(self.compute_dtype))
+        # As Keras: back to the input's dtype first (a float16 input in a float32 layer rounds there).
+        return outputs.to(inputs.dtype).to(backend.torch_dtype(self.compute_dtype))
 
     def compute_output_shape(self, input_shape):
         for axis in self.axis if isinstance(self.axis, list) else [self.axis]:

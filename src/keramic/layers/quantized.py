@@ -18,6 +18,8 @@ import torch
 from keramic import backend, dtype_policies
 from keramic.quantizers import (
     AbsMaxQuantizer,
+    AWQConfig,
+    GPTQConfig,
     Int4QuantizationConfig,
     QuantizationConfig,
     abs_max_quantize_grouped_with_zero_point,
@@ -31,7 +33,8 @@ from keramic.quantizers import (
 )
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 
-_IMPLEMENTED_MODES = ("int8", "int4", "float8")
+_IMPLEMENTED_MODES = ("int8", "int4", "float8", "gptq", "awq")
+_CALIBRATED_MODES = ("gptq", "awq")
 
 
 # ---------------------------------------------------------------- entry points
@@ -66,6 +69,8 @@ def quantize_layer(layer, mode=None, type_check=True, config=None) -> None:
     if mode == "int4":
         block_size = _int4_block_size(layer, config)
         mode = f"int4/{-1 if block_size is None else block_size}"
+    elif mode in _CALIBRATED_MODES:
+        mode = config.dtype_policy_string()
     layer.dtype_policy = dtype_policies.get(f"{mode}_from_{layer.dtype_policy.name}")
 
 
@@ -79,15 +84,22 @@ def quantize_model(model, mode=None, config=None, filters=None, **kwargs) -> Non
             f"The `filters` argument must be a regex string, a list of regex strings, or a callable. Received: {type(filters)}"
         )
     for layer in model._flatten_layers():
-        if not _selected(layer, filters) or len(list(layer._flatten_layers())) != 1:
+        if not selected(layer, filters) or len(list(layer._flatten_layers())) != 1:
             continue
         try:
             layer.quantize(mode, type_check=type_check, config=config)
         except NotImplementedError as error:
             warnings.warn(str(error), stacklevel=2)
+    if mode in _CALIBRATED_MODES:  # as Keras: calibration runs only when the mode is named
+        from keramic import quantization_calibration
+
+        quantization_calibration.calibrate(
+            model, config, lambda layer: is_calibrated_kind(layer) and selected(layer, filters), calibration_matrix, finish_calibration
+        )
 
 
-def _selected(layer, filters) -> bool:
+def selected(layer, filters) -> bool:
+    """Whether `filters` (a regex, regexes, or a predicate on the layer) picks the layer."""
     if filters is None:
         return True
     if isinstance(filters, str):
@@ -104,11 +116,65 @@ def build_weights(layer, shape) -> None:
     if mode not in _IMPLEMENTED_MODES:
         raise NotImplementedError(f"Building a '{mode}'-quantized {type(layer).__name__} is not implemented in keramic yet.")
     getattr(kind, f"build_{mode}")(layer, tuple(shape), layer.quantization_config)
+    if mode in _CALIBRATED_MODES:  # a saved GPTQ/AWQ layer is always calibrated
+        layer.kernel = None
+        layer._calibrated = True
 
 
 def replaces_kernel(layer) -> bool:
     """Whether the layer's quantized variables stand in for its float kernel (float8 keeps and trains it)."""
-    return layer.quantization_mode in ("int8", "int4")
+    return layer.quantization_mode in ("int8", "int4", *_CALIBRATED_MODES)
+
+
+def finish_calibration(layer, codes, scale, zero, g_idx, awq_scales=None) -> None:
+    """Store a GPTQ/AWQ result (`codes` [columns, rows] in [0, 2**bits - 1]) and drop the float kernel.
+
+    4-bit codes are packed two per byte along the columns, as Keras stores them.
+    """
+    codes = torch.as_tensor(codes).to(torch.uint8)
+    if _calibrated_settings(layer, None)[0] == 4:
+        codes = pack_int4(codes, axis=0, dtype="uint8")[0]
+    layer.quantized_kernel.assign(codes)
+    layer.kernel_scale.assign(scale)
+    layer.kernel_zero.assign(torch.as_tensor(zero).to(torch.uint8))
+    layer.g_idx.assign(g_idx)
+    if awq_scales is not None:
+        layer.awq_scales.assign(awq_scales)
+    if layer.kernel is not None:
+        _drop_variable(layer, layer.kernel)
+        layer.kernel = None
+    layer._calibrated = True
+
+
+def is_calibrated_kind(layer) -> bool:
+    """Dense, EinsumDense and their subclasses: the layers GPTQ/AWQ calibrate."""
+    return _kind(layer, type_check=False) in (_Dense, _EinsumDense)
+
+
+def calibration_matrix(layer) -> torch.Tensor:
+    """The float kernel as GPTQ/AWQ see it: [rows (inputs), columns (outputs)], 3D einsum kernels reshaped."""
+    rows, columns = _calibrated_rows_columns(tuple(layer.kernel.shape))
+    return torch.as_tensor(layer.kernel).detach().reshape(rows, columns)
+
+
+def load_without_zero(layer, variables) -> list:
+    """The variables a Keras 3.15 GPTQ/AWQ file holds: Keras saves them without `kernel_zero`.
+
+    The zero point is known only for symmetric GPTQ (the middle code, 2**(bits-1)); for the
+    other files the information is gone (Keras itself cannot load them), so this raises.
+    """
+    mode = layer.quantization_mode
+    if mode not in _CALIBRATED_MODES:
+        return variables
+    config = layer.quantization_config
+    if mode == "gptq" and isinstance(config, GPTQConfig) and config.symmetric:
+        layer.kernel_zero.assign(torch.full(tuple(layer.kernel_zero.shape), 2 ** (config.weight_bits - 1), dtype=torch.uint8))
+        return [v for v in variables if v is not layer.kernel_zero]
+    raise ValueError(
+        f"Layer '{layer.name}': this {mode.upper()} file has no `kernel_zero` (Keras 3.15 omits it when saving), "
+        "and its zero points cannot be recovered for asymmetric quantization. Re-save the quantized model "
+        "from keramic, or quantize with `symmetric=True` (GPTQ)."
+    )
 
 
 def call(layer, inputs):
@@ -222,6 +288,8 @@ def _int4_float_kernel(layer, unpacked, compute):
 
 _FLOAT8_NAMES = tuple(f"{prefix}_{kind}" for prefix in ("inputs", "kernel", "outputs_grad") for kind in ("scale", "amax_history"))
 _KERNEL_NAMES = {
+    "gptq": ("bias", "quantized_kernel", "kernel_scale", "kernel_zero", "g_idx"),
+    "awq": ("bias", "quantized_kernel", "kernel_scale", "kernel_zero", "awq_scales", "g_idx"),
     "int8": ("kernel", "bias", "kernel_scale"),
     "int4": ("kernel", "bias", "kernel_scale", "kernel_zero", "g_idx"),
     "float8": ("kernel", "bias", *_FLOAT8_NAMES),
@@ -291,16 +359,104 @@ def _call_float8(layer, inputs, product):
     return outputs
 
 
+def _calibrated_settings(layer, config):
+    """`(weight_bits, group_size)`: the GPTQ/AWQ config's when quantizing, else the policy's (a loaded layer)."""
+    if isinstance(config, (GPTQConfig, AWQConfig)):
+        return config.weight_bits, config.group_size
+    policy = layer.dtype_policy
+    if isinstance(policy, dtype_policies.DTypePolicyMap):
+        policy = policy[layer.path]
+    if not isinstance(policy, (dtype_policies.GPTQDTypePolicy, dtype_policies.AWQDTypePolicy)):
+        raise ValueError(
+            f"For {layer.quantization_mode.upper()} quantization, the weight bits and group size must be given by a "
+            f"`GPTQConfig`/`AWQConfig` or a GPTQ/AWQ dtype policy. Got: {type(policy)}"
+        )
+    return policy.weight_bits, policy.group_size
+
+
+def _calibrated_rows_columns(kernel_shape):
+    """How Keras flattens a kernel for GPTQ/AWQ: 2D as is; 3D by where its largest axis is
+    (first: [in, heads, head_dim] -> [in, heads*head_dim]; else [heads, head_dim, out] -> [heads*head_dim, out])."""
+    if len(kernel_shape) == 2:
+        return kernel_shape
+    if len(kernel_shape) != 3:
+        raise ValueError("GPTQ/AWQ quantization only supports 2D or 3D kernels.")
+    if kernel_shape.index(max(kernel_shape)) == 0:
+        return kernel_shape[0], kernel_shape[1] * kernel_shape[2]
+    return kernel_shape[0] * kernel_shape[1], kernel_shape[2]
+
+
+def _build_calibrated(layer, kernel_shape, config, zero_name):
+    """Keras's GPTQ/AWQ variables: codes [packed columns, rows] (uint8), and per output column and
+    group of rows a scale and a zero point; AWQ adds a scale per input row."""
+    bits, group_size = _calibrated_settings(layer, config)
+    rows, columns = _calibrated_rows_columns(kernel_shape)
+    groups = 1 if group_size == -1 else -(-rows // group_size)
+    layer._calibrated_kernel_shape = kernel_shape
+    layer._calibrated = False
+    packed = (columns + 1) // 2 if bits == 4 else columns
+    layer.quantized_kernel = layer.add_weight(name="kernel", shape=(packed, rows), initializer="zeros", dtype="uint8", trainable=False)
+    layer.kernel_scale = _add_scale(layer, "kernel_scale", (columns, groups))
+    layer.kernel_zero = layer.add_weight(name=zero_name, shape=(columns, groups), initializer="zeros", dtype="uint8", trainable=False)
+    if layer.quantization_mode == "awq" or isinstance(config, AWQConfig):
+        layer.awq_scales = _add_scale(layer, "awq_scales", (rows,))
+    layer.g_idx = layer.add_weight(name="g_idx", shape=(rows,), initializer="zeros", dtype="float32", trainable=False)
+    return columns
+
+
+def _calibrated_kernel(layer, compute):
+    """The float kernel a calibrated layer stands for: ((codes - zero) * scale) per group, transposed,
+    divided by AWQ's row scales, in the layer's kernel shape; before calibration, the float kernel."""
+    if not layer._calibrated:
+        return torch.as_tensor(layer.kernel)
+    rows, columns = _calibrated_rows_columns(layer._calibrated_kernel_shape)
+    codes = torch.as_tensor(layer.quantized_kernel)
+    if codes.shape[0] != columns:
+        codes = unpack_int4(codes, columns, axis=0, dtype="uint8")
+    scale = torch.as_tensor(layer.kernel_scale)
+    weights = dequantize_with_sz_map(codes, scale, torch.as_tensor(layer.kernel_zero), torch.as_tensor(layer.g_idx), group_axis=-1).T
+    awq_scales = getattr(layer, "awq_scales", None)
+    if awq_scales is not None:
+        weights = weights / torch.as_tensor(awq_scales)[:, None]
+    return weights.reshape(layer._calibrated_kernel_shape).to(compute)
+
+
 class _KernelRecipe:
-    """What Dense and EinsumDense share: every mode, Keras's kernel variable names, float8's build."""
+    """What Dense and EinsumDense share: every mode, Keras's kernel variable names, float8's build, GPTQ/AWQ."""
 
     modes = dtype_policies.QUANTIZATION_MODES
     saved_names = _KERNEL_NAMES
     build_float8 = staticmethod(_build_float8)
     quantize_float8 = staticmethod(_build_float8)
+    zero_name = "kernel_zero"
+
+    @classmethod
+    def build_gptq(cls, layer, kernel_shape, config):
+        _build_calibrated(layer, kernel_shape, config, cls.zero_name)
+
+    build_awq = build_gptq
+
+    @classmethod
+    def quantize_gptq(cls, layer, config):
+        """Only the variables: `model.quantize` fills them by calibration (the float kernel serves until then)."""
+        cls.build_gptq(layer, tuple(layer.kernel.shape), config)
+
+    quantize_awq = quantize_gptq
+
+    @classmethod
+    def call_gptq(cls, layer, inputs):
+        kernel = _calibrated_kernel(layer, backend.torch_dtype(layer.compute_dtype))
+        outputs = cls.product(layer, inputs, kernel)
+        return outputs if layer.bias is None else outputs + layer.bias
+
+    call_awq = call_gptq
 
 
 class _Dense(_KernelRecipe):
+
+    @staticmethod
+    def product(layer, inputs, kernel):
+        return torch.matmul(inputs, kernel)
 
     @staticmethod
     def call_float8(layer, inputs):
@@ -441,6 +597,19 @@ class _Embedding:
 
 
 class _EinsumDense(_KernelRecipe):
+    zero_name = "zero_point"
+
+    @staticmethod
+    def product(layer, inputs, kernel):
+        return torch.einsum(layer.equation, inputs, kernel)
+
+    @classmethod
+    def build_gptq(cls, layer, kernel_shape, config):
+        columns = _build_calibrated(layer, kernel_shape, config, cls.zero_name)
+        if layer.quantization_mode == "gptq" or isinstance(config, GPTQConfig):
+            layer.gptq_unpacked_column_size = columns
+
+    build_awq = build_gptq
 
     @staticmethod
     def call_float8(layer, inputs):

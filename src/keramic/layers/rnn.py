@@ -144,6 +144,12 @@ class RNN(Layer):
             cell = StackedRNNCells(cell)
         if not hasattr(cell, "state_size"):
             raise ValueError(f"The RNN cell should have a `state_size` attribute. Received: cell={cell}")
+        if not isinstance(cell.state_size, (list, tuple, int)):
+            # As Keras: a tf.TensorShape or an array is refused here, not at the first call.
+            raise ValueError(
+                "state_size must be an integer, or a list/tuple of integers (one for each state tensor). "
+                f"Received: state_size={cell.state_size!r}"
+            )
         super().__init__(**kwargs)
         self.cell = cell
         self.return_sequences = return_sequences
@@ -273,9 +279,12 @@ class RNN(Layer):
         return step
 
     def _run(self, sequences, states, mask, training):
-        """`(outputs or None, last_output, final_states)`; outputs are (batch, time, ...)."""
+        """`(outputs or None, last_output, final_states)`; outputs are (batch, time, ...).
+
+        Half precision (a mixed policy) steps a built-in cell through its own call, as Keras's loop:
+        each step reads the weights in the compute dtype afresh, so their gradients sum in float32."""
         cell = self.cell
-        builtin = isinstance(cell, _RecurrentCell)
+        builtin = isinstance(cell, _RecurrentCell) and sequences.dtype not in (torch.float16, torch.bfloat16)
         if not training and not in_dry_run():
             features = sequences.shape[-1]
             for inner in getattr(cell, "cells", [cell]):
@@ -300,7 +309,13 @@ class RNN(Layer):
         for inner in held:
             inner.hold_dropout_masks(True)
         try:
-            return self._loop(self._cell_step(training), steps, states, mask)
+            step = self._cell_step(training)
+            if not self.unroll and steps.shape[0]:
+                # Keras's rolled loop runs the cell once more on the first step to learn its output
+                # structure and discards the result; the cell's draws and side effects follow it.
+                with torch.no_grad():
+                    step(steps[0], states)
+            return self._loop(step, steps, states, mask)
         finally:
             for inner in held:
                 inner.hold_dropout_masks(False)

@@ -36,7 +36,10 @@ def call_in_graph(layer, args, kwargs):
     layer._maybe_build((symbolic, *rest), spec_kwargs)
     spec = layer.compute_output_spec(symbolic, *rest, **spec_kwargs)
     spec_leaves = flatten(spec)
-    out_dtypes = [_tf_dtype(tf, leaf.dtype) for leaf in spec_leaves]
+    # A layer whose eager outputs differ in dtype from its symbolic spec (a lookup's int64 one-hot
+    # rows, float32 symbolically in Keras) names the eager one: Keras's tf.data maps yield that.
+    graph_dtype = getattr(layer, "_graph_output_dtype", None)
+    out_dtypes = [_tf_dtype(tf, graph_dtype or leaf.dtype) for leaf in spec_leaves]
 
     def run(*values):
         eager = [value if value.dtype == tf.string else value.numpy() for value in values]

@@ -141,6 +141,10 @@ class Model(Trainer, Layer):
 
         quantized.quantize_model(self, mode, config=config, filters=filters, **kwargs)
 
+    def get_quantization_layer_structure(self, mode=None):
+        """GPTQ/AWQ's `{"pre_block_layers": [...], "sequential_blocks": [...]}`; None unless a subclass says."""
+        return None
+
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False, layer_range=None):
         """Print a table of layers, output shapes and parameter counts, as Keras does."""
         from keramic.models.summary import print_summary

@@ -109,7 +109,7 @@ def softmax(x, axis=-1):
     if isinstance(axis, (list, tuple)):
         exp = torch.exp(x - torch.amax(x, dim=tuple(axis), keepdim=True))
         return exp / torch.sum(exp, dim=tuple(axis), keepdim=True)
-    return torch.softmax(x, dim=axis)
+    return backend.softmax(x, axis)
 
 
 @keras_op
@@ -167,12 +167,17 @@ def normalize(x, axis=-1, order=2, epsilon=None):
 @keras_op
 def moments(x, axes, keepdims=False, synchronized=False):
     x = _float_input(x)
+    # The two-pass variance, as BatchNormalization (docs/keras_differences.md): Keras's torch
+    # backend takes E[x^2] - E[x]^2, a few ulps away, and cancelling where |mean| >> the spread.
     compute = x.to(torch.float32) if x.dtype in (torch.float16, torch.bfloat16) else x
     axes = tuple(axes) if isinstance(axes, (list, tuple)) else (axes,)
     mean = torch.mean(compute, dim=axes, keepdim=True)
     variance = torch.mean(torch.square(compute - mean), dim=axes, keepdim=keepdims)
     if not keepdims:
         mean = mean.squeeze(axes)
+    if x.dtype == torch.float16:  # as Keras: clipped into float16's range, not overflowing to inf
+        limit = torch.finfo(torch.float16).max
+        mean, variance = mean.clamp(-limit, limit), variance.clamp(-limit, limit)
     return mean.to(x.dtype), variance.to(x.dtype)
 
 
@@ -192,6 +197,14 @@ def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilo
     return out + broadcast(offset) if offset is not None else out
 
 
+def _trailing_layer_norm(x, axes, gamma, beta) -> bool:
+    """Whether `axes` are x's last ones and gamma/beta hold exactly one value per normalized entry."""
+    if sorted(a % x.dim() for a in axes) != list(range(x.dim() - len(axes), x.dim())):
+        return False
+    size = math.prod(x.shape[x.dim() - len(axes) :])
+    return all(v is None or _t(v).numel() == size for v in (gamma, beta))
+
+
 @keras_op
 def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None, **kwargs):
     x = _float_input(x)
@@ -199,6 +212,12 @@ def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None, **kwarg
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     if kwargs.get("rms_scaling"):
         out = x * torch.rsqrt(torch.mean(x * x, dim=axes, keepdim=True) + epsilon)
+    elif _trailing_layer_norm(x, axes, gamma, beta):
+        # Trailing axes: torch's own layer_norm, as Keras's torch backend (same digits).
+        shape = tuple(x.shape[x.dim() - len(axes) :])
+        weight = None if gamma is None else _t(gamma, x.dtype).reshape(shape)
+        bias = None if beta is None else _t(beta, x.dtype).reshape(shape)
+        return F.layer_norm(x, shape, weight, bias, epsilon)
     else:
         mean = torch.mean(x, dim=axes, keepdim=True)
         variance = torch.var(x, dim=axes, keepdim=True, correction=0)

@@ -9,7 +9,6 @@ forced to wait for the device. Callbacks written by users get plain floats, as i
 import csv
 import math
 import os
-import sys
 import warnings
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 from keramic.distribution import collectives
 from keramic.serialization.registry import keras_export
 from keramic.training.compile_metrics import CompileMetrics
-from keramic.training.progress import Progbar
+from keramic.training.progress import Progbar, print_msg
 
 _BATCH_HOOKS = (
     "on_train_batch_begin",
@@ -339,8 +338,7 @@ class ProgbarLogger(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._start_bar()
         if self.verbose and self.epochs > 1:
-            sys.stdout.write(f"Epoch {epoch + 1}/{self.epochs}\n")
-            sys.stdout.flush()
+            print_msg(f"Epoch {epoch + 1}/{self.epochs}")
 
     def on_train_batch_end(self, batch, logs=None):
         self._update(batch, logs)

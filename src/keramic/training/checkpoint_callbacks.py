@@ -12,6 +12,7 @@ from keramic.saving.checkpoint_manager import CheckpointManager
 from keramic.saving.formats.checkpoint import RngState, restore_metric_state, save_checkpoint
 from keramic.serialization.registry import keras_export
 from keramic.training.callbacks import Callback, _MonitorCallback
+from keramic.training.progress import print_msg
 
 _MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 _WEIGHTS_SUFFIXES = (".weights.h5", ".safetensors", ".h5", ".hdf5")
@@ -25,12 +26,13 @@ def _save_kind(filepath, save_weights_only):
         return "model"
     if "." not in re.sub(r"\{[^}]*\}", "", os.path.basename(filepath)):
         return "checkpoint"
-    expected = "`.weights.h5`, `.safetensors` or `.h5`" if save_weights_only else "`.keras` or `.h5`"
-    raise ConfigError(
-        f"ModelCheckpoint: the filepath must end in {expected}"
-        f"{' with save_weights_only=True' if save_weights_only else ''}, or have no extension to write a "
-        f"checkpoint directory. Received: filepath={filepath}"
-    )
+    # Keras's messages (keramic also takes the extensions above, and no extension for a directory)
+    if save_weights_only:
+        raise ConfigError(
+            "When using `save_weights_only=True` in `ModelCheckpoint`, the filepath provided must end in "
+            f"`.weights.h5` (Keras weights format). Received: filepath={filepath}"
+        )
+    raise ConfigError(f"The filepath provided must end in `.keras` (Keras model format). Received: filepath={filepath}")
 
 
 def _counts_batch(callback, batch):
@@ -109,7 +111,7 @@ class ModelCheckpoint(_MonitorCallback):
     def _should_save(self, epoch, logs, filepath):
         if not self.save_best_only:
             if self.verbose > 0:
-                print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
+                print_msg(f"\nEpoch {epoch + 1}: saving model to {filepath}")
             return True
         current = logs.get(self.monitor)
         if current is None:
@@ -119,11 +121,11 @@ class ModelCheckpoint(_MonitorCallback):
         best = "None" if self.best is None else f"{self.best:.5f}"
         if self._is_improvement(current, self.best):
             if self.verbose > 0:
-                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}, saving model to {filepath}")
+                print_msg(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}, saving model to {filepath}")
             self.best = current
             return True
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
+            print_msg(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
         return False
 
     def _save(self, epoch, batch, logs):
@@ -141,7 +143,7 @@ class ModelCheckpoint(_MonitorCallback):
         else:
             self.model.save(filepath, overwrite=True)
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
+            print_msg(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
 
 
 @keras_export("keras.callbacks")

@@ -54,16 +54,65 @@ def per_output(spec, output_names: list, kind: str) -> list:
         unknown = [k for k in spec if k not in output_names]
         if unknown:
             raise ValueError(f"{kind} given for unknown outputs {unknown}; the outputs are {output_names}.")
-        entries = [spec.get(name) for name in output_names]
-        return [_metric_list(item) for item in entries] if kind == "metrics" else entries
-    if isinstance(spec, (list, tuple)) and kind != "metrics":
+        return [spec.get(name) for name in output_names]
+    if isinstance(spec, (list, tuple)):
         if len(spec) != count:
             raise ValueError(f"{kind} has {len(spec)} entries but the model has {count} outputs.")
         return list(spec)
-    if kind == "metrics" and isinstance(spec, (list, tuple)) and count > 1 and len(spec) == count:
-        # One entry per output, as Keras reads a list as long as the outputs (an entry may be None).
-        return [_metric_list(item) for item in spec]
     return [spec] * count
+
+
+def _flat_metrics(spec) -> list:
+    """Every metric in nested lists / dict values, in order (a single output takes them all)."""
+    if isinstance(spec, dict):
+        spec = list(spec.values())
+    if not isinstance(spec, (list, tuple)):
+        return [spec]
+    return [metric for item in spec for metric in _flat_metrics(item)]
+
+
+def per_output_metrics(spec, output_names: list, structure, argument: str = "metrics", named_outputs: bool = True) -> list:
+    """`metrics` / `weighted_metrics` spread over the outputs as Keras reads them.
+
+    A single output takes every metric found (nested lists and dict values flattened, whatever
+    the keys). Several outputs take a dict keyed by (some of) their names, or a list with one entry
+    (a metric, a list of metrics, or None) per output; anything else is a ValueError at the first
+    batch, naming the outputs' structure (`structure`: the predictions as the model returned them).
+    """
+    if not spec:
+        return [None] * len(output_names)
+    if len(output_names) == 1:
+        return [_flat_metrics(spec)]
+    if isinstance(spec, dict) and all(key in output_names for key in spec):
+        return [_metric_list(spec.get(name)) for name in output_names]
+    if isinstance(spec, (list, tuple)) and len(spec) == len(output_names):
+        return [_metric_list(item) for item in spec]
+    raise ValueError(_structure_mismatch(spec, output_names, structure, argument, named_outputs))
+
+
+def _structure_mismatch(spec, output_names, structure, argument, named_outputs) -> str:
+    """Keras's message for metrics that fit neither the output names nor the output structure."""
+    if isinstance(structure, dict):
+        shape = "{" + ", ".join(f"{key!r}: 'X'" for key in structure) + "}"
+        if not isinstance(spec, dict):
+            problem = "Node type mismatch; expected <class 'dict'>, but got <class 'tuple'>."
+        elif len(spec) != len(structure):
+            problem = f"Node arity mismatch; expected {len(structure)}, but got {len(spec)}."
+        else:
+            missing, extra = set(structure) - set(spec), set(spec) - set(structure)
+            problem = f"Node keys mismatch; missing key(s): {missing}; extra key(s): {extra}."
+    else:
+        shape = ", ".join("'X'" for _ in output_names)
+        shape = f"({shape})" if isinstance(structure, tuple) else f"[{shape}]"
+        if isinstance(spec, dict):
+            problem = "Node type mismatch; expected <class 'tuple'>, but got <class 'dict'>."
+        else:
+            problem = f"Node arity mismatch; expected {len(output_names)}, but got {len(spec)}."
+    names = f"either be a dict or a list matching the output names of the functional model {output_names} or " if named_outputs else ""
+    return (
+        f"{problem}\nInvalid `{argument}`. `{argument}` should contain metrics objects and {names}"
+        f"match the output structure of the model: {shape}.\nReceived: {argument}={spec}"
+    )
 
 
 class CompiledLoss:

@@ -11,7 +11,7 @@ import torch
 
 from keramic import metrics as metrics_module
 from keramic.symbolic import flatten
-from keramic.training.compile import check_metrics_arguments, match_targets, per_output, per_output_weights
+from keramic.training.compile import check_metrics_arguments, match_targets, per_output_metrics, per_output_weights
 
 
 class CompileMetrics(metrics_module.Metric):
@@ -32,15 +32,19 @@ class CompileMetrics(metrics_module.Metric):
         self._compiled_loss = compiled_loss
         self._entries: list = []  # [(output index, metric, weighted)], in Keras's log order
         self._log_names: list[str] = []
+        self._structure = None  # the predictions as the model returns them (list, tuple or dict): for errors
+        self._named_outputs = False
         self.built = False
 
     def __repr__(self) -> str:
         return f"<CompileMetrics name={self.name}>"
 
-    def bind(self, output_names, compiled_loss) -> None:
-        """The model's output names and compiled loss, known once its outputs have been seen."""
+    def bind(self, output_names, compiled_loss, structure=None, named_outputs: bool = False) -> None:
+        """The model's output names and compiled loss, known once its outputs have been seen
+        (`structure`: its predictions; `named_outputs`: the names are the functional model's own)."""
         self.output_names = list(output_names)
         self._compiled_loss = compiled_loss
+        self._structure, self._named_outputs = _skeleton(structure), named_outputs
 
     @property
     def metrics(self) -> list:
@@ -56,8 +60,10 @@ class CompileMetrics(metrics_module.Metric):
         names = self.output_names or _default_names(len(predictions))
         losses = self._compiled_loss.losses if self._compiled_loss is not None and self._compiled_loss.losses else [None] * len(names)
         self._entries = []
+        structure = self._structure if self._structure is not None else predictions
         for weighted, spec in ((False, self._user_metrics), (True, self._user_weighted_metrics)):
-            specs = per_output(spec, names, "metrics") if spec is not None else [None] * len(names)
+            argument = "weighted_metrics" if weighted else "metrics"
+            specs = per_output_metrics(spec, names, structure, argument, self._named_outputs)
             for index, (y_true, y_pred) in enumerate(zip(targets, predictions)):
                 for item in specs[index] or []:
                     self._entries.append((index, metrics_module.resolve_metric(item, y_true, y_pred, losses[index]), weighted))
@@ -71,6 +77,8 @@ class CompileMetrics(metrics_module.Metric):
         targets, predictions = match_targets(y_true, y_pred, names, specs)
         with torch.no_grad():
             if not self.built:
+                if self._structure is None:
+                    self._structure = _skeleton(y_pred)
                 self.build(targets, predictions)
             self.update_flat(targets, predictions, per_output_weights(sample_weight, len(predictions), names))
 
@@ -95,6 +103,15 @@ class CompileMetrics(metrics_module.Metric):
 
     def get_config(self):
         raise NotImplementedError("CompileMetrics is made by `compile()` and has no config.")
+
+
+def _skeleton(y_pred):
+    """The predictions' container with no tensors in it (a first batch's graph must not be kept)."""
+    if isinstance(y_pred, dict):
+        return dict.fromkeys(y_pred)
+    if isinstance(y_pred, (list, tuple)):
+        return type(y_pred)([None] * len(y_pred)) if type(y_pred) in (list, tuple) else [None] * len(y_pred)
+    return None
 
 
 def _default_names(count):

@@ -233,7 +233,9 @@ class IterableBatches:
             if self.steps is not None and step >= self.steps:
                 break
             x, y, sample_weight = unpack(batch)
-            part = distributed.batch_part(num_samples(x, y, sample_weight))  # this process's rows of the global batch
+            # This process's rows of the global batch; as Keras, a lone process takes a dataset's
+            # batch as it is (inputs of different lengths, as a batch of graphs, included).
+            part = distributed.batch_part(num_samples(x, y, sample_weight)) if distributed.active() is not None else None
             if part is not None:
                 x, y, sample_weight = take(x, part), take(y, part), take(sample_weight, part)
             y, sample_weight = to_tensors(y, self.device), to_tensors(sample_weight, self.device)

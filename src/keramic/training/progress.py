@@ -4,10 +4,14 @@ Values are stored as given (floats or 0-d tensors) and turned into numbers only 
 drawn, so a training step that does not redraw costs no device synchronisation.
 """
 
+import logging
+import os
 import sys
 import time
 
 import numpy as np
+
+from keramic import config
 
 _BOLD = "\x1b[1m"
 _GREEN = "\x1b[32m"
@@ -17,9 +21,21 @@ _BAR_CHAR = "━"
 
 
 def _supports_redraw(stream):
-    """A terminal (or a notebook, which understands `\\r` and colours) can redraw the current line."""
+    """Keras's test for redrawing the line: a terminal, a notebook, PyCharm, or any POSIX system
+    (so on Linux and macOS a captured or redirected stdout gets the redraws too, as in Keras)."""
     isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty()) or "ipykernel" in sys.modules
+    return bool(isatty and isatty()) or "ipykernel" in sys.modules or "posix" in sys.modules or "PYCHARM_HOSTED" in os.environ
+
+
+def print_msg(message: str, line_break: bool = True, stream=None) -> None:
+    """Write to stdout (or `stream`), or, after `keras.config.disable_interactive_logging()`, log
+    at INFO to the `absl` logger as Keras does (hidden unless logging is set up to show INFO)."""
+    if not config.is_interactive_logging_enabled():
+        logging.getLogger("absl").info(message)
+        return
+    stream = sys.stdout if stream is None else stream
+    stream.write(f"{message}\n" if line_break else message)
+    stream.flush()
 
 
 def _format_number(value):
@@ -154,7 +170,7 @@ class Progbar:
         style = self._dynamic
 
         def styled(text, code):
-            return f"{code}{text}{_RESET}" if style and text else text
+            return f"{code}{text}{_RESET}" if style else text  # Keras styles an empty part too
 
         step_time = self._step_time(current, now)
         if self.target:
@@ -175,9 +191,9 @@ class Progbar:
 
         line = "".join(shown)
         if self._dynamic:
-            # Overwrite the previous drawing, blanking what a longer earlier line left behind.
+            # As Keras: back over the previous drawing, then overwrite it, blanking what a longer one left.
             width = len("".join(plain))
-            line = "\r" + line + " " * max(self._drawn_width - width, 0)
+            line = "\b" * self._drawn_width + "\r" + line + " " * max(self._drawn_width - width, 0)
             self._drawn_width = width
         self._write(line + "\n" if finalize else line)
 
@@ -187,5 +203,4 @@ class Progbar:
         return f"{count} - {now - self._start:.0f}s - {per_unit}{self._metrics_text()}\n"
 
     def _write(self, text):
-        self._stream.write(text)
-        self._stream.flush()
+        print_msg(text, line_break=False, stream=self._stream)

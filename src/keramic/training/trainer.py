@@ -205,7 +205,8 @@ class Trainer:
             args = self._compile_args
             self._compiled_loss = CompiledLoss(args["loss"], args["loss_weights"], names)
             if self._compiled_metrics is not None:
-                self._compiled_metrics.bind(names, self._compiled_loss)
+                named = bool(getattr(self, "output_names", None))  # a functional model's own names
+                self._compiled_metrics.bind(names, self._compiled_loss, y_pred, named)
 
     @property
     def metrics(self):
@@ -266,15 +267,16 @@ class Trainer:
 
     def get_metrics_result(self):
         """{name: result} of each entry of `metrics`, a dict result (`compile_metrics`) flattened
-        in, as Keras: a class that lists its own `metrics` gets those."""
-        if type(self).metrics is Trainer.metrics:
+        in, as Keras: a class that lists its own `metrics` gets those. As Keras, compiled metrics
+        not yet built by a first batch raise (a ValueError), and an uncompiled model gives {}."""
+        if type(self).metrics is Trainer.metrics and self.compiled:
+            if self._compiled_metrics is not None and not self._compiled_metrics.built:
+                self._compiled_metrics.result()  # raises Keras's "not yet been built" error
             return self._logs()
         metrics = self.metrics
         results = {}
         with distributed.summed_metric_states(metrics):
             for metric in metrics:
-                if isinstance(metric, CompileMetrics) and not metric.built:
-                    continue
                 value = metric.result()
                 if isinstance(value, dict):
                     results.update(value)
@@ -508,7 +510,9 @@ class Trainer:
 
     def _build_before_training(self, x):
         """Build the model (a first call) so that the optimizer can see every variable."""
-        if not self.built and type(self).call is not Layer.call:  # a GAN-style model may have no `call`
+        # As Keras: any unbuilt layer (one a custom RNN cell makes in its first step) asks for the call.
+        unbuilt = not all(getattr(layer, "built", True) for layer in self._flatten_layers())
+        if unbuilt and type(self).call is not Layer.call:  # a GAN-style model may have no `call`
             with build_only_call():
                 self._predict_batch(x)
 

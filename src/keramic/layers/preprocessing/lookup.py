@@ -122,6 +122,14 @@ class IndexLookup(Layer):
         if vocabulary is not None:
             self.set_vocabulary(vocabulary, idf_weights)
 
+    @property
+    def _graph_output_dtype(self):
+        """The eager dtype a `tf.data` map yields as in Keras: int64 for the counting modes, the
+        vocabulary's for an inverse lookup."""
+        if self.invert:
+            return "string" if self.vocabulary_dtype == "string" else None
+        return "int64" if self.output_mode in ("one_hot", "multi_hot", "count") else None
+
     # ------------------------------------------------------------ vocabulary
     def _oov_start_index(self):
         return 1 if self.mask_token is not None and self.output_mode == "int" else 0

@@ -208,9 +208,14 @@ class TextVectorization(Layer):
             padded[i, : len(row)] = row
         return torch.as_tensor(padded, device=backend.get_device())
 
+    @property
+    def _graph_output_dtype(self):
+        """The counting modes' eager dtype (int64), which a `tf.data` map yields as in Keras."""
+        return "int64" if self._output_mode in ("multi_hot", "count") else None
+
     def compute_output_shape(self, input_shape):
-        if self._output_mode == "int":
-            return (input_shape[0], self._output_sequence_length)
+        if self._output_mode == "int":  # one string (a `tf.data` element) has no batch axis
+            return tuple(input_shape[:1]) + (self._output_sequence_length,)
         if self._split is None:
             if len(input_shape) <= 1:
                 input_shape = tuple(input_shape) + (1,)

@@ -265,10 +265,8 @@ def read_groups(source, groups, filename, skip_mismatch=False):
                 stacklevel=3,
             )
             continue
-        if len(stored) == len(variables) - 1 and getattr(owner, "quantization_mode", None) in ("gptq", "awq"):
-            from keramic.layers import quantized
-
-            variables = quantized.load_without_zero(owner, variables)  # Keras 3.15 saves GPTQ/AWQ without zero points
+        if len(stored) == len(variables) - 1 and hasattr(owner, "_variables_for_saved"):
+            variables = owner._variables_for_saved(len(stored))  # Keras 3.15 saves GPTQ/AWQ without zero points
         for index, variable in enumerate(variables):
             entry = f"{_group_name(path)}/{index}"
             if index >= len(stored):

@@ -28,12 +28,8 @@ def _image_size(name, height, width):
 
 def _to_xyxy(boxes, name, height, width):
     a, b, c, d = boxes.unbind(-1)
-    if name.startswith("rel_"):
-        name = name[4:]
-        if name in ("yxyx",):
-            a, b, c, d = a * height, b * width, c * height, d * width
-        else:
-            a, b, c, d = a * width, b * height, c * width, d * height
+    relative = name.startswith("rel_")
+    name = name[4:] if relative else name
     if name == "xyxy":
         corners = (a, b, c, d)
     elif name == "yxyx":
@@ -44,6 +40,9 @@ def _to_xyxy(boxes, name, height, width):
         corners = (a - c / 2, b - d / 2, a + c / 2, b + d / 2)
     else:  # center_yxhw
         corners = (b - d / 2, a - c / 2, b + d / 2, a + c / 2)
+    if relative:  # scale the corners, not the sizes, as Keras does: the same float32 rounding
+        x1, y1, x2, y2 = corners
+        corners = (x1 * width, y1 * height, x2 * width, y2 * height)
     return torch.stack(corners, dim=-1)
 
 

@@ -1,8 +1,4 @@
-"""`keras.visualization`: colour segmentation masks onto images.
-
-Only `draw_segmentation_masks` is here; the box drawing (OpenCV) and gallery plots
-(matplotlib) are listed as not yet done in tests/test_namespace_coverage.py.
-"""
+"""Colour segmentation masks onto images, with Keras's class palette."""
 
 import numpy as np
 import torch
@@ -18,8 +14,7 @@ def _class_colors(num_classes):
     return [((index * _PALETTE) % 255).tolist() for index in range(num_classes)]
 
 
-def draw_segmentation_masks(images, segmentation_masks, num_classes=None, color_mapping=None, alpha=0.8, blend=True,
-                            ignore_index=-1, data_format=None):
+def draw_segmentation_masks(images, segmentation_masks, num_classes=None, color_mapping=None, alpha=0.8, blend=True, ignore_index=-1, data_format=None):
     """Paint each pixel of `images` (B, H, W, 3) in its class colour from `segmentation_masks` (B, H, W, 1).
 
     With `blend` the colours are mixed in at `alpha` (ignored pixels keep the image) and a uint8
