@@ -5,7 +5,8 @@
     python benchmarks/save_load.py --quick    # small sizes, a fast sanity run
     python benchmarks/save_load.py --quick --baseline OLD_TREE/src --only-keramic
                                               # keramic now vs another source tree, in one run
-                                              # (--baseline repeats: several trees side by side)
+                                              # (--baseline repeats: several trees side by side;
+                                              # --rounds N: they take turns N times, medians)
 
 Each contender runs in its own subprocess. Before every timed call the process touches (and
 frees) more memory than the call needs: on this kind of VM, memory freed seconds earlier is
@@ -235,6 +236,9 @@ def main():
     parser.add_argument("--baseline", metavar="SRC", action="append", default=[],
                         help="also time keramic from this source tree (e.g. the code before a change); may repeat")
     parser.add_argument("--only-keramic", action="store_true", help="time keramic (and --baseline) only, no peers")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --baseline: the trees take turns this many times and each figure is the median "
+                             "over rounds (a slow spell of a shared machine then hits every tree alike)")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated cases to run with --only-keramic (default: {','.join(CASES)})")
     parser.add_argument("--worker", nargs=3, metavar=("CASE", "CONTENDER", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -245,12 +249,18 @@ def main():
     cases = args.cases.split(",") if args.only_keramic else list(CASES)
     with tempfile.TemporaryDirectory(prefix="keramic-bench-") as directory:
         for case in cases:
-            for source in args.baseline:
-                results[case, source] = run_worker(case, "keramic", directory, args.repeat, args.quick, source)
-            for contender in ["keramic"] if args.only_keramic else CONTENDERS:
-                results[case, contender] = run_worker(case, contender, directory, args.repeat, args.quick)
+            rounds: dict[str, list[dict]] = {}
+            for _ in range(args.rounds if args.baseline else 1):
+                for source in args.baseline:
+                    rounds.setdefault(source, []).append(run_worker(case, "keramic", directory, args.repeat, args.quick, source))
+                for contender in ["keramic"] if args.only_keramic else CONTENDERS:
+                    rounds.setdefault(contender, []).append(run_worker(case, contender, directory, args.repeat, args.quick))
+            for name, runs in rounds.items():
+                results[case, name] = {key: statistics.median(run[key] for run in runs) if isinstance(runs[0][key], (int, float)) else runs[0][key]
+                                       for key in runs[0]}
     if args.baseline:
-        print(f"keramic now vs other trees (median of {args.repeat}, seconds; same run, same machine)")
+        print(f"keramic now vs other trees (median of {args.repeat} per run, median over {args.rounds} alternating rounds, "
+              "seconds; same machine)")
         print(f"  {'case':<6}{'tree':<24}{'save':>9}{'load':>9}{'load_weights':>14}")
         for case in cases:
             for source in ["keramic", *args.baseline]:
