@@ -146,6 +146,21 @@ def test_each_python_operator_records_the_node_keras_records(keras):
         assert (tuple(have.shape), have.dtype) == (tuple(want.shape), want.dtype), label
 
 
+def test_operations_list_layers_and_op_nodes_in_keras_order(keras):
+    """`model.operations`: every input, layer and `keras.ops` node of the graph, in Keras's order
+    (`model.layers` leaves the op nodes out)."""
+
+    def kinds(lib):
+        a, b = lib.Input((4,)), lib.Input((4,), name="b")
+        x = lib.layers.Dense(3)(a)
+        summed = lib.layers.Add()([x, lib.layers.Dense(3)(b)])
+        joined = lib.ops.concatenate([x * 2.0, summed], axis=-1)
+        model = lib.Model([a, b], [lib.ops.mean(x, axis=1), lib.ops.abs(joined) + 1])
+        return [type(o).__name__ for o in model.operations], [type(o).__name__ for o in model.layers]
+
+    assert kinds(keramic) == kinds(keras)
+
+
 def test_equality_stays_identity_so_tensors_work_as_keys():
     a, b = keramic.Input((3,)), keramic.Input((3,))
     assert (a == a) is True and (a == b) is False

@@ -155,6 +155,11 @@ class Functional(Model):
     def layers(self):
         return list(self._layers)
 
+    @property
+    def operations(self):
+        """Every operation of the graph in order, layers and `keras.ops` calls alike (Keras's `operations`)."""
+        return list(self._graph_layers)
+
     # Saving protocol: the config lists every layer, so `layers` comes first and by position.
     _structure_from_config = True
 
