@@ -327,6 +327,10 @@ class _CalibratedConfig(QuantizationConfig):
 
     weight_bits: int
     group_size: int
+    _SETTINGS: tuple[str, ...] = ()  # the saved arguments, in Keras's `get_config` order
+
+    def get_config(self):
+        return {"dataset": None, "tokenizer": None, **{name: getattr(self, name) for name in self._SETTINGS}}
 
     def dtype_policy_string(self) -> str:
         """The quantized layer's policy mode, `"<mode>/<weight_bits>/<group_size>"`."""
@@ -345,6 +349,9 @@ class GPTQConfig(_CalibratedConfig):
     `dataset` holds token ids (arrays) or strings `tokenizer.tokenize` turns into ids;
     `quantization_layer_structure` is `{"pre_block_layers": [...], "sequential_blocks": [...]}`.
     """
+
+    _SETTINGS = ("weight_bits", "num_samples", "per_channel", "sequence_length", "hessian_damping", "group_size",
+                 "symmetric", "activation_order", "quantization_layer_structure")
 
     def __init__(
         self,
@@ -381,26 +388,13 @@ class GPTQConfig(_CalibratedConfig):
     def mode(self):
         return "gptq"
 
-    def get_config(self):
-        return {
-            "dataset": None,
-            "tokenizer": None,
-            "weight_bits": self.weight_bits,
-            "num_samples": self.num_samples,
-            "per_channel": self.per_channel,
-            "sequence_length": self.sequence_length,
-            "hessian_damping": self.hessian_damping,
-            "group_size": self.group_size,
-            "symmetric": self.symmetric,
-            "activation_order": self.activation_order,
-            "quantization_layer_structure": self.quantization_layer_structure,
-        }
-
 
 @keras_export(_NAMESPACE)
 class AWQConfig(_CalibratedConfig):
     """AWQ: each input channel's weights scaled up by a power of its largest calibration activation
     (the power searched on a grid of `num_grid_points`) before 4-bit rounding, so salient weights keep precision."""
+
+    _SETTINGS = ("weight_bits", "num_samples", "sequence_length", "group_size", "num_grid_points", "quantization_layer_structure")
 
     def __init__(
         self,
@@ -432,18 +426,6 @@ class AWQConfig(_CalibratedConfig):
     @property
     def mode(self):
         return "awq"
-
-    def get_config(self):
-        return {
-            "dataset": None,
-            "tokenizer": None,
-            "weight_bits": self.weight_bits,
-            "num_samples": self.num_samples,
-            "sequence_length": self.sequence_length,
-            "group_size": self.group_size,
-            "num_grid_points": self.num_grid_points,
-            "quantization_layer_structure": self.quantization_layer_structure,
-        }
 
 
 def validate_and_resolve_config(mode, config):

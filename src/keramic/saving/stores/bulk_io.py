@@ -161,11 +161,12 @@ def _scatter_runs(jobs):
     most about PIECE_BYTES and _IOV_MAX buffers, small gaps read into a throwaway buffer, so many
     small tensors cost few system calls and big ones still spread over threads."""
     runs, views, start, size = [], [], 0, 0
+    gaps = memoryview(bytearray(SCATTER_GAP_BYTES))  # every gap lands here: its bytes are never read
     for buffer, offset in sorted(jobs, key=lambda job: job[1]):
         view = memoryview(buffer).cast("B")
         gap = offset - (start + size)
         if views and 0 < gap <= SCATTER_GAP_BYTES and size < PIECE_BYTES and len(views) < _IOV_MAX - 1:
-            views.append(memoryview(bytearray(gap)))
+            views.append(gaps[:gap])
             size += gap
         while len(view):
             if views and (offset != start + size or size >= PIECE_BYTES or len(views) >= _IOV_MAX):
@@ -286,8 +287,8 @@ def _read_run(fd, views, position, crc, what):
 def span_crc(fd, start, size, what="file"):
     """CRC-32 of [start, start + size) of `fd`, computed over a read-only memory map of the page
     cache (no copy into a buffer: about half the time of reading the span). A file that another
-    program shortens in place while this runs faults the process, as any memory-mapped reader
-    (torch.load(mmap=True), safetensors) does; keramic's own writers replace files by rename."""
+    program shortens in place while this runs faults the process, as it would any memory-mapped
+    reader; keramic's own writers replace files by rename."""
     if start + size > os.fstat(fd).st_size:
         raise EOFError(f"{what}: the file ends before byte {start + size}")
     if not size:
