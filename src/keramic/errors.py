@@ -14,6 +14,12 @@ class ConfigError(KeramicError, ValueError):
     """A config (dict, JSON) is malformed or names something that cannot be built."""
 
 
+class Keras2FormError(ConfigError):
+    """A graph the Keras 2 config form cannot express, or would make tf.keras 2 compute differently
+    (several positional call inputs, dict model inputs/outputs, nested call structures, masks merged
+    by tf.keras 2's other rules): such files keep Keras 3's form."""
+
+
 class UnknownObjectError(ConfigError, TypeError):
     """A config names a class or function that is neither built in nor registered."""
 

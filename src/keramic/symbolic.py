@@ -50,10 +50,12 @@ class KerasTensor:
 class Node:
     """One call of a layer in a graph: its inputs (with their nesting) and its outputs."""
 
-    def __init__(self, layer, call_args=(), call_kwargs=None, outputs=None):
+    def __init__(self, layer, call_args=(), call_kwargs=None, outputs=None, implicit_kwargs=()):
         self.layer = layer
         self.call_args = tuple(call_args)
         self.call_kwargs = dict(call_kwargs or {})
+        # Keyword arguments Keras fills in itself (`training`'s default, the inputs' `mask`), not the caller.
+        self.implicit_kwargs = frozenset(implicit_kwargs)
         self.outputs = outputs
         self.output_tensors = flatten(outputs)
         self.input_tensors = [t for t in flatten((self.call_args, self.call_kwargs)) if isinstance(t, KerasTensor)]

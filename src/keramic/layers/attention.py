@@ -12,13 +12,13 @@ import string
 import torch
 
 from keramic import activations, backend, constraints, initializers, regularizers
-from keramic.layers import quantized
+from keramic.layers import quantized, symbolic_masks
 from keramic.layers.activations import Softmax
 from keramic.layers.base import Layer, weight_settings
 from keramic.layers.core import Dropout
 from keramic.serialization.registry import keras_export
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
-from keramic.symbolic import run_on_placeholders
+from keramic.symbolic import KerasTensor, run_on_placeholders
 
 _EQUATION = re.compile(r"(\.\.\.)?([a-zA-Z]+)(\.\.\.)?,([a-zA-Z]+)->(\.\.\.)?([a-zA-Z]+)(\.\.\.)?")
 
@@ -615,9 +615,11 @@ class MultiHeadAttention(Layer):
             output._keras_mask = query_mask
         return (output, scores) if return_attention_scores else output
 
+    @symbolic_masks.in_ops
     def compute_mask(self, inputs, previous_mask):
-        """None: `call` puts the query's mask on the attention output itself (not on the scores)."""
-        return None
+        """The query's mask, in a graph; eager calls need none: `call` puts it on the attention output
+        itself (not on the scores)."""
+        return previous_mask if isinstance(previous_mask, KerasTensor) else None
 
     def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
         query_shape = tuple(query_shape)

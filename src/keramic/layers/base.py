@@ -50,6 +50,7 @@ def _call_signature_flags(cls):
         parameters = inspect.signature(cls.call).parameters
         takes_var_kwargs = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
         training_default = parameters["training"].default if "training" in parameters else None
+        training_default = None if training_default is inspect.Parameter.empty else training_default
         flags = ("training" in parameters, "mask" in parameters, takes_var_kwargs, training_default)
         cls._call_flags = flags
     return flags
@@ -637,6 +638,10 @@ class Layer(torch.nn.Module):
     # Keras casts float inputs to the compute dtype; Functional and Sequential cast per Input instead.
     _autocast_inputs = True
 
+    # Keras converts call arguments to the compute dtype, except for layers that take their inputs as
+    # they come (models, lookups, hashing, ...); graph nodes record filled-in arguments accordingly.
+    _converts_input_args = True
+
     def _as_input_tensor(self, x):
         """NumPy inputs become tensors on the layer's device; float ones in its compute dtype, as Keras autocasts.
 
@@ -718,8 +723,11 @@ class Layer(torch.nn.Module):
             _attach_symbolic_mask(self, args[0], kwargs.get("mask"), outputs)
         elif args and self._warns_of_dropped_masks:
             _warn_if_mask_dropped(self, args[0], stacklevel=4)
-        # The node keeps the caller's arguments and, as Keras, masks the graph computes (keramic.layers.symbolic_masks).
-        Node(self, args, symbolic_masks.node_arguments(self, args, kwargs, call_kwargs), outputs)
+        # The node keeps the caller's arguments and, as Keras, what it fills in (keramic.layers.symbolic_masks).
+        has_training, has_mask, _, training_default = _call_signature_flags(type(self))
+        training = (_context.training if _context.training is not None else training_default) if has_training else None
+        recorded, implicit = symbolic_masks.node_arguments(self, args, kwargs, call_kwargs, training, has_mask)
+        Node(self, args, recorded, outputs, implicit)
         return outputs
 
     def compute_output_spec(self, *args, **kwargs):
@@ -998,7 +1006,7 @@ def _with_symbolic_masks(cls, args, kwargs):
 
 
 def _attach_symbolic_mask(layer, inputs, given_mask, outputs):
-    """Give symbolic outputs the `_keras_mask` Keras would (`compute_mask` run on placeholders)."""
+    """Give symbolic outputs the `_keras_mask` Keras would (`compute_mask` on KerasTensors, or on placeholders)."""
     previous = given_mask if given_mask is not None else _collect_mask(inputs)
     if previous is None and type(layer).compute_mask is Layer.compute_mask:
         return
@@ -1009,7 +1017,7 @@ def _attach_symbolic_mask(layer, inputs, given_mask, outputs):
     if mask is None:
         return
     flat_outputs = flatten(outputs)
-    masks = flatten(mask) if isinstance(mask, (list, tuple)) else [mask] * len(flat_outputs)
+    masks = flatten(mask) if isinstance(mask, (list, tuple)) else [mask]  # as Keras: one mask goes to the first output
     for output, item in zip(flat_outputs, masks):
         if isinstance(output, KerasTensor) and isinstance(item, KerasTensor):
             output._keras_mask = item

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from keramic import activations, backend, initializers
 from keramic import random as keramic_random
+from keramic.layers import symbolic_masks
 from keramic.layers.base import Layer, weight_settings
 from keramic.layers.conv import (
     add_bias,
@@ -321,6 +322,7 @@ class _ConvLSTM(RNN):
             return output, state, state
         return output
 
+    @symbolic_masks.in_ops
     def compute_mask(self, inputs, mask):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]

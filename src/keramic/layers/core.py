@@ -5,9 +5,9 @@ import math
 import numpy as np
 import torch
 
-from keramic import activations, constraints, initializers, regularizers
+from keramic import activations, constraints, initializers, ops, regularizers
 from keramic import random as keramic_random
-from keramic.layers import quantized
+from keramic.layers import quantized, symbolic_masks
 from keramic.layers.base import Layer, weight_settings
 from keramic.serialization.registry import keras_export
 
@@ -282,10 +282,11 @@ class Masking(Layer):
         outputs._keras_mask = keep.squeeze(-1)
         return outputs
 
+    @symbolic_masks.in_ops
     def compute_mask(self, inputs, previous_mask):
-        if inputs is None or not isinstance(inputs, torch.Tensor):
+        if inputs is None:
             return None
-        return self._keep(inputs).squeeze(-1)
+        return ops.any(ops.not_equal(inputs, self.mask_value), axis=-1)
 
     def compute_output_shape(self, input_shape):
         return input_shape

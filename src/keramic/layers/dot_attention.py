@@ -6,8 +6,9 @@ masked values get `-1e9` added to their scores, masked query steps output zeros.
 
 import torch
 
-from keramic import backend
+from keramic import backend, ops
 from keramic import random as keramic_random
+from keramic.layers import symbolic_masks
 from keramic.layers.base import Layer
 from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor
@@ -98,10 +99,11 @@ class Attention(Layer):
             output = torch.where(query_mask.unsqueeze(-1), output, torch.zeros((), dtype=output.dtype, device=output.device))
         return (output, weights) if return_attention_scores else output
 
+    @symbolic_masks.in_ops
     def compute_mask(self, inputs, previous_mask=None):
         if previous_mask is None or previous_mask[0] is None:
             return None
-        return previous_mask[0]
+        return ops.convert_to_tensor(previous_mask[0])
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[0][:-1], input_shape[1][-1])

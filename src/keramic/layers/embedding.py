@@ -4,8 +4,8 @@ import warnings
 
 import torch
 
-from keramic import backend, constraints, initializers, regularizers
-from keramic.layers import quantized
+from keramic import backend, constraints, initializers, ops, regularizers
+from keramic.layers import quantized, symbolic_masks
 from keramic.layers.base import Layer, weight_settings
 from keramic.serialization.registry import keras_export
 from keramic.serialization.serialize import deserialize_keras_object
@@ -85,10 +85,11 @@ class Embedding(Layer):
         dtype = backend.torch_dtype(self.compute_dtype)
         return outputs if outputs.dtype == dtype else outputs.to(dtype)
 
+    @symbolic_masks.in_ops
     def compute_mask(self, inputs, previous_mask=None):
         if not self.mask_zero:
             return None
-        return inputs != 0
+        return ops.not_equal(inputs, 0)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.output_dim)

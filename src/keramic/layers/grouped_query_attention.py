@@ -11,6 +11,7 @@ import math
 import torch
 
 from keramic import constraints, initializers, regularizers
+from keramic.layers import symbolic_masks
 from keramic.layers.activations import Softmax
 from keramic.layers.attention import _as_bool, _fused_mask_value, _keras_mask, _with_query_mask, projection_dense
 from keramic.layers.base import Layer, weight_settings
@@ -194,9 +195,10 @@ class GroupedQueryAttention(Layer):
             output._keras_mask = query_mask
         return (output, scores) if return_attention_scores else output
 
+    @symbolic_masks.in_ops
     def compute_mask(self, inputs, previous_mask):
-        """None: `call` puts the query's mask on the output itself."""
-        return None
+        """The query's mask, in a graph; eager calls need none: `call` puts it on the output itself."""
+        return previous_mask if isinstance(previous_mask, KerasTensor) else None
 
     def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
         value_shape = query_shape if value_shape is None else value_shape

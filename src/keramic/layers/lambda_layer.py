@@ -15,6 +15,7 @@ import types
 import torch
 
 from keramic.errors import ConfigError, UnsafeDeserializationError
+from keramic.layers import symbolic_masks
 from keramic.layers.base import Layer
 from keramic.serialization.registry import keras_export
 from keramic.serialization.serialize import deserialize_keras_object, in_safe_mode, safe_mode_scope, serialize_keras_object
@@ -118,6 +119,7 @@ class Lambda(Layer):
             kwargs["training"] = training
         return self.function(inputs, **kwargs)
 
+    @symbolic_masks.in_ops  # the user's mask function, run on KerasTensors as Keras does
     def compute_mask(self, inputs, previous_mask=None):
         if callable(self.mask):
             return self.mask(inputs, previous_mask)

@@ -6,6 +6,8 @@ The output mask is the OR of the input masks (when every input has one).
 
 import torch
 
+from keramic import ops
+from keramic.layers import symbolic_masks
 from keramic.layers.base import Layer
 from keramic.serialization.registry import keras_export
 
@@ -42,6 +44,9 @@ def _expand_mask(mask, x):
 
 class Merge(Layer):
     """Shared checks, broadcasting and mask handling of the element-wise merge layers."""
+
+    # tf.keras 2 ANDs the inputs' masks (Concatenate: `all` over the last axis) where Keras 3 ORs them
+    _tf_keras_merges_masks_differently = True
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -96,12 +101,13 @@ class Merge(Layer):
             output = _broadcast_shapes(output, None if shape is None else tuple(shape[1:]))
         return (batch_sizes.pop() if batch_sizes else None,) + output
 
+    @symbolic_masks.in_ops
     def compute_mask(self, inputs, previous_mask):
         if previous_mask is None or any(m is None for m in previous_mask):
             return None
         output_mask = previous_mask[0]
         for mask in previous_mask[1:]:
-            output_mask = output_mask | mask
+            output_mask = ops.logical_or(output_mask, mask)
         return output_mask
 
 
@@ -230,18 +236,21 @@ class Concatenate(Merge):
             output[self.axis] += shape[self.axis]
         return tuple(output)
 
+    @symbolic_masks.in_ops
     def compute_mask(self, inputs, previous_mask):
+        """Each input's mask at the input's rank (all True where unmasked), joined along `axis`, then
+        any over the last axis; in Keras's ops, so that a graph records the same nodes."""
         if previous_mask is None or all(m is None for m in previous_mask):
             return None
         masks = []
         for x, mask in zip(inputs, previous_mask):
             if mask is None:
-                masks.append(torch.ones(x.shape, dtype=torch.bool, device=x.device))
-            elif mask.dim() < x.dim():
-                masks.append(mask.to(torch.bool).unsqueeze(-1).expand(x.shape))
+                masks.append(ops.ones_like(x, dtype="bool"))
+            elif len(mask.shape) < len(x.shape):
+                masks.append(ops.logical_or(ops.expand_dims(mask, axis=-1), ops.zeros_like(x, dtype="bool")))
             else:
-                masks.append(mask.to(torch.bool))
-        return torch.cat(masks, dim=self.axis).any(dim=-1)
+                masks.append(mask)
+        return ops.any(ops.concatenate(masks, axis=self.axis), axis=-1)
 
     def get_config(self):
         config = super().get_config()
@@ -294,6 +303,8 @@ def batch_dot(x, y, axes):
 @keras_export("keras.layers")
 class Dot(Merge):
     """Dot product of two samples along the given axes (cosine proximity with `normalize=True`)."""
+
+    _tf_keras_merges_masks_differently = False  # no output mask in either
 
     def __init__(self, axes, normalize=False, **kwargs):
         super().__init__(**kwargs)

@@ -10,6 +10,7 @@ import inspect
 import torch
 
 from keramic import backend
+from keramic.layers import symbolic_masks
 from keramic.layers.base import Layer, _call_signature_flags, serialize_or_none
 from keramic.layers.cells import GRUCell, LSTMCell, SimpleRNNCell, _RecurrentCell
 from keramic.serialization.registry import keras_export
@@ -204,6 +205,7 @@ class RNN(Layer):
 
         return [spec(shape) for shape in shapes]
 
+    @symbolic_masks.in_ops
     def compute_mask(self, inputs, mask):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]

@@ -3,9 +3,10 @@
 On symbolic inputs Keras runs a layer's `compute_mask` on the KerasTensors themselves, so the ops it
 uses (`ops.not_equal`, ...) become graph nodes, and a layer handed such a mask records it as its
 `mask` argument. `model.summary()` and the saved config then show those op nodes and connections.
-keramic does the same for a user's `compute_mask` and for its own marked `in_ops` (the
-pass-through default); its others (Embedding, Masking, merging layers, ...) run in torch code on
-placeholders and leave no nodes, since the Keras 2 (.h5) form cannot express their mask arguments.
+keramic does the same for a user's `compute_mask` and for its own marked `in_ops` (written in
+`keramic.ops` in Keras's order: Embedding, Masking, the merging layers, Attention, and the
+pass-through ones); any other runs on placeholders and leaves no nodes. The legacy `.h5` writer
+leaves these nodes and the filled-in arguments out (`legacy_graph_form`), as tf.keras 2 did.
 """
 
 from typing import Any, Callable
@@ -39,18 +40,26 @@ def compute(layer: Any, inputs: Any, previous_mask: Any, on_placeholders: Callab
     return on_placeholders(layer.compute_mask, (inputs, previous_mask), {})
 
 
-def node_arguments(layer: Any, args: tuple, kwargs: dict, call_kwargs: dict) -> dict:
-    """The keyword arguments a node records: the caller's, plus the masks handed to the layer that
-    come out of the graph (as Keras passes `mask=` to the next layer).
+def node_arguments(layer: Any, args: tuple, kwargs: dict, call_kwargs: dict, training: Any, takes_mask: bool) -> tuple[dict, set]:
+    """The keyword arguments a node records, and which of them Keras filled in itself.
 
-    Keras's node keeps the masks it fills in only for a call on one KerasTensor of the layer's
-    compute dtype with no keyword arguments (any other call records the caller's arguments as given).
+    Keras's node keeps what it fills in (the `training` flag the call settles on when it is not None,
+    the input's `mask` when `call` takes one, None if unmasked) only for a call on one KerasTensor of
+    the layer's compute dtype (any dtype for layers that take inputs as they come: models, lookups,
+    ...) with no keyword arguments; any other call records the caller's
+    arguments as given. A mask that is not a graph node (computed on placeholders) is recorded as
+    None: the layer fills it in again when the graph runs.
     """
     recorded = dict(kwargs)
     single = not kwargs and len(args) == 1 and isinstance(args[0], KerasTensor)
-    if not single or args[0].dtype != layer.compute_dtype:
-        return recorded
-    for key, value in call_kwargs.items():
-        if key not in kwargs and any(_is_graph_tensor(item) for item in flatten(value)):
-            recorded[key] = value
-    return recorded
+    if not single or (layer._converts_input_args and args[0].dtype != layer.compute_dtype):
+        return recorded, set()
+    implicit = set()
+    if training is not None:
+        recorded["training"] = training
+        implicit.add("training")
+    if takes_mask:
+        mask = call_kwargs.get("mask")
+        recorded["mask"] = mask if _is_graph_tensor(mask) else None
+        implicit.add("mask")
+    return recorded, implicit

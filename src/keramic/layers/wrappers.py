@@ -2,6 +2,7 @@
 
 import torch
 
+from keramic.layers import symbolic_masks
 from keramic.layers.base import Layer, _call_signature_flags
 from keramic.serialization.registry import keras_export
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
@@ -96,6 +97,7 @@ class Bidirectional(Layer):
             return outputs + state_shapes + state_shapes
         return outputs if self.merge_mode is None else outputs[0]
 
+    @symbolic_masks.in_ops
     def compute_mask(self, inputs, mask):
         if isinstance(mask, list):
             mask = mask[0]

@@ -115,6 +115,7 @@ class Functional(Model):
 
     _keras_registered_name = "Functional"
     _autocast_inputs = False  # inputs take their Input's dtype instead
+    _converts_input_args = False
 
     def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
         super().__init__(name=name, trainable=trainable, **kwargs)

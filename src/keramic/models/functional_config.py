@@ -1,21 +1,60 @@
 """Functional model <-> Keras 3 config (`layers` with `inbound_nodes`, `input_layers`, `output_layers`)."""
 
-from keramic.errors import ConfigError, KeramicError, NotAModelError
+from keramic.errors import ConfigError, KeramicError, Keras2FormError, NotAModelError
 from keramic.serialization.serialize import (
     ARGUMENT_FAILURES,
     argument_error,
     bounded_config,
     describe_config,
     deserialize_keras_object,
+    for_tf_keras,
+    implicit_arguments_recorded,
     serialize_keras_object,
 )
 from keramic.symbolic import KerasTensor, flatten, map_structure
 
 
+def _recorded_kwargs(node):
+    if implicit_arguments_recorded():
+        return node.call_kwargs
+    return {key: value for key, value in node.call_kwargs.items() if key not in node.implicit_kwargs}
+
+
+def _reached_without_implicit_arguments(model, own):
+    """The model's nodes that its outputs still need once the filled-in arguments are left out
+    (the mask-only op nodes drop away)."""
+    reached, stack = set(), [t._keras_history[0]._inbound_nodes[t._keras_history[1]] for t in flatten(model._outputs_struct)]
+    while stack:
+        node = stack.pop()
+        if id(node) in reached or id(node) not in own:
+            continue
+        reached.add(id(node))
+        for tensor in flatten((node.call_args, _recorded_kwargs(node))):
+            if isinstance(tensor, KerasTensor) and getattr(tensor, "_keras_history", None) is not None:
+                stack.append(tensor._keras_history[0]._inbound_nodes[tensor._keras_history[1]])
+    return reached
+
+
+def _check_tf_keras_masks(model, own):
+    """tf.keras 2 recomputes masks by its own rules; where they differ from Keras 3's (it ANDs merged
+    masks where Keras 3 ORs them), no Keras 2 form computes what this model computes."""
+    for layer in model._graph_layers:
+        if not getattr(layer, "_tf_keras_merges_masks_differently", False):
+            continue
+        for node in layer._inbound_nodes:
+            if id(node) in own and any(getattr(t, "_keras_mask", None) is not None for t in node.input_tensors):
+                raise Keras2FormError(f"Layer '{layer.name}' merges masked inputs, which tf.keras 2 combines by other rules than Keras 3.")
+
+
 def _model_nodes(model):
     """Each layer's calls that belong to this model, renumbered from 0 as Keras does."""
     own = {id(node) for node in model._plan}
-    own.update(id(t._keras_history[0]._inbound_nodes[t._keras_history[1]]) for t in model.inputs)
+    inputs = {id(t._keras_history[0]._inbound_nodes[t._keras_history[1]]) for t in model.inputs}
+    own.update(inputs)
+    if not implicit_arguments_recorded():
+        own = _reached_without_implicit_arguments(model, own) | inputs
+        if for_tf_keras():
+            _check_tf_keras_masks(model, own)
     numbering = {}
     for layer in model._graph_layers:
         index = 0
@@ -51,10 +90,12 @@ def functional_config(model):
 
     layer_entries = []
     for layer in model._graph_layers:
+        if not any(id(node) in numbering for node in layer._inbound_nodes):
+            continue  # a mask-only op node, left out of the Keras 2 form
         entry = serialize_keras_object(layer)
         entry["name"] = layer.name
         entry["inbound_nodes"] = [
-            {"args": arg(list(node.call_args)), "kwargs": arg(node.call_kwargs)}
+            {"args": arg(list(node.call_args)), "kwargs": arg(_recorded_kwargs(node))}
             for node in layer._inbound_nodes
             if id(node) in numbering and node.input_tensors
         ]

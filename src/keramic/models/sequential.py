@@ -131,6 +131,7 @@ class Sequential(Model):
         return [("layers", self.layers), *rest]
 
     _autocast_inputs = False  # inputs take the Input's dtype instead
+    _converts_input_args = False
 
     def call(self, inputs, training=None, mask=None):
         outputs = inputs

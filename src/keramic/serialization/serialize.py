@@ -84,6 +84,30 @@ def safe_mode_scope(safe_mode):
         _state.safe_mode = previous
 
 
+def implicit_arguments_recorded() -> bool:
+    """False inside `legacy_graph_form()`: graph configs then leave out what Keras fills in itself."""
+    return getattr(_state, "legacy_graph_form", None) is None
+
+
+def for_tf_keras() -> bool:
+    """True inside `legacy_graph_form(for_tf_keras=True)`: graphs tf.keras 2 would compute differently
+    are refused (`Keras2FormError`)."""
+    return getattr(_state, "legacy_graph_form", None) == "tf.keras"
+
+
+@contextlib.contextmanager
+def legacy_graph_form(for_tf_keras: bool = True):
+    """Serialize graphs for a legacy `.h5` file: without the `training` / `mask` arguments Keras 3
+    fills in, and so without the op nodes that only compute those masks. tf.keras 2 recorded none
+    and recomputes them; Keras 3 recomputes them too, and reads no op node from a `.h5`."""
+    previous = getattr(_state, "legacy_graph_form", None)
+    _state.legacy_graph_form = "tf.keras" if for_tf_keras else "keras"
+    try:
+        yield
+    finally:
+        _state.legacy_graph_form = previous
+
+
 def _function_name(fn):
     registered = registry._REGISTERED_NAMES.get(fn)
     if registered:

@@ -68,6 +68,8 @@ def _check_fill(fill_mode, interpolation):
 class RandomFlip(RandomImageLayer):
     """Flip each image horizontally and/or vertically with probability 1/2."""
 
+    _converts_input_args = False  # as Keras: inputs are taken as they come
+
     _USE_BASE_FACTOR = False
 
     def __init__(self, mode="horizontal_and_vertical", seed=None, data_format=None, **kwargs):
@@ -236,6 +238,8 @@ class RandomCrop(RandomImageLayer):
     `rng_type` is tf.keras 2's argument: a layer read from a tf.keras file carries it, so it keeps
     tf.keras's inference and is written back in the form tf.keras reads (Keras 3 refuses it).
     """
+
+    _converts_input_args = False  # as Keras: inputs are taken as they come
 
     _USE_BASE_FACTOR = False
 

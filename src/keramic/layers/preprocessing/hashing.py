@@ -52,6 +52,8 @@ class Hashing(_StringInputLayer):
             [1]])
     """
 
+    _converts_input_args = False  # as Keras: inputs are taken as they come
+
     def __init__(self, num_bins, mask_value=None, salt=None, output_mode="int", sparse=False, **kwargs):
         if kwargs.get("dtype") is None:
             kwargs["dtype"] = "int64" if output_mode == "int" else "float32"
@@ -125,6 +127,8 @@ class HashedCrossing(_StringInputLayer):
     >>> HashedCrossing(num_bins=5)((["A", "B"], [101, 101]))
     tensor([1, 4])
     """
+
+    _converts_input_args = False  # as Keras: inputs are taken as they come
 
     def __init__(self, num_bins, output_mode="int", sparse=False, name=None, dtype=None, **kwargs):
         if output_mode == "int" and dtype is None:

@@ -49,6 +49,8 @@ def _ragged_rows(data):
 class IndexLookup(Layer):
     """The shared machinery of StringLookup and IntegerLookup (Keras's IndexLookup)."""
 
+    _converts_input_args = False  # as Keras: inputs are taken as they come
+
     def __init__(
         self,
         max_tokens,

@@ -374,6 +374,8 @@ class CategoryEncoding(Layer):
             [1., 0., 0., 0.]])
     """
 
+    _converts_input_args = False  # as Keras: inputs are taken as they come
+
     _records_build_config = True  # Keras records a build config for it once called
 
     def __init__(self, num_tokens=None, output_mode="multi_hot", sparse=False, **kwargs):

@@ -36,6 +36,8 @@ class TextVectorization(Layer):
     tensor([[2, 4, 3]])
     """
 
+    _converts_input_args = False  # as Keras: inputs are taken as they come
+
     def __init__(
         self,
         max_tokens=None,

@@ -4,7 +4,7 @@ tf.keras 2 refuses keys Keras 3 added and reads functional graphs in its own nod
 written with these forms load in tf.keras 2, Keras 3 and keramic alike.
 """
 
-from keramic.errors import ConfigError
+from keramic.errors import Keras2FormError
 from keramic.saving.formats import keras2_tf_ops
 from keramic.saving.formats.keras2_config import (
     ACTIVATION_KEYS,
@@ -38,11 +38,6 @@ _LAYER_KEYS = ("layer", "backward_layer", "forward_layer", "cell", "cells")
 # reader knows no such form), tf.keras's by name with `dynamic=False`, an argument every tf.keras
 # layer takes (its default) and Keras 3 refuses; keramic reads that pair back as tf.keras's.
 _KERAS3_HARD_SIGMOID = {"module": "keras.activations", "class_name": "function", "config": "hard_sigmoid", "registered_name": "function"}
-
-
-class Keras2FormError(ConfigError):
-    """A graph the Keras 2 config form cannot express (several positional call inputs, dict model
-    inputs/outputs, nested call structures): such files keep Keras 3's form."""
 
 
 def to_keras2_model_config(config):

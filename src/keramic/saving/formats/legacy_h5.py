@@ -19,7 +19,7 @@ import warnings
 import h5py
 import numpy as np
 
-from keramic.errors import ConfigError, FileFormatError, KeramicError, NotBuiltError, WeightsMismatchError
+from keramic.errors import ConfigError, FileFormatError, KeramicError, Keras2FormError, NotBuiltError, WeightsMismatchError
 from keramic.saving import inspect_hdf5, inspect_summary
 from keramic.saving.formats import keras2_config, keras2_training, keras2_writing, legacy_optimizer_weights, table
 from keramic.saving.formats.keras_v3 import KERAS_FORMAT_VERSION
@@ -27,7 +27,7 @@ from keramic.saving.stores import atomic, h5_preflight, h5_safety, h5_weights, z
 from keramic.saving.stores.atomic import write_atomically
 from keramic.saving.stores.h5_weights import FileCheck, read_dataset_into, write_dataset
 from keramic.serialization import registry
-from keramic.serialization.serialize import deserialize_keras_object, safe_mode_scope, serialize_keras_object
+from keramic.serialization.serialize import deserialize_keras_object, legacy_graph_form, safe_mode_scope, serialize_keras_object
 
 MODEL_WEIGHTS = "model_weights"
 OPTIMIZER_WEIGHTS = "optimizer_weights"
@@ -62,11 +62,13 @@ def save(model, path, include_optimizer=True):
     path = os.fspath(path)
     # The Keras 2 form: tf.keras 2 reads it, and so do Keras 3 and keramic (they read tf.keras files).
     # Graphs that form cannot express keep Keras 3's form, which Keras 3 and keramic read.
-    entry = _legacy_entry(serialize_keras_object(model))
     try:
+        with legacy_graph_form():
+            entry = _legacy_entry(serialize_keras_object(model))
         model_config = keras2_writing.to_keras2_model_config(entry)
-    except keras2_writing.Keras2FormError:
-        model_config = entry
+    except Keras2FormError:
+        with legacy_graph_form(for_tf_keras=False):
+            model_config = _legacy_entry(serialize_keras_object(model))
     optimizer = getattr(model, "optimizer", None) if include_optimizer and model.compiled else None
     with write_atomically(path) as temporary, h5py.File(temporary, "w") as h5file:
         h5file.attrs["keras_version"] = KERAS_FORMAT_VERSION
