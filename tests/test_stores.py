@@ -213,13 +213,13 @@ def test_write_buffers_writes_every_byte_in_order_with_its_crc(tmp_path, monkeyp
     assert bytes(back[0] + back[1]) == expected
 
 
-@pytest.mark.parametrize("limits", [None, (7, 3, 0)])  # (PIECE_BYTES, _IOV_MAX, PARALLEL_BYTES)
+@pytest.mark.parametrize("limits", [None, (7, 3, 0)])  # (PIECE_BYTES, _IOV_MAX, PARALLEL_READ_BYTES)
 def test_scatter_read_fills_buffers_through_gaps_short_reads_and_limits(tmp_path, monkeypatch, limits):
     data = np.random.default_rng(1).integers(0, 256, 20000, dtype=np.uint8).tobytes()
     path = tmp_path / "data.bin"
     path.write_bytes(data)
     if limits:
-        for name, value in zip(("PIECE_BYTES", "_IOV_MAX", "PARALLEL_BYTES"), limits):
+        for name, value in zip(("PIECE_BYTES", "_IOV_MAX", "PARALLEL_READ_BYTES"), limits):
             monkeypatch.setattr(bulk_io, name, value)
         real_preadv = os.preadv
         monkeypatch.setattr(os, "preadv", lambda fd, views, offset: real_preadv(fd, [memoryview(views[0])[:5]], offset))
@@ -235,6 +235,37 @@ def test_scatter_read_fills_buffers_through_gaps_short_reads_and_limits(tmp_path
         os.close(fd)
     for buffer, offset in jobs:
         assert bytes(buffer) == data[offset : offset + len(buffer)]
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_span_crc_is_zlibs_whole_or_in_parts_and_in_a_forked_child(tmp_path, monkeypatch, parallel):
+    if parallel:
+        monkeypatch.setattr(bulk_io, "PARALLEL_READ_BYTES", 1)  # every span in one part a thread
+    data = np.random.default_rng(2).integers(0, 256, 70001, dtype=np.uint8).tobytes()
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    spans = [(0, len(data)), (5, 1000), (4095, 65000), (3, 0), (69999, 2)]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for start, size in spans:
+            assert bulk_io.span_crc(fd, start, size) == zlib.crc32(data[start : start + size])
+        with pytest.raises(EOFError, match="data.bin: the file ends before byte 70002"):
+            bulk_io.span_crc(fd, 1, len(data), "data.bin")
+        # A child forked after the threads started has none of them: it starts its own.
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            try:
+                os.write(write_end, str(bulk_io.span_crc(fd, 0, len(data))).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        answer = os.read(read_end, 64)
+        os.close(read_end)
+        os.waitpid(child, 0)
+    finally:
+        os.close(fd)
+    assert int(answer) == zlib.crc32(data)
 
 
 # ---------------------------------------------------------------- zip writing and reading in place

@@ -24,8 +24,28 @@ except ImportError:
 
 PIECE_BYTES = 32 * 2**20  # one unit of work for a thread
 PARALLEL_BYTES = 64 * 2**20  # below this, threads cost more than they save
+# Reads and checksums of the page cache take no file lock and run on threads kept for the process,
+# so they pay off from smaller sizes than writes (one file's writes serialize in the kernel).
+PARALLEL_READ_BYTES = 8 * 2**20
 WORKERS = 2
 _IOV_MAX = 1024
+_readers: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _reader_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The process's reading threads, started on first use (and again in a forked child)."""
+    global _readers
+    if _readers is None:
+        _readers = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="keramic-read")
+    return _readers
+
+
+def _forget_reader_pool() -> None:
+    global _readers
+    _readers = None  # a forked child has none of the parent's threads
+
+
+os.register_at_fork(after_in_child=_forget_reader_pool)
 
 # ---------------------------------------------------------------- CRC-32 combine (zlib's rule)
 _CRC_POLYNOMIAL = 0xEDB88320
@@ -156,25 +176,25 @@ def read_into(fd, jobs, what="file"):
 SCATTER_GAP_BYTES = 4096  # a gap this small between two buffers is read through, not a new system call
 
 
-def _scatter_runs(jobs):
+def _scatter_runs(jobs, piece_bytes=PIECE_BYTES):
     """Group [(buffer, offset)] into reads of nearby file bytes: (offset, [views], size), each at
-    most about PIECE_BYTES and _IOV_MAX buffers, small gaps read into a throwaway buffer, so many
+    most about `piece_bytes` and _IOV_MAX buffers, small gaps read into a throwaway buffer, so many
     small tensors cost few system calls and big ones still spread over threads."""
     runs, views, start, size = [], [], 0, 0
     gaps = memoryview(bytearray(SCATTER_GAP_BYTES))  # every gap lands here: its bytes are never read
     for buffer, offset in sorted(jobs, key=lambda job: job[1]):
         view = memoryview(buffer).cast("B")
         gap = offset - (start + size)
-        if views and 0 < gap <= SCATTER_GAP_BYTES and size < PIECE_BYTES and len(views) < _IOV_MAX - 1:
+        if views and 0 < gap <= SCATTER_GAP_BYTES and size < piece_bytes and len(views) < _IOV_MAX - 1:
             views.append(gaps[:gap])
             size += gap
         while len(view):
-            if views and (offset != start + size or size >= PIECE_BYTES or len(views) >= _IOV_MAX):
+            if views and (offset != start + size or size >= piece_bytes or len(views) >= _IOV_MAX):
                 runs.append((start, views, size))
                 views, size = [], 0
             if not views:
                 start = offset
-            take = min(len(view), PIECE_BYTES - size)
+            take = min(len(view), piece_bytes - size)
             views.append(view[:take])
             view, offset, size = view[take:], offset + take, size + take
     if views:
@@ -198,14 +218,15 @@ def _read_views(fd, offset, views, what):
 def scatter_read(fd, jobs, what="file"):
     """Fill each writable buffer of `jobs` [(buffer, file offset)] from `fd`: nearby buffers are read
     by one `preadv` each run, runs spread over threads when there is much to read."""
-    runs = _scatter_runs(jobs)
-    if sum(size for _, _, size in runs) < PARALLEL_BYTES:
-        for offset, views, _ in runs:
+    total = sum(memoryview(buffer).nbytes for buffer, _ in jobs)
+    if total < PARALLEL_READ_BYTES:
+        for offset, views, _ in _scatter_runs(jobs):
             _read_views(fd, offset, views, what)
         return
-    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
-        for future in [pool.submit(_read_views, fd, offset, views, what) for offset, views, _ in runs]:
-            future.result()
+    # Two pieces a thread, so that one thread's slower piece leaves the other something to take.
+    runs = _scatter_runs(jobs, min(PIECE_BYTES, -(-total // (2 * WORKERS))))
+    for future in [_reader_pool().submit(_read_views, fd, offset, views, what) for offset, views, _ in runs]:
+        future.result()
 
 
 # ---------------------------------------------------------------- reading a whole span, checksummed
@@ -299,7 +320,21 @@ def span_crc(fd, start, size, what="file"):
     except (OSError, ValueError):  # a file that cannot be mapped is read instead
         return read_checked(fd, [], start, size, what)
     with mapped, memoryview(mapped) as view:
-        return crc32(view[start - base :])
+        return _crc_of(view, start - base, size)
+
+
+def _crc_of(view, start, size):
+    """CRC-32 of view[start : start + size], in one part a thread when it is large (the views made
+    here are gone when it returns, so the caller can close the memory map)."""
+    if size < PARALLEL_READ_BYTES:
+        return crc32(view[start : start + size])
+    step = -(-size // WORKERS)
+    lengths = [min(step, size - at) for at in range(0, size, step)]
+    futures = [_reader_pool().submit(crc32, view[start + at : start + at + step]) for at in range(0, size, step)]
+    crc = 0
+    for future, length in zip(futures, lengths):
+        crc = crc32_combine(crc, future.result(), length)
+    return crc
 
 
 def read_checked(fd, jobs, start, size, what="file"):
