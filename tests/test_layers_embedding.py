@@ -60,8 +60,6 @@ def test_invalid_sizes_and_unsupported_features_are_refused():
         Embedding(0, 2)
     with pytest.raises(ValueError, match="output_dim"):
         Embedding(3, 2.5)
-    with pytest.raises(NotImplementedError, match="LoRA"):
-        Embedding(3, 2, lora_rank=2)
 
 
 def test_gradients_reach_the_table():

@@ -245,6 +245,11 @@ class Variable(torch.nn.Parameter):
             self.requires_grad_(bool(value))
 
     @property
+    def shape(self) -> tuple[int, ...]:
+        """As Keras: a tuple of ints (`size()` still gives torch's `torch.Size`)."""
+        return tuple(torch.Tensor.shape.__get__(self))
+
+    @property
     def value(self):
         scope = current_stateless_scope()
         current = None if scope is None else scope.get_current_value(self)

@@ -12,7 +12,7 @@ import string
 import torch
 
 from keramic import activations, backend, constraints, initializers, regularizers
-from keramic.layers import quantized, symbolic_masks
+from keramic.layers import lora, quantized, symbolic_masks
 from keramic.layers.activations import Softmax
 from keramic.layers.base import Layer, weight_settings
 from keramic.layers.core import Dropout
@@ -127,7 +127,7 @@ def _as_matmul(inputs: torch.Tensor, kernel: torch.Tensor, contracted: int) -> t
 
 
 @keras_export("keras.layers")
-class EinsumDense(Layer):
+class EinsumDense(lora.LoraLayer, Layer):
     """A dense layer written as an einsum: `activation(einsum(equation, inputs, kernel) + bias)`.
 
     >>> EinsumDense("abc,cde->abde", output_shape=(None, 2, 8), bias_axes="de")
@@ -135,6 +135,8 @@ class EinsumDense(Layer):
 
     _quantization_kind = "einsum_dense"  # its recipe in layers/quantized.py
     _saved_variable_names = ("kernel", "bias")  # as Keras's EinsumDense: a subclass's extra variables are not saved
+    _lora_base_name = "kernel"
+    kernel = lora.LoraWeight("kernel")  # with LoRA enabled: the base kernel plus the low-rank update
 
     def __init__(
         self,
@@ -154,9 +156,8 @@ class EinsumDense(Layer):
         quantization_config=None,
         **kwargs,
     ):
-        if lora_rank is not None:
-            raise NotImplementedError("keramic's EinsumDense does not support LoRA yet.")
         super().__init__(**kwargs)
+        lora.init(self, lora_rank, lora_alpha)
         self.gptq_unpacked_column_size = gptq_unpacked_column_size  # a GPTQ kernel's column count, as Keras saves it
         self.quantization_config = quantized.config_from(quantization_config)
         self.equation = equation
@@ -186,6 +187,7 @@ class EinsumDense(Layer):
             self.equation, self.bias_axes, input_shape, self.partial_output_shape
         )
         self._input_ndim = len(input_shape)
+        self._lora_base_shape = tuple(kernel_shape)
         if self.quantization_mode:
             quantized.build_weights(self, kernel_shape)
         if not quantized.replaces_kernel(self):  # float8 keeps training the float kernel
@@ -205,15 +207,19 @@ class EinsumDense(Layer):
                 constraint=self.bias_constraint,
                 name="bias",
             )
+        if self.lora_rank:  # as Keras 3.15: `lora_alpha` given to the constructor is reset to the rank here
+            self.built = True
+            self.enable_lora(self.lora_rank)
 
     def call(self, inputs):
         if self.quantization_mode:
             return quantized.call(self, inputs)
+        kernel = self.kernel
         contracted, rank = _matmul_plan(self.equation)
         if contracted and (inputs.dim() == rank or (rank < 0 and inputs.dim() >= -rank)):
-            outputs = _as_matmul(inputs, self.kernel, contracted)
+            outputs = _as_matmul(inputs, kernel, contracted)
         else:
-            outputs = torch.einsum(self.equation, inputs, self.kernel)
+            outputs = torch.einsum(self.equation, inputs, kernel)
         if self.bias is not None:
             outputs = outputs + self.bias
         return self.activation(outputs)
@@ -231,6 +237,7 @@ class EinsumDense(Layer):
                 "bias_axes": self.bias_axes,
                 **weight_settings(self, ("kernel", "bias"), activity=True),
                 "quantization_config": quantized.config_to_json(self.quantization_config),
+                **lora.config(self),
             }
         )
         if self.gptq_unpacked_column_size:

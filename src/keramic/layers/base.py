@@ -12,6 +12,7 @@ from torch.nn.modules import module as torch_module
 from keramic import backend, dtype_policies, rematerialization
 from keramic.errors import NotBuiltError, WeightsMismatchError
 from keramic.layers import auto_config, symbolic_masks, tf_graph
+from keramic.layers.stateless_call import stateless_call as _stateless_call
 from keramic.random import SeedGenerator
 from keramic.serialization import restore_hooks, saveable, serialize
 from keramic.serialization.registry import keras_export
@@ -31,6 +32,12 @@ class _CallContext(threading.local):
 
 
 _context = _CallContext()
+
+
+def explicit_training(training):
+    """`{"training": training}` for a model's `call(x, training=...)` made directly, whose layers must
+    be told (a call through `__call__` already set the flag every layer reads); else `{}`."""
+    return {} if training is None or training is _context.training else {"training": training}
 
 
 def building_scopes() -> list:
@@ -637,6 +644,8 @@ class Layer(torch.nn.Module):
 
     # Keras casts float inputs to the compute dtype; Functional and Sequential cast per Input instead.
     _autocast_inputs = True
+
+    stateless_call = _stateless_call  # Keras's functional-style call on given variable values
 
     # Keras converts call arguments to the compute dtype, except for layers that take their inputs as
     # they come (models, lookups, hashing, ...); graph nodes record filled-in arguments accordingly.

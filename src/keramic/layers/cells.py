@@ -154,8 +154,9 @@ class _RecurrentCell(Layer):
         """While held, each step called on its own reuses the masks drawn at the first step (Keras's per-sequence masks)."""
         self.__dict__["_held_masks"] = {} if hold else None
 
-    def _prepare(self, inputs, training):
-        """Project `inputs` (`(..., batch, features)`) through the kernel; draw the recurrent masks."""
+    def _prepare(self, inputs, training, add_bias=True):
+        """Project `inputs` (`(..., batch, features)`) through the kernel (and add the input bias);
+        draw the recurrent masks."""
         batch, features = inputs.shape[-2], inputs.shape[-1]
         per_gate = self._per_gate_dropout and 0.0 < self.recurrent_dropout < 1.0
         input_count = self.gates if per_gate else 1
@@ -163,7 +164,7 @@ class _RecurrentCell(Layer):
         if input_masks is not None and inputs.dim() == 3:
             input_masks = input_masks.unsqueeze(1)
         projected = _masked_matmul(inputs, self.kernel, input_masks)
-        bias = self._input_bias()
+        bias = self._input_bias() if add_bias else None
         if bias is not None:
             projected = projected + bias
         recurrent_count = self.gates if self._per_gate_dropout else 1
@@ -176,9 +177,22 @@ class _RecurrentCell(Layer):
         """One time step: `(output, new_states)`, states given as a list (or a single tensor)."""
         single = not isinstance(states, (list, tuple))
         state_list = [states] if single else list(states)
-        projected, recurrent_masks = self._prepare(inputs, training)
-        output, new_states = self._step(projected, state_list, recurrent_masks)
+        output, new_states = self._call_step(inputs, state_list, training)
         return output, (new_states[0] if single else new_states)
+
+    def _call_step(self, inputs, states, training):
+        """One step called on its own (the RNN layer's fast paths use `_prepare` and `_step`)."""
+        projected, recurrent_masks = self._prepare(inputs, training)
+        return self._step(projected, states, recurrent_masks)
+
+    def _gate_inputs(self, inputs, h, training):
+        """Keras's `implementation=1` (its choice under recurrent dropout): per gate block, the
+        input and the state each times that block's dropout mask (the same tensor without one)."""
+        input_masks = self._dropout_masks(training, self.dropout, self.gates, (inputs.shape[0], inputs.shape[1]), inputs)
+        recurrent_masks = self._dropout_masks(training, self.recurrent_dropout, self.gates, (h.shape[0], self.units), inputs)
+        xs = [inputs if input_masks is None else inputs * input_masks[g] for g in range(self.gates)]
+        hs = [h if recurrent_masks is None else h * recurrent_masks[g] for g in range(self.gates)]
+        return xs, hs
 
     def _fused(self, sequences, states, training):
         """Run a whole (batch, time, features) sequence in a torch RNN kernel, or None if not possible."""
@@ -313,9 +327,36 @@ class LSTMCell(_RecurrentCell):
     def _bias_initializer(self):
         return _unit_forget_bias(self) if self.unit_forget_bias else self.bias_initializer
 
-    def _step(self, projected, states, recurrent_masks):
+    def _call_step(self, inputs, states, training):
+        """One step in Keras's cell order, for its roundings: gate by gate under recurrent dropout
+        (Keras's `implementation=1`), else one matmul each for input and state with the bias
+        added after the recurrent product."""
+        if self.recurrent_dropout:
+            return self._gate_by_gate_step(inputs, states, training)
+        projected, recurrent_masks = self._prepare(inputs, training, add_bias=False)
+        return self._step(projected, states, recurrent_masks, late_bias=self.bias)
+
+    def _gate_by_gate_step(self, inputs, states, training):
+        h, c = states
+        u, kernel, recurrent = self.units, self.kernel, self.recurrent_kernel
+        xs, hs = self._gate_inputs(inputs, h, training)
+        x_i, x_f, x_c, x_o = [x @ k for x, k in zip(xs, kernel.split(u, dim=1))]
+        if self.bias is not None:
+            b_i, b_f, b_c, b_o = self.bias.split(u)
+            x_i, x_f, x_c, x_o = x_i + b_i, x_f + b_f, x_c + b_c, x_o + b_o
+        gate = self.recurrent_activation
+        i = gate(x_i + hs[0] @ recurrent[:, :u])
+        f = gate(x_f + hs[1] @ recurrent[:, u : 2 * u])
+        c = f * c + i * self.activation(x_c + hs[2] @ recurrent[:, 2 * u : 3 * u])
+        o = gate(x_o + hs[3] @ recurrent[:, 3 * u :])
+        h = o * self.activation(c)
+        return h, [h, c]
+
+    def _step(self, projected, states, recurrent_masks, late_bias=None):
         h, c = states
         z = projected + _masked_matmul(h, self.recurrent_kernel, recurrent_masks)
+        if late_bias is not None:
+            z = z + late_bias
         i, f, g, o = z.chunk(4, dim=-1)
         gate = self.recurrent_activation
         c = gate(f) * c + gate(i) * self.activation(g)
@@ -387,6 +428,36 @@ class GRUCell(_RecurrentCell):
         if self.bias is None or not self.reset_after:
             return self.bias
         return self.bias[0]
+
+    def _call_step(self, inputs, states, training):
+        if self.recurrent_dropout:  # Keras's `implementation=1`, gate by gate, for its roundings
+            return self._gate_by_gate_step(inputs, states, training)
+        return super()._call_step(inputs, states, training)
+
+    def _gate_by_gate_step(self, inputs, states, training):
+        h_tm1 = states[0]
+        u, kernel, recurrent = self.units, self.kernel, self.recurrent_kernel
+        input_bias = self.bias if not self.reset_after or self.bias is None else self.bias[0]
+        xs, hs = self._gate_inputs(inputs, h_tm1, training)
+        x_z, x_r, x_h = xs[0] @ kernel[:, :u], xs[1] @ kernel[:, u : 2 * u], xs[2] @ kernel[:, 2 * u :]
+        if input_bias is not None:
+            x_z, x_r, x_h = x_z + input_bias[:u], x_r + input_bias[u : 2 * u], x_h + input_bias[2 * u :]
+        h_z, h_r = hs[0] @ recurrent[:, :u], hs[1] @ recurrent[:, u : 2 * u]
+        recurrent_bias = self.bias[1] if self.reset_after and self.bias is not None else None
+        if recurrent_bias is not None:
+            h_z, h_r = h_z + recurrent_bias[:u], h_r + recurrent_bias[u : 2 * u]
+        gate = self.recurrent_activation
+        z = gate(x_z + h_z)
+        r = gate(x_r + h_r)
+        if self.reset_after:
+            h_h = hs[2] @ recurrent[:, 2 * u :]
+            if recurrent_bias is not None:
+                h_h = h_h + recurrent_bias[2 * u :]
+            h_h = r * h_h
+        else:
+            h_h = (r * hs[2]) @ recurrent[:, 2 * u :]
+        h = z * h_tm1 + (1 - z) * self.activation(x_h + h_h)
+        return h, [h]
 
     def _step(self, projected, states, recurrent_masks):
         h = states[0]

@@ -2,8 +2,9 @@
 and (for the convolution family) argument checks, weight settings, weights and config entries.
 
 Weights keep Keras's layout (`(k..., in, out)`); each call views them in torch's layout and runs
-one `torch.nn.functional` convolution. channels_last inputs are viewed as NCHW with a permute
-(no copy), so torch sees a channels_last-strided tensor and returns one.
+one `torch.nn.functional` convolution. channels_last inputs are viewed as NCHW with a permute, in
+torch's channels_last memory format as Keras hands them (a copy only for an input laid out
+otherwise), so torch returns a channels_last-strided tensor, as in Keras.
 """
 
 from collections.abc import Sequence
@@ -83,6 +84,19 @@ def to_channels_first(x, data_format):
 
 def from_channels_first(x, data_format):
     return x.movedim(1, -1) if data_format == "channels_last" else x
+
+
+def conv_input(x: torch.Tensor, data_format: str) -> torch.Tensor:
+    """The NC... tensor Keras's torch backend hands a convolution: a channels_last input in torch's
+    channels_last memory format (2D/3D windows; a copy only when it is laid out otherwise, as after
+    a pooling layer), a 1D one contiguous. The layout fixes the output's strides, and an unseeded
+    Dropout's mask follows those strides, so it must be Keras's."""
+    if data_format != "channels_last":
+        return x
+    x = x.movedim(-1, 1)
+    if x.dim() in (4, 5):
+        return x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    return x.contiguous()
 
 
 def pad_same(x, kernel_size, strides, dilation_rate):
@@ -199,15 +213,10 @@ def attribute_config(layer: Layer, keys: Sequence[str]) -> dict:
     return {key: activations.serialize(getattr(layer, key)) if key.endswith("activation") else getattr(layer, key) for key in keys}
 
 
-def fused_bias(x: torch.Tensor, bias):
-    """The bias to hand torch's convolution kernel: none in half precision, where Keras adds it
-    after the convolution's rounding (the fused kernel adds it before); see `add_late_bias`."""
-    return None if x.dtype in (torch.float16, torch.bfloat16) else bias
-
-
-def add_late_bias(outputs: torch.Tensor, x: torch.Tensor, bias) -> torch.Tensor:
-    """NC... `outputs` plus the bias that `fused_bias` held back from the kernel."""
-    if bias is None or fused_bias(x, bias) is not None:
+def add_late_bias(outputs: torch.Tensor, bias) -> torch.Tensor:
+    """NC... `outputs` plus the bias, added after the convolution as Keras does (never fused into
+    torch's kernel): the output's rounding and the bias gradient (autograd's sum) are then Keras's."""
+    if bias is None:
         return outputs
     return outputs + bias.reshape((-1,) + (1,) * (outputs.dim() - 2))
 
@@ -286,14 +295,14 @@ class _Conv(Layer):
             )
 
     def _convolve(self, inputs, kernel, bias):
-        x = to_channels_first(inputs, self.data_format)
+        x = conv_input(inputs, self.data_format)
         padding = 0
         if self.padding == "same":
             x, padding = pad_same(x, self.kernel_size, self.strides, self.dilation_rate)
         elif self.padding == "causal":
             x = F.pad(x, ((self.kernel_size[0] - 1) * self.dilation_rate[0], 0))
-        outputs = _CONV[self.rank](x, torch_kernel(kernel, self.rank), fused_bias(x, bias), self.strides, padding, self.dilation_rate, self.groups)
-        return add_late_bias(outputs, x, bias)
+        outputs = _CONV[self.rank](x, torch_kernel(kernel, self.rank), None, self.strides, padding, self.dilation_rate, self.groups)
+        return add_late_bias(outputs, bias)
 
     def convolution_op(self, inputs, kernel):
         """The bare convolution (no bias, no activation), in the layer's data format.

@@ -330,7 +330,19 @@ class _ConvLSTM(RNN):
         return [output_mask, None, None] if self.return_state else output_mask
 
     def _run(self, sequences, states, mask, training):
-        """Input convolutions for all steps at once, then the recurrence step by step."""
+        """Input convolutions for all steps at once, then the recurrence step by step; under a
+        mixed policy the cell's weights are read in the compute dtype (the cell's own call, which
+        would cast them, is not used)."""
+        cell = self.cell
+        policy = cell.dtype_policy
+        originals = cell._cast_variables(policy.compute_torch_dtype) if policy.is_mixed else None
+        try:
+            return self._run_cast(sequences, states, mask, training)
+        finally:
+            if originals:
+                cell.__dict__.update(originals)
+
+    def _run_cast(self, sequences, states, mask, training):
         cell = self.cell
         steps = sequences.transpose(0, 1)
         time, batch = steps.shape[0], steps.shape[1]

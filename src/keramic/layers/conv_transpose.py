@@ -1,7 +1,7 @@
 """Transposed convolutions Conv1DTranspose/2D/3D: the gradient of a convolution, used to upsample.
 
-Output sizes follow Keras (TF's rule); torch's full transposed output is cut to that size, using
-torch's own `padding`/`output_padding` where the cut is symmetric enough and a slice otherwise.
+Output sizes follow Keras (TF's rule); torch's full transposed output is sliced to that size (zeros
+appended where `output_padding` reaches past it), as Keras's torch backend does, for its roundings.
 """
 
 import torch.nn.functional as F
@@ -9,17 +9,15 @@ import torch.nn.functional as F
 from keramic import activations
 from keramic.layers.base import Layer, weight_settings
 from keramic.layers.conv import (
-    activate,
     add_bias,
     add_configured_weight,
-    add_late_bias,
     attribute_config,
     channel_count,
     channel_spec,
     check_filters,
     check_strides_and_dilation,
+    from_channels_first,
     full_shape,
-    fused_bias,
     normalize_tuple,
     set_weight_setting,
     set_window,
@@ -116,24 +114,22 @@ class _ConvTranspose(Layer):
         return crops
 
     def call(self, inputs):
-        x = to_channels_first(inputs, self.data_format)
+        # As Keras's torch backend (whose roundings and output strides this keeps): a contiguous
+        # NC... copy of the input, torch's full transposed output (no `padding`/`output_padding`),
+        # the cut (zeros appended past the full output), then the bias.
+        x = to_channels_first(inputs, self.data_format).contiguous()
         crops = self._crops(x.shape[2:])
-        # torch cuts `padding` from both ends, then gives back `output_padding` at the end. An axis
-        # where "same" cuts one more after than before is cut here instead (its cut after is > 0).
-        padding, extra, window = [], [], [slice(None), slice(None)]
-        for (before, after), s, d in zip(crops, self.strides, self.dilation_rate):
-            if 0 <= before - after < max(s, d):
-                padding.append(before)
-                extra.append(before - after)
-                window.append(slice(None))
-            else:
-                padding.append(0)
-                extra.append(0)
-                window.append(slice(before, -after))
+        window = [slice(None), slice(None)] + [slice(before, -after if after > 0 else None) for before, after in crops]
         outputs = _CONV_TRANSPOSE[self.rank](
-            x, torch_kernel(self.kernel, self.rank), fused_bias(x, self.bias), self.strides, tuple(padding), tuple(extra), 1, self.dilation_rate
-        )
-        return activate(self, add_late_bias(outputs[tuple(window)], x, self.bias))
+            x, torch_kernel(self.kernel, self.rank), None, self.strides, 0, 0, 1, self.dilation_rate
+        )[tuple(window)]
+        appended = [pad for _, after in reversed(crops) for pad in (0, max(-after, 0))]
+        if any(appended):
+            outputs = F.pad(outputs, appended)
+        outputs = from_channels_first(outputs, self.data_format)
+        if self.bias is not None:
+            outputs = outputs + self.bias.reshape((-1,) + (1,) * self.rank if self.data_format == "channels_first" else (-1,))
+        return outputs if self.activation in (None, activations.linear) else self.activation(outputs)
 
     def compute_output_shape(self, input_shape):
         spatial = spatial_dims(input_shape, self.data_format)

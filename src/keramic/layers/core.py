@@ -5,19 +5,21 @@ import math
 import numpy as np
 import torch
 
-from keramic import activations, constraints, initializers, ops, regularizers
+from keramic import activations, backend, constraints, initializers, ops, regularizers
 from keramic import random as keramic_random
-from keramic.layers import quantized, symbolic_masks
+from keramic.layers import lora, quantized, symbolic_masks
 from keramic.layers.base import Layer, weight_settings
 from keramic.serialization.registry import keras_export
 
 
 @keras_export("keras.layers")
-class Dense(Layer):
+class Dense(lora.LoraLayer, Layer):
     """`activation(inputs @ kernel + bias)` over the last axis."""
 
     _quantization_kind = "dense"  # its recipe in layers/quantized.py
     _saved_variable_names = ("kernel", "bias")  # as Keras's Dense: a subclass's extra variables are not saved
+    _lora_base_name = "kernel"
+    kernel = lora.LoraWeight("kernel")  # with LoRA enabled: the base kernel plus the low-rank update
 
     def __init__(
         self,
@@ -37,8 +39,7 @@ class Dense(Layer):
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if lora_rank is not None:
-            raise NotImplementedError("keramic's Dense does not support LoRA yet.")
+        lora.init(self, lora_rank, lora_alpha)
         self.quantization_config = quantized.config_from(quantization_config)
         self.units = int(units)
         self.activation = activations.get(activation)
@@ -52,6 +53,7 @@ class Dense(Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
+        self._lora_base_shape = (input_shape[-1], self.units)
         if self.quantization_mode:
             quantized.build_weights(self, (input_shape[-1], self.units))
         if not quantized.replaces_kernel(self):  # float8 keeps training the float kernel
@@ -71,14 +73,18 @@ class Dense(Layer):
                 constraint=self.bias_constraint,
                 name="bias",
             )
+        if self.lora_rank:  # as Keras 3.15: `lora_alpha` given to the constructor is reset to the rank here
+            self.built = True
+            self.enable_lora(self.lora_rank)
 
     def call(self, inputs):
         if self.quantization_mode:
             return quantized.call(self, inputs)
+        kernel = self.kernel
         if not inputs.is_floating_point():  # as Keras's `ops.matmul`: integers promote to the kernel's float
-            inputs = inputs.to(self.kernel.dtype)
+            inputs = inputs.to(kernel.dtype)
         # A product, then the bias, as Keras: a fused `addmm` rounds differently.
-        outputs = torch.matmul(inputs, self.kernel)
+        outputs = torch.matmul(inputs, kernel)
         if self.bias is not None:
             outputs = outputs + self.bias
         # Read at each call, as Keras: Grad-CAM sets `activation = None` on a built layer.
@@ -96,6 +102,7 @@ class Dense(Layer):
                 "use_bias": self.use_bias,
                 **weight_settings(self, ("kernel", "bias")),
                 "quantization_config": quantized.config_to_json(self.quantization_config),
+                **lora.config(self),
             }
         )
         return config
@@ -159,7 +166,7 @@ class Flatten(Layer):
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.data_format = data_format or "channels_last"
+        self.data_format = data_format or backend.image_data_format()
 
     def call(self, inputs):
         if self.data_format == "channels_first" and inputs.dim() > 2:

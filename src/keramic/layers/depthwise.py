@@ -17,11 +17,10 @@ from keramic.layers.conv import (
     channel_count,
     channel_spec,
     check_filters,
-    fused_bias,
+    conv_input,
     pad_same,
     set_weight_setting,
     set_window,
-    to_channels_first,
     torch_kernel,
     window_output_shape,
 )
@@ -70,8 +69,8 @@ class _DepthwiseBase(Layer):
         padding = 0
         if self.padding == "same":
             x, padding = pad_same(x, self.kernel_size, self.strides, self.dilation_rate)
-        outputs = _CONV[self.rank](x, weight, fused_bias(x, bias), self.strides, padding, self.dilation_rate, channels)
-        return add_late_bias(outputs, x, bias)
+        outputs = _CONV[self.rank](x, weight, None, self.strides, padding, self.dilation_rate, channels)
+        return add_late_bias(outputs, bias)
 
     def _base_config(self):
         return attribute_config(self, ("kernel_size", "strides", "padding", "data_format", "dilation_rate", "activation", "use_bias"))
@@ -121,7 +120,7 @@ class _DepthwiseConv(_DepthwiseBase):
         self.bias = add_bias(self, channels * self.depth_multiplier)
 
     def call(self, inputs):
-        x = to_channels_first(inputs, self.data_format)
+        x = conv_input(inputs, self.data_format)
         return activate(self, self._depthwise(x, self.kernel, self.bias))
 
     def compute_output_shape(self, input_shape):
@@ -190,9 +189,9 @@ class _SeparableConv(_DepthwiseBase):
         self.bias = add_bias(self, self.filters)
 
     def call(self, inputs):
-        x = self._depthwise(to_channels_first(inputs, self.data_format), self.depthwise_kernel, None)
-        outputs = _CONV[self.rank](x, torch_kernel(self.pointwise_kernel, self.rank), fused_bias(x, self.bias))
-        return activate(self, add_late_bias(outputs, x, self.bias))
+        x = self._depthwise(conv_input(inputs, self.data_format), self.depthwise_kernel, None)
+        outputs = _CONV[self.rank](x, torch_kernel(self.pointwise_kernel, self.rank))
+        return activate(self, add_late_bias(outputs, self.bias))
 
     def compute_output_shape(self, input_shape):
         return window_output_shape(self, input_shape, self.filters)

@@ -5,14 +5,14 @@ import warnings
 import torch
 
 from keramic import backend, constraints, initializers, ops, regularizers
-from keramic.layers import quantized, symbolic_masks
+from keramic.layers import lora, quantized, symbolic_masks
 from keramic.layers.base import Layer, weight_settings
 from keramic.serialization.registry import keras_export
 from keramic.serialization.serialize import deserialize_keras_object
 
 
 @keras_export("keras.layers")
-class Embedding(Layer):
+class Embedding(lora.LoraLayer, Layer):
     """Looks each id up in an `(input_dim, output_dim)` table; `mask_zero=True` marks id 0 as padding.
 
     >>> Embedding(10, 4, mask_zero=True)(np.array([[3, 0]])).shape
@@ -21,6 +21,8 @@ class Embedding(Layer):
 
     _quantization_kind = "embedding"  # its recipe in layers/quantized.py
     _saved_variable_names: tuple[str, ...] = ("embeddings",)  # as Keras's Embedding: a subclass's extra variables are not saved
+    _lora_base_name = "embeddings"
+    embeddings = lora.LoraWeight("embeddings")  # with LoRA enabled: the base table plus the low-rank update
 
     def __init__(
         self,
@@ -42,8 +44,6 @@ class Embedding(Layer):
                     f"`{argument}` must be a positive integer. Received: {argument}={value} "
                     f"(of type {type(value).__name__})."
                 )
-        if lora_rank is not None:
-            raise NotImplementedError("keramic's Embedding does not support LoRA yet.")
         if kwargs.pop("input_length", None) is not None:
             warnings.warn("Argument `input_length` is deprecated. Just remove it.", stacklevel=2)
         super().__init__(**kwargs)
@@ -56,6 +56,7 @@ class Embedding(Layer):
         self.supports_masking = mask_zero
         self.autocast = False
         self.quantization_config = quantized.config_from(quantization_config)
+        lora.init(self, lora_rank, lora_alpha)
         if weights is not None:
             self.build()
             self.set_weights(weights if isinstance(weights, list) else [weights])
@@ -63,18 +64,20 @@ class Embedding(Layer):
     def build(self, input_shape=None):
         if self.built:
             return
+        self._lora_base_shape = (self.input_dim, self.output_dim)
         if self.quantization_mode:
             quantized.build_weights(self, (self.input_dim, self.output_dim))
-            self.built = True
-            return
-        self.embeddings = self.add_weight(
-            shape=(self.input_dim, self.output_dim),
-            initializer=self.embeddings_initializer,
-            regularizer=self.embeddings_regularizer,
-            constraint=self.embeddings_constraint,
-            name="embeddings",
-        )
+        else:
+            self.embeddings = self.add_weight(
+                shape=(self.input_dim, self.output_dim),
+                initializer=self.embeddings_initializer,
+                regularizer=self.embeddings_regularizer,
+                constraint=self.embeddings_constraint,
+                name="embeddings",
+            )
         self.built = True
+        if self.lora_rank:  # as Keras 3.15: `lora_alpha` given to the constructor is reset to the rank here
+            self.enable_lora(self.lora_rank)
 
     def call(self, inputs):
         if self.quantization_mode:
@@ -103,6 +106,7 @@ class Embedding(Layer):
                 **weight_settings(self, ("embeddings",), activity=True),
                 "mask_zero": self.mask_zero,
                 "quantization_config": quantized.config_to_json(self.quantization_config),
+                **lora.config(self),
             }
         )
         return config

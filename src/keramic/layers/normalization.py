@@ -447,21 +447,27 @@ class GroupNormalization(Layer):
             )
 
     def call(self, inputs):
-        """torch's group_norm with channels moved to axis 1: the same grouping (contiguous channel
-        blocks) as Keras.
-
-        The moved view is used as is where torch computes the input's gradient (or none at all); else
-        it is copied: torch 2.x's CPU group_norm backward crashes on channels-last strides when it
-        skips the input's gradient (a first layer in training).
-        """
+        """Keras's op order exactly, for its roundings: the channel axis split into (groups, size),
+        moments as E[x^2] - E[x]^2, then `x * inv + (beta - mean * inv)` with
+        `inv = rsqrt(variance + epsilon) * gamma`; all in float32, float64 inputs too (as Keras)."""
         axis = self.axis % inputs.dim()
-        x = _at_least_float32(inputs).movedim(axis, 1)
-        if torch.is_grad_enabled() and not x.requires_grad:
-            x = x.contiguous()
-        gamma = None if self.gamma is None else self.gamma.to(x.dtype)
-        beta = None if self.beta is None else self.beta.to(x.dtype)
-        outputs = F.group_norm(x, self.groups, gamma, beta, self.epsilon).movedim(1, axis)
-        return outputs.to(inputs.dtype).to(backend.torch_dtype(self.compute_dtype))
+        shape = tuple(inputs.shape)
+        size = shape[axis] // self.groups
+        grouped = inputs.reshape(shape[:axis] + (self.groups, size) + shape[axis + 1 :])
+        x = grouped.to(torch.float32)
+        reduced = [d for d in range(1, x.dim()) if d != axis]
+        mean = torch.mean(x, dim=reduced, keepdim=True)
+        variance = torch.mean(torch.square(x), dim=reduced, keepdim=True) - torch.square(mean)
+        broadcast = [1] * x.dim()
+        broadcast[axis], broadcast[axis + 1] = self.groups, size
+        inv = torch.rsqrt(variance + self.epsilon)
+        if self.gamma is not None:
+            inv = inv * self.gamma.reshape(broadcast).to(x.dtype)
+        shift = -mean * inv
+        if self.beta is not None:
+            shift = shift + self.beta.reshape(broadcast).to(x.dtype)
+        outputs = (x * inv + shift).to(grouped.dtype).reshape(shape)
+        return outputs.to(backend.torch_dtype(self.compute_dtype))
 
     def compute_output_shape(self, input_shape):
         return _check_axes(self.axis, input_shape)

@@ -16,6 +16,7 @@ import warnings
 import torch
 
 from keramic import backend, dtype_policies
+from keramic.layers import lora
 from keramic.quantizers import (
     AbsMaxQuantizer,
     AWQConfig,
@@ -64,7 +65,12 @@ def quantize_layer(layer, mode=None, type_check=True, config=None) -> None:
         raise NotImplementedError(f"Invalid quantization mode. Expected one of {kind.modes}. Received: quantization_mode={mode}")
     if mode not in _IMPLEMENTED_MODES:
         raise NotImplementedError(f"Quantization mode '{mode}' is not implemented in keramic yet (int8, int4 and float8 are).")
-    getattr(kind, f"quantize_{mode}")(layer, config)
+    lora_enabled = layer.__dict__.get("lora_enabled")
+    layer.__dict__["lora_enabled"] = False  # as Keras: the base weight is quantized, the LoRA factors stay float
+    try:
+        getattr(kind, f"quantize_{mode}")(layer, config)
+    finally:
+        layer.__dict__["lora_enabled"] = lora_enabled
     layer.quantization_config = config
     if mode == "int4":
         block_size = _int4_block_size(layer, config)
@@ -178,10 +184,32 @@ def load_without_zero(layer, variables) -> list:
 
 
 def call(layer, inputs):
-    """The quantized forward pass (the layer's activation included)."""
-    outputs = getattr(_kind(layer, type_check=False), f"call_{layer.quantization_mode}")(layer, inputs)
+    """The quantized forward pass (the layer's activation included); a LoRA layer adds its low-rank term."""
+    kind, lora_enabled = _kind(layer, type_check=False), layer.__dict__.get("lora_enabled")
+    if lora_enabled and layer.quantization_mode not in ("int8", "int4"):
+        raise NotImplementedError(f"Currently, `_{layer.quantization_mode}_call` doesn't support LoRA")
+    outputs = getattr(kind, f"call_{layer.quantization_mode}")(layer, inputs)
+    if lora_enabled:
+        outputs = lora.add_to_outputs(layer, inputs, outputs, kind.lora_product(layer))
     activation = getattr(layer, "activation", None)
     return outputs if activation is None else activation(outputs)
+
+
+def merged_lora(layer) -> dict:
+    """What Keras saves for an int8/int4 layer with LoRA: the dequantized base plus the LoRA update,
+    requantized as `quantize` would. Returns {id(variable): the value to save in its place}."""
+    kind = _kind(layer, type_check=False)
+    base_name = layer._lora_base_name
+    delta = lora.delta(layer).detach().float()
+    if layer.quantization_mode == "int8":
+        values, scale = kind.requantize_int8(layer, delta)
+        new = {base_name: values, f"{base_name}_scale": scale}
+    else:
+        values, scale, zero = kind.requantize_int4(layer, delta)
+        new = {base_name: pack_int4(values, axis=-1)[0], f"{base_name}_scale": scale}
+        if zero is not None:
+            new[f"{base_name}_zero"] = zero
+    return {id(getattr(layer, name)): value for name, value in new.items()}
 
 
 def saving_order(layer) -> list:
@@ -459,6 +487,10 @@ class _Dense(_KernelRecipe):
         return torch.matmul(inputs, kernel)
 
     @staticmethod
+    def lora_product(layer):
+        return torch.matmul
+
+    @staticmethod
     def call_float8(layer, inputs):
         return _call_float8(layer, inputs, torch.matmul)
 
@@ -467,6 +499,13 @@ class _Dense(_KernelRecipe):
         layer.inputs_quantizer = _activation_quantizer(config)
         layer.kernel = _add_int8(layer, "kernel", kernel_shape)
         layer.kernel_scale = _add_scale(layer, "kernel_scale", (kernel_shape[1],))
+
+    @staticmethod
+    def requantize_int8(layer, delta):
+        merged = torch.as_tensor(layer.kernel).float() / torch.as_tensor(layer.kernel_scale) + delta
+        quantizer = QuantizationConfig.weight_quantizer_or_default(layer.quantization_config, AbsMaxQuantizer(axis=0))
+        values, scale = quantizer(merged, to_numpy=True)
+        return values, scale.squeeze(0)
 
     @classmethod
     def quantize_int8(cls, layer, config):
@@ -502,6 +541,15 @@ class _Dense(_KernelRecipe):
         scale_shape = (units,) if block_size is None else (-(-inputs // block_size), units)
         _build_int4(layer, "kernel", (inputs, (units + 1) // 2), scale_shape, block_size, inputs)
 
+    @staticmethod
+    def requantize_int4(layer, delta):
+        unpacked = unpack_int4(torch.as_tensor(layer.kernel), layer.units, axis=-1)
+        merged = _int4_float_kernel(layer, unpacked, torch.float32) + delta
+        quantizer = QuantizationConfig.weight_quantizer_or_default(
+            layer.quantization_config, AbsMaxQuantizer(axis=0, value_range=(-8, 7))
+        )
+        return _int4_rows_kernel(merged, layer._int4_block_size, quantizer)
+
     @classmethod
     def quantize_int4(cls, layer, config):
         float_kernel = layer.kernel
@@ -533,6 +581,10 @@ class _Dense(_KernelRecipe):
 
 class _Embedding:
     modes = ("int8", "int4")
+
+    @staticmethod
+    def lora_product(layer):
+        return lambda ids, table: torch.nn.functional.embedding(ids.to(torch.int64), table)
     saved_names = {
         "int8": ("embeddings", "embeddings_scale"),
         "int4": ("embeddings", "embeddings_scale", "embeddings_zero", "g_idx"),
@@ -542,6 +594,13 @@ class _Embedding:
     def build_int8(layer, shape, config):
         layer.embeddings = _add_int8(layer, "embeddings", shape)
         layer.embeddings_scale = _add_scale(layer, "embeddings_scale", (shape[0],))
+
+    @staticmethod
+    def requantize_int8(layer, delta):
+        merged = torch.as_tensor(layer.embeddings).float() / torch.as_tensor(layer.embeddings_scale)[:, None] + delta
+        quantizer = QuantizationConfig.weight_quantizer_or_default(layer.quantization_config, AbsMaxQuantizer(axis=-1))
+        values, scale = quantizer(merged, to_numpy=True)
+        return values, scale.squeeze(-1)
 
     @classmethod
     def quantize_int8(cls, layer, config):
@@ -568,18 +627,30 @@ class _Embedding:
         scale_shape = (input_dim,) if block_size is None else (input_dim, -(-output_dim // block_size))
         _build_int4(layer, "embeddings", (input_dim, (output_dim + 1) // 2), scale_shape, block_size, output_dim)
 
-    @classmethod
-    def quantize_int4(cls, layer, config):
+    @staticmethod
+    def _int4_table(values, block_size, config):
         """Rows are the channels here: one scale per token, or groups along each token's vector."""
-        table = layer.embeddings
-        values = torch.as_tensor(table).detach()
-        block_size = _int4_block_size(layer, config)
         if block_size is None:
             quantizer = QuantizationConfig.weight_quantizer_or_default(config, AbsMaxQuantizer(axis=-1, value_range=(-8, 7)))
             values, scale = quantizer(values, to_numpy=True)
-            scale, zero = scale.squeeze(-1), None
+            return values, scale.squeeze(-1), None
+        return tuple(t.T for t in abs_max_quantize_grouped_with_zero_point(values.T, block_size))
+
+    @classmethod
+    def requantize_int4(cls, layer, delta):
+        rows = unpack_int4(torch.as_tensor(layer.embeddings), layer.output_dim, axis=-1).float()
+        scale = torch.as_tensor(layer.embeddings_scale)
+        if layer._int4_block_size is None:
+            table = rows / scale[:, None]
         else:
-            values, scale, zero = (t.T for t in abs_max_quantize_grouped_with_zero_point(values.T, block_size))
+            zero, g_idx = torch.as_tensor(layer.embeddings_zero), torch.as_tensor(layer.g_idx)
+            table = dequantize_with_sz_map(rows, scale, zero, g_idx, group_axis=-1)
+        return cls._int4_table(table + delta, layer._int4_block_size, layer.quantization_config)
+
+    @classmethod
+    def quantize_int4(cls, layer, config):
+        table = layer.embeddings
+        values, scale, zero = cls._int4_table(torch.as_tensor(table).detach(), _int4_block_size(layer, config), config)
         _drop_variable(layer, table)
         cls.build_int4(layer, (layer.input_dim, layer.output_dim), config)
         _assign_int4(layer, "embeddings", values, scale, zero)
@@ -603,6 +674,10 @@ class _EinsumDense(_KernelRecipe):
     def product(layer, inputs, kernel):
         return torch.einsum(layer.equation, inputs, kernel)
 
+    @staticmethod
+    def lora_product(layer):
+        return lambda inputs, factor: torch.einsum(layer.equation, inputs, factor)
+
     @classmethod
     def build_gptq(cls, layer, kernel_shape, config):
         columns = _build_calibrated(layer, kernel_shape, config, cls.zero_name)
@@ -623,6 +698,16 @@ class _EinsumDense(_KernelRecipe):
         layer.kernel = _add_int8(layer, "kernel", kernel_shape)
         scale_shape = [1 if axis in info.kernel_reduced else size for axis, size in enumerate(kernel_shape)]
         layer.kernel_scale = _add_scale(layer, "kernel_scale", info.to_output(torch.ones(scale_shape), "kernel").shape)
+
+    @staticmethod
+    def requantize_int8(layer, delta):
+        info = _einsum_info(layer)
+        merged = torch.as_tensor(layer.kernel).float() / info.to_kernel(torch.as_tensor(layer.kernel_scale)) + delta
+        quantizer = QuantizationConfig.weight_quantizer_or_default(
+            layer.quantization_config, AbsMaxQuantizer(axis=tuple(info.kernel_reduced))
+        )
+        values, scale = quantizer(merged, to_numpy=True)
+        return values, info.to_output(scale, "kernel")
 
     @classmethod
     def quantize_int8(cls, layer, config):
@@ -671,6 +756,13 @@ class _EinsumDense(_KernelRecipe):
         rows, columns = cls._rows_columns(layer, kernel_shape)
         scale_shape = (columns,) if block_size is None else (-(-rows // block_size), columns)
         _build_int4(layer, "kernel", (rows, (columns + 1) // 2), scale_shape, block_size, rows)
+
+    @classmethod
+    def requantize_int4(cls, layer, delta):
+        rows, columns = cls._rows_columns(layer, layer._int4_kernel_shape)
+        unpacked = unpack_int4(torch.as_tensor(layer.kernel), columns, axis=-1)
+        merged = _int4_float_kernel(layer, unpacked, torch.float32) + delta.reshape(rows, columns)
+        return _int4_rows_kernel(merged, layer._int4_block_size, AbsMaxQuantizer(axis=0, value_range=(-8, 7)))
 
     @classmethod
     def quantize_int4(cls, layer, config):

@@ -7,8 +7,8 @@ noise is Keras's for the same seeds.
 
 import math
 
+from keramic import backend, regularizers
 from keramic import random as keramic_random
-from keramic import regularizers
 from keramic.layers.base import Layer
 from keramic.layers.core import Dropout
 from keramic.serialization.registry import keras_export
@@ -141,7 +141,9 @@ class _SpatialDropout(Dropout):
 
     def __init__(self, rate, seed=None, name=None, dtype=None, data_format=None):
         super().__init__(rate, seed=seed, name=name, dtype=dtype)
-        self.data_format = "channels_last" if data_format is None else data_format
+        # Keras's SpatialDropout1D is always channels-last; 2D/3D follow the global image data format.
+        default = "channels_last" if self.rank == 1 else backend.image_data_format()
+        self.data_format = default if data_format is None else data_format
         if self.data_format not in ("channels_last", "channels_first"):
             raise ValueError(f"`data_format` must be 'channels_last' or 'channels_first'. Received: {data_format}")
 

@@ -1,8 +1,9 @@
 """The RNN layer that runs a cell over time, and SimpleRNN / LSTM / GRU built on it.
 
-Without a mask or recurrent dropout, tanh/sigmoid cells run in torch's fused RNN kernels (the
+In float32, without a mask or recurrent dropout, tanh/sigmoid cells run in torch's fused RNN kernels (the
 Keras-layout weights are rearranged inside the autograd graph, so gradients reach the same variables), which
-compute the same function; Keras's torch backend uses them too where it can.
+compute the same function; Keras's torch backend uses them too where it can. Half precision
+follows Keras's own paths, for its roundings (see `RNN._run`).
 """
 
 import inspect
@@ -37,6 +38,10 @@ def _pack_like(structure, leaves):
 
 def _map(fn, structure):
     return _pack_like(structure, iter([fn(leaf) for leaf in _flatten(structure)]))
+
+
+def _is_half(tensor):
+    return tensor.dtype in (torch.float16, torch.bfloat16)
 
 
 def _state_shapes(state_size, batch):
@@ -255,8 +260,10 @@ class RNN(Layer):
             mask = backend.convert_to_tensor(mask).to(torch.bool)
             if mask.dim() == 3:
                 mask = mask[..., 0]
-            if bool(mask.all()):
-                mask = None  # nothing masked: the fused kernels give the same result
+            if bool(mask.all()) and not _is_half(sequences):
+                # nothing masked: the fused kernels give the same result (in half precision a mask
+                # keeps Keras off its sequence kernel, whose roundings differ)
+                mask = None
         if self.go_backwards:
             sequences = sequences.flip(1)
             mask = None if mask is None else mask.flip(1)
@@ -283,10 +290,15 @@ class RNN(Layer):
     def _run(self, sequences, states, mask, training):
         """`(outputs or None, last_output, final_states)`; outputs are (batch, time, ...).
 
-        Half precision (a mixed policy) steps a built-in cell through its own call, as Keras's loop:
-        each step reads the weights in the compute dtype afresh, so their gradients sum in float32."""
+        Half precision follows Keras's two paths, whose roundings differ: where Keras's LSTM / GRU
+        hand the sequence to the backend kernel, the weights are cast once and the inputs projected
+        over every step at once (`_run_sequence_kernel`); elsewhere a built-in cell steps through its
+        own call, as Keras's loop, each step reading the weights in the compute dtype afresh."""
         cell = self.cell
-        builtin = isinstance(cell, _RecurrentCell) and sequences.dtype not in (torch.float16, torch.bfloat16)
+        half = _is_half(sequences)
+        if half and self._uses_sequence_kernel(mask):
+            return self._run_sequence_kernel(sequences, states, training)
+        builtin = isinstance(cell, _RecurrentCell) and not half
         if not training and not in_dry_run():
             features = sequences.shape[-1]
             for inner in getattr(cell, "cells", [cell]):
@@ -321,6 +333,30 @@ class RNN(Layer):
         finally:
             for inner in held:
                 inner.hold_dropout_masks(False)
+
+    def _uses_sequence_kernel(self, mask):
+        """Whether Keras's LSTM / GRU layer would run this call in its backend sequence kernel."""
+        return False
+
+    def _run_sequence_kernel(self, sequences, states, training):
+        """Keras's backend LSTM / GRU: weights cast to the compute dtype once for the whole
+        sequence, cuDNN on a GPU, else one input projection and a loop over the recurrent product."""
+        cell = self.cell
+        policy = cell.dtype_policy
+        originals = cell._cast_variables(policy.compute_torch_dtype) if policy.is_mixed else None
+        try:
+            if not training and not in_dry_run():
+                cell.spend_inference_draws(sequences.shape[0], sequences.shape[-1], sequences)
+            if sequences.is_cuda and cell.use_bias:
+                fused = cell._fused(sequences, states, training)
+                if fused is not None:
+                    outputs, states = fused
+                    return outputs, outputs[:, -1], states
+            steps, recurrent_masks = cell._prepare(sequences.transpose(0, 1), training)
+            return self._loop(lambda inputs, current: cell._step(inputs, current, recurrent_masks), steps, states, None)
+        finally:
+            if originals:
+                cell.__dict__.update(originals)
 
     def _loop(self, step, steps, states, mask):
         """Run `step` over the leading (time) axis of `steps`, holding states and outputs at masked steps."""
@@ -496,6 +532,9 @@ class LSTM(_BuiltinRNN):
         super().__init__(units, activation=activation, recurrent_activation=recurrent_activation, **kwargs)
         self.use_cudnn = _checked_use_cudnn(use_cudnn)
 
+    def _uses_sequence_kernel(self, mask):
+        return mask is None and self.use_cudnn in ("auto", True) and not self.cell.recurrent_dropout
+
 
 @keras_export("keras.layers")
 class GRU(_BuiltinRNN):
@@ -519,4 +558,12 @@ class GRU(_BuiltinRNN):
             **kwargs,
         )
         self.use_cudnn = _checked_use_cudnn(use_cudnn)
+
+    def _uses_sequence_kernel(self, mask):
+        return (
+            mask is None
+            and self.use_cudnn in ("auto", True)
+            and not self.cell.recurrent_dropout
+            and self.cell.reset_after
+        )
 

@@ -7,6 +7,7 @@ import torch
 
 from keramic import backend
 from keramic.errors import ConfigError
+from keramic.layers.base import explicit_training
 from keramic.layers.preprocessing import strings
 from keramic.models.model import Model
 from keramic.serialization.registry import keras_export
@@ -244,9 +245,12 @@ class Functional(Model):
         def lookup(x):
             return values[id(x)] if isinstance(x, KerasTensor) else x
 
+        explicit = explicit_training(training)
         for node in self._plan:
             args = node.call_args
             kwargs = self._run_kwargs[id(node)]
+            if explicit:
+                kwargs = {**kwargs, **explicit}
             if len(args) == 1 and not kwargs and isinstance(args[0], KerasTensor):
                 outputs = node.layer(values[id(args[0])])
             else:

@@ -5,7 +5,7 @@ import torch
 
 from keramic.errors import ConfigError, KeramicError, NotAModelError
 from keramic.layers import base as base_layer
-from keramic.layers.base import Layer
+from keramic.layers.base import Layer, explicit_training
 from keramic.layers.input_layer import Input, InputLayer
 from keramic.models.model import Model
 from keramic.saving.formats import keras2_config
@@ -138,8 +138,9 @@ class Sequential(Model):
         if self._functional is not None and isinstance(inputs, torch.Tensor):
             dtype = self._functional._input_dtypes[0]
             outputs = inputs if inputs.dtype == dtype else inputs.to(dtype)
+        explicit = explicit_training(training)
         for layer in self.layers:
-            outputs = layer(outputs)
+            outputs = layer(outputs, **explicit)
         return outputs
 
     def compute_output_spec(self, inputs, *args, **kwargs):

@@ -35,8 +35,11 @@ _symbolic_convert_to_tensor = keras_op(_convert_to_tensor_node)
 
 def convert_to_numpy(x):
     """A NumPy array of `x` (tensors are detached and copied to the CPU; bfloat16 stays bfloat16
-    through ml_dtypes, as in Keras)."""
-    return backend.convert_to_numpy(x)
+    through ml_dtypes, as in Keras). Like Keras it is always a copy: writing into it (the
+    style-transfer example's in-place `deprocess_image`) must not change the tensor or variable."""
+    array = backend.convert_to_numpy(x)
+    shares_memory = array is x or (isinstance(x, torch.Tensor) and x.device.type == "cpu")
+    return array.copy() if shares_memory else array
 
 
 def is_tensor(x):

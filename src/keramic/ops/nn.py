@@ -1,6 +1,7 @@
 """`keras.ops.nn`: activations, convolutions, pooling, normalisation and losses on tensors."""
 
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -135,9 +136,34 @@ def sparsemax(x, axis=-1):
     return torch.clamp(x - tau, min=0)
 
 
+def _skips_value_checks() -> bool:
+    """Traced or compiled graphs and symbolic shape probes (placeholder values) skip checks that
+    read tensor values: a trace would freeze the answer, a compile would break its graph."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return True
+    symbolic = sys.modules.get("keramic.symbolic")  # loaded with keramic; it imports the ops
+    return symbolic is not None and symbolic.in_dry_run()
+
+
+def check_class_indices(x: torch.Tensor, num_classes: int, op: str) -> None:
+    """Refuse class indices >= `num_classes` with a ValueError naming `op`: Keras's torch backend
+    fails there inside torch (a RuntimeError from `F.one_hot`). Where values are not checked
+    (`_skips_value_checks`) such indices give all-zero rows."""
+    if x.numel() == 0 or _skips_value_checks():
+        return
+    largest = int(x.max())
+    if largest >= num_classes:
+        raise ValueError(
+            f"`{op}` received the class index {largest}, out of range for num_classes={num_classes}: "
+            "indices must be smaller than num_classes (negative indices give all-zero rows)."
+        )
+
+
 @keras_op
 def one_hot(x, num_classes, axis=-1, dtype=None, sparse=False):
+    """Negative indices give all-zero rows (as Keras); indices >= num_classes are refused."""
     x = _t(x).to(torch.int64)
+    check_class_indices(x, num_classes, "one_hot")
     valid = (x >= 0) & (x < num_classes)
     out = F.one_hot(torch.where(valid, x, torch.zeros_like(x)), num_classes) * valid.unsqueeze(-1)
     out = out.to(torch_dtype(dtype or backend.floatx()))
@@ -149,6 +175,7 @@ def multi_hot(inputs, num_classes=None, axis=-1, dtype=None, sparse=False, **kwa
     if num_classes is None:
         num_classes = kwargs.pop("num_tokens")
     x = _t(inputs)
+    check_class_indices(x, num_classes, "multi_hot")
     batched = x.dim() > 1
     hot = one_hot(x if batched else x[None], num_classes, dtype=dtype)
     out = torch.amax(hot, dim=-2)
@@ -459,6 +486,11 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     target = _t(target).to(torch.int64)
     if target.dim() == output.dim() and target.shape[-1] == 1:
         target = target.squeeze(-1)
+    classes = output.shape[axis]
+    if target.numel() and not _skips_value_checks():
+        outside = target[(target < 0) | (target >= classes)]
+        if outside.numel():  # as Keras's torch backend (torch's nll_loss): negatives too
+            raise IndexError(f"Target {int(outside[0])} is out of bounds.")
     return categorical_crossentropy(one_hot(target, output.shape[axis], axis=axis, dtype=output.dtype), output, from_logits, axis)
 
 

@@ -44,7 +44,10 @@ def default_hook(function: Hook) -> Hook:
 
 
 def overrides(obj: Any, hook: str) -> bool:
-    """True when `obj`'s class replaces the default `hook` (so the walk must call it)."""
+    """True when `obj`'s class replaces the default `hook` (so the walk must call it), or when the
+    object asks for its hooks to run (a LoRA layer, whose files hold its merged kernel)."""
+    if hook in HOOKS[:2] and getattr(obj, "__dict__", {}).get("_keramic_saves_own_state"):
+        return True
     method = getattr(type(obj), hook, None)
     return method is not None and not getattr(method, "_keramic_default_hook", False)
 

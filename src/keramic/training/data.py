@@ -10,6 +10,7 @@ import math
 import random
 import types
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -198,6 +199,31 @@ class ArrayBatches:
             yield batch if device is None else tuple(to_device(part, device) for part in batch)
 
 
+class StepBatch(tuple):
+    """An `(x, y, sample_weight)` batch read from an iterable source, which also carries the batch
+    as Keras on torch hands it to a custom `train_step` / `test_step` (`step_data`): the element as
+    yielded, with every tuple in it turned into a list (`(x, y)` comes as `[x, y]`, `(x,)` as `[x]`)."""
+
+    step_data: Any
+
+    def __new__(cls, x, y, sample_weight, arity: int):
+        batch = super().__new__(cls, (x, y, sample_weight))
+        if not arity:
+            batch.step_data = x
+        else:
+            count = 3 if sample_weight is not None else arity  # class weights add the third part
+            batch.step_data = [_tuples_as_lists(part) for part in (x, y, sample_weight)[:count]]
+        return batch
+
+
+def _tuples_as_lists(structure):
+    if isinstance(structure, (list, tuple)):
+        return [_tuples_as_lists(item) for item in structure]
+    if isinstance(structure, dict):
+        return {key: _tuples_as_lists(value) for key, value in structure.items()}
+    return structure
+
+
 class IterableBatches:
     """Batches from a generator, a torch DataLoader or any iterable of (x, y[, w]) tuples."""
 
@@ -232,6 +258,8 @@ class IterableBatches:
         for step, batch in enumerate(iterator):
             if self.steps is not None and step >= self.steps:
                 break
+            # As Keras, a PyDataset's lone `x` (not a tuple) reaches a custom step as `[x]`.
+            arity = len(batch) if isinstance(batch, (list, tuple)) else int(isinstance(self.iterable, (PyDataset, ShuffledPyDataset)))
             x, y, sample_weight = unpack(batch)
             # This process's rows of the global batch; as Keras, a lone process takes a dataset's
             # batch as it is (inputs of different lengths, as a batch of graphs, included).
@@ -243,7 +271,7 @@ class IterableBatches:
                 if sample_weight is not None:
                     raise ValueError("Arguments `sample_weight` and `class_weight` cannot be given together.")
                 sample_weight = class_weights_to_sample_weights(y, self.class_weight)
-            yield to_tensors(x, self.device), y, sample_weight
+            yield StepBatch(to_tensors(x, self.device), y, sample_weight, arity)
         else:  # a whole pass of known length: as Keras, its end opens the next pass (which it never reads)
             if iterator is not self.iterable and _known_length(self.iterable) is not None:
                 self._open_next_pass()

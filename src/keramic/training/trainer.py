@@ -89,6 +89,16 @@ def _make_batches(x, y, sample_weight, batch_size, shuffle, steps, device, class
     return data_module.make_batches(x, y, sample_weight, batch_size, shuffle, steps, device, class_weight)
 
 
+def _py_dataset(batches):
+    """The PyDataset that `batches` read, under their step and shuffle wrappers; else None."""
+    source = batches
+    while hasattr(source, "batches"):  # `_FirstSteps`, `data.EpochSteps`
+        source = source.batches
+    source = getattr(source, "iterable", None)
+    source = getattr(source, "dataset", source) if isinstance(source, data_module.ShuffledPyDataset) else source
+    return source if isinstance(source, data_module.PyDataset) else None
+
+
 def _default_verbose(verbose):
     return distributed.verbose_here(1 if verbose == "auto" else verbose)
 
@@ -504,9 +514,11 @@ class Trainer:
         args = self._compile_args or {}
         structures = args.get("loss") is not None or args.get("metrics") is not None or args.get("weighted_metrics") is not None
         layers_built = all(getattr(layer, "built", True) for layer in self._flatten_layers())
-        if (layers_built and (built_from_a_batch or not structures)) or not hasattr(batches, "first_batch_draws"):
-            return
-        batches.first_batch_draws()
+        if not (layers_built and (built_from_a_batch or not structures)) and hasattr(batches, "first_batch_draws"):
+            batches.first_batch_draws()
+        py_dataset = _py_dataset(batches)
+        if py_dataset is not None:  # as Keras's `epoch_iterator.reset()` after that build, built or not
+            py_dataset.on_epoch_end()  # (a dataset that reshuffles there trains its first epoch on the new order)
 
     def _build_before_training(self, x):
         """Build the model (a first call) so that the optimizer can see every variable."""
@@ -579,7 +591,8 @@ class Trainer:
                 self.reset_metrics()
             callback_list.on_epoch_begin(epoch)
             step, logs = -1, {}
-            for step, (bx, by, bw) in enumerate(batches):
+            for step, batch in enumerate(batches):
+                bx, by, bw = batch
                 if skip:
                     skip -= 1
                     if not skip:  # before the next batch is read: `BackupAndRestore` puts back the RNG of that moment
@@ -596,7 +609,7 @@ class Trainer:
                 callback_list.on_train_batch_begin(step)
                 if custom:
                     with distributed.global_gradients_in_custom_steps(self, _batch_size(bx)):
-                        logs = self.train_step(_pack(bx, by, bw)) or {}  # as returned: callbacks flatten it as Keras does
+                        logs = self.train_step(_step_data(batch)) or {}  # as returned: callbacks flatten it as Keras does
                 else:
                     logs = self._train_batch(bx, by, bw, variables)
                     if logs is None:
@@ -634,13 +647,14 @@ class Trainer:
         if custom or self._overrides("metrics"):
             self.reset_metrics()
         step, logs = -1, {}
-        for step, (bx, by, bw) in enumerate(batches):
+        for step, batch in enumerate(batches):
+            bx, by, bw = batch
             if callbacks is not None:
                 callbacks.on_test_batch_begin(step)
             if custom:
                 if step == 0:
                     self._prepare_custom_step(bx, by)
-                logs = self.test_step(_pack(bx, by, bw)) or {}
+                logs = self.test_step(_step_data(batch)) or {}
             else:
                 logs = self._test_batch(bx, by, bw)
                 if logs is None:
@@ -746,10 +760,17 @@ class Trainer:
         return _to_numpy(self._predict_batch(data_module.to_tensors(x, self._device)))
 
 
+def _step_data(batch):
+    """What a custom step receives: an iterable source's batch as Keras passes it, else `_pack`."""
+    return batch.step_data if isinstance(batch, data_module.StepBatch) else _pack(*batch)
+
+
 def _pack(x, y, sample_weight):
-    """A batch as Keras hands it to `train_step`: `x`, `(x, y)` or `(x, y, sample_weight)`."""
+    """A batch as Keras hands it to `train_step`: `x`, `(x, y)` or `(x, y, sample_weight)`; as
+    `keras.utils.pack_x_y_sample_weight`, an `x` that is a list or tuple comes as `(x,)`, so that
+    `fit([a, b])` is not read as `(x, y)`."""
     if y is None and sample_weight is None:
-        return x
+        return (x,) if isinstance(x, (list, tuple)) else x
     return (x, y) if sample_weight is None else (x, y, sample_weight)
 
 

@@ -184,7 +184,7 @@ class STFTSpectrogram(Layer):
         self.scaling = scaling
         self.padding = padding
         self.expand_dims = expand_dims
-        self.data_format = data_format or "channels_last"
+        self.data_format = data_format or backend.image_data_format()
 
     def build(self, input_shape):
         shape = (self.frame_length, 1, self._fft_length // 2 + 1)

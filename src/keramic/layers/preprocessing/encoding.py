@@ -3,6 +3,7 @@
 import torch
 
 from keramic import backend
+from keramic.ops.nn import check_class_indices
 
 
 def check_output_mode(output_mode: str, allowed: tuple, layer: str) -> None:
@@ -15,8 +16,9 @@ def check_output_mode(output_mode: str, allowed: tuple, layer: str) -> None:
 
 
 def _one_hot(ids: torch.Tensor, depth: int, dtype: torch.dtype) -> torch.Tensor:
-    """One-hot rows; ids outside [0, depth) give all-zero rows, as Keras's one_hot does."""
+    """One-hot rows, as Keras's one_hot: negative ids give all-zero rows, ids >= depth are refused."""
     ids = ids.long()
+    check_class_indices(ids, depth, "categorical encoding")
     valid = (ids >= 0) & (ids < depth)
     hot = torch.nn.functional.one_hot(torch.where(valid, ids, torch.zeros_like(ids)), depth)
     return (hot * valid.unsqueeze(-1)).to(dtype)

@@ -17,7 +17,7 @@ FILL_MODES = ("constant", "nearest", "wrap", "mirror", "reflect")
 
 
 def standardize_data_format(data_format):
-    data_format = data_format or "channels_last"
+    data_format = data_format or backend.image_data_format()
     if data_format not in ("channels_last", "channels_first"):
         raise ValueError(f"The `data_format` argument must be one of 'channels_first', 'channels_last'. Received: data_format={data_format}")
     return data_format
