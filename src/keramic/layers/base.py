@@ -91,6 +91,8 @@ class Layer(torch.nn.Module):
 
         @functools.wraps(build)
         def build_and_mark(self, *args, **kwargs):
+            if "_path" not in self.__dict__:  # as Keras: set as the build starts (a DTypePolicyMap looks it up)
+                self.__dict__["_path"] = "/".join(self._weight_prefix())
             build(self, *args, **kwargs)
             if self._build_shapes is None:
                 self._build_shapes = tuple(args[0]) if args and args[0] is not None and not isinstance(args[0], dict) else (kwargs or None)
@@ -290,20 +292,46 @@ class Layer(torch.nn.Module):
     # ---------------------------------------------------------------- weights
     @property
     def dtype(self):
-        return self.dtype_policy.variable_dtype
+        return self._own_policy().variable_dtype
 
     @property
     def compute_dtype(self):
-        return self.dtype_policy.compute_dtype
+        return self._own_policy().compute_dtype
 
     @property
     def variable_dtype(self):
-        return self.dtype_policy.variable_dtype
+        return self._own_policy().variable_dtype
 
     @property
     def quantization_mode(self):
         """The quantization mode of this layer (`"int8"`, ...), None if not quantized."""
-        return getattr(self.dtype_policy, "quantization_mode", None)
+        return getattr(self._own_policy(), "quantization_mode", None)
+
+    @property
+    def path(self):
+        """As Keras: the name scopes and building layers around this layer's build, then its name;
+        None before the build."""
+        return self.__dict__.get("_path")
+
+    def _own_policy(self):
+        """The policy this layer computes with: a `DTypePolicyMap`'s entry for the layer's path once
+        it is built (the map's default before), as Keras; `dtype_policy` itself stays the map."""
+        policy = self.dtype_policy
+        if isinstance(policy, dtype_policies.DTypePolicyMap):
+            path = self.__dict__.get("_path")
+            if path:
+                return policy[path]
+        return policy
+
+    def _weight_prefix(self):
+        """Keras's path of this layer's weights: the `keras.name_scope`s around the build, the building
+        layers, the name. A weight added after the build (quantize's scales) keeps the prefix the build gave."""
+        if _context.scopes:
+            prefix = [*naming.scope_names(), *_context.scopes]
+            if _context.scopes[-1] == self.name:
+                self.__dict__["_weight_path_prefix"] = prefix
+            return prefix
+        return self.__dict__.get("_weight_path_prefix") or [*naming.scope_names(), self.name]
 
     def quantize(self, mode=None, type_check=True, config=None):
         """Quantize this built layer's weights in place (Dense, EinsumDense, Embedding; see layers/quantized.py)."""
@@ -346,15 +374,7 @@ class Layer(torch.nn.Module):
             initializer = "glorot_uniform" if backend.is_float_dtype(dtype) else "zeros"
         initializer = initializers.get(initializer)
         name = name or naming.auto_name("variable")  # Keras numbers unnamed weights session-wide: variable, variable_1, ...
-        # Keras's path: the `keras.name_scope`s around the build, the building layers, the name.
-        # A weight added after the build (quantize's scales) keeps the prefix the build gave.
-        if _context.scopes:
-            prefix = [*naming.scope_names(), *_context.scopes]
-            if _context.scopes[-1] == self.name:
-                self.__dict__["_weight_path_prefix"] = prefix
-        else:
-            prefix = self.__dict__.get("_weight_path_prefix") or [*naming.scope_names(), self.name]
-        path = "/".join([*prefix, name])
+        path = "/".join([*self._weight_prefix(), name])
         # A checkpoint loaded before this variable existed supplies its value (no initializer run).
         restored = restore_hooks.take_layer_value(self, name, shape, dtype) if restore_hooks.PENDING else None
         if restored is not None:
@@ -591,6 +611,8 @@ class Layer(torch.nn.Module):
         # of a masking layer inside a Functional model hands the model's own inputs a mask).
         masked_before = self._warns_of_dropped_masks and not computes_mask and bool(args) and _collect_mask(args[0]) is not None
         policy = self.dtype_policy
+        if type(policy) is dtype_policies.DTypePolicyMap:
+            policy = self._own_policy()
         if self._autocast_inputs and self.autocast:
             args, kwargs = _autocast_inputs(args, kwargs, policy.compute_torch_dtype)
         cast_variables = None
