@@ -147,6 +147,25 @@ def _structure(data):
     return tuple(data.shape)
 
 
+def _step_data_probe(lib, seen):
+    """A model whose `train_step` records, under the library's name, the structure it is handed."""
+
+    class Probe(lib.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = lib.layers.Dense(1)
+
+        def call(self, x):
+            x = x["a"] if isinstance(x, dict) else x
+            return self.dense(x[0] if isinstance(x, (list, tuple)) else x)
+
+        def train_step(self, data):
+            seen[lib.__name__] = _structure(data)
+            return {}
+
+    return Probe()
+
+
 @pytest.mark.parametrize("case", ["x", "x_list", "x_tuple", "x_dict", "x_y", "x_list_y"])
 def test_custom_train_step_gets_keras_packing_of_array_inputs(keras, case):
     """The graph WGAN example fits `[adjacency, features]` with no targets and unpacks `inputs[0]`
@@ -157,20 +176,7 @@ def test_custom_train_step_gets_keras_packing_of_array_inputs(keras, case):
     seen = {}
     for lib in (keras, keramic):
 
-        class Probe(lib.Model):
-            def __init__(self):
-                super().__init__()
-                self.dense = lib.layers.Dense(1)
-
-            def call(self, x):
-                x = x["a"] if isinstance(x, dict) else x
-                return self.dense(x[0] if isinstance(x, (list, tuple)) else x)
-
-            def train_step(self, data):
-                seen[lib.__name__] = _structure(data)
-                return {}
-
-        model = Probe()
+        model = _step_data_probe(lib, seen)
         model.compile(optimizer="sgd")
         model.fit(batch_size=4, epochs=1, verbose=0, **kwargs)
     assert seen["keramic"] == seen["keras"]
@@ -210,19 +216,7 @@ def test_custom_train_step_gets_keras_structure_of_iterable_batches(keras, sourc
             tf = pytest.importorskip("tensorflow")
             return tf.data.Dataset.from_tensor_slices(value).batch(4)
 
-        class Probe(lib.Model):
-            def __init__(self):
-                super().__init__()
-                self.dense = lib.layers.Dense(1)
-
-            def call(self, x):
-                return self.dense(x[0] if isinstance(x, (list, tuple)) else x)
-
-            def train_step(self, data):
-                seen[lib.__name__] = _structure(data)
-                return {}
-
-        model = Probe()
+        model = _step_data_probe(lib, seen)
         model.compile(optimizer="sgd")
         model.fit(make(), epochs=1, steps_per_epoch=1, verbose=0)
     assert seen["keramic"] == seen["keras"]

@@ -1,5 +1,6 @@
 """The Layer base class: a `torch.nn.Module` with Keras's naming, lazy build, weights and configs."""
 
+import contextlib
 import functools
 import inspect
 import threading
@@ -713,6 +714,18 @@ class Layer(torch.nn.Module):
         if any(has_array(v) for v in kwargs.values()):
             kwargs = {key: map_structure(convert, value) for key, value in kwargs.items()}
         return args, kwargs
+
+    @contextlib.contextmanager
+    def _variables_in_compute_dtype(self):
+        """Under a mixed policy, this layer's variables read in the compute dtype for the block (code
+        that uses them without going through this layer's `__call__`, such as an RNN's fused path)."""
+        policy = self._own_policy()
+        originals = self._cast_variables(policy.compute_torch_dtype) if policy.is_mixed else None
+        try:
+            yield
+        finally:
+            if originals:
+                self.__dict__.update(originals)
 
     def _cast_variables(self, dtype):
         """Mixed precision: for the duration of `call`, attributes holding float32 variables, and

@@ -333,14 +333,8 @@ class _ConvLSTM(RNN):
         """Input convolutions for all steps at once, then the recurrence step by step; under a
         mixed policy the cell's weights are read in the compute dtype (the cell's own call, which
         would cast them, is not used)."""
-        cell = self.cell
-        policy = cell.dtype_policy
-        originals = cell._cast_variables(policy.compute_torch_dtype) if policy.is_mixed else None
-        try:
+        with self.cell._variables_in_compute_dtype():
             return self._run_cast(sequences, states, mask, training)
-        finally:
-            if originals:
-                cell.__dict__.update(originals)
 
     def _run_cast(self, sequences, states, mask, training):
         cell = self.cell

@@ -391,9 +391,7 @@ def _calibrated_settings(layer, config):
     """`(weight_bits, group_size)`: the GPTQ/AWQ config's when quantizing, else the policy's (a loaded layer)."""
     if isinstance(config, (GPTQConfig, AWQConfig)):
         return config.weight_bits, config.group_size
-    policy = layer.dtype_policy
-    if isinstance(policy, dtype_policies.DTypePolicyMap):
-        policy = policy[layer.path]
+    policy = layer._own_policy()
     if not isinstance(policy, (dtype_policies.GPTQDTypePolicy, dtype_policies.AWQDTypePolicy)):
         raise ValueError(
             f"For {layer.quantization_mode.upper()} quantization, the weight bits and group size must be given by a "

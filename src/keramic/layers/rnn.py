@@ -342,9 +342,7 @@ class RNN(Layer):
         """Keras's backend LSTM / GRU: weights cast to the compute dtype once for the whole
         sequence, cuDNN on a GPU, else one input projection and a loop over the recurrent product."""
         cell = self.cell
-        policy = cell.dtype_policy
-        originals = cell._cast_variables(policy.compute_torch_dtype) if policy.is_mixed else None
-        try:
+        with cell._variables_in_compute_dtype():
             if not training and not in_dry_run():
                 cell.spend_inference_draws(sequences.shape[0], sequences.shape[-1], sequences)
             if sequences.is_cuda and cell.use_bias:
@@ -354,9 +352,6 @@ class RNN(Layer):
                     return outputs, outputs[:, -1], states
             steps, recurrent_masks = cell._prepare(sequences.transpose(0, 1), training)
             return self._loop(lambda inputs, current: cell._step(inputs, current, recurrent_masks), steps, states, None)
-        finally:
-            if originals:
-                cell.__dict__.update(originals)
 
     def _loop(self, step, steps, states, mask):
         """Run `step` over the leading (time) axis of `steps`, holding states and outputs at masked steps."""

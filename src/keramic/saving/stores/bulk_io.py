@@ -218,12 +218,14 @@ def _read_views(fd, offset, views, what):
 def scatter_read(fd, jobs, what="file"):
     """Fill each writable buffer of `jobs` [(buffer, file offset)] from `fd`: nearby buffers are read
     by one `preadv` each run, runs spread over threads when there is much to read."""
-    total = sum(memoryview(buffer).nbytes for buffer, _ in jobs)
+    runs = _scatter_runs(jobs)
+    total = sum(size for _, _, size in runs)
     if total < PARALLEL_READ_BYTES:
-        for offset, views, _ in _scatter_runs(jobs):
+        for offset, views, _ in runs:
             _read_views(fd, offset, views, what)
         return
-    # Two pieces a thread, so that one thread's slower piece leaves the other something to take.
+    # Two pieces a thread, so that one thread's slower piece leaves the other something to take
+    # (large reads are few buffers: grouping them again costs little).
     runs = _scatter_runs(jobs, min(PIECE_BYTES, -(-total // (2 * WORKERS))))
     for future in [_reader_pool().submit(_read_views, fd, offset, views, what) for offset, views, _ in runs]:
         future.result()
@@ -329,10 +331,10 @@ def _crc_of(view, start, size):
     if size < PARALLEL_READ_BYTES:
         return crc32(view[start : start + size])
     step = -(-size // WORKERS)
-    lengths = [min(step, size - at) for at in range(0, size, step)]
-    futures = [_reader_pool().submit(crc32, view[start + at : start + at + step]) for at in range(0, size, step)]
+    parts = [(at, min(step, size - at)) for at in range(0, size, step)]
+    futures = [_reader_pool().submit(crc32, view[start + at : start + at + length]) for at, length in parts]
     crc = 0
-    for future, length in zip(futures, lengths):
+    for future, (_, length) in zip(futures, parts):
         crc = crc32_combine(crc, future.result(), length)
     return crc
 
