@@ -133,7 +133,6 @@ def test_bounded_json_refuses_repeated_keys_deep_nesting_and_garbage(tmp_path, t
     assert "x.json" in str(caught.value)
 
 
-
 def _container_depth(value):
     """Nesting depth of a parsed JSON value, counted independently of the reader's byte scan."""
     if isinstance(value, dict):
@@ -168,6 +167,7 @@ def test_bounded_json_depth_scan_counts_only_brackets_outside_strings(monkeypatc
                 atomic.parse_json(data, "x", max_depth=depth - 1)
     wide = json.dumps({"s": "[" * 5000, "t": ["{" * 300]}).encode()  # brackets in strings do not nest
     assert atomic.parse_json(wide, "x", max_depth=2)["s"] == "[" * 5000
+
 
 def test_bounded_json_is_size_capped_before_reading_for_files_and_archive_members(tmp_path):
     path = tmp_path / "big.json"
@@ -383,7 +383,6 @@ def test_layout_writer_makes_files_h5py_reads_as_its_own(tmp_path):
         assert plist.get_layout() == h5py.h5d.CONTIGUOUS and plist.get_nfilters() == 0
 
 
-
 def test_a_layout_planned_from_dtypes_and_shapes_equals_the_one_from_tensors():
     # The index check lays files out from dtypes and shapes only; it must match the writer's bytes.
     tensors = [
@@ -395,14 +394,12 @@ def test_a_layout_planned_from_dtypes_and_shapes_equals_the_one_from_tensors():
         torch.zeros(4, dtype=torch.uint16),
     ]
     groups = [("", Owner("model"), []), ("layers/a", Owner("a"), tensors), ("layers/b", Owner("b"), [torch.ones(3)] * 20)]
-    planned = [
-        (path, owner, [h5_layout.PlannedTensor(str(t.dtype).removeprefix("torch."), tuple(t.shape)) for t in values])
-        for path, owner, values in groups
-    ]
+    planned = [(path, owner, [h5_layout.PlannedTensor(str(t.dtype).removeprefix("torch."), tuple(t.shape)) for t in values]) for path, owner, values in groups]
     from_tensors, from_plan = h5_layout.WeightsImage(groups), h5_layout.WeightsImage(planned)
     assert from_plan.metadata == from_tensors.metadata and from_plan.size == from_tensors.size
     assert [(d.offset, d.nbytes) for d in from_plan.datasets] == [(d.offset, d.nbytes) for d in from_tensors.datasets]
     assert all(d.buffer is None for d in from_plan.datasets)
+
 
 def test_string_attributes_spread_over_several_global_heaps(tmp_path, monkeypatch):
     monkeypatch.setattr(h5_layout, "GLOBAL_HEAP_MAX_OBJECTS", 3)
@@ -504,5 +501,32 @@ def test_overlapping_index_entries_are_refused(tmp_path):
     rewrite_metadata(path, edited, overlap)
     with zipfile.ZipFile(edited) as archive:
         metadata = json.loads(archive.read("metadata.json"))[weights_index.KEY]
-        size, metadata_size = metadata["size"], metadata["metadata_size"]
-    assert weights_index._entries(metadata, size, metadata_size, 0) is None
+    image = weights_index._laid_out(metadata)  # the layout puts tensors apart; the index disagrees
+    assert image is not None and weights_index._entries(image, metadata["groups"], 0) is None
+
+
+@pytest.mark.parametrize("units", [100, 2200])  # weights of 0.2 MB (read, checked in the caller) and 9 MB (threads)
+def test_load_weights_checks_the_member_on_threads_before_changing_a_variable(tmp_path, units):
+    """The member's CRC-32 runs on the reading threads while the index is checked; a damaged tensor
+    is refused and every variable keeps its value, and the honest file loads exactly."""
+    model = keramic.Sequential([keramic.Input((1024,)), layers.Dense(units)])
+    path, damaged = tmp_path / "m.keras", tmp_path / "damaged.keras"
+    model.save(path)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("model.weights.h5")
+        index = json.loads(archive.read("metadata.json"))[weights_index.KEY]
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    offset = start + index["groups"]["layers/dense/vars"][0][2] + 4 * (1024 * units - 1)  # the kernel's last value
+    data[offset] ^= 0x40
+    damaged.write_bytes(bytes(data))
+    target = keramic.Sequential([keramic.Input((1024,)), layers.Dense(units)])
+    before = [w.copy() for w in target.get_weights()]
+    with pytest.raises(keramic.errors.KeramicError, match="CRC") as caught:
+        target.load_weights(damaged)
+    assert "damaged.keras" in str(caught.value)
+    for a, b in zip(before, target.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    target.load_weights(path)
+    for a, b in zip(model.get_weights(), target.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -641,6 +641,8 @@ _SCAN_CHUNK = 2**20
 def _check_depth(data: bytes, max_depth: int) -> None:
     """Refuse JSON text nesting containers deeper than `max_depth` before it is parsed: brackets
     outside strings are counted in C-speed passes over 1 MiB chunks, no walk over a parsed value."""
+    if data.count(b"[") + data.count(b"{") <= max_depth:
+        return  # too few brackets to nest deeper, wherever they are
     text = data.replace(b"\\\\", b"").replace(b'\\"', b"")  # escapes gone: every '"' left opens or closes a string
     depth, inside = 0, 0
     for start in range(0, len(text), _SCAN_CHUNK):

@@ -27,6 +27,7 @@ PARALLEL_BYTES = 64 * 2**20  # below this, threads cost more than they save
 # Reads and checksums of the page cache take no file lock and run on threads kept for the process,
 # so they pay off from smaller sizes than writes (one file's writes serialize in the kernel).
 PARALLEL_READ_BYTES = 8 * 2**20
+SMALL_SPAN_BYTES = 2**20  # below this, one read costs less than setting up a memory map
 WORKERS = 2
 _IOV_MAX = 1024
 _readers: concurrent.futures.ThreadPoolExecutor | None = None
@@ -309,34 +310,52 @@ def _read_run(fd, views, position, crc, what):
 
 def span_crc(fd, start, size, what="file"):
     """CRC-32 of [start, start + size) of `fd`, computed over a read-only memory map of the page
-    cache (no copy into a buffer: about half the time of reading the span). A file that another
-    program shortens in place while this runs faults the process, as it would any memory-mapped
-    reader; keramic's own writers replace files by rename."""
+    cache (no copy into a buffer: about half the time of reading the span; small spans are read).
+    A file that another program shortens in place while this runs faults the process, as it would
+    any memory-mapped reader; keramic's own writers replace files by rename."""
+    return span_crc_started(fd, start, size, what)()
+
+
+def span_crc_started(fd, start, size, what="file") -> Callable[[], int]:
+    """`span_crc` begun on the reading threads (spans above SMALL_SPAN_BYTES), so the caller can do
+    other work meanwhile; the returned function waits for the value (or raises what the reading
+    raised) and must be called before `fd` is closed."""
     if start + size > os.fstat(fd).st_size:
         raise EOFError(f"{what}: the file ends before byte {start + size}")
-    if not size:
-        return 0
+    if size <= SMALL_SPAN_BYTES:
+        data = os.pread(fd, size, start) if size else b""
+        if len(data) != size:
+            raise EOFError(f"{what}: the file ends before byte {start + size}")
+        crc = crc32(data)
+        return lambda: crc
     base = start - start % mmap.ALLOCATIONGRANULARITY
     try:
         mapped = mmap.mmap(fd, start + size - base, access=mmap.ACCESS_READ, offset=base)
     except (OSError, ValueError):  # a file that cannot be mapped is read instead
-        return read_checked(fd, [], start, size, what)
-    with mapped, memoryview(mapped) as view:
-        return _crc_of(view, start - base, size)
+        crc = read_checked(fd, [], start, size, what)
+        return lambda: crc
+    view = memoryview(mapped)
+    step = -(-size // WORKERS) if size >= PARALLEL_READ_BYTES else size
+    lengths = [min(step, size - at) for at in range(0, size, step)]
+    futures = [_reader_pool().submit(_crc_of_part, view, start - base + at, length) for at, length in zip(range(0, size, step), lengths)]
+
+    def result():
+        try:
+            concurrent.futures.wait(futures)  # every part done (its view released) before the map goes
+            crc = 0
+            for future, length in zip(futures, lengths):
+                crc = crc32_combine(crc, future.result(), length)
+            return crc
+        finally:
+            view.release()
+            mapped.close()
+
+    return result
 
 
-def _crc_of(view, start, size):
-    """CRC-32 of view[start : start + size], in one part a thread when it is large (the views made
-    here are gone when it returns, so the caller can close the memory map)."""
-    if size < PARALLEL_READ_BYTES:
-        return crc32(view[start : start + size])
-    step = -(-size // WORKERS)
-    parts = [(at, min(step, size - at)) for at in range(0, size, step)]
-    futures = [_reader_pool().submit(crc32, view[start + at : start + at + length]) for at, length in parts]
-    crc = 0
-    for future, (_, length) in zip(futures, parts):
-        crc = crc32_combine(crc, future.result(), length)
-    return crc
+def _crc_of_part(view, start, size):
+    with view[start : start + size] as part:
+        return crc32(part)
 
 
 def read_checked(fd, jobs, start, size, what="file"):

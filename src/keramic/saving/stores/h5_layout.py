@@ -54,6 +54,7 @@ def _message(kind, body, flags=0):
     return struct.pack("<HHB3x", kind, len(body), flags) + body
 
 
+_FILL_MESSAGE = _message(_FILL, _FILL_VALUE, flags=1)
 _DATATYPES: dict[object, bytes] = {}
 
 
@@ -140,6 +141,14 @@ class _Group:
         self.attribute = None
 
 
+class _Header(NamedTuple):
+    """A dataset's object header with zeros where its data address, byte count and (bfloat16)
+    string reference go: one template per dtype, shape and attribute, shared by every such dataset."""
+
+    template: bytes
+    address_at: int  # where the layout message's data address and size ("<QQ") go
+
+
 class WeightsImage:
     """A planned HDF5 file: `metadata` holds bytes [0, data_start); tensors follow at their offsets.
 
@@ -151,6 +160,7 @@ class WeightsImage:
     def __init__(self, groups):
         self.datasets = []
         self._strings = []
+        self._headers = {}
         root = _Group()
         for path, owner, variables in groups:
             group_path = f"{path}/vars" if path else "vars"
@@ -165,28 +175,25 @@ class WeightsImage:
                 node.children[key.encode()] = dataset
                 self.datasets.append(dataset)
         self._cursor = SUPERBLOCK_SIZE
-        self._fixed_messages = {}
-        self._prefixes = {}
         order = []
         self._allocate_group(root, order)
         collections = _global_heaps(self._strings)
         heap_start = self._cursor
         references = _string_references(self._strings, heap_start, collections)
         self._cursor += sum(len(c) for c in collections)
-        self.data_start = _align(self._cursor)
-        cursor = self.data_start
+        self.data_start = cursor = _align(self._cursor)
         for dataset in self.datasets:
             if dataset.nbytes:
-                dataset.offset = cursor = _align(cursor)
+                dataset.offset = cursor = cursor + -cursor % DATA_ALIGNMENT
                 cursor += dataset.nbytes
         self.size = cursor
         # Every structure is written in place into one zeroed buffer: HDF5's padding and unused
-        # slots are zeros, so only the fields that carry something are packed.
+        # slots are zeros, so only the fields that carry something are written.
         out = bytearray(self.data_start)
         out[:SUPERBLOCK_SIZE] = self._superblock(root)
         for item in order:
             if isinstance(item, Dataset):
-                self._write_dataset(out, item, references)
+                _write_dataset(out, item, self._header(item), references)
             else:
                 self._write_group(out, item, references)
         out[heap_start : heap_start + sum(len(c) for c in collections)] = b"".join(collections)
@@ -216,7 +223,7 @@ class WeightsImage:
         heap_offsets, heap_size = {}, 8
         for name in names:
             heap_offsets[name] = heap_size
-            heap_size += _pad8(len(name) + 1)
+            heap_size += (len(name) + 8) & ~7  # the name, its NUL and padding to 8
         snods = [names[i : i + SNOD_CAPACITY] for i in range(0, len(names), SNOD_CAPACITY)]
         btree = []
         for count in _btree_levels(len(snods)):
@@ -228,33 +235,30 @@ class WeightsImage:
         snod_addresses = range(cursor, cursor + len(snods) * SNOD_SIZE, SNOD_SIZE)
         self._cursor = cursor + len(snods) * SNOD_SIZE
         group.plan = (names, heap_offsets, heap_size, snods, snod_addresses, btree)
+        children, header = group.children, self._header
         for name in names:
-            child = group.children[name]
+            child = children[name]
             if isinstance(child, _Group):
                 self._allocate_group(child, order)
             else:
                 child.address = self._cursor
-                self._cursor += self._dataset_header_size(child)
+                self._cursor += len(header(child).template)
                 order.append(child)
 
-    def _fixed(self, dataset):
-        """Datatype and fill value messages, shared by every dataset of one dtype."""
-        fixed = self._fixed_messages.get(dataset.file_dtype)
-        if fixed is None:
-            fixed = (_datatype_message(dataset.file_dtype), _message(_FILL, _FILL_VALUE, flags=1))
-            self._fixed_messages[dataset.file_dtype] = fixed
-        return fixed
-
-    def _dataset_prefix(self, dataset):
-        """Dataspace, datatype and fill value messages: shared by datasets of one dtype and shape."""
-        key = (dataset.file_dtype, dataset.shape)
-        prefix = self._prefixes.get(key)
-        if prefix is None:
-            prefix = self._prefixes[key] = _dataspace_message(dataset.shape) + b"".join(self._fixed(dataset))
-        return prefix
-
-    def _dataset_header_size(self, dataset):
-        return 16 + len(self._dataset_prefix(dataset)) + 32 + (72 if dataset.attribute is not None else 0)
+    def _header(self, dataset):
+        """The object header template of a dataset: dataspace, datatype, fill value, contiguous
+        layout, and the "dtype" attribute for bfloat16."""
+        attributed = dataset.attribute is not None
+        key = (dataset.file_dtype, dataset.shape, attributed)
+        header = self._headers.get(key)
+        if header is None:
+            prefix = _dataspace_message(dataset.shape) + _datatype_message(dataset.file_dtype) + _FILL_MESSAGE
+            size = len(prefix) + 32 + (72 if attributed else 0)
+            layout = struct.pack("<HHB3xBB", _LAYOUT, 24, 0, 3, 1).ljust(32, b"\0")
+            attribute = _string_attribute_prefix("dtype") + bytes(16) if attributed else b""
+            template = struct.pack("<BBHII4x", 1, 0, 5 if attributed else 4, 1, size) + prefix + layout + attribute
+            header = self._headers[key] = _Header(template, 16 + len(prefix) + 10)
+        return header
 
     def _superblock(self, root):
         return (
@@ -265,44 +269,47 @@ class WeightsImage:
             + struct.pack("<QQII2Q", 0, root.address, 1, 0, root.btree_address, root.heap_address)
         )
 
-    def _write_dataset(self, out, dataset, references):
-        """A dataset's object header: dataspace, datatype, fill value, contiguous layout, and the
-        "dtype" attribute for bfloat16."""
-        at, prefix = dataset.address, self._dataset_prefix(dataset)
-        address = UNDEFINED if dataset.offset is None else dataset.offset
-        attributed = dataset.attribute is not None
-        struct.pack_into("<BBHII", out, at, 1, 0, 5 if attributed else 4, 1, len(prefix) + 32 + (72 if attributed else 0))
-        at += 16
-        out[at : at + len(prefix)] = prefix
-        at += len(prefix)
-        struct.pack_into("<HHB3xBBQQ", out, at, _LAYOUT, 24, 0, 3, 1, address, dataset.nbytes)
-        if attributed:
-            _write_string_attribute(out, at + 32, "dtype", references[dataset.attribute])
-
     def _write_group(self, out, group, references):
         """A group's object header (symbol table, "name" attribute), B-tree, local heap and symbol nodes."""
         names, heap_offsets, heap_size, snods, snod_addresses, btree = group.plan
-        at, attributed = group.address, group.attribute is not None
-        struct.pack_into("<BBHII", out, at, 1, 0, 2 if attributed else 1, 1, 24 + (72 if attributed else 0))
-        struct.pack_into("<HHB3xQQ", out, at + 16, _SYMBOL_TABLE, 16, 0, group.btree_address, group.heap_address)
-        if attributed:
+        at, pack_into = group.address, struct.pack_into
+        if group.attribute is None:
+            pack_into("<BBHII4xHHB3xQQ", out, at, 1, 0, 1, 1, 24, _SYMBOL_TABLE, 16, 0, group.btree_address, group.heap_address)
+        else:
+            pack_into("<BBHII4xHHB3xQQ", out, at, 1, 0, 2, 1, 96, _SYMBOL_TABLE, 16, 0, group.btree_address, group.heap_address)
             _write_string_attribute(out, at + 40, "name", references[group.attribute])
-        _write_btree(out, heap_offsets, snods, snod_addresses, btree)
+        if len(snods) <= 1:  # one B-tree node pointing at one symbol node, or at none
+            if snods:
+                pack_into("<4sBBHQQQQQ", out, btree[0][0], b"TREE", 0, 0, 1, UNDEFINED, UNDEFINED, 0, snod_addresses[0], heap_offsets[names[-1]])
+            else:
+                pack_into("<4sBBHQQQ", out, btree[0][0], b"TREE", 0, 0, 0, UNDEFINED, UNDEFINED, 0)
+        else:
+            _write_btree(out, heap_offsets, snods, snod_addresses, btree)
         heap = group.heap_address
-        struct.pack_into("<4s4xQQQ", out, heap, b"HEAP", heap_size, HEAP_FREE_NULL, heap + HEAP_HEADER_SIZE)
-        for name in names:
-            start = heap + HEAP_HEADER_SIZE + heap_offsets[name]
-            out[start : start + len(name)] = name
+        pack_into("<4s4xQQQ", out, heap, b"HEAP", heap_size, HEAP_FREE_NULL, heap + HEAP_HEADER_SIZE)
+        start = heap + HEAP_HEADER_SIZE + 8
+        out[start : start + heap_size - 8] = b"".join(name.ljust((len(name) + 8) & ~7, b"\0") for name in names)
+        children = group.children
         for chunk, at in zip(snods, snod_addresses):
-            struct.pack_into("<4sBBH", out, at, b"SNOD", 1, 0, len(chunk))
+            pack_into("<4sBBH", out, at, b"SNOD", 1, 0, len(chunk))
             at += 8
             for name in chunk:
-                child = group.children[name]
-                if isinstance(child, _Group):
-                    struct.pack_into("<QQII2Q", out, at, heap_offsets[name], child.address, 1, 0, child.btree_address, child.heap_address)
+                child = children[name]
+                if child.__class__ is _Group:
+                    pack_into("<QQII2Q", out, at, heap_offsets[name], child.address, 1, 0, child.btree_address, child.heap_address)
                 else:
-                    struct.pack_into("<QQ", out, at, heap_offsets[name], child.address)
+                    pack_into("<QQ", out, at, heap_offsets[name], child.address)
                 at += 40
+
+
+def _write_dataset(out, dataset, header, references):
+    """A dataset's object header: its template, then its data address and size (and string reference)."""
+    at, template = dataset.address, header.template
+    out[at : at + len(template)] = template
+    struct.pack_into("<QQ", out, at + header.address_at, UNDEFINED if dataset.offset is None else dataset.offset, dataset.nbytes)
+    if dataset.attribute is not None:
+        end = at + len(template)
+        out[end - 16 : end] = references[dataset.attribute]
 
 
 @functools.lru_cache(maxsize=8)

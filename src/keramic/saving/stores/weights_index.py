@@ -12,7 +12,6 @@ malformed or lying index) makes the loader read the HDF5 file instead. Tensors a
 into their variables, with the member's CRC-32 checked over every byte on the way.
 """
 
-import math
 import os
 import struct
 import zipfile
@@ -76,16 +75,19 @@ class _Owner:
 def _laid_out(index):
     """The `WeightsImage` keramic's writer makes for the index's groups, names, dtypes and shapes
     (planned from dtypes and shapes alone, no tensors), or None when the index cannot describe one."""
-    owners, groups = index.get("owners"), index["groups"]
-    if not isinstance(owners, list) or not all(isinstance(o, list) and len(o) == 2 and isinstance(o[0], str) and isinstance(o[1], str) for o in owners):
+    owners, groups = index.get("owners"), index.get("groups")
+    if not isinstance(owners, list) or not isinstance(groups, dict):
         return None
-    if set(groups) - {_group_path(path) for path, _ in owners}:
+    if not all(isinstance(o, list) and len(o) == 2 and isinstance(o[0], str) and isinstance(o[1], str) for o in owners):
+        return None
+    paths = {_group_path(path) for path, _ in owners}
+    if len(paths) != len(owners) or not paths.issuperset(groups):
         return None
     planned = []
-    for path, name in owners:
-        items = groups.get(_group_path(path), [])
-        planned.append((path, _Owner(name), [h5_layout.PlannedTensor(dtype, tuple(shape)) for dtype, shape, _ in items]))
     try:
+        for path, name in owners:
+            items = groups.get(_group_path(path), [])
+            planned.append((path, _Owner(name), [h5_layout.PlannedTensor(dtype, tuple(shape)) for dtype, shape, _ in items]))
         return h5_layout.WeightsImage(planned)
     except (TypeError, ValueError, OverflowError, struct.error):
         return None
@@ -111,9 +113,10 @@ class IndexedWeights:
     """Variable groups read through a checked index: `stored(path)` lists entries, `read(plan)` fills
     variables, reading the whole member once in order and refusing it unless its CRC-32 matches."""
 
-    def __init__(self, path, fd, groups, member):
+    def __init__(self, path, fd, groups, member, pending_crc=None):
         self.path, self._fd, self._groups = path, fd, groups
         self._member = member  # (ZipInfo, absolute offset of its data)
+        self._pending_crc = pending_crc  # the member's CRC-32, being computed since the index was opened
         self._verified = False
 
     def stored(self, group_path):
@@ -135,6 +138,8 @@ class IndexedWeights:
     def read(self, plan):
         """Fill each variable of `plan` [(entry, variable)]: straight into its memory when it is a
         contiguous CPU tensor of the stored dtype, else through a scratch tensor and a cast."""
+        if self._pending_crc is not None:
+            self.verify([])  # the check begun by `open_index`: it ends before any variable changes
         jobs, direct, converted = [], [], []
         for entry, variable in plan:
             if not entry.nbytes:
@@ -169,8 +174,11 @@ class IndexedWeights:
         """Check the whole member's CRC-32 (reading it in order into `jobs` when there are any,
         else over a memory map), refusing it unless it matches."""
         info, start = self._member
+        pending, self._pending_crc = self._pending_crc, None
         try:
-            if jobs:
+            if pending is not None:
+                crc = pending()
+            elif jobs:
                 crc = bulk_io.read_checked(self._fd, jobs, start, info.file_size, self.path)
             else:
                 crc = bulk_io.span_crc(self._fd, start, info.file_size, self.path)
@@ -181,6 +189,8 @@ class IndexedWeights:
         self._verified = True
 
     def close(self):
+        _settle(self._pending_crc)
+        self._pending_crc = None
         os.close(self._fd)
 
     def __enter__(self):
@@ -202,34 +212,21 @@ def _is_count(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _entries(index, size, metadata_size, data_start):
-    """Checked entries per group, or None when any entry is malformed, out of bounds or overlapping."""
-    groups = index.get("groups")
-    if not isinstance(groups, dict):
-        return None
-    checked, spans = {}, []
-    for group_path, items in groups.items():
-        if not isinstance(items, list):
+def _entries(image, groups, data_start):
+    """Per group, an `Entry` for each dataset of `image` (laid out from the index's `groups`), or None
+    when the index puts a tensor anywhere but where the layout does, or names a dtype torch lacks."""
+    checked = {}
+    for dataset in image.datasets:
+        dtype, shape, offset = groups[dataset.group_path][int(dataset.index)]
+        if dtype not in TORCH_DTYPES or len(shape) > MAX_RANK or not all(type(d) is int for d in shape):
             return None
-        entries = []
-        for item in items:
-            if not (isinstance(item, list) and len(item) == 3 and item[0] in TORCH_DTYPES and isinstance(item[1], list)):
+        if dataset.nbytes:
+            if type(offset) is not int or offset != dataset.offset:
                 return None
-            dtype, shape, offset = item
-            if len(shape) > MAX_RANK or not all(_is_count(d) for d in shape):
-                return None
-            nbytes = math.prod(shape) * TORCH_DTYPES[dtype].itemsize
-            if nbytes:
-                if not (_is_count(offset) and metadata_size <= offset and offset + nbytes <= size):
-                    return None
-                spans.append((offset, nbytes))
-                offset += data_start
-            entries.append(Entry(dtype, tuple(shape), offset, nbytes))
-        checked[group_path] = entries
-    spans.sort()
-    for (start, length), (following, _) in zip(spans, spans[1:]):
-        if start + length > following:
+            offset += data_start
+        elif offset is not None:
             return None
+        checked.setdefault(dataset.group_path, []).append(Entry(dtype, dataset.shape, offset, dataset.nbytes))
     return checked
 
 
@@ -238,7 +235,8 @@ def open_index(path, archive, member, metadata_member, verify_first=True):
     member's HDF5 metadata says (see the module docstring), else None.
 
     `verify_first` checks the member's CRC-32 in a pass of its own before any variable is written
-    (loading into a user's model); without it the check runs on the bytes as they are read into
+    (loading into a user's model), begun on the reading threads as soon as the member is found, so
+    it overlaps the index check and the caller's planning; without it the check runs on the bytes as they are read into
     the variables, which suits a model built for this load and dropped if it fails.
     """
     index = _metadata(archive, metadata_member)
@@ -251,37 +249,42 @@ def open_index(path, archive, member, metadata_member, verify_first=True):
     if info.compress_type != zipfile.ZIP_STORED or info.file_size != size:
         return None
     fd = zip_archive.archive_fd(archive)  # the version of the file the archive read, not the path anew
+    pending = None
     try:
         with os.fdopen(os.dup(fd), "rb") as handle:
             data_start = member_data_offset(handle, info, path)
         if data_start + size > os.fstat(fd).st_size:
             raise EOFError
-        groups = _entries(index, size, metadata_size, data_start)
-        if groups is None:
-            raise ValueError
+        if verify_first:  # on the reading threads while the index is checked and the load planned
+            pending = bulk_io.span_crc_started(fd, data_start, size, path)
         image = _laid_out(index)
         if image is None or (image.size, image.data_start) != (size, metadata_size):
             raise ValueError
-        if _listing(image) != index["groups"]:
+        groups = _entries(image, index["groups"], data_start)
+        if groups is None:
             raise ValueError
         header = bytearray(metadata_size)
         bulk_io.read_into(fd, [(header, data_start)], path)
         if header != image.metadata:
             raise ValueError
     except (ValueError, EOFError, OSError):
+        _settle(pending)
         os.close(fd)
         return None
     except BaseException:
+        _settle(pending)
         os.close(fd)
         raise
-    indexed = IndexedWeights(path, fd, groups, (info, data_start))
-    if verify_first:
+    return IndexedWeights(path, fd, groups, (info, data_start), pending)
+
+
+def _settle(pending):
+    """Let a CRC-32 begun on the reading threads finish (its value unused) before its file is closed."""
+    if pending is not None:
         try:
-            indexed.verify([])
-        except BaseException:
-            indexed.close()
-            raise
-    return indexed
+            pending()
+        except (OSError, EOFError):
+            pass
 
 
 def _listing(image):

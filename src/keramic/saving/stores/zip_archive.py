@@ -112,12 +112,13 @@ def _zip64_sizes(extra, usize, csize):
 
 def _check_local_header(handle, path, info, encoded_name):
     """The member's data offset, once its local header agrees with the central directory."""
-    handle.seek(info.header_offset)
-    header = handle.read(_LOCAL.size)
+    fd = handle.fileno()
+    header = os.pread(fd, _LOCAL.size, info.header_offset)
     if len(header) != _LOCAL.size or header[:4] != b"PK\x03\x04":
         raise FileFormatError(f"{path}: member '{info.filename}': bad local zip header (file damaged or truncated).")
     _, _, flags, method, _, _, crc, csize, usize, name_length, extra_length = _LOCAL.unpack(header)
-    name, extra = handle.read(name_length), handle.read(extra_length)
+    rest = os.pread(fd, name_length + extra_length, info.header_offset + _LOCAL.size)
+    name, extra = rest[:name_length], rest[name_length:]
     if len(extra) != extra_length:
         raise FileFormatError(f"{path}: member '{info.filename}': the local zip header is truncated.")
     usize, csize = _zip64_sizes(extra, usize, csize)
@@ -153,10 +154,9 @@ def _check_member(path, info):
 def _check_hdf5_probes(handle, path, size, allowed):
     """HDF5 looks for its superblock at 0, 512, 1024, 2048, ...: none may hold one, except at the
     data start of an allowed stored member (there the HDF5 view is that member itself)."""
-    offset = 0
+    offset, fd = 0, handle.fileno()
     while offset + len(HDF5_SIGNATURE) <= size:
-        handle.seek(offset)
-        if handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE and offset not in allowed:
+        if os.pread(fd, len(HDF5_SIGNATURE), offset) == HDF5_SIGNATURE and offset not in allowed:
             raise FileFormatError(f"{path}: the file is both a zip archive and an HDF5 file (HDF5 superblock at offset {offset}); refusing the ambiguous file.")
         offset = 512 if offset == 0 else offset * 2
 
