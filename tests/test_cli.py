@@ -17,9 +17,14 @@ def test_version_prints_the_package_version(capsys):
     assert capsys.readouterr().out.strip() == keramic.__version__
 
 
-def test_demo_runs_the_tutorial(capsys):
+def test_demo_runs_the_tutorial_with_the_options_it_is_given(monkeypatch):
+    """The wiring only: the tutorial itself runs end to end in tests/test_examples.py."""
+    runs = []
+    monkeypatch.setattr(cli.runpy, "run_path", lambda path, run_name: runs.append((path, run_name, list(cli.sys.argv))))
+    monkeypatch.setattr(cli.sys, "argv", list(cli.sys.argv))
     assert cli.main(["demo", "--epochs", "1"]) == 0
-    assert "test accuracy" in capsys.readouterr().out
+    assert runs == [(str(cli.TUTORIAL), "__main__", [str(cli.TUTORIAL), "--epochs", "1"])]
+    assert cli.TUTORIAL.name == "saving_tutorial.py" and cli.TUTORIAL.exists()
 
 
 def test_inspect_prints_a_report(capsys):

@@ -32,7 +32,7 @@ def _conv2d():
     x = L.Conv2D(4, 3, padding="same", activation="relu")(i)
     x = L.MaxPooling2D(padding="same")(x)
     x = L.Conv2D(4, 3, strides=2)(x)
-    x = L.AveragePooling2D(padding="same")(x)
+    x = L.AveragePooling2D((2, 2), padding="same")(x)
     return _functional(i, L.Dense(3)(L.GlobalAveragePooling2D()(x)))
 
 

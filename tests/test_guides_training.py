@@ -110,6 +110,7 @@ class _TwoTrackers(keramic.Model):
         self.net = keramic.layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros")
         self.first = keramic.metrics.Mean(name="first")
         self.second = keramic.metrics.Mean(name="second")
+        self.net.build((None, 4))  # as Keras requires: fit cannot build a model without `call`
         self.built = True
 
     @property

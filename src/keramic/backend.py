@@ -175,6 +175,18 @@ def _scope_names() -> list:
     return [*(naming.scope_names() if naming else []), *(layers_base.building_scopes() if layers_base else [])]
 
 
+def _variable_dtype_of(value):
+    """As Keras's Variable: a numpy array keeps its dtype (float64 too, where op inputs take floatx)
+    and Python integers become int32; None leaves the choice to `convert_to_tensor`."""
+    if isinstance(value, np.ndarray):
+        return None if value.dtype.name == "bfloat16" else standardize_dtype(value.dtype)
+    if isinstance(value, (int, list, tuple)) and not isinstance(value, bool):
+        leaves = np.asarray(value, dtype=object).ravel() if isinstance(value, (list, tuple)) else [value]
+        if len(leaves) and all(type(leaf) is int for leaf in leaves):
+            return "int32"
+    return None
+
+
 class Variable(torch.nn.Parameter):
     """A Keras variable that *is* a `torch.nn.Parameter`, so layers use it with no indirection.
 
@@ -209,6 +221,8 @@ class Variable(torch.nn.Parameter):
             name = naming.auto_name("variable") if naming is not None else "variable"
         if path is None:  # as Keras: the `name_scope`s and the layers being built or called around it
             path = "/".join([*_scope_names(), name])
+        if dtype is None:
+            dtype = _variable_dtype_of(initial_value)
         # Always a copy: the caller's tensor or numpy array must not alias the variable.
         data = convert_to_tensor(initial_value, dtype).detach().clone()
         return cls.from_fresh_tensor(data, name, trainable, path)

@@ -36,6 +36,11 @@ class NotBuiltError(KeramicError, ValueError):
     """An operation needs a built layer or model (call it once or `build` it first)."""
 
 
+class NotCompiledError(KeramicError, ValueError, RuntimeError):
+    """Training or evaluating a model that was never compiled: a ValueError, as Keras raises (and a
+    RuntimeError, as keramic raised before)."""
+
+
 class DataDownloadError(KeramicError, OSError):
     """A dataset could not be fetched or failed its checksum."""
 

@@ -115,6 +115,37 @@ class Metric:
         self.update_state(*args, **kwargs)
         return self.result()
 
+    # Keras's stateless API (custom steps written for JAX thread the state through them): each
+    # runs the stateful method in a StatelessScope on the given values; the metric keeps its own.
+    def _scope_on(self, metric_variables):
+        from keramic.stateless_scope import StatelessScope
+
+        variables = self.variables
+        if len(metric_variables) != len(variables):
+            raise ValueError(
+                f"Argument `metric_variables` must hold one value per variable of {type(self).__name__}"
+                f"().variables, in order: received {len(metric_variables)} values for {len(variables)} variables."
+            )
+        return StatelessScope(list(zip(variables, metric_variables)))
+
+    def stateless_update_state(self, metric_variables, *args, **kwargs) -> list:
+        """`update_state(*args, **kwargs)` on the values `metric_variables`; returns the new values."""
+        with self._scope_on(metric_variables) as scope:
+            self.update_state(*args, **kwargs)
+        return [scope.get_current_value(variable) for variable in self.variables]
+
+    def stateless_result(self, metric_variables):
+        """`result()` of the state `metric_variables`."""
+        with self._scope_on(metric_variables):
+            return self.result()
+
+    def stateless_reset_state(self) -> list:
+        """The values `reset_state()` would give the variables (which keep theirs)."""
+        variables = self.variables
+        with self._scope_on([variable.detach().clone() for variable in variables]) as scope:
+            self.reset_state()
+        return [scope.get_current_value(variable) for variable in variables]
+
     # Saving protocol (keramic.serialization.saveable): Keras's hooks over `variables`.
     def _saveable_variables(self) -> list:
         return self.variables

@@ -159,10 +159,10 @@ def quantize_and_dequantize(inputs, scale, quantized_dtype, compute_dtype):
     target = getattr(torch, quantized_dtype)
     limit = torch.finfo(target).max
     x = to_tensor(inputs)
-    scale = to_tensor(scale)
-    quantized = (x / scale).clamp(-limit, limit).to(target)
     compute = backend.torch_dtype(compute_dtype)
-    return quantized.to(compute) * scale.to(compute)
+    scale = to_tensor(scale).to(compute)  # as Keras: the scale is rounded to the compute dtype first
+    quantized = (x / scale).clamp(-limit, limit).to(target)
+    return quantized.to(compute) * scale
 
 
 def fake_quant_with_min_max_vars(inputs, min_vals, max_vals, num_bits=8, narrow_range=False, axis=None):

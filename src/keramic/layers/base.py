@@ -13,6 +13,7 @@ from torch.nn.modules import module as torch_module
 from keramic import backend, dtype_policies, rematerialization
 from keramic.errors import NotBuiltError, WeightsMismatchError
 from keramic.layers import auto_config, symbolic_masks, tf_graph
+from keramic.layers.input_spec import assert_input_compatibility
 from keramic.layers.stateless_call import stateless_call as _stateless_call
 from keramic.random import SeedGenerator
 from keramic.serialization import restore_hooks, saveable, serialize
@@ -30,6 +31,7 @@ class _CallContext(threading.local):
         self.scopes = []
         self.depth = 0
         self.layers_with_losses = []
+        self.autocasting = False  # an enclosing call of a mixed-precision layer set Keras's autocast scope
 
 
 _context = _CallContext()
@@ -64,6 +66,29 @@ def _call_signature_flags(cls):
     return flags
 
 
+def _keyword_call_arguments(cls, args, kwargs):
+    """Arguments given by position from `call`'s `training` on move to keywords, as Keras reads a
+    positional `training` (CaiT's `self.attn_drop(attn, training)`); a `None` there means unset."""
+    names = cls.__dict__.get("_keyword_from")
+    if names is None:
+        parameters = list(inspect.signature(cls.call).parameters.values())[1:]
+        positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        names = ()
+        for index, parameter in enumerate(positional):
+            if parameter.name == "training":
+                if all(p.kind is p.POSITIONAL_OR_KEYWORD for p in positional[index:]):
+                    names = (index, tuple(p.name for p in positional[index:]))
+                break
+        cls._keyword_from = names
+    if not names or len(args) <= names[0]:
+        return args, kwargs
+    index, keywords = names
+    moved = dict(zip(keywords, args[index:]))
+    if moved["training"] is None:
+        del moved["training"]
+    return args[:index], {**kwargs, **moved}
+
+
 @keras_export("keras.layers")
 class Layer(torch.nn.Module):
     """Base of every layer and model.
@@ -92,9 +117,18 @@ class Layer(torch.nn.Module):
 
         @functools.wraps(build)
         def build_and_mark(self, *args, **kwargs):
-            if "_path" not in self.__dict__:  # as Keras: set as the build starts (a DTypePolicyMap looks it up)
-                self.__dict__["_path"] = "/".join(self._weight_prefix())
-            build(self, *args, **kwargs)
+            # As Keras: a build called directly (a parent's build building its sublayers) runs in the
+            # layer's own name scope, as one its first call makes (`_maybe_build`) does.
+            scoped = type(self).build is build_and_mark and not (_context.scopes and _context.scopes[-1] == self.name)
+            if scoped:
+                _context.scopes.append(self.name)
+            try:
+                if "_path" not in self.__dict__:  # as Keras: set as the build starts (a DTypePolicyMap looks it up)
+                    self.__dict__["_path"] = "/".join(self._weight_prefix())
+                build(self, *args, **kwargs)
+            finally:
+                if scoped:
+                    _context.scopes.pop()
             if self._build_shapes is None:
                 self._build_shapes = tuple(args[0]) if args and args[0] is not None and not isinstance(args[0], dict) else (kwargs or None)
             self.built = True
@@ -134,6 +168,11 @@ class Layer(torch.nn.Module):
         unknown = set(kwargs) - set(_LAYER_KWARGS)
         if unknown:
             raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
+        if name is not None and (not isinstance(name, str) or "/" in name):
+            raise ValueError(
+                "Argument `name` must be a string and cannot contain character `/`. "
+                f"Received: name={name} (of type {type(name)})"
+            )
         self._input_shape_arg = self._input_shape_from_kwargs(kwargs)
         self.name = name or naming.auto_name(type(self).__name__)
         self.dtype_policy = dtype_policies.get(dtype)
@@ -145,13 +184,18 @@ class Layer(torch.nn.Module):
 
     @staticmethod
     def _input_shape_from_kwargs(kwargs):
-        if "batch_input_shape" in kwargs:
+        if "batch_input_shape" in kwargs:  # Keras 2 configs
             return tuple(kwargs["batch_input_shape"])
-        if "input_shape" in kwargs:
+        if kwargs.get("input_shape") is None and kwargs.get("input_dim") is None:
+            return None
+        warnings.warn(
+            "Do not pass an `input_shape`/`input_dim` argument to a layer. When using Sequential models, "
+            "prefer using an `Input(shape)` object as the first layer in the model instead.",
+            stacklevel=3,
+        )
+        if kwargs.get("input_shape") is not None:
             return (kwargs.get("batch_size"),) + tuple(kwargs["input_shape"])
-        if "input_dim" in kwargs:
-            return (kwargs.get("batch_size"), kwargs["input_dim"])
-        return None
+        return (kwargs.get("batch_size"), kwargs["input_dim"])
 
     # ---------------------------------------------------------------- tracking
     def __setattr__(self, name, value):
@@ -314,6 +358,31 @@ class Layer(torch.nn.Module):
         None before the build."""
         return self.__dict__.get("_path")
 
+    @property
+    def dtype_policy(self):
+        return self.__dict__["_dtype_policy"]
+
+    @dtype_policy.setter
+    def dtype_policy(self, value):
+        """As Keras: a built layer whose policy is a `DTypePolicyMap` writes the new policy into the
+        map under its path (the map stays shared); setting a quantized policy on a built, float
+        layer quantizes it."""
+        policy = dtype_policies.get(value)
+        state = self.__dict__
+        current, path = state.get("_dtype_policy"), state.get("_path")
+        previous = None if current is None else self._own_policy()
+        mode = getattr(policy, "quantization_mode", None)
+        if mode is not None and self.built and previous.quantization_mode is None and not state.get("_quantizing"):
+            self.quantize(mode.split("/")[0])
+        if isinstance(current, dtype_policies.DTypePolicyMap) and path and not isinstance(policy, dtype_policies.DTypePolicyMap):
+            if path in current:
+                del current[path]
+            current[path] = policy
+        else:
+            state["_dtype_policy"] = policy
+        if self.built and previous is not None and self._own_policy().compute_dtype != previous.compute_dtype:
+            state["_variables_predate_policy"] = True  # as Keras: variables are cast to the new compute dtype
+
     def _own_policy(self):
         """The policy this layer computes with: a `DTypePolicyMap`'s entry for the layer's path once
         it is built (the map's default before), as Keras; `dtype_policy` itself stays the map."""
@@ -338,7 +407,11 @@ class Layer(torch.nn.Module):
         """Quantize this built layer's weights in place (Dense, EinsumDense, Embedding; see layers/quantized.py)."""
         from keramic.layers import quantized
 
-        quantized.quantize_layer(self, mode, type_check=type_check, config=config)
+        self.__dict__["_quantizing"] = True  # its own policy update must not quantize again
+        try:
+            quantized.quantize_layer(self, mode, type_check=type_check, config=config)
+        finally:
+            self.__dict__["_quantizing"] = False
 
     @property
     def trainable(self):
@@ -501,7 +574,26 @@ class Layer(torch.nn.Module):
 
     # ---------------------------------------------------------------- build
     def build(self, input_shape):
-        """Create weights once the input shape is known. The default creates none."""
+        """Create weights once the input shape is known. The default creates none; called directly
+        (not by a first call, which builds by running), it marks the layer built as Keras does,
+        warning as Keras where sublayers are left unbuilt."""
+        if type(self).build is Layer.build:
+            self._mark_built_unrun(input_shape, stacklevel=3)
+
+    def _mark_built_unrun(self, input_shape, stacklevel=4):
+        """Keras's default build: mark the layer built without running it, warning where sublayers
+        are left unbuilt."""
+        if any(not layer.built for layer in self._sublayers()):
+            warnings.warn(
+                f"`build()` was called on layer '{self.name}', however the layer does not have a `build()` "
+                "method implemented and it looks like it has unbuilt state. This will cause the layer to be "
+                "marked as built, despite not being actually built, which may cause failures down the line. "
+                "Make sure to implement a proper `build()` method.",
+                stacklevel=stacklevel,
+            )
+        if self._build_shapes is None and input_shape is not None and not isinstance(input_shape, dict):
+            self._build_shapes = tuple(input_shape)
+        self.built = True
 
     def _build_arguments(self, args, kwargs):
         """Map call arguments to `build`'s parameters (`input_shape`, or `query_shape`, ...)."""
@@ -524,11 +616,13 @@ class Layer(torch.nn.Module):
         positional, shapes = self._build_arguments(args, kwargs)
         _context.scopes.append(self.name)
         try:
-            with symbolic_building():
-                if shapes is None:
-                    self.build(*positional)
-                else:
-                    self.build(**shapes)
+            # The default build creates nothing (the call builds any sublayers) and is not run here.
+            if type(self).build is not Layer.build:
+                with symbolic_building():
+                    if shapes is None:
+                        self.build(*positional)
+                    else:
+                        self.build(**shapes)
         finally:
             _context.scopes.pop()
         self._build_shapes = positional[0] if shapes is None else shapes
@@ -537,7 +631,8 @@ class Layer(torch.nn.Module):
     def get_build_config(self):
         if self._build_shapes is None:
             return None
-        if isinstance(self._build_shapes, dict):
+        # Shapes per build argument are keyed `<argument>_shape`; any other dict is one dict-structured input.
+        if isinstance(self._build_shapes, dict) and all(str(k).endswith("_shape") for k in self._build_shapes):
             return {"shapes_dict": {k: _shape_to_json(v) for k, v in self._build_shapes.items()}}
         return {"input_shape": _shape_to_json(self._build_shapes)}
 
@@ -568,6 +663,7 @@ class Layer(torch.nn.Module):
         raise NotImplementedError(f"Layer {type(self).__name__} does not implement call().")
 
     def __call__(self, *args, **kwargs):
+        args, kwargs = _keyword_call_arguments(type(self), args, kwargs)
         if any_symbolic(args, kwargs):
             return self._symbolic_call(args, kwargs)
         if tf_graph.is_graph_call(args):  # inside `tf.data.Dataset.map`
@@ -578,6 +674,8 @@ class Layer(torch.nn.Module):
             args = (map_structure(self._as_input_tensor, args[0]),) + args[1:]
         if (len(args) > 1 or kwargs) and type(self)._as_input_tensor is Layer._as_input_tensor:
             args, kwargs = self._convert_extra_arrays(args, kwargs)
+        if args and self.__dict__.get("input_spec") is not None and not in_dry_run():  # as Keras, before the build
+            assert_input_compatibility(self.__dict__["input_spec"], args[0], self.name)
         if _has_torch_hooks(self) and not self.__dict__.get("_in_torch_hooks"):
             # torch's own dispatch runs the hooks around `forward`, which comes back here.
             self.__dict__["_in_torch_hooks"] = True
@@ -624,10 +722,14 @@ class Layer(torch.nn.Module):
             context.layers_with_losses = []
         context.depth += 1
         context.training = training
+        # As Keras: a layer that does not autocast (Embedding) still reads its variables in the compute
+        # dtype when called on its own, but not inside the call of a mixed-precision layer or model.
+        outer_autocasting = context.autocasting
+        context.autocasting = outer_autocasting or policy.is_mixed
         try:
             if not self.built:
                 self._maybe_build(args, kwargs)
-            if policy.is_mixed:
+            if (policy.is_mixed and (self.autocast or not outer_autocasting)) or self.__dict__.get("_variables_predate_policy"):
                 cast_variables = self._cast_variables(policy.compute_torch_dtype)
             # As Keras: every call is inside this layer's name scope, so that a sublayer first built
             # in a later call (an RNN cell's, built by its RNN) gets this layer's path.
@@ -638,6 +740,7 @@ class Layer(torch.nn.Module):
                 context.scopes.pop()
         finally:
             context.depth -= 1
+            context.autocasting = outer_autocasting
             # As Keras: the flag a call settles on stays for the layers called after it (a Resizing's
             # default `training=True` reaches a later Dropout) until the outermost call returns.
             if context.depth == 0:
@@ -756,6 +859,8 @@ class Layer(torch.nn.Module):
 
     def _symbolic_call(self, args, kwargs):
         """Call on KerasTensors: build, infer the outputs' shapes (and masks), and record a graph node."""
+        if args and self.__dict__.get("input_spec") is not None:
+            assert_input_compatibility(self.__dict__["input_spec"], args[0], self.name)
         self._maybe_build(args, kwargs)
         _context.scopes.append(self.name)  # as Keras: sublayers first built inside this call get this layer's path
         call_kwargs = _with_symbolic_masks(type(self), args, kwargs)

@@ -199,7 +199,14 @@ class _RecurrentCell(Layer):
         return None
 
     def _fused_inputs(self, sequences, training):
-        """Sequences with the input dropout mask applied (the same mask at every time step)."""
+        """Sequences with the input dropout mask applied (the same mask at every time step). torch's
+        RNN kernels do not check the feature size against the kernel (LSTM's reads past it), so it is
+        checked here, with the error Keras's input projection gives."""
+        if sequences.shape[-1] != self.kernel.shape[0]:
+            raise RuntimeError(
+                f"mat1 and mat2 shapes cannot be multiplied ({sequences.shape[0] * sequences.shape[1]}x{sequences.shape[-1]} "
+                f"and {self.kernel.shape[0]}x{self.kernel.shape[1]})"
+            )
         masks = self._dropout_masks(training, self.dropout, 1, (sequences.shape[0], sequences.shape[2]), sequences)
         return sequences if masks is None else sequences * masks[0].unsqueeze(1)
 

@@ -1,5 +1,7 @@
 """`Input()` and `InputLayer`: where a Functional graph starts."""
 
+import warnings
+
 from keramic import backend
 from keramic.layers.base import Layer
 from keramic.serialization.registry import keras_export
@@ -27,6 +29,7 @@ class InputLayer(Layer):
         # Keras 2 spellings read from old configs.
         batch_shape = batch_shape or kwargs.pop("batch_input_shape", None)
         if "input_shape" in kwargs and shape is None:
+            warnings.warn("Argument `input_shape` is deprecated. Use `shape` instead.", stacklevel=2)
             shape = kwargs.pop("input_shape")
         for legacy in ("input_shape", "trainable"):
             kwargs.pop(legacy, None)

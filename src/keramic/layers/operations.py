@@ -1,13 +1,15 @@
 """Graph nodes for raw tensor operations (`ops.mean(x)`, `x + 1`, `x[:, :2]`), as Keras 3 records
 them in Functional configs. They run in the graph but, as in Keras, are not in `model.layers`."""
 
+import math
+
 import numpy as np
 
 from keramic.backend import standardize_dtype
 from keramic.layers.base import Layer
 from keramic.ops import node
 from keramic.serialization.registry import keras_export
-from keramic.symbolic import flatten, run_on_placeholders
+from keramic.symbolic import KerasTensor, flatten, run_on_placeholders
 
 
 @keras_export("keras")
@@ -58,6 +60,34 @@ class Operation(Layer):
         raise ValueError(f"Invalid inputs for operation '{type(self).__name__}' ({self.name}): {described}. {first}") from first
 
 
+def _reshape_output_spec(x, newshape):
+    """Keras's static rule rather than a dry run (which would settle on a batch size that fits): a
+    -1 is worked out only when every input dim is known, and a None stays unknown."""
+    dims = (newshape,) if isinstance(newshape, int) else tuple(newshape)
+    dims = tuple(None if d is None else int(d) for d in dims)
+    total = None if None in x.shape else math.prod(x.shape)
+    if total is not None and None not in dims:
+        rest = math.prod(d for d in dims if d != -1)
+        if -1 in dims and (rest == 0 or total % rest):
+            raise ValueError(
+                "The total size of the tensor must be unchanged, however, the input size cannot by divided by the "
+                f"specified dimensions in newshape. Received: input_shape={tuple(x.shape)}, newshape={newshape}"
+            )
+        if -1 not in dims and rest != total:
+            raise ValueError(
+                f"The total size of the tensor must be unchanged. Received: input_shape={tuple(x.shape)}, newshape={newshape}"
+            )
+        dims = tuple(total // rest if d == -1 else d for d in dims)
+    elif total is None and -1 not in dims and None not in dims:
+        known = math.prod(d for d in x.shape if d is not None)
+        if known and math.prod(dims) % known:  # no batch size fits: fail now, not at the first call
+            raise ValueError(f"Invalid inputs for operation 'Reshape': shape={tuple(x.shape)} cannot become {newshape}.")
+    return KerasTensor(tuple(None if d == -1 else d for d in dims), dtype=x.dtype)
+
+
+_OUTPUT_SPECS = {"reshape": _reshape_output_spec}  # ops whose output shape Keras states by rule
+
+
 def make_op_class(function_name, class_name, module, config_names):
     """A node class for op function `function_name`, registered under Keras's module and name."""
     def __init__(self, name=None, **config):
@@ -73,13 +103,17 @@ def make_op_class(function_name, class_name, module, config_names):
     def get_config(self):
         return {"name": self.name, **self._op_config}
 
-    cls = type(class_name, (Operation,), {
+    attributes = {
         "__init__": __init__,
         "call": call,
         "get_config": get_config,
         "__doc__": f"`ops.{function_name}` as a graph node.",
         "_keras_registered_name": class_name,
-    })
+    }
+    spec = _OUTPUT_SPECS.get(function_name)
+    if spec is not None:
+        attributes["compute_output_spec"] = lambda self, *args, **kwargs: spec(*args, **{**self._op_config, **kwargs})
+    cls = type(class_name, (Operation,), attributes)
     cls.__qualname__ = class_name
     return keras_export(module, class_name)(cls)
 

@@ -152,8 +152,7 @@ class AveragePooling2D(_Pooling):
 
     rank, mode = 2, "average"
 
-    # Keras requires `pool_size` here; keramic keeps its earlier (2, 2) default so existing code runs.
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, name=None, **kwargs):
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None, **kwargs):
         super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
 
 

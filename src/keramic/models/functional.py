@@ -1,6 +1,7 @@
 """Functional models: a graph of layer calls from symbolic inputs to symbolic outputs."""
 
 import inspect
+import warnings
 
 import numpy as np
 import torch
@@ -11,7 +12,7 @@ from keramic.layers.base import explicit_training
 from keramic.layers.preprocessing import strings
 from keramic.models.model import Model
 from keramic.serialization.registry import keras_export
-from keramic.symbolic import KerasTensor, flatten, map_structure
+from keramic.symbolic import KerasTensor, flatten, in_dry_run, map_structure
 
 
 def _producer(tensor):
@@ -20,7 +21,8 @@ def _producer(tensor):
 
 
 def order_graph(outputs, inputs):
-    """Nodes and layers of the graph in Keras's order (depth descending, then first visit).
+    """Nodes and layers of the graph in Keras's order (depth descending, then first reached for
+    nodes, first visited for layers).
 
     Returns (nodes in execution order, layers in `model.layers` order).
     """
@@ -43,12 +45,17 @@ def order_graph(outputs, inputs):
     for tensor in flatten(outputs):
         visit(tensor)
 
-    node_depth, layer_depth = {}, {}
+    # Within a depth, nodes run in the order this backward walk first reaches them (a node itself,
+    # or as a parent of one reached): Keras's order, which decides, for a layer called twice, which
+    # call draws its random numbers first.
+    node_depth, layer_depth, reached = {}, {}, {}
     for node in reversed(post_order):
+        reached.setdefault(id(node), len(reached))
         depth = max(node_depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
         layer_depth[id(node.layer)] = depth
         node_depth[id(node)] = depth
         for parent in node.parent_nodes:
+            reached.setdefault(id(parent), len(reached))
             node_depth[id(parent)] = max(depth + 1, node_depth.get(id(parent), 0))
     for tensor in flatten(inputs):
         layer = tensor._keras_history[0]
@@ -56,7 +63,7 @@ def order_graph(outputs, inputs):
             layer_depth[id(layer)] = 0
             first_visit.setdefault(id(layer), (-1, layer))
 
-    nodes = sorted(post_order, key=lambda n: -node_depth[id(n)])
+    nodes = sorted(post_order, key=lambda n: (-node_depth[id(n)], reached[id(n)]))
     layers = sorted((pair for pair in first_visit.values()), key=lambda p: (-layer_depth[id(p[1])], p[0]))
     return nodes, [layer for _, layer in layers]
 
@@ -139,6 +146,7 @@ class Functional(Model):
 
         self.__dict__["_graph_layers"] = layers
         self.__dict__["_layers"] = [layer for layer in layers if not isinstance(layer, Operation)]
+        _check_unique_names(self._layers)
         self.__dict__["_plan"] = [n for n in nodes if not n.is_input]
         # `training` recorded in a node (Keras writes `training: false`) yields to the call's own flag.
         self.__dict__["_run_kwargs"] = {
@@ -206,6 +214,7 @@ class Functional(Model):
 
     def _flatten_call_inputs(self, inputs):
         """Match the caller's inputs (one tensor, list, or dict by name) to `self.inputs`."""
+        _warn_if_structure_differs(inputs, self._inputs_struct, self.input_names)
         if isinstance(inputs, dict):
             if isinstance(self._inputs_struct, dict):
                 keys = sorted(self._inputs_struct)
@@ -231,13 +240,16 @@ class Functional(Model):
 
     def call(self, inputs, training=None, mask=None):
         values = {}
-        for tensor, value, dtype in zip(self.inputs, self._flatten_call_inputs(inputs), self._input_dtypes):
+        checked = not in_dry_run()  # placeholders stand for unknown sizes
+        for index, (tensor, value, dtype) in enumerate(zip(self.inputs, self._flatten_call_inputs(inputs), self._input_dtypes)):
             if dtype is None:
                 values[id(tensor)] = _adjust_rank(strings.as_array(value), tensor.shape)
                 continue
             if not isinstance(value, torch.Tensor):
                 value = backend.convert_to_tensor(value)
             value = _adjust_rank(value, tensor.shape)
+            if checked:
+                _check_input_shape(index, tensor, tuple(value.shape), self.name)
             if value.dtype != dtype:  # Keras casts every input to its Input's dtype (uint8 images -> float32)
                 value = value.to(dtype)
             values[id(tensor)] = value
@@ -292,6 +304,56 @@ class Functional(Model):
         if not functional_like_constructor(cls):
             return cls(**config)
         return functional_from_config(cls, from_tf_keras_get_config("Functional", config), custom_objects)
+
+
+def _check_unique_names(layers) -> None:
+    """As Keras: two layers of one model (its Inputs included) may not share a name."""
+    seen: set = set()
+    for layer in layers:
+        if layer.name in seen:
+            count = sum(other.name == layer.name for other in layers)
+            raise ValueError(f'The name "{layer.name}" is used {count} times in the model. All operation names should be unique.')
+        seen.add(layer.name)
+
+
+def _check_input_shape(index, tensor, found, model_name) -> None:
+    """As Keras: an input of another rank, or another size on an axis its Input fixes, is an error."""
+    expected = tuple(tensor.shape)
+    if len(found) != len(expected) or any(want is not None and want != got for want, got in zip(expected, found)):
+        raise ValueError(
+            f"Input {index} with name '{tensor.name}' of layer '{model_name}' is incompatible with the layer: "
+            f"expected shape={expected}, found shape={found}"
+        )
+
+
+def _same_structure(given, expected) -> bool:
+    """Keras's check of call inputs: lists and tuples are alike; dicts must have the same keys."""
+    if isinstance(expected, dict):
+        return isinstance(given, dict) and given.keys() == expected.keys() and all(
+            _same_structure(given[key], value) for key, value in expected.items()
+        )
+    if isinstance(expected, (list, tuple)):
+        return isinstance(given, (list, tuple)) and len(given) == len(expected) and all(
+            _same_structure(a, b) for a, b in zip(given, expected)
+        )
+    return not isinstance(given, (list, tuple, dict))
+
+
+def _warn_if_structure_differs(inputs, expected, input_names) -> None:
+    """Keras's warning for inputs nested otherwise than the model's, as many as it has (fewer or
+    more are an error instead); a dict for a model whose inputs are not a dict is taken as its
+    inputs by name first, as Keras."""
+    if isinstance(inputs, dict) and not isinstance(expected, dict):
+        inputs = [inputs[name] for name in input_names if name in inputs]
+    given = [inputs[key] for key in expected if key in inputs] if isinstance(inputs, dict) and isinstance(expected, dict) else inputs
+    if _same_structure(inputs, expected) or len(flatten(given)) != len(flatten(expected)):
+        return
+    names = map_structure(lambda tensor: tensor.name, expected)
+    shown = map_structure(lambda value: f"Tensor(shape={tuple(value.shape)})" if hasattr(value, "shape") else value, inputs)
+    warnings.warn(
+        f"The structure of `inputs` doesn't match the expected structure.\nExpected: {names}\nReceived: inputs={shown}",
+        stacklevel=4,
+    )
 
 
 def functional_like_constructor(cls) -> bool:

@@ -76,7 +76,10 @@ class Model(Trainer, Layer):
         return self._sublayers()
 
     def build(self, input_shape=None):
-        """Subclassed models: create every layer's weights by running `call` once on zeros."""
+        """Subclassed models: create every layer's weights by running `call` once on zeros. Keras
+        never runs `call` here (it only marks the model built), so where that run fails (a `call`
+        that takes other inputs, or none) the model is marked built as in Keras, with Keras's
+        warning, and its layers build at their first call."""
         if type(self).build is not Model.build:
             # `super().build(shape)` from a subclass's own `build`: as Keras, it only marks the model
             # built (a dry run here would call the subclass's `build` again, without end).
@@ -92,8 +95,11 @@ class Model(Trainer, Layer):
                 return [zeros(item) for item in shape]
             return torch.zeros([1 if d is None else int(d) for d in shape], device=backend.get_device())
 
-        with torch.no_grad():
-            self(zeros(input_shape), training=False)
+        try:
+            with torch.no_grad():
+                self(zeros(input_shape), training=False)
+        except Exception:
+            self._mark_built_unrun(input_shape)
         self._build_shapes = input_shape
 
     def _maybe_build(self, args, kwargs):

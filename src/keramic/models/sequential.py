@@ -4,7 +4,6 @@ import numpy as np
 import torch
 
 from keramic.errors import ConfigError, KeramicError, NotAModelError
-from keramic.layers import base as base_layer
 from keramic.layers.base import Layer, explicit_training
 from keramic.layers.input_layer import Input, InputLayer
 from keramic.models.model import Model
@@ -89,13 +88,8 @@ class Sequential(Model):
             inputs = Input(batch_shape=input_shape)
             self._layers.insert(0, inputs._keras_history[0])
         outputs = inputs
-        scopes = base_layer._context.scopes
-        scopes.append(self.name)  # as in Keras, the layers' variables are named under the model's name
-        try:
-            for layer in self.layers:
-                outputs = layer(outputs)
-        finally:
-            scopes.pop()
+        for layer in self.layers:  # in the model's name scope (Layer's build wrapper), as Keras names the variables
+            outputs = layer(outputs)
         from keramic.models.functional import Functional
 
         # Unnamed, as in Keras: each build takes a "functional" name, so later models are numbered as Keras numbers them.

@@ -16,11 +16,12 @@ def to_tensor(x, dtype=None):
         return x if x.device == backend.get_device() else x.to(backend.get_device())
     if isinstance(x, (bool, int, float)):
         return torch.tensor(x, dtype=backend.torch_dtype(dtype or dtype_of(x)), device=backend.get_device())
-    if dtype is None and not isinstance(x, np.ndarray) and not isinstance(x, np.generic):
-        dtype = dtype_of(x)
     if isinstance(x, (list, tuple)) and any(isinstance(item, torch.Tensor) for item in x):
+        # Stacked, not read through NumPy: the items may require grad (e.g. `ops.sum(model.losses)`).
         tensor = torch.stack([to_tensor(item) for item in x])
     else:
+        if dtype is None and not isinstance(x, (np.ndarray, np.generic)):
+            dtype = dtype_of(x)
         array = np.asarray(x)
         if array.dtype == object:
             raise TypeError(f"Cannot convert {type(x).__name__} of mixed objects to a tensor: {x!r}")

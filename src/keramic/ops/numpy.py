@@ -908,7 +908,7 @@ def broadcast_to(x, shape):
 
 @keras_op
 def concatenate(xs, axis=0):
-    dtype = result_type(*xs)
+    dtype = promote_types(*xs)  # as Keras: 64-bit inputs stay 64-bit
     tensors = [_t(x, dtype) for x in xs]
     if axis is None:
         return torch.cat([t.flatten() for t in tensors])
@@ -922,25 +922,25 @@ def append(x1, x2, axis=None):
 
 @keras_op
 def stack(x, axis=0):
-    dtype = result_type(*x)
+    dtype = promote_types(*x)  # as Keras: 64-bit inputs stay 64-bit
     return torch.stack([_t(item, dtype) for item in x], dim=axis)
 
 
 @keras_op
 def hstack(xs):
-    dtype = result_type(*xs)
+    dtype = promote_types(*xs)  # as Keras: 64-bit inputs stay 64-bit
     return torch.hstack([_t(x, dtype) for x in xs])
 
 
 @keras_op
 def vstack(xs):
-    dtype = result_type(*xs)
+    dtype = promote_types(*xs)  # as Keras: 64-bit inputs stay 64-bit
     return torch.vstack([_t(x, dtype) for x in xs])
 
 
 @keras_op
 def dstack(xs):
-    dtype = result_type(*xs)
+    dtype = promote_types(*xs)  # as Keras: 64-bit inputs stay 64-bit
     return torch.dstack([_t(x, dtype) for x in xs])
 
 

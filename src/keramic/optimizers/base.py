@@ -313,6 +313,44 @@ class Optimizer:
         with torch.no_grad():
             self._apply(grads, variables, indices)
 
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        """One step on given values, as Keras: returns `(new trainable values, new optimizer
+        values)` in the orders of the built variable list and `variables`.
+
+        Unlike Keras's torch backend, the given tensors and the optimizer's and model's own
+        variables are all left as they were (the step runs on the variables and is then undone).
+        """
+        if not self.built:
+            raise ValueError(
+                f"To call `stateless_apply`, {type(self).__name__} must be built (i.e. its variables must "
+                "have been created). You can build it via `optimizer.build(trainable_variables)`."
+            )
+        own_optimizer, own_trainable = self.variables, self._trainable_variables
+        if len(optimizer_variables) != len(own_optimizer):
+            raise ValueError(
+                "Argument `optimizer_variables` must be a list of tensors corresponding 1:1 to "
+                f"{type(self).__name__}().variables. Received list with length {len(optimizer_variables)}, "
+                f"but expected {len(own_optimizer)} variables."
+            )
+        if len(trainable_variables) != len(own_trainable):
+            raise ValueError(
+                "Argument `trainable_variables` must be a list of tensors corresponding 1:1 to the trainable "
+                "variables list that the optimizer was built with. Received len(trainable_variables) == "
+                f"{len(trainable_variables)} whereas the optimizer was built with {len(own_trainable)} variables."
+            )
+        targets = [*own_trainable, *own_optimizer]
+        with torch.no_grad():
+            saved = [variable.detach().clone() for variable in targets]
+            try:
+                for variable, value in zip(targets, [*trainable_variables, *optimizer_variables]):
+                    variable.copy_(backend.convert_to_tensor(value, variable.dtype))
+                self.apply(grads)
+                new_values = [variable.detach().clone() for variable in targets]
+            finally:
+                for variable, value in zip(targets, saved):
+                    variable.copy_(value)
+        return new_values[: len(own_trainable)], new_values[len(own_trainable) :]
+
     @staticmethod
     def _overwrite_with_gradients(grads, variables):
         """Assign `overwrite_with_gradient` variables their gradient (float8 scales: it is their next value)

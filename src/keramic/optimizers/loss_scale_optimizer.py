@@ -69,7 +69,10 @@ class LossScaleOptimizer(Optimizer):
         with torch.no_grad():
             if finite:
                 scale = self.dynamic_scale
-                unscaled = [g if g is None else g / scale.to(g.dtype) for g in grads]
+                variables = trainable_variables if trainable_variables is not None else self._trainable_variables
+                # As Keras: a float8 scale or history (`overwrite_with_gradient`) gets its "gradient" as is.
+                kept = [getattr(v, "overwrite_with_gradient", False) for v in variables] if len(variables) == len(grads) else [False] * len(grads)
+                unscaled = [g if g is None or keep else g / scale.to(g.dtype) for g, keep in zip(grads, kept)]
                 self.inner_optimizer.apply(unscaled, trainable_variables)
                 self.step_counter.add_(1)
                 if int(self.step_counter) >= self.dynamic_growth_steps:

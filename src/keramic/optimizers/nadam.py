@@ -27,7 +27,9 @@ class Nadam(Optimizer):
         dtype = var_list[0].dtype if var_list else backend.floatx()
         super().build(var_list)
         self._momentums, self._velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
-        self._u_product = self.add_variable((), initializer="ones", dtype=dtype, name=auto_name("variable"))
+        # As Keras: a plain Variable made outside the optimizer's scope, so its path is its bare name.
+        name = auto_name("variable")
+        self._u_product = self.add_variable((), initializer="ones", dtype=dtype, name=name, _path=name)
         self._u_product_copy = _HostCopy(self._u_product)
 
     def _foreach_update(self, grads, variables, lr, step, slots):

@@ -367,11 +367,15 @@ def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, 
         return batches if steps is None else EpochSteps(batches, steps)
     if y is not None:
         raise ValueError("`y` must not be given when `x` is a generator or dataset that yields (x, y) batches.")
-    kind = _self_ordered_kind(x)
-    if shuffle and kind:
+    source, kind, expectation = _self_ordered_kind(x)
+    if sample_weight is not None and source:  # as Keras
+        raise ValueError(
+            f"When providing `x` as a {source}, `sample_weights` should not be passed. Instead, the sample "
+            f"weights should be included as part of the {source}."
+        )
+    if shuffle and expectation:
         warnings.warn(
-            f"`shuffle=True` was passed, but will be ignored since the data `x` was provided as {kind}, "
-            "which gives its batches in its own order: shuffle it at the source.",
+            f"`shuffle=True` was passed, but will be ignored since the data `x` was provided as {kind}. {expectation}",
             stacklevel=3,
         )
     if shuffle and isinstance(x, PyDataset) and x.num_batches is not None:
@@ -384,14 +388,21 @@ def make_batches(x, y=None, sample_weight=None, batch_size=None, shuffle=False, 
 
 
 def _self_ordered_kind(x):
-    """The name of a data source whose order `fit(shuffle=True)` leaves alone (Keras warns of it)."""
+    """Keras's names of a data source that carries its own sample weights (`source`, and `kind` for
+    its shuffle warning) and, where `fit(shuffle=True)` leaves its order alone, what that warning
+    expects of it; Nones for other data."""
     if isinstance(x, torch.utils.data.DataLoader):
-        return "a torch DataLoader"
+        return "torch DataLoader", "a torch DataLoader", "The DataLoader is expected to already be shuffled."
     if isinstance(x, types.GeneratorType):
-        return "a generator"
+        return "generator", "a generator", "The generator is expected to yield already-shuffled data."
     if type(x).__module__.startswith("tensorflow") and hasattr(x, "element_spec"):
-        return "a tf.data.Dataset"
-    return None
+        expectation = "The Dataset is expected to already be shuffled (via `.shuffle(buffer_size)`)."
+        return "tf.data.Dataset", "a tf.data.Dataset", expectation
+    if isinstance(x, PyDataset):
+        if x.num_batches is None:
+            return "PyDataset", "an infinite PyDataset", "The PyDataset is expected to already be shuffled."
+        return "PyDataset", "a PyDataset", None
+    return None, None, None
 
 
 def _is_array_like(x):

@@ -11,6 +11,7 @@ from keramic import backend, config
 from keramic import metrics as metrics_module
 from keramic import optimizers as optimizers_module
 from keramic.distribution import steps as distributed
+from keramic.errors import NotCompiledError
 from keramic.layers.base import Layer, _call_signature_flags, pending_call_losses
 from keramic.serialization.serialize import deserialize_keras_object, serialize_keras_object
 from keramic.symbolic import build_only_call, flatten, map_structure
@@ -198,7 +199,28 @@ class Trainer:
 
     def _assert_compiled(self, method):
         if not self.compiled:
-            raise RuntimeError(f"You must call `compile()` before calling `{method}()`.")
+            raise NotCompiledError(f"You must call `compile()` before calling `{method}()`.")
+        self._assert_buildable()
+
+    def _compiles_outputs(self):
+        """Whether `compile` was given a loss or metrics (built from the model's outputs)."""
+        args = self._compile_args or {}
+        return any(args.get(key) is not None for key in ("loss", "metrics", "weighted_metrics"))
+
+    def _assert_buildable(self):
+        """As Keras: fit and evaluate build unbuilt layers, loss and metrics by calling the model,
+        so a model without `call` (a GAN-style one) must come to them built and compiled without a
+        loss or metrics; Keras refuses it otherwise, before any step runs."""
+        if type(self).call is not Layer.call:
+            return
+        layers_built = all(getattr(layer, "built", True) for layer in self._flatten_layers())
+        if layers_built and not (self._compiles_outputs() and not self._metrics_created):
+            return
+        raise RuntimeError(
+            f"Unable to automatically build the model: {type(self).__name__} has no `call()` to run on a batch, and "
+            "its layers, or the loss and metrics given to `compile()`, need one to be built. Build its layers and "
+            "set `self.built = True` (and compile it without a loss or metrics), or implement `call()`."
+        )
 
     def _output_names_for(self, y_pred):
         if isinstance(y_pred, dict):
@@ -251,6 +273,24 @@ class Trainer:
     def reset_metrics(self):
         for metric in self.metrics:
             metric.reset_state()
+
+    @property
+    def metrics_variables(self):
+        """The state variables of every entry of `metrics`, in that order (as Keras)."""
+        return [variable for metric in self.metrics for variable in metric.variables]
+
+    def stateless_compute_loss(
+        self, trainable_variables, non_trainable_variables, metrics_variables, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        """`compute_loss` on the given variable values (Keras's stateless API, for steps written for
+        JAX); returns the loss and the three lists of values as the computation left them."""
+        from keramic.stateless_scope import StatelessScope
+
+        groups = (self.trainable_variables, self.non_trainable_variables, self.metrics_variables)
+        values = (trainable_variables, non_trainable_variables, metrics_variables)
+        with StatelessScope([pair for group, given in zip(groups, values) for pair in zip(group, given)]) as scope:
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        return loss, tuple([scope.get_current_value(variable) for variable in group] for group in groups)
 
     # ------------------------------------------------------------------ steps
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -495,12 +535,13 @@ class Trainer:
 
     def _prepare_custom_step(self, x, y):
         """Before a custom `train_step` / `test_step` first runs: create the compiled metrics from
-        one forward pass, so that iterating `self.metrics` finds them as in Keras."""
-        if y is None or not self.compiled or self._metrics_created:
+        one forward pass, so that iterating `self.metrics` finds them as in Keras. Keras makes that
+        pass symbolically, so a `call` that assigns a variable (a usage counter) keeps nothing."""
+        if y is None or not self.compiled or self._metrics_created or not self._compiles_outputs():
             return
         if type(self).call is Layer.call:  # a GAN-style model with no `call` of its own has no outputs to match
             return
-        with torch.no_grad():
+        with torch.no_grad(), build_only_call():
             y_pred = self(x, training=False)
             targets, predictions, _ = self._match_batch(y, y_pred, None)
             self._create_metrics(targets, predictions)

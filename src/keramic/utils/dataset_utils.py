@@ -6,7 +6,8 @@ clips) with the `tf.data` methods Keras guides use (`batch`, `unbatch`, `shuffle
 `prefetch`, `cache`), accepted by `fit`. Its
 arrays come out as `EagerArray`s, with the `.numpy()` Keras examples call on batches. Where the
 caller has imported TensorFlow, `timeseries_dataset_from_array` returns a `tf.data.Dataset`, as
-Keras does (examples zip and map its windows with tf.data).
+Keras does (examples zip and map its windows with tf.data), and the directory datasets decode
+images and draw their shuffled order with TensorFlow, so their batches are Keras's.
 """
 
 import math
@@ -14,6 +15,7 @@ import os
 import sys
 
 import numpy as np
+import torch
 
 from keramic.symbolic import flatten, map_structure
 
@@ -61,16 +63,34 @@ def _take(array, index):
     return array[index] if isinstance(array, LazyRows) else np.asarray(array)[index]
 
 
+class TFShuffleOrder:
+    """Element orders from a `tf.data` shuffle of the indices, a new one per iteration.
+
+    A directory dataset made while TensorFlow is loaded draws its order (and each epoch's reshuffle)
+    as Keras's `tf.data` pipeline does, so a seeded fit sees Keras's batches. One object is shared
+    by the datasets `map`/`prefetch`/`take` derive, as their tf.data counterparts share one shuffle.
+    """
+
+    def __init__(self, size: int, buffer_size: int, seed: int) -> None:
+        import tensorflow as tf
+
+        self._indices = tf.data.Dataset.range(size).shuffle(buffer_size, seed=seed)
+
+    def next_order(self) -> np.ndarray:
+        return np.fromiter(self._indices.as_numpy_iterator(), dtype=np.int64)
+
+
 class ArrayDataset:
     """Elements along the first axis of a structure of arrays; optionally batched, shuffled, mapped."""
 
     def __init__(self, data, batch_size=None, drop_remainder=False, shuffle_seed=None, shuffle=False,
-                 functions=(), class_names=None, limit=None):
+                 functions=(), class_names=None, limit=None, shuffle_order=None):
         self.data = data
         self.batch_size = batch_size
         self.drop_remainder = drop_remainder
         self.shuffle_seed = shuffle_seed
         self._shuffle = shuffle
+        self._shuffle_order = shuffle_order
         self._functions = tuple(functions)
         self.class_names = class_names
         self._limit = limit
@@ -79,7 +99,7 @@ class ArrayDataset:
     def _replace(self, **changes):
         fields = dict(data=self.data, batch_size=self.batch_size, drop_remainder=self.drop_remainder,
                       shuffle_seed=self.shuffle_seed, shuffle=self._shuffle, functions=self._functions,
-                      class_names=self.class_names, limit=self._limit)
+                      class_names=self.class_names, limit=self._limit, shuffle_order=self._shuffle_order)
         fields.update(changes)
         return ArrayDataset(**fields)
 
@@ -111,7 +131,9 @@ class ArrayDataset:
     def __iter__(self):
         size = self.num_elements
         order = np.arange(size)
-        if self._shuffle:
+        if self._shuffle and self._shuffle_order is not None:
+            order = self._shuffle_order.next_order()
+        elif self._shuffle:
             order = np.random.default_rng(None if self.shuffle_seed is None else self.shuffle_seed + self._epoch).permutation(size)
             self._epoch += 1
         step = self.batch_size or 1
@@ -138,7 +160,7 @@ class ArrayDataset:
         return self._replace(batch_size=None, drop_remainder=False)
 
     def shuffle(self, buffer_size=None, seed=None, reshuffle_each_iteration=True):
-        return self._replace(shuffle=True, shuffle_seed=seed)
+        return self._replace(shuffle=True, shuffle_seed=seed, shuffle_order=None)
 
     def map(self, map_func, num_parallel_calls=None, **kwargs):
         return self._replace(functions=self._functions + (map_func,))
@@ -160,37 +182,65 @@ class ArrayDataset:
 
 
 def split_dataset(dataset, left_size=None, right_size=None, shuffle=False, seed=None, preferred_backend=None):
-    """Split arrays (or a tuple/dict of arrays, or an ArrayDataset) into two datasets.
+    """Split arrays (or a tuple/list/dict of arrays, an ArrayDataset, a torch Dataset) into two datasets.
 
-    Sizes are fractions (float) or counts (int); one may be left out.
+    Sizes are fractions (float) or counts (int); one may be left out, and together they must
+    cover every sample, as in Keras's torch backend. A seeded shuffle draws Keras's order there
+    (`torch.randperm` from a generator seeded with `seed`); without `shuffle` the order is kept,
+    where Keras's torch backend shuffles anyway (with torch's global generator). A torch Dataset
+    splits into `torch.utils.data.Subset`s, as Keras's; arrays into ArrayDatasets.
     """
     data = dataset.data if isinstance(dataset, ArrayDataset) else dataset
-    if isinstance(data, list):
-        data = np.asarray(data)
-    total = len(flatten(data)[0])
-    left = _split_size(left_size, total)
-    right = _split_size(right_size, total)
-    if left is None and right is None:
-        raise ValueError("split_dataset needs left_size or right_size (an int count or a float fraction).")
+    if isinstance(data, list):  # as Keras: a list of arrays is a tuple of inputs
+        data = tuple(data) if all(isinstance(item, np.ndarray) for item in data) else np.asarray(data)
+    from_torch = isinstance(data, torch.utils.data.Dataset)
+    if not from_torch and (
+        not isinstance(data, (np.ndarray, tuple, dict, LazyRows)) or not all(getattr(leaf, "ndim", 1) for leaf in flatten(data))
+    ):
+        raise TypeError(f"Unsupported dataset type: {type(dataset)}")
+    if left_size is None and right_size is None:
+        raise ValueError(
+            "At least one of left_size or right_size must be specified. Received: left_size=None and right_size=None"
+        )
+    total = len(data) if from_torch else len(flatten(data)[0])
+    left = _split_size("left_size", left_size, total)
+    right = _split_size("right_size", right_size, total)
     left = total - right if left is None else left
     right = total - left if right is None else right
-    if left + right > total or left < 0 or right < 0:
-        raise ValueError(f"split_dataset: sizes {left} + {right} exceed the {total} samples.")
-    order = np.random.default_rng(seed).permutation(total) if shuffle else np.arange(total)
+    if left + right != total:
+        raise ValueError(
+            f"The split sizes must add up to the {total} samples of the dataset. "
+            f"Received: left_size={left_size} ({left} samples), right_size={right_size} ({right} samples)"
+        )
+    order = np.arange(total)
+    if shuffle:
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed)
+        order = torch.randperm(total, generator=generator).numpy()
+    if from_torch:
+        return torch.utils.data.Subset(data, order[:left].tolist()), torch.utils.data.Subset(data, order[left:].tolist())
+
     def pick(index):
         return map_structure(lambda a: _take(a, index), data)
 
-    return ArrayDataset(pick(order[:left])), ArrayDataset(pick(order[total - right:]))
+    return ArrayDataset(pick(order[:left])), ArrayDataset(pick(order[left:]))
 
 
-def _split_size(size, total):
+def _split_size(name, size, total):
+    """A split size as a count: Keras's checks (a count strictly inside the dataset, a fraction in (0, 1))."""
     if size is None:
         return None
-    if isinstance(size, float):
-        if not 0 < size < 1:
-            raise ValueError(f"A fractional split size must be in (0, 1); received {size}.")
-        return int(round(size * total))
-    return int(size)
+    if isinstance(size, bool) or not isinstance(size, (int, float)):
+        raise TypeError(f"Invalid `{name}` Type. Expected: int or float or None, Received: type({name})={type(size)}.")
+    if (isinstance(size, int) and not 0 < size < total) or (isinstance(size, float) and not 0 < size < 1):
+        raise ValueError(
+            f"`{name}` should be either a positive integer smaller than {total}, "
+            f"or a float within the range `[0, 1]`. Received: {name}={size}"
+        )
+    return int(round(size * total)) if isinstance(size, float) else size
 
 
 def timeseries_dataset_from_array(data, targets, sequence_length, sequence_stride=1, sampling_rate=1, batch_size=128,
@@ -259,6 +309,21 @@ def _listed_splits(directory, labels, label_mode, class_names, extensions, follo
     return _subset([np.asarray(paths), values], validation_split, subset, shuffle, seed), labels, names
 
 
+def _drawn_seed(seed, shuffle, validation_split):
+    """As Keras: no seed means one drawn from NumPy's global generator (so `set_random_seed` repeats
+    the file order), except where a validation split needs the caller's seed (an error follows)."""
+    if seed is None and not (shuffle and validation_split):
+        return int(np.random.randint(1e6))
+    return seed
+
+
+def _shuffle_order(count, shuffle, batch_size, seed):
+    """Keras's `tf.data` shuffle order (a buffer of 8 batches) where TensorFlow is loaded, else None."""
+    if not shuffle or "tensorflow" not in sys.modules:
+        return None
+    return TFShuffleOrder(count, batch_size * 8 if batch_size is not None else 1024, seed)
+
+
 def _report_found(count: int, labels, names) -> None:
     """Keras's "Found ..." line: an unlabelled listing names no classes; given labels count their values."""
     if labels is None:
@@ -306,15 +371,27 @@ def _subset(items, validation_split, subset, shuffle, seed):
     raise ValueError(f"subset must be 'training', 'validation' or 'both' with validation_split; received {subset!r}.")
 
 
+def _decoded(path, color_mode):
+    """Pixels as Keras's pipeline decodes them: with TensorFlow loaded, its decoder (whose JPEG
+    inverse DCT rounds differently from Pillow's, by up to 4 levels), else Pillow's."""
+    from keramic.utils.image_utils import img_to_array, load_img
+
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return img_to_array(load_img(path, color_mode=color_mode), data_format="channels_last")
+    channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode]
+    return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False).numpy().astype("float32")
+
+
 def _load_image(path, image_size, color_mode, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio, data_format):
     """Decoded at its own size, then resized as Keras resizes here (tf.image.resize: float pixels, no
     antialiasing), not with Pillow, whose downscaling filters differ."""
     from keramic import ops
-    from keramic.utils.image_utils import img_to_array, load_img, smart_resize
+    from keramic.utils.image_utils import img_to_array, smart_resize
 
     if crop_to_aspect_ratio and pad_to_aspect_ratio:
         raise ValueError("Only one of `pad_to_aspect_ratio`, `crop_to_aspect_ratio` can be set to `True`.")
-    image = img_to_array(load_img(path, color_mode=color_mode), data_format="channels_last")
+    image = _decoded(path, color_mode)
     if crop_to_aspect_ratio:
         image = smart_resize(image, image_size, interpolation=interpolation)
     else:
@@ -328,6 +405,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                                  subset=None, interpolation="bilinear", follow_links=False, crop_to_aspect_ratio=False,
                                  pad_to_aspect_ratio=False, data_format=None, verbose=True):
     """Images in `directory/<class>/...` -> batches of (images, labels), decoded with Pillow."""
+    seed = _drawn_seed(seed, shuffle, validation_split)
     splits, labels, names = _listed_splits(directory, labels, label_mode, class_names, ALLOWED_IMAGE_FORMATS, follow_links, verbose,
                                            validation_split, subset, shuffle, seed)
     datasets = []
@@ -341,8 +419,11 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         elements = images if label_mode is None or labels is None else (
             images, _encode_labels(np.asarray(split_values), label_mode, max(len(names), 1)))
         # As Keras: the training subset is reshuffled every epoch; the validation half of "both" is not.
-        datasets.append(ArrayDataset(elements, batch_size=batch_size, class_names=names or None,
-                                     shuffle=shuffle and index == 0, shuffle_seed=seed))
+        shuffled = shuffle and index == 0
+        dataset = ArrayDataset(elements, batch_size=batch_size, class_names=names or None, shuffle=shuffled, shuffle_seed=seed,
+                               shuffle_order=_shuffle_order(len(split_paths), shuffled, batch_size, seed))
+        dataset.file_paths = [str(path) for path in split_paths]  # as Keras: the split's files, in the seeded order
+        datasets.append(dataset)
     return datasets[0] if len(datasets) == 1 else datasets
 
 
@@ -350,6 +431,7 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int", 
                                 max_length=None, shuffle=True, seed=None, validation_split=None, subset=None,
                                 follow_links=False, verbose=True):
     """Text files in `directory/<class>/*.txt` -> batches of (strings, labels)."""
+    seed = _drawn_seed(seed, shuffle, validation_split)
     splits, labels, names = _listed_splits(directory, labels, label_mode, class_names, (".txt",), follow_links, verbose,
                                            validation_split, subset, shuffle, seed)
     datasets = []
@@ -363,6 +445,7 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int", 
         elements = texts if label_mode is None or labels is None else (
             texts, _encode_labels(np.asarray(split_values), label_mode, max(len(names), 1)))
         # As Keras: the training subset is reshuffled every epoch; the validation half of "both" is not.
-        datasets.append(ArrayDataset(elements, batch_size=batch_size, class_names=names or None,
-                                     shuffle=shuffle and index == 0, shuffle_seed=seed))
+        shuffled = shuffle and index == 0
+        datasets.append(ArrayDataset(elements, batch_size=batch_size, class_names=names or None, shuffle=shuffled, shuffle_seed=seed,
+                                     shuffle_order=_shuffle_order(len(split_paths), shuffled, batch_size, seed)))
     return datasets[0] if len(datasets) == 1 else datasets

@@ -15,6 +15,7 @@ call inside a `tf.data` pipeline (graph-mode tf tensors) runs eagerly through `t
 torch.Size([1, 4])
 """
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -257,13 +258,22 @@ class FeatureSpace(Layer):
         return names
 
     def adapt(self, dataset) -> None:
-        """Learn every preprocessor's state (mean, bins, vocabulary) from a dict of arrays or dict batches."""
-        batches = [dataset] if isinstance(dataset, dict) else list(dataset)
-        if not batches or not all(isinstance(batch, dict) for batch in batches):
-            raise ValueError("FeatureSpace.adapt() expects a dict of arrays or an iterable of dicts (e.g. a batched tf.data.Dataset of dicts).")
-        columns = [self._columns(batch) for batch in batches]
+        """Learn every preprocessor's state (mean, bins, vocabulary) from a dict of arrays or dict batches.
+
+        As Keras does, an iterable is opened twice per learning feature (a one-element peek, then a
+        full read) and not at all when nothing learns, so a reshuffling `tf.data` pipeline gives
+        the same later orders (and so the same training numbers) as under Keras. A one-shot
+        iterator (a generator) is read once and kept."""
+        if isinstance(dataset, Iterator):
+            dataset = list(dataset)
         for name in self._adaptable():
-            self.preprocessors[name].adapt(np.concatenate([batch[name] for batch in columns], axis=0))
+            if not isinstance(dataset, dict):
+                next(iter(dataset), None)
+            batches = [dataset] if isinstance(dataset, dict) else list(dataset)
+            if not batches or not all(isinstance(batch, dict) for batch in batches):
+                raise ValueError("FeatureSpace.adapt() expects a dict of arrays or an iterable of dicts (e.g. a batched tf.data.Dataset of dicts).")
+            column = [self._columns(batch)[name] for batch in batches]
+            self.preprocessors[name].adapt(np.concatenate(column, axis=0))
         self._is_adapted = True
         self._sublayers_built = False  # cardinalities may have changed
         self.encoded_features = None

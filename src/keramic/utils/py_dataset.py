@@ -4,6 +4,8 @@ Subclasses define `__len__` (batches per epoch) and `__getitem__(index)` (one ba
 override `on_epoch_end`. `fit` iterates it like any iterable of batches.
 """
 
+import warnings
+
 from keramic.serialization.registry import keras_export
 
 
@@ -21,17 +23,30 @@ class PyDataset:
         self._use_multiprocessing = use_multiprocessing
         self._max_queue_size = max_queue_size
 
+    def _settings(self):
+        """As Keras: a subclass whose constructor skipped `super().__init__()` is warned (once, as
+        `fit` first reads it) and gets the default settings."""
+        if "_workers" not in self.__dict__:
+            warnings.warn(
+                "Your `PyDataset` class should call `super().__init__(**kwargs)` in its constructor. `**kwargs` "
+                "can include `workers`, `use_multiprocessing`, `max_queue_size`. Do not pass these arguments to "
+                "`fit()`, as they will be ignored.",
+                stacklevel=3,
+            )
+            PyDataset.__init__(self)
+        return self
+
     @property
     def workers(self):
-        return getattr(self, "_workers", 1)
+        return self._settings()._workers
 
     @property
     def use_multiprocessing(self):
-        return getattr(self, "_use_multiprocessing", False)
+        return self._settings()._use_multiprocessing
 
     @property
     def max_queue_size(self):
-        return getattr(self, "_max_queue_size", 10)
+        return self._settings()._max_queue_size
 
     def __getitem__(self, index):
         raise NotImplementedError(f"{type(self).__name__} must implement __getitem__(index).")
@@ -41,6 +56,7 @@ class PyDataset:
 
     @property
     def num_batches(self):
+        self._settings()
         try:
             return len(self)
         except NotImplementedError:
