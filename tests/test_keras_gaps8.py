@@ -5,6 +5,8 @@ user sees: dtype policies set after the build, optimizer state handed around sta
 variable dtypes, dataset splits, pooling argument errors, warnings and seeded shuffling.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -475,3 +477,37 @@ def test_recurrent_layer_called_on_another_feature_size_raises_as_keras(keras, n
             layer(np.ones((2, 3, 5), "float32"))
         errors.append(type(caught.value))
     assert errors[0] is errors[1]
+
+
+@pytest.mark.parametrize("name", ["Dense", "BatchNormalization"])
+def test_a_built_layer_checks_its_last_axis_with_keras_input_spec(keras, name):
+    """Keras's Dense and BatchNormalization set an `input_spec` when built, so another last-axis size
+    is a ValueError naming the layer (in a graph too) rather than torch's RuntimeError."""
+    seen = []
+    for lib in (keramic, keras):
+        layer = getattr(lib.layers, name)() if name == "BatchNormalization" else getattr(lib.layers, name)(3)
+        before = None if layer.input_spec is None else (layer.input_spec.ndim, layer.input_spec.min_ndim, dict(layer.input_spec.axes))
+        layer(np.ones((2, 4), "float32"))
+        with pytest.raises(ValueError, match="incompatible") as eager:
+            layer(np.ones((2, 5), "float32"))
+        with pytest.raises(ValueError, match="incompatible"):
+            layer(lib.Input((5,)))
+        spec = layer.input_spec
+        seen.append((before, spec.ndim, spec.min_ndim, dict(spec.axes), layer.name in str(eager.value)))
+    assert seen[0] == seen[1]
+
+
+def test_sequential_called_on_a_one_element_list_warns_and_runs_as_keras(keras):
+    """Keras's Sequential runs its Functional graph, which takes `[x]` as its one input after
+    warning that the structure differs; keramic failed inside the first layer."""
+    kernel = np.arange(8, dtype="float32").reshape(4, 2)
+    results = []
+    for lib in (keramic, keras):
+        model = lib.Sequential([lib.Input((4,)), lib.layers.Dense(2, use_bias=False)])
+        model.layers[0].set_weights([kernel])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            output = model([np.ones((2, 4), "float32")])
+        messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+        results.append((lib.ops.convert_to_numpy(output).tolist(), [m.split("\n")[0] for m in messages]))
+    assert results[0] == results[1] and results[0][1] == ["The structure of `inputs` doesn't match the expected structure."]

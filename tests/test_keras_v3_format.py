@@ -274,12 +274,20 @@ def test_bad_files_raise_errors_naming_file_and_entry(tmp_path):
 
     wrong_shape = tmp_path / "shape.keras"
     config = json.loads(model.to_json())
-    config["config"]["layers"][1]["config"]["units"] = 9
-    config["config"]["layers"][1]["build_config"] = {"input_shape": [None, 6]}
+    assert config["config"]["layers"][3]["config"]["name"] == "probs"
+    config["config"]["layers"][3]["config"]["units"] = 4  # the output layer: the graph stays consistent, its weights do not
     _rewrite(good, wrong_shape, {"config.json": json.dumps(config)})
-    with pytest.raises(WeightsMismatchError, match=r"layers/dense/vars/0") as caught:
+    with pytest.raises(WeightsMismatchError, match=r"layers/dense_1/vars/0") as caught:
         keramic.models.load_model(wrong_shape)
     assert "shape.keras" in str(caught.value)
+
+    inconsistent = tmp_path / "graph.keras"  # a layer whose output no longer fits the next one's input_spec
+    config = json.loads(model.to_json())
+    config["config"]["layers"][1]["config"]["units"] = 9
+    _rewrite(good, inconsistent, {"config.json": json.dumps(config)})
+    with pytest.raises(KeramicError, match="'bn'.*incompatible") as caught:
+        keramic.models.load_model(inconsistent)
+    assert "graph.keras" in str(caught.value) and "config.json" in str(caught.value)
 
 
 def test_strict_weight_loading_reports_and_skip_mismatch_warns(tmp_path):
@@ -327,8 +335,7 @@ def test_loading_skips_initializers_but_never_leaves_garbage(tmp_path):
     model.save(tmp_path / "m.keras")
     broken = tmp_path / "broken.keras"
     config = json.loads(model.to_json())
-    config["config"]["layers"][1]["config"]["units"] = 9
-    config["config"]["layers"][1]["build_config"] = {"input_shape": [None, 6]}
+    config["config"]["layers"][3]["config"]["units"] = 4  # the output layer: the model builds, its weights do not fit
     _rewrite(tmp_path / "m.keras", broken, {"config.json": json.dumps(config)})
     with pytest.raises(WeightsMismatchError):
         keramic.models.load_model(broken)

@@ -101,6 +101,7 @@ class Layer(torch.nn.Module):
     """
 
     _records_build_config = False
+    input_spec = None  # as Keras: what calls must look like (rank, sizes); layers set it, each call checks it
     # Keras refuses Python numbers as positional inputs (`model([1, 10, 7])`: ValueError); keramic's
     # layers and op nodes take them as constants, models refuse them as Keras does.
     _rejects_python_numbers = False

@@ -9,6 +9,7 @@ from keramic import activations, backend, constraints, initializers, ops, regula
 from keramic import random as keramic_random
 from keramic.layers import lora, quantized, symbolic_masks
 from keramic.layers.base import Layer, weight_settings
+from keramic.layers.input_spec import InputSpec
 from keramic.serialization.registry import keras_export
 
 
@@ -39,6 +40,7 @@ class Dense(lora.LoraLayer, Layer):
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.input_spec = InputSpec(min_ndim=2)
         lora.init(self, lora_rank, lora_alpha)
         self.quantization_config = quantized.config_from(quantization_config)
         self.units = int(units)
@@ -53,6 +55,7 @@ class Dense(lora.LoraLayer, Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
+        self.input_spec = InputSpec(min_ndim=2, axes={-1: input_shape[-1]})  # as Keras: checked on every later call
         self._lora_base_shape = (input_shape[-1], self.units)
         if self.quantization_mode:
             quantized.build_weights(self, (input_shape[-1], self.units))

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from keramic import backend, constraints, initializers, regularizers
 from keramic.layers.base import Layer, serialize_or_none, weight_settings
+from keramic.layers.input_spec import InputSpec
 from keramic.serialization.registry import keras_export
 
 # Keras's backend.epsilon(): guards the masked-moments division.
@@ -79,6 +80,7 @@ class BatchNormalization(Layer):
         self.beta = None
 
     def build(self, input_shape):
+        self.input_spec = InputSpec(ndim=len(input_shape), axes={self.axis: input_shape[self.axis]})  # as Keras
         shape = (input_shape[self.axis],)
         if self.scale:
             self.gamma = self.add_weight(

@@ -128,6 +128,10 @@ class Sequential(Model):
     _converts_input_args = False
 
     def call(self, inputs, training=None, mask=None):
+        if self._functional is not None and isinstance(inputs, (list, tuple)) and len(inputs) == 1:
+            # As Keras, whose Sequential runs its Functional graph: a one-element list is the one
+            # input, after the graph's warning that the structure differs.
+            (inputs,) = self._functional._flatten_call_inputs(inputs)
         outputs = inputs
         if self._functional is not None and isinstance(inputs, torch.Tensor):
             dtype = self._functional._input_dtypes[0]
