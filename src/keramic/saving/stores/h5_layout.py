@@ -272,11 +272,10 @@ class WeightsImage:
     def _write_group(self, out, group, references):
         """A group's object header (symbol table, "name" attribute), B-tree, local heap and symbol nodes."""
         names, heap_offsets, heap_size, snods, snod_addresses, btree = group.plan
-        at, pack_into = group.address, struct.pack_into
-        if group.attribute is None:
-            pack_into("<BBHII4xHHB3xQQ", out, at, 1, 0, 1, 1, 24, _SYMBOL_TABLE, 16, 0, group.btree_address, group.heap_address)
-        else:
-            pack_into("<BBHII4xHHB3xQQ", out, at, 1, 0, 2, 1, 96, _SYMBOL_TABLE, 16, 0, group.btree_address, group.heap_address)
+        at, pack_into, attributed = group.address, struct.pack_into, group.attribute is not None
+        messages, size = (2, 96) if attributed else (1, 24)  # symbol table (+ "name" attribute)
+        pack_into("<BBHII4xHHB3xQQ", out, at, 1, 0, messages, 1, size, _SYMBOL_TABLE, 16, 0, group.btree_address, group.heap_address)
+        if attributed:
             _write_string_attribute(out, at + 40, "name", references[group.attribute])
         if len(snods) <= 1:  # one B-tree node pointing at one symbol node, or at none
             if snods:
