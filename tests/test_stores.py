@@ -268,6 +268,18 @@ def test_span_crc_is_zlibs_whole_or_in_parts_and_in_a_forked_child(tmp_path, mon
     assert int(answer) == zlib.crc32(data)
 
 
+def test_a_started_span_crc_outlives_its_descriptor_and_answers_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(bulk_io, "SMALL_SPAN_BYTES", 16)  # the threaded, mapped path
+    monkeypatch.setattr(bulk_io, "PARALLEL_READ_BYTES", 1)
+    data = np.random.default_rng(3).integers(0, 256, 50001, dtype=np.uint8).tobytes()
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    pending = bulk_io.span_crc_started(fd, 7, 49990)
+    os.close(fd)  # the map keeps the file
+    assert pending() == pending() == zlib.crc32(data[7:49997])
+
+
 # ---------------------------------------------------------------- zip writing and reading in place
 def write_zip(path, members, align=64):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)

@@ -9,6 +9,7 @@ tensor([0., 2.])
 
 import functools
 import inspect
+import types
 
 import torch
 import torch.nn.functional as F
@@ -105,6 +106,9 @@ def sigmoid(x):
 @_accepts_any_tensor
 def softmax(x, axis=-1):
     """`exp(x) / sum(exp(x))` along `axis` (`None`: over all elements)."""
+    from keramic.ops.nn import warn_if_softmax_over_one
+
+    warn_if_softmax_over_one(x, axis)
     if axis is None:
         return backend.softmax(x.reshape(-1), 0).reshape(x.shape)
     return backend.softmax(x, axis)
@@ -302,8 +306,11 @@ def sparsemax(x, axis=-1):
 
 
 def _is_builtin(activation):
+    """As Keras: a built-in activation, or any Python function named as one (`ops.gelu`, or a
+    user's own `def gelu`), is written by its name."""
     name = getattr(activation, "__name__", None)
-    return name is not None and registry.public_objects(_NAMESPACE).get(name) is activation
+    public = registry.public_objects(_NAMESPACE)
+    return name is not None and (public.get(name) is activation or (isinstance(activation, types.FunctionType) and name in public))
 
 
 def serialize(activation):

@@ -30,6 +30,9 @@ _TORCH_DTYPES = {
     "complex128": torch.complex128,
 }
 _DTYPE_NAMES = {value: key for key, value in _TORCH_DTYPES.items()}
+# As Keras's torch backend: torch computes little in uint16 and uint32 (no promotion, no `add`), so
+# tensors made, cast or converted to them are int32 and int64.
+_TORCH_DTYPES.update(uint16=torch.int32, uint32=torch.int64)
 # As Keras on torch: `"int"` and Python's `int` are int32, Python's `float` float32, `complex` complex64.
 _ALIASES = {"float": "float32", "int": "int32", "double": "float64", "half": "float16"}
 _PYTHON_TYPES = {bool: "bool", int: "int32", float: "float32", complex: "complex64"}
@@ -40,9 +43,9 @@ def floatx():
     return _FLOATX
 
 
-def set_floatx(name):
+def set_floatx(value):
     global _FLOATX
-    _FLOATX = standardize_dtype(name)
+    _FLOATX = standardize_dtype(value)
 
 
 def standardize_dtype(dtype):
@@ -102,6 +105,8 @@ def convert_to_tensor(x, dtype=None):
         array = np.asarray(x)
         if dtype is None and array.dtype == np.float64:
             dtype = floatx()
+        elif dtype is None and array.dtype.name in ("uint16", "uint32"):
+            dtype = array.dtype.name
         if array.dtype == object:
             raise TypeError(f"Cannot convert an object array to a tensor: {x!r}")
         # numpy has no bfloat16: Keras's ml_dtypes arrays cross as their raw 16-bit patterns.
@@ -193,6 +198,12 @@ class Variable(torch.nn.Parameter):
     Keras attributes: `name`, `path`, `trainable`, `numpy()`, `assign()`, `value`.
     """
 
+    # Keras's defaults, read by code written for its distribution strategies and regularizers.
+    aggregation = "none"
+    synchronization = "auto"
+    regularizer = None
+    overwrite_with_gradient = False
+
     def __new__(
         cls,
         initializer,
@@ -225,7 +236,10 @@ class Variable(torch.nn.Parameter):
             dtype = _variable_dtype_of(initial_value)
         # Always a copy: the caller's tensor or numpy array must not alias the variable.
         data = convert_to_tensor(initial_value, dtype).detach().clone()
-        return cls.from_fresh_tensor(data, name, trainable, path)
+        variable = cls.from_fresh_tensor(data, name, trainable, path)
+        if (aggregation, synchronization) != ("none", "auto"):
+            variable.aggregation, variable.synchronization = aggregation, synchronization
+        return variable
 
     def __init__(self, *args, **kwargs):
         pass
@@ -284,6 +298,10 @@ class Variable(torch.nn.Parameter):
             return NotImplemented  # NumPy cannot write into a variable: use `assign`
         inputs = tuple(item.numpy() if isinstance(item, Variable) else item for item in inputs)
         return getattr(ufunc, method)(*inputs, **kwargs)
+
+    def __round__(self, ndigits=None):
+        """As Keras: `round(variable, n)` is a tensor (torch tensors have no `round()` of their own)."""
+        return torch.round(self, decimals=ndigits or 0)
 
     def __radd__(self, other):
         return _reflected(self, other, "__radd__", "add")
@@ -492,7 +510,8 @@ def _lattice_node(value):
     if isinstance(value, torch.Tensor) or (hasattr(value, "dtype") and not isinstance(value, (str, np.dtype, type))):
         return standardize_dtype(value.dtype)
     if isinstance(value, (list, tuple)):  # as Keras: a nested list counts as the tensor it converts to
-        return standardize_dtype(convert_to_tensor(value).dtype)
+        name = np.asarray(value).dtype.name  # Python numbers: int32, floatx() and complex64, as Keras
+        return {"int64": "int32", "float64": floatx(), "complex128": "complex64"}.get(name, standardize_dtype(name))
     return standardize_dtype(value)
 
 

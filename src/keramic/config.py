@@ -30,9 +30,9 @@ set_image_data_format = _backend.set_image_data_format
 backend = _backend.backend  # keras.config.backend() -> "torch"
 
 
-def set_backend(name: str) -> None:
-    if name != "torch":
-        raise ValueError(f"keramic runs on PyTorch only; cannot switch the backend to {name!r}.")
+def set_backend(backend: str) -> None:
+    if backend != "torch":
+        raise ValueError(f"keramic runs on PyTorch only; cannot switch the backend to {backend!r}.")
 
 
 def enable_unsafe_deserialization() -> None:
@@ -60,8 +60,8 @@ def max_epochs():
     return _state["max_epochs"]
 
 
-def set_max_epochs(value) -> None:
-    _state["max_epochs"] = value
+def set_max_epochs(max_epochs) -> None:
+    _state["max_epochs"] = max_epochs
 
 
 def max_steps_per_epoch():
@@ -69,8 +69,8 @@ def max_steps_per_epoch():
     return _state["max_steps_per_epoch"]
 
 
-def set_max_steps_per_epoch(value) -> None:
-    _state["max_steps_per_epoch"] = value
+def set_max_steps_per_epoch(max_steps_per_epoch) -> None:
+    _state["max_steps_per_epoch"] = max_steps_per_epoch
 
 
 def enable_flash_attention() -> None:

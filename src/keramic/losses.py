@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from keramic import backend, dtype_policies
+from keramic import backend, dtype_policies, tree
 from keramic.errors import UnknownObjectError
 from keramic.serialization import registry
 from keramic.serialization.registry import keras_export
@@ -35,6 +35,12 @@ def to_tensor(x, dtype=None, like=None):
     if dtype is not None and x.dtype != dtype:
         x = x.to(dtype)
     return x
+
+
+def _holds_arrays(x) -> bool:
+    """A list, tuple or dict of tensors or arrays, which a loss takes leaf by leaf (a nesting of
+    plain numbers is one tensor)."""
+    return isinstance(x, (list, tuple, dict)) and any(isinstance(leaf, (torch.Tensor, np.ndarray)) for leaf in tree.flatten(x))
 
 
 def get_keras_mask(x):
@@ -139,8 +145,14 @@ def float32_scalar(value):
 
 # ------------------------------------------------------------------------------- functions
 def tensor_pair(y_true, y_pred, same_rank=True):
-    """Both as tensors in y_pred's dtype and device (optionally with Keras' rank fix-up)."""
+    """Both as tensors in y_pred's dtype and device (optionally with Keras' rank fix-up).
+
+    Integer and bool predictions compute in floatx: Keras's means of them come out float, and its
+    integer arithmetic on them (MAPE, Poisson, log-cosh) gives numbers its own docs disagree with.
+    """
     y_pred = to_tensor(y_pred)
+    if not (y_pred.is_floating_point() or y_pred.is_complex()):
+        y_pred = y_pred.to(backend.torch_dtype(backend.floatx()))
     y_true = to_tensor(y_true, y_pred.dtype, like=y_pred)
     if same_rank:
         y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
@@ -541,8 +553,12 @@ class Loss:
     def __call__(self, y_true, y_pred, sample_weight=None):
         in_mask = get_keras_mask(y_pred)
         dtype = backend.torch_dtype(self._dtype)
-        y_pred = to_tensor(y_pred, dtype)
-        y_true = to_tensor(y_true, dtype, like=y_pred)
+        if _holds_arrays(y_pred):  # as Keras: a list or dict of arrays (a discriminator's features) stays one
+            y_pred = tree.map_structure(lambda x: to_tensor(x, dtype), y_pred)
+            y_true = tree.map_structure(lambda x: to_tensor(x, dtype), y_true)
+        else:
+            y_pred = to_tensor(y_pred, dtype)
+            y_true = to_tensor(y_true, dtype, like=y_pred)
         losses = self.call(y_true, y_pred)
         out_mask = get_keras_mask(losses)
         if in_mask is not None and out_mask is not None:

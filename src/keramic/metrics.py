@@ -1220,6 +1220,7 @@ class _IoUBase(Metric):
         cells = torch.zeros(self.num_classes * self.num_classes, dtype=dtype, device=y_true.device)
         cells.index_add_(0, rows * self.num_classes + columns, weights)
         _accumulate(self.total_cm, cells.reshape(self.num_classes, self.num_classes))
+        return self.total_cm.detach().clone()  # as Keras: the updated totals
 
 
 @keras_export("keras.metrics")
@@ -1279,7 +1280,7 @@ class BinaryIoU(IoU):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = (to_tensor(y_pred, torch.float32) >= self.threshold).to(self._torch_dtype)
-        super().update_state(to_tensor(y_true, self._torch_dtype), y_pred, sample_weight)
+        return super().update_state(to_tensor(y_true, self._torch_dtype), y_pred, sample_weight)
 
     def get_config(self):
         return {"target_class_ids": self.target_class_ids, "threshold": self.threshold, "name": self.name, "dtype": self.dtype}

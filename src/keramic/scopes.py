@@ -58,8 +58,16 @@ class Function:
     """
 
     def __init__(self, inputs, outputs, name=None):
+        from keramic.layers.input_layer import InputLayer
         from keramic.models.functional import Functional
+        from keramic.symbolic import KerasTensor, Node, flatten
 
+        for tensor in flatten(inputs):
+            if isinstance(tensor, KerasTensor) and tensor._keras_history is None:
+                # As Keras: a bare `KerasTensor(shape)` may be an input; it gets an input node of its own.
+                layer = InputLayer(batch_shape=tensor.shape, dtype=tensor.dtype)
+                Node(layer, (), {}, tensor)
+                layer.output_tensor = tensor
         self._graph = Functional(inputs, outputs, name=name or "function")
         self.name = self._graph.name
         self.inputs = self._graph.inputs

@@ -1,5 +1,6 @@
 """Symbolic tensors and graph nodes: what `Input()` returns and what Functional models are made of."""
 
+import sys
 from contextlib import contextmanager
 
 import numpy as np
@@ -12,11 +13,18 @@ class KerasTensor:
     """A placeholder with a shape (None for unknown dims) and a dtype, remembering who made it."""
 
     __array_priority__ = 1000
+    # Keras's attributes for its TensorFlow-only ragged tensors: never ragged here.
+    ragged = False
+    ragged_rank = None
+    row_splits_dtype = None
+    record_history = True
 
-    def __init__(self, shape, dtype="float32", name=None, sparse=False):
+    def __init__(self, shape, dtype="float32", sparse=False, ragged=False, record_history=True, name=None):
+        if ragged:
+            raise ValueError("`ragged=True` is not supported with the torch backend")
         self.shape = tuple(None if d is None else int(d) for d in shape)
         self.dtype = backend.standardize_dtype(dtype)
-        self.name = name
+        self.name = name if name is not None else _auto_tensor_name()
         self.sparse = sparse
         self._keras_history = None  # (layer, node_index, tensor_index)
 
@@ -45,6 +53,13 @@ class KerasTensor:
 
     def __iter__(self):
         raise TypeError("A symbolic KerasTensor cannot be iterated; index it or use ops.unstack.")
+
+
+def _auto_tensor_name() -> str:
+    """Keras's names for unnamed tensors, `keras_tensor`, `keras_tensor_1`, ... (reset by
+    `clear_session()`): a model cut at an intermediate tensor names its Input after it."""
+    naming = sys.modules.get("keramic.utils.naming")  # loaded with the layers; the graph module imports no utils
+    return naming.uniquify("keras_tensor") if naming is not None else "keras_tensor"
 
 
 class Node:

@@ -6,6 +6,8 @@ Dicts are visited in sorted key order; `None` is a leaf; strings are leaves.
 [2, 3, 1]
 """
 
+import warnings
+
 MAP_TO_NONE = object()  # returned by a traverse function: replace the subtree by None
 
 
@@ -46,7 +48,8 @@ def flatten_with_path(structure) -> list:
 
 def map_structure(func, *structures, none_is_leaf=True):
     """`func` applied leaf-wise across structures of the same shape."""
-    assert_same_structure(*structures) if len(structures) > 1 else None
+    for other in structures[1:]:
+        _check_same(structures[0], other)
     first = structures[0]
     if not is_nested(first):
         return func(*structures)
@@ -63,25 +66,37 @@ def map_structure_up_to(shallow_structure, func, *structures):
                                         for shallow, group in zip(_children(shallow_structure), children)])
 
 
-def assert_same_structure(a, b=None, *more, check_types=True):
-    """Raise ValueError when the structures differ in nesting or length."""
-    if b is None and not more:
-        return
-    for other in (b, *more):
-        _check_same(a, other, check_types)
+def assert_same_structure(a, b, check_types=None):
+    """Raise ValueError when the structures differ in nesting, node type or length (Keras 3.15: a
+    list never matches a tuple, nor a tuple a namedtuple; any two dicts match by keys)."""
+    if check_types is not None:
+        advice = (
+            "no longer has any effect, please remove."
+            if check_types
+            else "no longer has any effect. For a looser check, use `keras.tree.assert_same_paths()`, which "
+            "considers `list`, `tuple`, `namedtuple` and `deque` as matching"
+        )
+        warnings.warn(f"The `check_types` argument is deprecated and {advice}", DeprecationWarning, stacklevel=2)
+    _check_same(a, b)
 
 
-def _check_same(a, b, check_types):
+def _node_type(structure):
+    return dict if isinstance(structure, dict) else type(structure)
+
+
+def _check_same(a, b):
     if is_nested(a) != is_nested(b):
         raise ValueError(f"The two structures don't have the same nested structure: {a!r} vs {b!r}.")
     if not is_nested(a):
         return
-    if check_types and type(a) is not type(b) and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))):
-        raise ValueError(f"The two structures don't have the same sequence type: {type(a).__name__} vs {type(b).__name__}.")
-    if isinstance(a, dict) and sorted(a) != sorted(b) or len(a) != len(b):
-        raise ValueError(f"The two structures don't have the same keys or length: {a!r} vs {b!r}.")
+    if _node_type(a) is not _node_type(b):
+        raise ValueError(f"Node type mismatch; expected {_node_type(a)}, but got {_node_type(b)}.")
+    if isinstance(a, dict) and sorted(a) != sorted(b):
+        raise ValueError(f"Node keys mismatch; missing key(s): {set(a) - set(b)}; extra key(s): {set(b) - set(a)}.")
+    if len(a) != len(b):
+        raise ValueError(f"Node arity mismatch; expected {len(a)}, but got {len(b)}.")
     for x, y in zip(_children(a), _children(b)):
-        _check_same(x, y, check_types)
+        _check_same(x, y)
 
 
 def assert_same_paths(a, b):

@@ -38,11 +38,12 @@ def MobileNetV2(
 ):
     """Instantiate MobileNetV2; ImageNet weights exist for six widths at 96 to 224 pixels."""
     _common.check_weights_argument(weights, include_top, classes)
-    if input_shape is None and input_tensor is not None:
-        input_shape = tuple(input_tensor.shape[1:])
+    # As Keras: a lone `input_tensor` picks the default size, but the name and the weights file
+    # follow `input_shape` (so `include_top=False` gives "..._None" and the 224 weights).
+    sized = input_shape if input_shape is not None or input_tensor is None else tuple(input_tensor.shape[1:])
     default_size = 224
-    if input_shape is not None and input_shape[0] == input_shape[1] and input_shape[0] in _IMAGENET_SIZES:
-        default_size = input_shape[0]
+    if sized is not None and sized[0] == sized[1] and sized[0] in _IMAGENET_SIZES:
+        default_size = sized[0]
     input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size, 32, include_top, weights)
     rows, cols = input_shape[0], input_shape[1]
     if weights == "imagenet":

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from keramic import activations, backend, constraints, initializers, regularizers
 from keramic.layers.base import Layer, weight_settings
+from keramic.ops.nn import warn_if_softmax_over_one
 from keramic.serialization.registry import keras_export
 
 
@@ -188,11 +189,13 @@ class Softmax(Layer):
             lowest = -3e4 if inputs.dtype == torch.float16 else -1e9
             inputs = torch.where(mask, inputs, torch.tensor(lowest, dtype=inputs.dtype, device=inputs.device))
         if isinstance(self.axis, (list, tuple)) and len(self.axis) == 1:  # Keras: a plain softmax
+            warn_if_softmax_over_one(inputs, self.axis[0])
             outputs = backend.softmax(inputs, self.axis[0])
         elif isinstance(self.axis, (list, tuple)):
             axes = tuple(self.axis)
             outputs = torch.exp(inputs - torch.logsumexp(inputs, dim=axes, keepdim=True))
         else:
+            warn_if_softmax_over_one(inputs, self.axis)
             outputs = backend.softmax(inputs, self.axis)
         if mask is not None:
             outputs = torch.where(mask, outputs, torch.zeros((), dtype=outputs.dtype, device=outputs.device))

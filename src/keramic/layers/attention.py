@@ -211,7 +211,7 @@ class EinsumDense(lora.LoraLayer, Layer):
             self.built = True
             self.enable_lora(self.lora_rank)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):  # as Keras: `training` (unused) may be given, by position too
         if self.quantization_mode:
             return quantized.call(self, inputs)
         kernel = self.kernel

@@ -3,6 +3,7 @@
 import contextlib
 import functools
 import inspect
+import random
 import threading
 import warnings
 
@@ -102,9 +103,12 @@ class Layer(torch.nn.Module):
 
     _records_build_config = False
     input_spec = None  # as Keras: what calls must look like (rank, sizes); layers set it, each call checks it
-    # Keras refuses Python numbers as positional inputs (`model([1, 10, 7])`: ValueError); keramic's
-    # layers and op nodes take them as constants, models refuse them as Keras does.
+    # Keras refuses Python numbers as positional inputs (`model([1, 10, 7])`: ValueError); op nodes
+    # take them as constants, models refuse them as Keras does.
     _rejects_python_numbers = False
+    # As Keras: only tensors (or None) go by position (`Dense(3)(x, True)` is a ValueError), except
+    # for Functional models, op nodes and preprocessing layers, which take Python values and strings.
+    _allows_non_tensor_positional_args = False
     # tf.autograph (inside `tf.data.Dataset.map`) calls objects carrying this marker as they are,
     # rather than rewriting keramic's torch code into graph code (see keramic.layers.tf_graph).
     autograph_info__: frozenset = frozenset()
@@ -123,11 +127,14 @@ class Layer(torch.nn.Module):
             scoped = type(self).build is build_and_mark and not (_context.scopes and _context.scopes[-1] == self.name)
             if scoped:
                 _context.scopes.append(self.name)
+            state = self.__dict__
+            state["_building"] = state.get("_building", 0) + 1  # as Keras: state stays open until build returns
             try:
                 if "_path" not in self.__dict__:  # as Keras: set as the build starts (a DTypePolicyMap looks it up)
                     self.__dict__["_path"] = "/".join(self._weight_prefix())
                 build(self, *args, **kwargs)
             finally:
+                state["_building"] -= 1
                 if scoped:
                     _context.scopes.pop()
             if self._build_shapes is None:
@@ -223,6 +230,9 @@ class Layer(torch.nn.Module):
             return
         # Classify once, here, what the saving walk visits (children and containers), so a walk
         # never has to list and test every attribute of every layer.
+        if (structural and name in state["_tracked_order"] and (not state["built"] or state.get("_building"))
+                and not type(self).__module__.startswith("keramic.")):
+            _retire_replaced_layers(self, name, value)
         if structural or saveable.saving_kind(value):
             state["_saveable_attrs"].add(name)
             if structural and name not in state["_tracked_order"] and not name.startswith("__"):
@@ -316,8 +326,9 @@ class Layer(torch.nn.Module):
                 for item in value.values():
                     visit(item)
 
+        retired = self.__dict__.get("_retired_layers", {})
         for attribute in self._tracked_order:
-            visit(getattr(self, attribute, None))
+            visit(retired[attribute] if attribute in retired else getattr(self, attribute, None))
         return found
 
     def _flatten_layers(self, include_self=True, recursive=True):
@@ -347,6 +358,11 @@ class Layer(torch.nn.Module):
     @property
     def variable_dtype(self):
         return self._own_policy().variable_dtype
+
+    @property
+    def input_dtype(self):
+        """The dtype inputs are converted to (Keras: the compute dtype; lookups override it)."""
+        return self.compute_dtype
 
     @property
     def quantization_mode(self):
@@ -495,6 +511,27 @@ class Layer(torch.nn.Module):
         return self._dedup(own + [v for layer in self._sublayers() for v in layer.variables])
 
     @property
+    def metrics(self):
+        """As Keras: the metrics kept as public attributes of this layer and of its sublayers."""
+        from keramic.metrics import Metric
+
+        found = []
+        for layer in self._flatten_layers():
+            for name, value in vars(layer).items():
+                if isinstance(value, Metric) and not name.startswith("_") and all(value is not f for f in found):
+                    found.append(value)
+        return found
+
+    @property
+    def metrics_variables(self):
+        return [variable for metric in self.metrics for variable in metric.variables]
+
+    @property
+    def torch_params(self) -> torch.nn.ParameterDict:
+        """As Keras on torch: every variable of the layer and its sublayers, keyed by its path."""
+        return torch.nn.ParameterDict({v.path: v for v in sorted(self.variables, key=lambda v: v.path)})
+
+    @property
     def trainable_weights(self):
         if not self.trainable:
             return []
@@ -629,6 +666,32 @@ class Layer(torch.nn.Module):
         self._build_shapes = positional[0] if shapes is None else shapes
         self.built = True
 
+    def _trace_to_build(self, args, kwargs):
+        """As Keras: a layer without a `build` whose sublayers are unbuilt is first traced on its
+        inputs, with the caller's arguments (not the `training` flag the call fills in), which
+        builds them and shows what a call shows (a dropped mask's warning). A call that cannot be
+        traced builds them itself."""
+        if type(self).build is not Layer.build or all(layer.built for layer in self._sublayers()):
+            return
+        if "training" in kwargs and not _call_signature_flags(type(self))[0]:
+            kwargs = {key: value for key, value in kwargs.items() if key != "training"}
+        _context.scopes.append(self.name)
+        states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        try:
+            run_on_placeholders(self.call, args, kwargs)
+        except Exception:  # as Keras: the real call builds what the trace could not
+            pass
+        finally:
+            _context.scopes.pop()
+            # Keras's trace is symbolic and draws nothing: a `call` that picks with Python's, NumPy's
+            # or torch's global generator (AugMix's chains) must not spend those draws here.
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+            torch.set_rng_state(states[2])
+            if cuda_states is not None:
+                torch.cuda.set_rng_state_all(cuda_states)
+
     def get_build_config(self):
         if self._build_shapes is None:
             return None
@@ -664,6 +727,8 @@ class Layer(torch.nn.Module):
         raise NotImplementedError(f"Layer {type(self).__name__} does not implement call().")
 
     def __call__(self, *args, **kwargs):
+        if not self._allows_non_tensor_positional_args and not in_dry_run():  # a dry run fills in `training=False`
+            _reject_non_tensor_positionals(args)
         args, kwargs = _keyword_call_arguments(type(self), args, kwargs)
         if any_symbolic(args, kwargs):
             return self._symbolic_call(args, kwargs)
@@ -688,6 +753,8 @@ class Layer(torch.nn.Module):
         context = _context
         if context.depth == 0 and args:
             args, kwargs = _to_device(args, kwargs, self._device)
+        if not self.built:
+            self._trace_to_build(args, kwargs)
         outer_training = context.training
         if has_training:
             training = kwargs.get("training")
@@ -697,7 +764,7 @@ class Layer(torch.nn.Module):
         else:
             training = kwargs.pop("training", None) if "training" in kwargs else outer_training
         previous_mask = None
-        computes_mask = self.supports_masking or type(self).compute_mask is not Layer.compute_mask
+        computes_mask = self.supports_masking  # as Keras: set from `compute_mask` at init; a layer may turn it off (Lambda)
         if (has_mask or computes_mask) and args:
             previous_mask = _collect_mask(args[0])
             if has_mask and previous_mask is not None and kwargs.get("mask") is None and _one_tensor_argument(args, kwargs):
@@ -710,6 +777,8 @@ class Layer(torch.nn.Module):
         # As Keras, a mask is dropped only if the inputs had one before the call (an identity `call`
         # of a masking layer inside a Functional model hands the model's own inputs a mask).
         masked_before = self._warns_of_dropped_masks and not computes_mask and bool(args) and _collect_mask(args[0]) is not None
+        # As Keras, a mask handed over explicitly (`mask=`) counts as one the layer drops.
+        given_mask = kwargs.get("mask") if self._warns_of_dropped_masks and not computes_mask else None
         policy = self.dtype_policy
         if type(policy) is dtype_policies.DTypePolicyMap:
             policy = self._own_policy()
@@ -756,6 +825,8 @@ class Layer(torch.nn.Module):
             output_mask = self.compute_mask(args[0] if args else None, previous_mask)
             if output_mask is not None:
                 _attach_mask(outputs, output_mask)
+        elif given_mask is not None:
+            _warn_if_mask_dropped(self, None, mask=given_mask)
         elif masked_before:
             _warn_if_mask_dropped(self, args[0])
         return outputs
@@ -862,6 +933,8 @@ class Layer(torch.nn.Module):
         """Call on KerasTensors: build, infer the outputs' shapes (and masks), and record a graph node."""
         if args and self.__dict__.get("input_spec") is not None:
             assert_input_compatibility(self.__dict__["input_spec"], args[0], self.name)
+        if not self.built:
+            self._trace_to_build(args, kwargs)
         self._maybe_build(args, kwargs)
         _context.scopes.append(self.name)  # as Keras: sublayers first built inside this call get this layer's path
         call_kwargs = _with_symbolic_masks(type(self), args, kwargs)
@@ -869,8 +942,10 @@ class Layer(torch.nn.Module):
             outputs = self.compute_output_spec(*args, **call_kwargs)
         finally:
             _context.scopes.pop()
-        if args and (self.supports_masking or type(self).compute_mask is not Layer.compute_mask):
+        if args and self.supports_masking:
             _attach_symbolic_mask(self, args[0], kwargs.get("mask"), outputs)
+        elif self._warns_of_dropped_masks and kwargs.get("mask") is not None:
+            _warn_if_mask_dropped(self, None, stacklevel=4, mask=kwargs["mask"])
         elif args and self._warns_of_dropped_masks:
             _warn_if_mask_dropped(self, args[0], stacklevel=4)
         # The node keeps the caller's arguments and, as Keras, what it fills in (keramic.layers.symbolic_masks).
@@ -1070,6 +1145,50 @@ def _reject_python_numbers(inputs):
             )
 
 
+def _layers_in(value) -> list:
+    """The layers a value holds: itself, or those in its (nested) lists, tuples and dicts."""
+    if isinstance(value, Layer):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [layer for item in value for layer in _layers_in(item)]
+    return []
+
+
+def _retire_replaced_layers(layer, name, value) -> None:
+    """As Keras, whose tracker keeps every sublayer assigned until the layer's build returns: a sublayer
+    replaced in a user's `__init__` (a subclass assigning its own head) stays among the layers,
+    where it was, and the attribute's new layers come after those assigned since."""
+    kept = {id(new) for new in _layers_in(value)}
+    dropped = [old for old in _layers_in(getattr(layer, name, None)) if id(old) not in kept]
+    if not dropped:
+        return
+    retired = layer.__dict__.setdefault("_retired_layers", {})
+    key = f"\x00retired_{len(retired)}"  # never an attribute name
+    retired[key] = dropped
+    order = layer.__dict__["_tracked_order"]
+    order[order.index(name)] = key
+    order.append(name)
+
+
+_TENSOR_ARGUMENTS = (torch.Tensor, KerasTensor, np.ndarray, np.generic)
+
+
+def _reject_non_tensor_positionals(args) -> None:
+    """As Keras: a Python value given by position (a flag, a number, a string) is a ValueError
+    asking for a keyword, rather than a value silently bound to the next parameter."""
+    for arg in args:
+        if arg is None or isinstance(arg, _TENSOR_ARGUMENTS):
+            continue
+        for leaf in flatten(arg):
+            if leaf is not None and not isinstance(leaf, _TENSOR_ARGUMENTS) and not backend.is_foreign_array(leaf):
+                raise ValueError(
+                    "Only input tensors may be passed as positional arguments. The following argument value "
+                    f"should be passed as a keyword argument: {leaf} (of type {type(leaf)})"
+                )
+
+
 def _to_device(args, kwargs, device):
     """Send tensor arguments of an outermost call to the layer's device (no-op when already there)."""
     if len(args) == 1 and isinstance(args[0], torch.Tensor) and args[0].device == device and not kwargs:
@@ -1173,10 +1292,11 @@ def _attach_symbolic_mask(layer, inputs, given_mask, outputs):
             output._keras_mask = item
 
 
-def _warn_if_mask_dropped(layer, inputs, stacklevel=3):
-    """Keras's warning when a layer that does not support masking is handed a masked input."""
-    mask = _collect_mask(inputs)
-    if mask is not None and any(m is not None for m in (mask if isinstance(mask, list) else [mask])):
+def _warn_if_mask_dropped(layer, inputs, stacklevel=3, mask=None):
+    """Keras's warning when a layer that does not support masking is handed a masked input (or a
+    `mask=` argument)."""
+    mask = _collect_mask(inputs) if mask is None else mask
+    if mask is not None and any(m is not None for m in flatten(mask)):
         warnings.warn(
             f"Layer '{layer.name}' (of type {type(layer).__name__}) was passed an input with a mask attached to it. "
             "However, this layer does not support masking and will therefore destroy the mask information. "

@@ -93,6 +93,7 @@ class Attention(Layer):
         if keep is not None:
             big = 65504.0 if scores.dtype == torch.float16 else 1.0e9
             scores = torch.where(keep, scores, scores - big)
+        ops.nn.warn_if_softmax_over_one(scores, -1)
         weights = torch.softmax(scores, dim=-1)
         output = torch.matmul(self._dropout(weights, training), value)
         if query_mask is not None:

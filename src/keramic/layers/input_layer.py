@@ -27,7 +27,8 @@ class InputLayer(Layer):
         **kwargs,
     ):
         # Keras 2 spellings read from old configs.
-        batch_shape = batch_shape or kwargs.pop("batch_input_shape", None)
+        legacy_shape = kwargs.pop("batch_input_shape", None)
+        batch_shape = legacy_shape if batch_shape is None else batch_shape  # `()` is a shape: a scalar per batch
         if "input_shape" in kwargs and shape is None:
             warnings.warn("Argument `input_shape` is deprecated. Use `shape` instead.", stacklevel=2)
             shape = kwargs.pop("input_shape")
@@ -35,6 +36,8 @@ class InputLayer(Layer):
             kwargs.pop(legacy, None)
         if kwargs:
             raise ValueError(f"Unrecognized keyword arguments passed to InputLayer: {kwargs}")
+        if ragged:
+            raise ValueError("`ragged=True` is not supported with the torch backend")
         if isinstance(dtype, dict):  # a DTypePolicy envelope from a Keras 2 config
             dtype = dtype.get("config", {}).get("name")
         self._dtype = backend.standardize_dtype(dtype)
@@ -50,7 +53,8 @@ class InputLayer(Layer):
         self.sparse = bool(sparse)
         self.optional = optional
         self.built = True
-        tensor = KerasTensor(self.batch_shape, self._dtype, name=self.name)
+        # As Keras: the tensor of an unnamed Input gets a tensor's automatic name, not its layer's.
+        tensor = KerasTensor(self.batch_shape, self._dtype, name=name)
         Node(self, (), {}, tensor)
         self.output_tensor = tensor
 
@@ -74,9 +78,10 @@ class InputLayer(Layer):
 
 @keras_export("keras.layers")
 @keras_export("keras")
-def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None, tensor=None, optional=False):
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, ragged=None, batch_shape=None, name=None, tensor=None, optional=False):
     """A symbolic input: `x = Input(shape=(784,), name="digits")`."""
     layer = InputLayer(
+        ragged=ragged,
         shape=shape,
         batch_size=batch_size,
         dtype=dtype,

@@ -17,6 +17,7 @@ class Operation(Layer):
     """A weightless graph node that is not listed in `model.layers`."""
 
     _autocast_inputs = False  # as in Keras, an op computes in its inputs' dtypes (float16 stays float16)
+    _allows_non_tensor_positional_args = True  # slices, shapes and constants go by position
     _warns_of_dropped_masks = False  # as in Keras, an op is not a layer: it drops masks silently
 
     def get_config(self):
@@ -57,7 +58,17 @@ class Operation(Layer):
         described = ", ".join(
             f"shape={tuple(t.shape)} dtype={standardize_dtype(t.dtype)}" for t in flatten((args, kwargs)) if hasattr(t, "shape")
         )
-        raise ValueError(f"Invalid inputs for operation '{type(self).__name__}' ({self.name}): {described}. {first}") from first
+        error_class = InvalidIndexInputs if isinstance(first, IndexError) else InvalidTypeInputs if isinstance(first, TypeError) else ValueError
+        raise error_class(f"Invalid inputs for operation '{type(self).__name__}' ({self.name}): {described}. {first}") from first
+
+
+class InvalidIndexInputs(ValueError, IndexError):
+    """An op's inputs failed on an axis or index out of range: a ValueError, as Keras mostly raises,
+    and an IndexError, as Keras raises where its own shape rule indexes out of range (`ops.repeat`)."""
+
+
+class InvalidTypeInputs(ValueError, TypeError):
+    """An op's inputs failed on their types: a ValueError and, as Keras raises there, a TypeError."""
 
 
 def _reshape_output_spec(x, newshape):
@@ -70,12 +81,14 @@ def _reshape_output_spec(x, newshape):
         rest = math.prod(d for d in dims if d != -1)
         if -1 in dims and (rest == 0 or total % rest):
             raise ValueError(
-                "The total size of the tensor must be unchanged, however, the input size cannot by divided by the "
+                "Invalid inputs for operation 'Reshape': the total size of the tensor must be unchanged, however, the "
+                "input size cannot by divided by the "
                 f"specified dimensions in newshape. Received: input_shape={tuple(x.shape)}, newshape={newshape}"
             )
         if -1 not in dims and rest != total:
             raise ValueError(
-                f"The total size of the tensor must be unchanged. Received: input_shape={tuple(x.shape)}, newshape={newshape}"
+                "Invalid inputs for operation 'Reshape': the total size of the tensor must be unchanged. "
+                f"Received: input_shape={tuple(x.shape)}, newshape={newshape}"
             )
         dims = tuple(total // rest if d == -1 else d for d in dims)
     elif total is None and -1 not in dims and None not in dims:

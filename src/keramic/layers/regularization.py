@@ -139,7 +139,7 @@ class _SpatialDropout(Dropout):
 
     rank: int | None = None
 
-    def __init__(self, rate, seed=None, name=None, dtype=None, data_format=None):
+    def __init__(self, rate, data_format=None, seed=None, name=None, dtype=None):
         super().__init__(rate, seed=seed, name=name, dtype=dtype)
         # Keras's SpatialDropout1D is always channels-last; 2D/3D follow the global image data format.
         default = "channels_last" if self.rank == 1 else backend.image_data_format()

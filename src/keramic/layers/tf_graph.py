@@ -48,8 +48,10 @@ def call_in_graph(layer, args, kwargs):
         return [_to_numpy(output, dtype) for output, dtype in zip(outputs, out_dtypes)]
 
     results = tf.py_function(run, leaves, out_dtypes)
+    # A layer whose `tf.data` outputs have another static shape than its symbolic spec names it.
+    graph_shape = getattr(layer, "_graph_output_shape", None)
     for result, leaf in zip(results, spec_leaves):
-        result.set_shape(leaf.shape)
+        result.set_shape(graph_shape(placeholders[0].shape) if graph_shape and len(spec_leaves) == 1 else leaf.shape)
     return map_structure(lambda _: results.pop(0), spec) if len(spec_leaves) > 1 else results[0]
 
 

@@ -12,7 +12,9 @@ from keramic.layers.base import explicit_training
 from keramic.layers.preprocessing import strings
 from keramic.models.model import Model
 from keramic.serialization.registry import keras_export
-from keramic.symbolic import KerasTensor, flatten, in_dry_run, map_structure
+from keramic.symbolic import KerasTensor, flatten, in_dry_run, map_structure, run_on_placeholders
+from keramic.tree import pack_sequence_as
+from keramic.utils import naming
 
 
 def _producer(tensor):
@@ -78,7 +80,9 @@ def _cut_at_inputs(inputs, outputs):
     from keramic.layers.input_layer import Input
 
     memo = {
-        id(tensor): tensor if _producer(tensor).is_input else Input(batch_shape=tensor.shape, dtype=tensor.dtype, sparse=tensor.sparse)
+        id(tensor): tensor
+        if _producer(tensor).is_input
+        else Input(batch_shape=tensor.shape, dtype=tensor.dtype, sparse=tensor.sparse, name=f"{tensor.name}CLONE")
         for tensor in flat
     }
 
@@ -92,10 +96,12 @@ def _cut_at_inputs(inputs, outputs):
                 return tensor  # an Input the caller did not list: reported as a disconnected graph
             result = node.layer(*map_structure(swap, list(node.call_args)), **map_structure(swap, node.call_kwargs))
             for old, new in zip(node.output_tensors, flatten(result)):
+                new.name = f"{old.name}_clone"  # as Keras names the tensors of the cut graph
                 memo[id(old)] = new
         return memo[id(tensor)]
 
-    return map_structure(lambda tensor: memo[id(tensor)], inputs), map_structure(rebuild, outputs)
+    with naming.counts_kept("keras_tensor"):
+        return map_structure(lambda tensor: memo[id(tensor)], inputs), map_structure(rebuild, outputs)
 
 
 def _adjust_rank(value, shape):
@@ -124,9 +130,18 @@ class Functional(Model):
     _keras_registered_name = "Functional"
     _autocast_inputs = False  # inputs take their Input's dtype instead
     _converts_input_args = False
+    _allows_non_tensor_positional_args = True
 
     def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
         super().__init__(name=name, trainable=trainable, **kwargs)
+        for key, tensor in inputs.items() if isinstance(inputs, dict) else ():
+            if isinstance(tensor, KerasTensor) and key != tensor.name:  # Keras's warning: data maps by name
+                warnings.warn(
+                    "When providing `inputs` as a dict, all keys in the dict must match the names of the "
+                    f"corresponding tensors. Received key '{key}' mapping to value {tensor} which has name "
+                    f"'{tensor.name}'. Change the tensor name to '{key}' (via `Input(..., name='{key}')`)",
+                    stacklevel=2,
+                )
         if isinstance(inputs, dict) and all(isinstance(k, str) for k in inputs):
             inputs = dict(inputs)
         for tensor in flatten(inputs) + flatten(outputs):
@@ -213,23 +228,25 @@ class Functional(Model):
         """A Functional model is built by its graph; nothing to do."""
 
     def _flatten_call_inputs(self, inputs):
-        """Match the caller's inputs (one tensor, list, or dict by name) to `self.inputs`."""
-        _warn_if_structure_differs(inputs, self._inputs_struct, self.input_names)
+        """Match the caller's inputs (one tensor, a nesting of them, or a dict by name) to
+        `self.inputs`. As Keras, any nesting with as many tensors as the model's inputs is taken in
+        flat order (with a warning when it differs from the model's)."""
+        keys = sorted(self._inputs_struct) if isinstance(self._inputs_struct, dict) else self.input_names
         if isinstance(inputs, dict):
-            if isinstance(self._inputs_struct, dict):
-                keys = sorted(self._inputs_struct)
-            else:
-                keys = self.input_names
-            missing = [k for k in keys if k not in inputs]
-            if missing:
-                raise ValueError(f"Model '{self.name}' is missing inputs {missing}; it expects {keys}.")
-            return [inputs[k] for k in keys]
-        if isinstance(inputs, (list, tuple)):
-            values = list(inputs)
-        else:
-            values = [inputs]
+            for key in keys:
+                if key not in inputs:
+                    raise ValueError(
+                        f'Missing data for input "{key}". You passed a data dictionary with keys {list(inputs)}. '
+                        f"Expected the following keys: {keys}"
+                    )
+        values = [inputs[key] for key in keys] if isinstance(inputs, dict) else flatten(inputs)
         if len(values) != len(self.inputs):
-            raise ValueError(f"Model '{self.name}' expects {len(self.inputs)} input(s), but received {len(values)}.")
+            example = ", ".join(f"'{key}': ..." for key in keys)
+            raise ValueError(
+                f'Layer "{self.name}" expects {len(keys)} named input(s) with keys {keys}, but it received '
+                f"{len(values)} input tensors. Pass inputs as a dict, e.g. `layer({{{example}}})`."
+            )
+        _warn_if_structure_differs(inputs, self._inputs_struct, self.input_names)
         return values
 
     def _as_input_tensor(self, x):
@@ -268,17 +285,43 @@ class Functional(Model):
             else:
                 outputs = node.layer(*map_structure(lookup, args), **map_structure(lookup, kwargs))
             produced = node.output_tensors
-            if len(produced) == 1:
-                values[id(produced[0])] = outputs if not isinstance(outputs, (list, tuple)) else outputs[0]
+            if len(produced) == 1:  # a lone output may come back wrapped (`[t]`, or a model's `{"name": t}`)
+                values[id(produced[0])] = flatten(outputs)[0]
             else:
                 for tensor, value in zip(produced, flatten(outputs)):
                     values[id(tensor)] = value
         outputs = map_structure(lookup, self._outputs_struct)
+        if type(outputs) is dict:  # as Keras, which packs a plain dict of outputs in key order
+            outputs = {key: outputs[key] for key in sorted(outputs)}
         # As Keras: a one-element list (or tuple) of outputs comes back as the bare tensor.
         return outputs[0] if isinstance(outputs, (list, tuple)) and len(outputs) == 1 else outputs
 
     def compute_output_spec(self, *args, **kwargs):
-        return map_structure(lambda t: KerasTensor(t.shape, t.dtype), self._outputs_struct)
+        """As Keras, the graph runs on the shapes it is called with: an encoder built on
+        `Input((None, 8))` and called on `(None, 9, 8)` outputs `(None, 9, ...)`."""
+        declared = map_structure(lambda t: KerasTensor(t.shape, t.dtype), self._outputs_struct)
+        given = flatten(args[0] if args else kwargs.get("inputs"))
+        narrower = any(
+            isinstance(value, KerasTensor) and len(value.shape) == len(tensor.shape)
+            and any(want is None and got is not None for want, got in zip(tensor.shape[1:], value.shape[1:]))
+            for tensor, value in zip(self.inputs, given)
+        )
+        if not narrower:
+            return declared
+        try:
+            with warnings.catch_warnings():  # the caller's own call warns already
+                warnings.simplefilter("ignore")
+                found = flatten(run_on_placeholders(self.call, args, kwargs))
+        except Exception:
+            return declared
+        if len(found) != len(flatten(declared)):
+            return declared
+        merged = [
+            KerasTensor(tuple(old if new is None else new for old, new in zip(d.shape, f.shape)), d.dtype)
+            if isinstance(f, KerasTensor) and len(f.shape) == len(d.shape) else d
+            for d, f in zip(flatten(declared), found)
+        ]
+        return pack_sequence_as(declared, merged)
 
     def add_loss(self, loss):
         """As Keras: a Functional model adds no losses of its own; a layer's `call` adds them."""

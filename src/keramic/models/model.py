@@ -5,6 +5,7 @@ import torch
 from keramic import backend
 from keramic.errors import NotAModelError
 from keramic.layers.base import Layer
+from keramic.models import state_tree
 from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor, flatten
 from keramic.training.trainer import Trainer
@@ -205,6 +206,14 @@ class Model(Trainer, Layer):
             export_model(self, filepath, input_shapes=input_shapes)
         else:
             raise ValueError(f"Unknown export format {format!r}; use 'tf_saved_model' (a directory) or 'onnx'.")
+
+    def get_state_tree(self, value_format="backend_tensor"):
+        """Every variable (trainable, non-trainable, optimizer, metrics) as nested dicts by path."""
+        return state_tree.get_state_tree(self, value_format)
+
+    def set_state_tree(self, state_tree_):
+        """Assign the values of a `get_state_tree()`-shaped tree to the model's variables."""
+        state_tree.set_state_tree(self, state_tree_)
 
     def to_json(self, **kwargs):
         """The architecture (and compile config) as a JSON string, as Keras writes it."""

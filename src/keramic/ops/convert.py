@@ -14,7 +14,7 @@ def to_tensor(x, dtype=None):
         if dtype is not None:
             x = x.to(backend.torch_dtype(dtype))
         return x if x.device == backend.get_device() else x.to(backend.get_device())
-    if isinstance(x, (bool, int, float)):
+    if isinstance(x, (bool, int, float, complex)):
         return torch.tensor(x, dtype=backend.torch_dtype(dtype or dtype_of(x)), device=backend.get_device())
     if isinstance(x, (list, tuple)) and any(isinstance(item, torch.Tensor) for item in x):
         # Stacked, not read through NumPy: the items may require grad (e.g. `ops.sum(model.losses)`).
@@ -26,6 +26,8 @@ def to_tensor(x, dtype=None):
         if array.dtype == object:
             raise TypeError(f"Cannot convert {type(x).__name__} of mixed objects to a tensor: {x!r}")
         tensor = _from_numpy(array)
+        if dtype is None and array.dtype.name in ("uint16", "uint32"):  # as Keras's torch backend: int32 / int64
+            dtype = array.dtype.name
     if dtype is not None:
         tensor = tensor.to(backend.torch_dtype(dtype))
     return tensor.to(backend.get_device())

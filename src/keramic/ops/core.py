@@ -71,10 +71,10 @@ def saturate_cast(x, dtype):  # noqa: F811
     target = torch_dtype(dtype)
     if not target.is_floating_point and target != torch.bool:
         info = torch.iinfo(target)
-        x = torch.clamp(x.double() if x.is_floating_point() else x, info.min, info.max)
+        x = torch.clamp(x.double() if x.is_floating_point() else x.to(torch.int64), info.min, info.max)
     elif target.is_floating_point and x.is_floating_point():
         info = torch.finfo(target)
-        x = torch.clamp(x, info.min, info.max)
+        x = torch.clamp(x.double(), info.min, info.max)  # float64 bounds: a float32 input cannot hold them
     return x.to(target)
 
 
@@ -108,7 +108,10 @@ def slice_update(inputs, start_indices, updates):
 
 @keras_op
 def scatter(indices, values, shape):  # noqa: F811
-    indices, values = _t(indices).to(torch.int64), _t(values)
+    indices, values = _t(indices), _t(values)
+    if indices.is_floating_point():  # as Keras's torch backend: float indices are an IndexError
+        raise IndexError(f"ops.scatter takes integer indices; received dtype {standardize_dtype(indices.dtype)}.")
+    indices = indices.to(torch.int64)
     out = torch.zeros(tuple(shape), dtype=values.dtype, device=values.device)
     out.index_put_(tuple(indices[..., i] for i in range(indices.shape[-1])), values, accumulate=True)
     return out
@@ -149,15 +152,19 @@ def switch(index, branches, *operands):
 
 
 def while_loop(cond, body, loop_vars, maximum_iterations=None):
-    """Repeat `loop_vars = body(*loop_vars)` while `cond(*loop_vars)` holds."""
+    """Repeat `loop_vars = body(*loop_vars)` while `cond(*loop_vars)` holds.
+
+    As Keras, the loop runs on tensors (Python ints become int32, floats floatx()) and a list of
+    loop variables comes back as a tuple.
+    """
     single = not isinstance(loop_vars, (list, tuple))
-    state = (loop_vars,) if single else tuple(loop_vars)
+    state = map_structure(_t, (loop_vars,) if single else tuple(loop_vars))
     count = 0
     while bool(_t(cond(*state))) and (maximum_iterations is None or count < maximum_iterations):
         result = body(*state)
-        state = (result,) if single else tuple(result)
+        state = map_structure(_t, (result,) if single else tuple(result))
         count += 1
-    return state[0] if single else type(loop_vars)(state)
+    return state[0] if single else state
 
 
 def fori_loop(lower, upper, body_fun, init_val):

@@ -32,6 +32,8 @@ def dtype_of(x):
         return "int32"
     if isinstance(x, float):
         return backend.floatx()
+    if isinstance(x, complex):
+        return "complex64"
     if hasattr(x, "dtype"):
         return standardize_dtype(x.dtype)
     array = np.asarray(x)
@@ -39,4 +41,6 @@ def dtype_of(x):
         return backend.floatx()
     if array.dtype == np.int64:
         return "int32"
+    if array.dtype == np.complex128:
+        return "complex64"
     return standardize_dtype(array.dtype)

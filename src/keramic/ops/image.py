@@ -36,7 +36,8 @@ def resize(images, size, interpolation="bilinear", antialias=False, crop_to_aspe
            fill_mode="constant", fill_value=0.0, data_format=None):
     x, unbatched = _to_nchw(images, data_format)
     dtype = x.dtype
-    x = x if x.is_floating_point() else x.float()
+    # ints, and the half floats that have no antialiasing kernel on the CPU, resize in float32
+    x = x if x.dtype in (torch.float32, torch.float64) or (x.is_floating_point() and not antialias) else x.float()
     mode = {"bilinear": "bilinear", "nearest": "nearest-exact", "bicubic": "bicubic", "area": "area"}.get(interpolation)
     if mode is None:
         raise ValueError(f"ops.image.resize: unsupported interpolation {interpolation!r}.")
@@ -50,7 +51,7 @@ def resize(images, size, interpolation="bilinear", antialias=False, crop_to_aspe
     out = F.interpolate(x, size=tuple(size), mode=mode, **kwargs)
     if not dtype.is_floating_point:
         out = torch.round(out).clamp(torch.iinfo(dtype).min, torch.iinfo(dtype).max).to(dtype)
-    return _from_nchw(out, unbatched, data_format)
+    return _from_nchw(out.to(dtype), unbatched, data_format)
 
 
 def _center_crop_to_aspect(x, size):
@@ -75,12 +76,18 @@ def _center_pad_to_aspect(x, size, fill_value):
 
 @keras_op
 def rgb_to_grayscale(images, data_format=None):
+    images = _t(images)
     x = _float_input(images)
+    if x.dim() not in (3, 4):
+        raise ValueError(
+            f"Invalid images rank: expected rank 3 (single image) or rank 4 (batch of images). Received: images.shape={list(x.shape)}"
+        )
     axis = -1 if _data_format(data_format) == "channels_last" else -3
     weights = torch.tensor([0.2989, 0.5870, 0.1140], dtype=x.dtype, device=x.device)
     shape = [1] * x.dim()
     shape[axis] = 3
-    return torch.sum(x * weights.reshape(shape), dim=axis, keepdim=True)
+    gray = torch.sum(x * weights.reshape(shape), dim=axis, keepdim=True)
+    return gray if images.is_floating_point() else gray.to(images.dtype)  # ints truncate back, as Keras
 
 
 @keras_op
@@ -93,6 +100,8 @@ def crop_images(images, top_cropping=None, left_cropping=None, bottom_cropping=N
         target_height = height - top - (bottom_cropping or 0)
     if target_width is None:
         target_width = width - left - (right_cropping or 0)
+    bottom, right = height - top - target_height, width - left - target_width
+    _check_margins("cropping", top=top, left=left, bottom=bottom, right=right)
     return _from_nchw(x[..., top:top + target_height, left:left + target_width], unbatched, data_format)
 
 
@@ -104,7 +113,15 @@ def pad_images(images, top_padding=None, left_padding=None, bottom_padding=None,
     top, left = top_padding or 0, left_padding or 0
     bottom = bottom_padding if bottom_padding is not None else target_height - height - top
     right = right_padding if right_padding is not None else target_width - width - left
+    _check_margins("padding", top=top, left=left, bottom=bottom, right=right)
     return _from_nchw(F.pad(x, (left, right, top, bottom)), unbatched, data_format)
+
+
+def _check_margins(kind, **margins):
+    """As Keras: a target size that needs a negative crop or pad (a crop larger than the image) is an error."""
+    for side, value in margins.items():
+        if value < 0:
+            raise ValueError(f"{side}_{kind} must be >= 0. Received: {side}_{kind}={value}")
 
 
 @keras_op
@@ -213,7 +230,7 @@ def map_coordinates(inputs, coordinates, order, fill_mode="constant", fill_value
             accumulate(axis + 1, indices + [folded], weight * corner_weight, valid & inside)
 
     accumulate(0, [], torch.ones_like(out), torch.ones_like(out, dtype=torch.bool))
-    return out if x.is_floating_point() else torch.round(out).to(x.dtype)
+    return out.to(x.dtype) if x.is_floating_point() else torch.round(out).to(x.dtype)
 
 
 @keras_op
@@ -224,6 +241,11 @@ def affine_transform(images, transform, interpolation="bilinear", fill_mode="con
     transform = _float_input(transform)
     if transform.dim() == 1:
         transform = transform[None]
+    if transform.dim() != 2 or transform.shape[-1] != 8:
+        raise ValueError(
+            "affine_transform takes transforms of 8 values each ([a0, a1, a2, b0, b1, b2, c0, c1]), as a vector or "
+            f"a batch of them. Received: transform.shape={tuple(transform.shape)}"
+        )
     if interpolation not in ("nearest", "bilinear"):
         raise ValueError(f"affine_transform supports 'nearest' or 'bilinear'; received {interpolation!r}.")
     n, c, h, w = x.shape
@@ -241,7 +263,7 @@ def affine_transform(images, transform, interpolation="bilinear", fill_mode="con
             channels.append(map_coordinates(x[b, ch], [source_y[b % source_y.shape[0]], source_x[b % source_x.shape[0]]],
                                             order, fill_mode, fill_value))
         outputs.append(torch.stack(channels))
-    return _from_nchw(torch.stack(outputs).to(x.dtype if x.is_floating_point() else dtype), unbatched, data_format)
+    return _from_nchw(torch.stack(outputs).to(x.dtype), unbatched, data_format)  # int images stay int, as Keras
 
 
 
@@ -389,7 +411,9 @@ def perspective_transform(images, start_points, end_points, interpolation="bilin
         source_y = (a3 * xs + a4 * ys + a5) / denominator
         outputs.append(torch.stack([map_coordinates(x[index, ch].to(dtype), [source_y, source_x], order, "constant", fill_value)
                                     for ch in range(c)]))
-    return _from_nchw(torch.stack(outputs).to(dtype), unbatched, data_format)
+    out = torch.stack(outputs)
+    out = out if x.is_floating_point() else torch.round(out).to(x.dtype)  # int images stay int, as Keras
+    return _from_nchw(out, unbatched, data_format)
 
 
 @keras_op

@@ -3,7 +3,7 @@
 import torch
 
 from keramic.ops.convert import to_tensor
-from keramic.ops.dtypes import result_type
+from keramic.ops.dtypes import promote_types
 from keramic.ops.node import keras_op
 from keramic.ops.numpy import _float_input
 
@@ -47,7 +47,8 @@ def lu_factor(x):
 
 
 def _solve_pair(a, b):
-    dtype = result_type(a, b, float)
+    """float64 operands stay float64, as Keras (which rejects mixed dtypes that keramic promotes)."""
+    dtype = promote_types(a, b, float)
     return _t(a, dtype), _t(b, dtype)
 
 
@@ -80,7 +81,12 @@ def matrix_rank(x, tol=None):
 
 @keras_op
 def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002
-    x = _float_input(x)
+    """As Keras, a float64 input gives a float32 norm (computed in float64 here)."""
+    out = _norm(_float_input(x), ord, axis, keepdims)
+    return out.to(torch.float32) if out.dtype == torch.float64 else out
+
+
+def _norm(x, ord, axis, keepdims):  # noqa: A002
     if isinstance(axis, int):
         axis = (axis,)
     if axis is None:

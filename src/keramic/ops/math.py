@@ -43,7 +43,10 @@ def logdet(x):
 
 @keras_op
 def cdist(x, y):
-    return torch.cdist(_float_input(x), _float_input(y))
+    x, y = _float_input(x), _float_input(y)
+    if x.dtype in (torch.float16, torch.bfloat16):  # no half-precision cdist kernel on the CPU
+        return torch.cdist(x.float(), y.float()).to(x.dtype)
+    return torch.cdist(x, y)
 
 
 def _segment(reduce, empty):
@@ -65,6 +68,8 @@ def _segment(reduce, empty):
 
 def _lowest(dtype):
     # Keras (torch backend) leaves an empty segment's max at -inf, not TensorFlow's lowest float.
+    if dtype == torch.bool:
+        return False
     return -float("inf") if dtype.is_floating_point else torch.iinfo(dtype).min
 
 

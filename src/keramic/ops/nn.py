@@ -2,6 +2,7 @@
 
 import math
 import sys
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -104,8 +105,23 @@ def _axes(axis):
     return tuple(axis) if isinstance(axis, (list, tuple)) else axis
 
 
+def warn_if_softmax_over_one(x, axis) -> None:
+    """As Keras: a softmax over an axis of size 1 always gives 1, which Keras warns of (shape
+    probes stay silent, as Keras's symbolic layers do)."""
+    shape = getattr(x, "shape", None)
+    if isinstance(axis, int) and shape is not None and -len(shape) <= axis < len(shape) and shape[axis] == 1:
+        if not _skips_value_checks():
+            warnings.warn(
+                f"You are using a softmax over axis {axis} of a tensor of shape {shape}. This axis has size 1. "
+                "The softmax operation will always return the value 1, which is likely not what you intended. "
+                "Did you mean to use a sigmoid instead?",
+                stacklevel=3,
+            )
+
+
 @keras_op
 def softmax(x, axis=-1):
+    warn_if_softmax_over_one(x, axis)
     x = _float_input(x)
     if isinstance(axis, (list, tuple)):
         exp = torch.exp(x - torch.amax(x, dim=tuple(axis), keepdim=True))
@@ -185,6 +201,8 @@ def multi_hot(inputs, num_classes=None, axis=-1, dtype=None, sparse=False, **kwa
 
 @keras_op
 def normalize(x, axis=-1, order=2, epsilon=None):
+    if not isinstance(order, int) or order < 1:
+        raise ValueError(f"Argument `order` must be an int >= 1. Received: order={order}")
     x = _float_input(x)
     epsilon = backend.epsilon() if epsilon is None else epsilon
     norm = torch.linalg.vector_norm(x, ord=order, dim=axis, keepdim=True)
@@ -302,8 +320,14 @@ def _pad_same(x, kernel, strides, dilation, value=0.0):
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
+def _int_like(inputs, out):
+    """`out` back in the dtype of integer `inputs`: Keras's convs and max pools keep int dtypes."""
+    return out.to(inputs.dtype) if not inputs.is_floating_point() and inputs.dtype != torch.bool else out
+
+
 @keras_op
 def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    inputs = _t(inputs)
     x = _float_input(inputs)
     kernel = _t(kernel, x.dtype)
     n = x.dim() - 2
@@ -314,11 +338,12 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
     if padding == "same":
         x = _pad_same(x, weight.shape[2:], strides, dilation)
     out = _CONV[n](x, weight, stride=strides, dilation=dilation, groups=groups)
-    return _restore(out, data_format)
+    return _int_like(inputs, _restore(out, data_format))
 
 
 @keras_op
 def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    inputs = _t(inputs)
     x = _float_input(inputs)
     kernel = _t(kernel, x.dtype)
     n = x.dim() - 2
@@ -329,7 +354,7 @@ def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None,
     if padding == "same":
         x = _pad_same(x, weight.shape[2:], strides, dilation)
     out = _CONV[n](x, weight, stride=strides, dilation=dilation, groups=channels)
-    return _restore(out, data_format)
+    return _int_like(inputs, _restore(out, data_format))
 
 
 @keras_op
@@ -392,7 +417,8 @@ def _pool_sum(x, pool_size, strides, n):
 
 @keras_op
 def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
-    return _pool(inputs, pool_size, strides, padding, data_format, "max")
+    inputs = _t(inputs)
+    return _int_like(inputs, _pool(inputs, pool_size, strides, padding, data_format, "max"))
 
 
 @keras_op
@@ -471,7 +497,7 @@ def binary_crossentropy(target, output, from_logits=False):
 @keras_op
 def categorical_crossentropy(target, output, from_logits=False, axis=-1):
     output = _float_input(output)
-    target = _t(target, output.dtype)
+    target = _t(target)  # torch promotes target * log-probabilities, as in Keras (float64 targets: float64)
     if from_logits:
         log_probs = torch.log_softmax(output, dim=axis)
     else:
@@ -486,6 +512,11 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     target = _t(target).to(torch.int64)
     if target.dim() == output.dim() and target.shape[-1] == 1:
         target = target.squeeze(-1)
+    if target.shape != output.shape[:-1] and axis in (-1, output.dim() - 1):
+        raise ValueError(
+            "Arguments `target` and `output` must have the same shape up until the last dimension: "
+            f"target.shape={tuple(target.shape)}, output.shape={tuple(output.shape)}"
+        )
     classes = output.shape[axis]
     if target.numel() and not _skips_value_checks():
         outside = target[(target < 0) | (target >= classes)]
@@ -504,6 +535,8 @@ def psnr(x1, x2, max_val):
 @keras_op
 def polar(abs_, angle):
     magnitude, phase = _float_input(abs_), _float_input(angle)
+    if magnitude.dtype == torch.float16:  # no half-precision polar kernel on the CPU; complex32 as Keras
+        return torch.polar(magnitude.float(), phase.float()).to(torch.complex32)
     return torch.polar(magnitude, phase)
 
 

@@ -11,7 +11,7 @@ import torch
 
 from keramic import backend
 from keramic.ops.convert import to_tensor, torch_dtype
-from keramic.ops.dtypes import dtype_of, is_float_dtype, promote_types, result_type, standardize_dtype
+from keramic.ops.dtypes import is_float_dtype, promote_types, result_type, standardize_dtype
 from keramic.ops.node import keras_op
 
 if TYPE_CHECKING:
@@ -52,9 +52,24 @@ def _pair(x1, x2, extra=None, narrow=False):
     if (extra is None and isinstance(x1, torch.Tensor) and isinstance(x2, torch.Tensor) and x1.dtype == x2.dtype
             and x1.device == x2.device and (not narrow or x1.dtype not in _WIDE)):
         return x1, x2  # the common case: nothing to promote or move
+    if not narrow and (_is_zero_dim_array(x1) or _is_zero_dim_array(x2)):
+        # Keras lets torch promote here, and torch does not widen a tensor for a 0-d one of the same
+        # kind: int8 array + np.int64(3) stays int8, float16 array + np.array(2.5) stays float16.
+        a, b = _t(x1), _t(x2)
+        dtype = torch.result_type(a, b)
+        if extra is not None:
+            dtype = torch_dtype(promote_types(dtype, extra))
+        return a.to(dtype), b.to(dtype)
+    if narrow:  # as Keras: arrays, lists and NumPy scalars become tensors before their dtypes resolve
+        x1, x2 = (x if type(x) in (bool, int, float, complex) else _t(x) for x in (x1, x2))
     promote = result_type if narrow else promote_types
     dtype = promote(x1, x2) if extra is None else promote(x1, x2, extra)
     return _t(x1, dtype), _t(x2, dtype)
+
+
+def _is_zero_dim_array(x):
+    """A NumPy scalar or 0-d array or tensor: unlike a Python number, it has a dtype of its own."""
+    return type(x) not in (bool, int, float, complex) and getattr(x, "ndim", None) == 0
 
 
 # ------------------------------------------------------------------ element-wise, one input
@@ -80,6 +95,23 @@ def _wide_float_input(x):
 for _name in ("deg2rad", "rad2deg", "cbrt", "i0"):
     _export(_name, lambda x, _fn=_FLOAT_UNARY[_name]: _fn(_wide_float_input(x)),
             f"Element-wise `{_name}`; ints become floatx() (int64: float64).")
+
+
+def _narrow(dtype):
+    """Keras's 32-bit rule for results: float64 comes back float32 (keramic computes in float64 first)."""
+    return torch.float32 if dtype == torch.float64 else dtype
+
+
+def _narrowed_float_unary(fn):
+    def op(x):
+        out = fn(_float_input(x))
+        return out.to(_narrow(out.dtype))
+
+    return op
+
+
+for _name in ("ceil", "floor"):
+    _export(_name, _narrowed_float_unary(_FLOAT_UNARY[_name]), f"Element-wise `{_name}`; ints become floatx(), float64 float32.")
 
 
 def _same_dtype_unary(name, fn):
@@ -198,9 +230,10 @@ _narrowing_binary("fmin", torch.fmin, "Minimum ignoring NaN.")
 
 @keras_op
 def heaviside(x1, x2):
-    """Step function: 0 below zero, 1 above, `x2` at zero (ints give floatx())."""
-    a, b = _pair(x1, x2, narrow=True)
-    if not a.is_floating_point():
+    """Step function: 0 below zero, 1 above, `x2` at zero (ints give floatx(); Python numbers are
+    int32 / floatx() tensors here, as Keras)."""
+    a, b = _pair(_t(x1), _t(x2), narrow=True)
+    if not a.is_floating_point() and a.dtype != torch.bool:
         a, b = a.to(torch_dtype(backend.floatx())), b.to(torch_dtype(backend.floatx()))
     return torch.heaviside(a, b)
 _promoting_binary("gcd", torch.gcd, "Greatest common divisor.")
@@ -217,9 +250,9 @@ def multiply(x1, x2):
 
 def _float_binary(name, fn, doc, strong_scalars=False):
     def op(x1, x2):
-        if strong_scalars:  # Python numbers count as floatx() tensors here, not as weak scalars
+        if strong_scalars:  # Python numbers count as floatx() tensors, and 64 bits narrow to 32, as Keras
             x1, x2 = _t(x1), _t(x2)
-        a, b = _pair(x1, x2, float)
+        a, b = _pair(x1, x2, float, narrow=strong_scalars)
         return fn(a, b)
 
     _export(name, op, doc)
@@ -236,7 +269,7 @@ _float_binary("nextafter", torch.nextafter, "Next float after x1 towards x2.", s
 
 @keras_op
 def divide_no_nan(x1, x2):
-    a, b = _pair(x1, x2, float)
+    a, b = _pair(x1, x2, float, narrow=True)
     return torch.where(b == 0, torch.zeros((), dtype=a.dtype, device=a.device), a / torch.where(b == 0, torch.ones_like(b), b))
 
 
@@ -272,8 +305,10 @@ def power(x1, x2):
 
 @keras_op
 def ldexp(x1, x2):
-    a = _float_input(x1)
-    return a * torch.pow(torch.tensor(2.0, dtype=a.dtype, device=a.device), _t(x2))
+    """x1 * 2**x2 in Keras's 32-bit `result_type` of both and float (float64 gives float32)."""
+    a, b = _t(x1), _t(x2)
+    a = a.to(torch_dtype(result_type(a, b, float)))
+    return a * torch.pow(torch.tensor(2.0, dtype=a.dtype, device=a.device), b)
 
 
 for _name, _fn in {"equal": torch.eq, "not_equal": torch.ne, "greater": torch.gt, "greater_equal": torch.ge,
@@ -317,10 +352,12 @@ def allclose(x1, x2, rtol=1e-05, atol=1e-08, equal_nan=False):
 
 @keras_op
 def clip(x, x_min, x_max):
+    """Bounds are tensors, so torch's promotion applies as in Keras: float bounds make ints float."""
     x = _t(x)
     if x.dtype == torch.bool:
         x = x.to(torch.int32)
-    return torch.clamp(x, x_min, x_max).to(x.dtype)
+    low, high = (None if bound is None else _t(bound) for bound in (x_min, x_max))
+    return torch.clamp(x, low, high)
 
 
 @keras_op
@@ -335,22 +372,29 @@ def where(condition, x1=None, x2=None):
 
 
 # ------------------------------------------------------------------ products
+def _product(x1, x2, fn, int8_to_int32=False):
+    """`fn` on Keras's 32-bit `result_type` of the operands (int8 x int8 -> int32 for matmul).
+
+    Ints and bools are multiplied exactly in int64 (Keras multiplies them in float32, which only
+    differs past 2**24); bool results are "any product nonzero", as Keras's cast back to bool.
+    """
+    a, b = _t(x1), _t(x2)
+    dtype = result_type(a, b)
+    if is_float_dtype(dtype) or dtype.startswith("complex"):
+        return fn(a.to(torch_dtype(dtype)), b.to(torch_dtype(dtype)))
+    out = fn(a.to(torch.int64), b.to(torch.int64))
+    if dtype == "bool":
+        return out != 0
+    both_int8 = standardize_dtype(a.dtype) == standardize_dtype(b.dtype) == "int8"
+    return out.to(torch.int32 if int8_to_int32 and both_int8 else torch_dtype(dtype))
+
+
 @keras_op
 def matmul(x1, x2):
-    dtype = promote_types(x1, x2)
-    a, b = _t(x1), _t(x2)
-    if dtype == "bool":
-        return torch.matmul(a.to(torch.int64), b.to(torch.int64)) > 0
-    if not is_float_dtype(dtype) and not dtype.startswith("complex"):
-        # Keras: int8 x int8 accumulates in int32; other ints take the 32-bit `result_type`.
-        out_dtype = "int32" if dtype == "int8" else result_type(x1, x2)
-        return torch.matmul(a.to(torch.int64), b.to(torch.int64)).to(torch_dtype(out_dtype))
-    return torch.matmul(a.to(torch_dtype(dtype)), b.to(torch_dtype(dtype)))
+    return _product(x1, x2, torch.matmul, int8_to_int32=True)
 
 
-@keras_op
-def dot(x1, x2):
-    a, b = _pair(x1, x2)
+def _dot(a, b):
     if a.dim() == 0 or b.dim() == 0:
         return a * b
     if b.dim() == 1:
@@ -359,43 +403,53 @@ def dot(x1, x2):
 
 
 @keras_op
-def vdot(x1, x2):
-    a, b = _pair(x1, x2)
+def dot(x1, x2):
+    return _product(x1, x2, _dot)
+
+
+def _vdot(a, b):
     return torch.sum(torch.conj(a.flatten()) * b.flatten()) if a.is_complex() else torch.sum(a.flatten() * b.flatten())
 
 
 @keras_op
+def vdot(x1, x2):
+    return _product(x1, x2, _vdot)
+
+
+def _inner(a, b):
+    return a * b if a.dim() == 0 or b.dim() == 0 else torch.inner(a, b)
+
+
+@keras_op
 def inner(x1, x2):
-    a, b = _pair(x1, x2)
-    if a.dim() == 0 or b.dim() == 0:
-        return a * b
-    return torch.inner(a, b)
+    return _product(x1, x2, _inner)
 
 
 @keras_op
 def outer(x1, x2):
-    a, b = _pair(x1, x2)
-    return torch.outer(a.flatten(), b.flatten())
+    a, b = _pair(_t(x1).flatten(), _t(x2).flatten())  # flat first: a Python scalar counts as int32 / floatx()
+    return torch.outer(a, b)
 
 
 @keras_op
 def tensordot(x1, x2, axes=2):
-    a, b = _pair(x1, x2)
     if isinstance(axes, (list, tuple)) and len(axes) == 2 and isinstance(axes[0], (list, tuple, int)):
         first, second = axes
         axes = ([first] if isinstance(first, int) else list(first), [second] if isinstance(second, int) else list(second))
-    return torch.tensordot(a, b, dims=axes)
+    return _product(x1, x2, lambda a, b: torch.tensordot(a, b, dims=axes))
 
 
 @keras_op
 def kron(x1, x2):
-    a, b = _pair(x1, x2)
-    return torch.kron(a, b)
+    """As Keras, a Python scalar counts as an int32 / floatx() tensor here, not as a weak scalar."""
+    a, b = _t(x1), _t(x2)
+    dtype = torch_dtype(promote_types(standardize_dtype(a.dtype), standardize_dtype(b.dtype)))
+    return torch.kron(a.to(dtype), b.to(dtype))
 
 
 @keras_op
 def cross(x1, x2, axisa=-1, axisb=-1, axisc=-1, axis=None):
-    a, b = _pair(x1, x2)
+    a, b = _pair(x1, x2, narrow=True)
     if axis is not None:
         axisa = axisb = axisc = axis
     a, b = torch.movedim(a, axisa, -1), torch.movedim(b, axisb, -1)
@@ -412,12 +466,29 @@ def cross(x1, x2, axisa=-1, axisb=-1, axisc=-1, axis=None):
 
 @keras_op
 def einsum(subscripts, *operands, **kwargs):
+    """The dtype Keras's einsum (torch's) gives operands of one dtype: int8 sums into int32, other
+    ints keep their dtype unless an axis is summed away (int64 then), floats keep theirs.
+
+    Keras rejects mixed dtypes; keramic promotes them with `result_type` instead. Ints are
+    computed exactly in int64 (also where the device has no int kernels).
+    """
     tensors = [_t(o) for o in operands]
-    dtype = result_type(*tensors)
-    if not is_float_dtype(dtype):
-        out = "int32" if dtype in ("bool", "int8", "uint8", "int16", "uint16") else dtype
-        return torch.einsum(subscripts, *[t.to(torch.int64) for t in tensors]).to(torch_dtype(out))
-    return torch.einsum(subscripts, *[t.to(torch_dtype(dtype)) for t in tensors])
+    dtypes = {standardize_dtype(t.dtype) for t in tensors}
+    dtype = dtypes.pop() if len(dtypes) == 1 else result_type(*tensors)
+    if is_float_dtype(dtype) or dtype.startswith("complex"):
+        return torch.einsum(subscripts, *[t.to(torch_dtype(dtype)) for t in tensors])
+    out = torch.einsum(subscripts, *[t.to(torch.int64) for t in tensors])
+    if dtype == "int8":
+        return out.to(torch.int32)
+    return out.to(_einsum_int_dtype(subscripts, tensors) if not dtypes else torch_dtype(dtype))
+
+
+def _einsum_int_dtype(subscripts, tensors):
+    """torch's result dtype for these same-dtype operands, read off shape-only (meta) tensors."""
+    try:
+        return torch.einsum(subscripts, *[torch.empty(t.shape, dtype=t.dtype, device="meta") for t in tensors]).dtype
+    except RuntimeError:  # torch's einsum rejects some int contractions that also sum an axis
+        return tensors[0].dtype
 
 
 # ------------------------------------------------------------------ reductions
@@ -444,7 +515,7 @@ def prod(x, axis=None, keepdims=False, dtype=None):
     dims = (dims,) if isinstance(dims, int) else dims
     for dim in sorted((d % x.dim() for d in dims), reverse=True) if x.dim() else []:
         x = torch.prod(x, dim=dim, keepdim=keepdims, dtype=x.dtype)
-    return x
+    return x if dtype is not None else x.to(_narrow(x.dtype))
 
 
 @keras_op
@@ -500,7 +571,7 @@ def any(x, axis=None, keepdims=False):  # noqa: A001
 def var(x, axis=None, keepdims=False):
     x = _float_input(x)
     compute = x.to(torch.float32) if x.dtype in (torch.float16, torch.bfloat16) else x
-    return torch.var(compute, dim=_all_dims(x, axis), keepdim=keepdims, correction=0).to(x.dtype)
+    return torch.var(compute, dim=_all_dims(x, axis), keepdim=keepdims, correction=0).to(_narrow(x.dtype))
 
 
 @keras_op
@@ -520,7 +591,8 @@ def ptp(x, axis=None, keepdims=False):
 @keras_op
 def average(x, axis=None, weights=None):
     if weights is None:
-        return mean(x, axis=axis)
+        out = mean(x, axis=axis)
+        return out.to(_narrow(out.dtype))
     dtype = result_type(x, weights, float)
     x, weights = _t(x, dtype), _t(weights, dtype)
     if axis is None:
@@ -564,10 +636,8 @@ _export("nanargmin", _nan_arg(torch.argmin, float("inf")), "argmin ignoring NaN.
 def _cumulative(fn):
     def op(x, axis=None, dtype=None):
         x = _t(x)
-        if dtype is not None:
-            x = x.to(torch_dtype(dtype))
-        elif x.dtype in (torch.bool, torch.int64):
-            x = x.to(torch.int32)  # Keras: bool and int64 accumulate in int32
+        dtype = result_type(dtype or x.dtype)  # Keras's 32-bit rule: int64 and float64 give 32 bits
+        x = x.to(torch.int32 if dtype == "bool" else torch_dtype(dtype))
         if axis is None:
             x, axis = x.flatten(), 0
         return fn(x, dim=axis, dtype=x.dtype)
@@ -607,7 +677,7 @@ def nanprod(x, axis=None, keepdims=False):
 @keras_op
 def nanmean(x, axis=None, keepdims=False):
     x = _float_input(x)
-    return torch.nanmean(x, dim=_all_dims(x, axis), keepdim=keepdims)
+    return torch.nanmean(x, dim=_all_dims(x, axis), keepdim=keepdims).to(_narrow(x.dtype))
 
 
 @keras_op
@@ -625,7 +695,7 @@ def nanvar(x, axis=None, keepdims=False):
     x = _float_input(x)
     dims = _all_dims(x, axis)
     centre = torch.nanmean(x, dim=dims, keepdim=True)
-    return torch.nanmean((x - centre) ** 2, dim=dims, keepdim=keepdims)
+    return torch.nanmean((x - centre) ** 2, dim=dims, keepdim=keepdims).to(_narrow(x.dtype))
 
 
 @keras_op
@@ -652,8 +722,11 @@ def _quantile_impl(x, q, axis, method, keepdims, ignore_nan):
         out = fn(compute.flatten(), q.to(compute.dtype), interpolation=method)
         if keepdims:
             out = out.reshape(q.shape + (1,) * x.dim())
-        return out.to(x.dtype)
+        return out.to(_narrow(x.dtype))
     axes = [axis] if isinstance(axis, int) else list(axis)
+    for a in axes:
+        if not -x.dim() <= a < x.dim():  # as Keras (NumPy's rule), rather than wrapping around
+            raise ValueError(f"axis {a} is out of bounds for an array with dimension {x.dim()}.")
     axes = [a % x.dim() for a in axes]
     rest = [d for d in range(x.dim()) if d not in axes]
     moved = compute.permute(rest + axes).reshape([compute.shape[d] for d in rest] + [-1])
@@ -661,7 +734,7 @@ def _quantile_impl(x, q, axis, method, keepdims, ignore_nan):
     if keepdims:
         for a in sorted(axes):
             out = out.unsqueeze(a + (1 if q.dim() else 0))
-    return out.to(x.dtype)
+    return out.to(_narrow(x.dtype))
 
 
 @keras_op
@@ -722,8 +795,15 @@ def empty(shape, dtype=None):
 
 @keras_op
 def full(shape, fill_value, dtype=None):
-    dtype = dtype or (dtype_of(fill_value) if not isinstance(fill_value, (int, float, bool)) else backend.floatx())
+    dtype = dtype or backend.floatx()  # as Keras: whatever fills it (np.int64, an int8 array, a list)
     return torch.full(_shape(shape), 0, dtype=torch_dtype(dtype), device=backend.get_device()).add_(_t(fill_value).to(torch_dtype(dtype)))
+
+
+def _check_integer_indices(name, tensor):
+    """As Keras's torch backend: counts, indices and repeats are integers; floats (or flags) are
+    refused rather than truncated."""
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise TypeError(f"ops.{name} takes integer values; received dtype {standardize_dtype(tensor.dtype)}.")
 
 
 def _shape(shape):
@@ -794,7 +874,10 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     if endpoint and num > 1:
         out[-1] = stop_t
     out = torch.movedim(out, 0, axis).to(torch_dtype(dtype))
-    return (out, step.to(torch_dtype(dtype))) if retstep else out
+    if not retstep:
+        return out
+    # As Keras, the step is plain Python / NumPy float64, whatever `dtype` (an int dtype keeps 0.25).
+    return out, float(step) if step.dim() == 0 else step.cpu().numpy()
 
 
 @keras_op
@@ -837,20 +920,23 @@ def kaiser(x, beta):
 @keras_op
 def vander(x, N=None, increasing=False):  # noqa: N803
     x = _t(x)
-    return torch.linalg.vander(x, N=N).flip(-1) if not increasing else torch.linalg.vander(x, N=N)
+    return torch.vander(x, N=N, increasing=increasing).to(torch_dtype(result_type(x)))
 
 
 # ------------------------------------------------------------------ shapes and layout
 @keras_op
 def reshape(x, newshape):
-    newshape = (newshape,) if isinstance(newshape, int) else tuple(-1 if d is None else int(d) for d in newshape)
+    dims = (newshape,) if isinstance(newshape, int) else tuple(newshape)
+    if builtins.any(isinstance(d, (float, np.floating)) for d in dims):  # as Keras: torch takes no float sizes
+        raise TypeError(f"reshape: `newshape` takes integers (or None); received {newshape}.")
+    newshape = tuple(-1 if d is None else int(d) for d in dims)
     return torch.reshape(_t(x), newshape)
 
 
 @keras_op
 def transpose(x, axes=None):
     x = _t(x)
-    return x.permute(*(tuple(axes) if axes is not None else range(x.dim() - 1, -1, -1)))
+    return x.permute(tuple(axes) if axes is not None else tuple(range(x.dim() - 1, -1, -1)))
 
 
 @keras_op
@@ -877,6 +963,9 @@ def expand_dims(x, axis):
     x = _t(x)
     axes = [axis] if isinstance(axis, int) else list(axis)
     out_dim = x.dim() + len(axes)
+    for a in axes:
+        if not -out_dim <= a < out_dim:  # as Keras (NumPy's rule), rather than wrapping around
+            raise ValueError(f"axis {a} is out of bounds for an array with dimension {out_dim}.")
     for a in sorted(a % out_dim for a in axes):
         x = x.unsqueeze(a)
     return x
@@ -917,7 +1006,7 @@ def concatenate(xs, axis=0):
 
 @keras_op
 def append(x1, x2, axis=None):
-    return concatenate([x1, x2], axis=axis)
+    return concatenate([_t(x1), _t(x2)], axis=axis)  # tensors first: a Python scalar counts as int32 / floatx()
 
 
 @keras_op
@@ -988,7 +1077,9 @@ def tile(x, repeats):
 def repeat(x, repeats, axis=None):
     x = _t(x)
     if not isinstance(repeats, int):
-        repeats = _t(repeats).to(torch.int64)
+        repeats = _t(repeats)
+        _check_integer_indices("repeat", repeats)
+        repeats = repeats.to(torch.int64)
     if axis is None:
         return torch.repeat_interleave(x.flatten(), repeats)
     return torch.repeat_interleave(x, repeats, dim=axis)
@@ -1145,10 +1236,10 @@ def meshgrid(*x, indexing="xy"):
 
 @keras_op
 def select(condlist, choicelist, default=0):
-    dtype = result_type(*choicelist)
-    out = _t(default, dtype)
+    """torch's promotion of each choice with the default tensor, as Keras (int64 stays int64)."""
+    out = _t(default)
     for condition, choice in reversed(list(zip(condlist, choicelist))):
-        out = torch.where(_t(condition).to(torch.bool), _t(choice, dtype), out)
+        out = torch.where(_t(condition).to(torch.bool), _t(choice), out)
     return out
 
 
@@ -1177,6 +1268,10 @@ def argpartition(x, kth, axis=-1):
 @keras_op
 def searchsorted(sorted_sequence, values, side="left"):
     a, v = _t(sorted_sequence), _t(values)
+    if a.dim() != 1:
+        raise ValueError(
+            f"searchsorted takes a 1-D sorted sequence (received shape {tuple(a.shape)}); use ops.vectorized_map for more."
+        )
     dtype = torch_dtype(result_type(a, v))
     return torch.searchsorted(a.to(dtype), v.to(dtype), side=side).to(torch.int32)
 
@@ -1235,16 +1330,19 @@ def _to_unique_size(results, axis, size, fill_value, return_index, return_invers
 
 @keras_op
 def isin(x1, x2, assume_unique=False, invert=False):
-    return torch.isin(_t(x1), _t(x2), assume_unique=assume_unique, invert=invert)
+    a, b = (item.to(torch.int32) if item.dtype == torch.bool else item for item in (_t(x1), _t(x2)))
+    return torch.isin(a, b, assume_unique=assume_unique, invert=invert)
 
 
 @keras_op
 def bincount(x, weights=None, minlength=0, sparse=False):
-    x = _t(x).to(torch.int64)
+    x_input = x = _t(x)
+    _check_integer_indices("bincount", x)
+    x = x.to(torch.int64)
     length = builtins.max(int(x.max().item()) + 1 if x.numel() else 0, minlength)
     if weights is not None:
+        dtype = torch_dtype(result_type(x_input, weights))
         weights = _t(weights)
-        dtype = weights.dtype
     else:
         weights = torch.ones_like(x, dtype=torch.int32)
         dtype = torch.int32
@@ -1257,6 +1355,8 @@ def bincount(x, weights=None, minlength=0, sparse=False):
 @keras_op
 def histogram(x, bins=10, range=None):  # noqa: A002
     x = _t(x)
+    if x.dim() != 1:  # as Keras: torch.histc would count a flattened tensor
+        raise ValueError(f"Input tensor must be 1-dimensional. Received: input.shape={tuple(x.shape)}")
     low, high = range if range is not None else (x.min().item(), x.max().item())
     counts = torch.histc(x.float(), bins=bins, min=low, max=high)
     edges = torch.linspace(low, high, bins + 1, device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)
@@ -1266,6 +1366,7 @@ def histogram(x, bins=10, range=None):  # noqa: A002
 @keras_op
 def unravel_index(indices, shape):
     indices = _t(indices)
+    _check_integer_indices("unravel_index", indices)
     out = []
     for dim in reversed(shape):
         out.append(indices % dim)
@@ -1275,15 +1376,17 @@ def unravel_index(indices, shape):
 
 @keras_op
 def corrcoef(x):
-    x = _float_input(x)
+    x = _wide_float_input(x)
     return torch.corrcoef(x)
 
 
 @keras_op
 def correlate(x1, x2, mode="valid"):
-    a, b = _pair(x1, x2, float)
-    result = np.correlate(a.cpu().numpy(), b.cpu().numpy(), mode=mode)
-    return torch.from_numpy(result).to(a.device)
+    """Keras's dtype: float16 and bfloat16 stay, everything else gives float32 (float64 too)."""
+    dtype = result_type(x1, x2)
+    dtype = dtype if dtype in ("float16", "bfloat16") else "float32"
+    a, b = (_t(item).double().cpu().numpy() for item in (x1, x2))
+    return torch.from_numpy(np.correlate(a, b, mode=mode)).to(backend.get_device(), torch_dtype(dtype))
 
 
 @keras_op

@@ -26,7 +26,8 @@ _COMPARISONS = {
 
 
 def install():
-    """Give KerasTensor its arithmetic, comparison, logical, unary and indexing operators."""
+    """Give KerasTensor its arithmetic, comparison, logical, unary and indexing operators, and
+    Keras's `reshape` / `squeeze` methods."""
     for name, fn in _BINARY.items():
         setattr(KerasTensor, f"__{name}__", _binary(fn))
         setattr(KerasTensor, f"__r{name}__", _binary(fn, reflected=True))
@@ -37,6 +38,8 @@ def install():
     KerasTensor.__invert__ = lambda self: np_ops.logical_not(self)
     KerasTensor.__round__ = lambda self, ndigits=None: np_ops.round(self, decimals=ndigits or 0)
     KerasTensor.__getitem__ = lambda self, key: np_ops.get_item(self, key)
+    KerasTensor.reshape = lambda self, newshape: np_ops.reshape(self, newshape)
+    KerasTensor.squeeze = lambda self, axis=None: np_ops.squeeze(self, axis=axis)
 
 
 install()

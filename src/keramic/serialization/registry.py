@@ -78,13 +78,15 @@ def get_registered_name(obj):
     return _REGISTERED_NAMES.get(obj, getattr(obj, "__name__", type(obj).__name__))
 
 
-def get_registered_object(name, custom_objects=None):
-    """Resolve a name from the active scopes, `custom_objects` and the global registry."""
+def get_registered_object(name, custom_objects=None, module_objects=None):
+    """Resolve a name from the active scopes, `custom_objects`, `module_objects` and the global registry."""
     for scope in reversed(getattr(_scope, "stack", [])):
         if name in scope:
             return _remember_name(scope[name], name)
     if custom_objects and name in custom_objects:
         return _remember_name(custom_objects[name], name)
+    if module_objects and name in module_objects:
+        return module_objects[name]
     return _remember_name(_REGISTERED.get(name), name)
 
 

@@ -10,11 +10,12 @@ def _outputs_as_list(y_pred):
     return y_pred if isinstance(y_pred, (list, tuple)) else flatten(y_pred) if isinstance(y_pred, dict) else [y_pred]
 
 
-def match_targets(y_true, y_pred, output_names, loss_specs=None):
+def match_targets(y_true, y_pred, output_names, loss_specs=None, pad_missing=False):
     """Flatten targets in the order of the flattened predictions (dicts matched by output name).
 
     As Keras, fewer targets than outputs are accepted when they pair with the outputs that have a
-    loss (`loss=[fn, None]`): the outputs without one get None.
+    loss (`loss=[fn, None]`): the outputs without one get None. With `pad_missing` (a model's own
+    `compute_loss` reads the targets), the targets pair with the first outputs and the rest get None.
     """
     predictions = _outputs_as_list(y_pred)
     if isinstance(y_true, dict):
@@ -37,6 +38,8 @@ def match_targets(y_true, y_pred, output_names, loss_specs=None):
             for index, target in zip(with_loss, targets):
                 spread[index] = target
             targets = spread
+    if pad_missing and len(targets) < len(predictions):
+        targets = targets + [None] * (len(predictions) - len(targets))
     if len(targets) != len(predictions):
         raise ValueError(f"The model has {len(predictions)} output(s) but {len(targets)} target(s) were given.")
     return targets, predictions

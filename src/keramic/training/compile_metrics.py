@@ -65,6 +65,8 @@ class CompileMetrics(metrics_module.Metric):
             argument = "weighted_metrics" if weighted else "metrics"
             specs = per_output_metrics(spec, names, structure, argument, self._named_outputs)
             for index, (y_true, y_pred) in enumerate(zip(targets, predictions)):
+                if y_true is None:  # as Keras: an output no target pairs with gets no metrics
+                    continue
                 for item in specs[index] or []:
                     self._entries.append((index, metrics_module.resolve_metric(item, y_true, y_pred, losses[index]), weighted))
         self._log_names = _log_names(self._entries, names)

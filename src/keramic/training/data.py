@@ -232,6 +232,7 @@ class IterableBatches:
         self.device = device
         self.class_weight = class_weight  # `fit(class_weight=...)`: each batch's targets give its sample weights
         self.steps = steps if steps is not None else _known_length(iterable)
+        self._steps_given = steps is not None
         self._opened = False
 
     def first_batch_draws(self):
@@ -247,6 +248,10 @@ class IterableBatches:
             next(iter(self.iterable), None)
 
     def __iter__(self):
+        if not self._steps_given and not isinstance(self.iterable, collections.abc.Iterator):
+            # As Keras, a pass counts the batches the data has as it starts (a PyDataset may change
+            # its length, as one that shrinks its batch size for a last, short batch).
+            self.steps = _known_length(self.iterable)
         iterator = iter(self.iterable)
         # As Keras on torch, each pass runs through a DataLoader, whose opening draws once (a user's
         # loader draws by itself); a generator is one pass that epochs go on reading.

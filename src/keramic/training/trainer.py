@@ -25,14 +25,17 @@ def _to_numpy(structure):
 
 
 def _concat(batches):
+    """Per-batch outputs joined along the batch axis; a leaf a custom `predict_step` gives as numpy
+    joins as Keras joins it, and a scalar or `None` leaf (or batches whose other axes differ) raises
+    Keras's ValueError."""
     first = batches[0]
-    if isinstance(first, torch.Tensor):
+    if isinstance(first, torch.Tensor) and first.ndim > 0 and all(isinstance(b, torch.Tensor) and b.shape[1:] == first.shape[1:] for b in batches):
         return backend.convert_to_numpy(torch.cat(batches))
     if isinstance(first, (list, tuple)):
         return type(first)(_concat([b[i] for b in batches]) for i in range(len(first)))
     if isinstance(first, dict):
         return {key: _concat([b[key] for b in batches]) for key in first}
-    return np.asarray(batches)
+    return np.concatenate([backend.convert_to_numpy(b) if isinstance(b, torch.Tensor) else np.asarray(b) for b in batches])
 
 
 def _pythonify(logs, keep_nesting=False):
@@ -119,6 +122,7 @@ class Trainer:
         self._metrics_created = False
         self._loss_tracker = None
         self._regularized_variables = None
+        self.train_function = self.test_function = self.predict_function = None
 
     # ------------------------------------------------------------------ compile
     def compile(
@@ -166,9 +170,45 @@ class Trainer:
         if auto_scale_loss and self.dtype_policy.name == "mixed_float16" and self.optimizer is not None:
             if not isinstance(self.optimizer, optimizers_module.LossScaleOptimizer):
                 self.optimizer = optimizers_module.LossScaleOptimizer(self.optimizer, name="loss_scale_optimizer")
-        self.__dict__["_jit_steps"] = {} if self._compile_args["jit_compile"] is True and not run_eagerly else None
+        self.run_eagerly = run_eagerly
+        self.jit_compile = self._compile_args["jit_compile"] is True and not run_eagerly
         self.__dict__.pop("_built_from_a_batch", None)
         self.compiled = True
+
+    @property
+    def run_eagerly(self) -> bool:
+        """As Keras: True keeps every step eager, whatever `jit_compile` says."""
+        return self.__dict__.get("_run_eagerly", False)
+
+    @run_eagerly.setter
+    def run_eagerly(self, value):
+        self.__dict__["_run_eagerly"] = bool(value)
+
+    @property
+    def jit_compile(self) -> bool:
+        """Whether steps run through `torch.compile` (settable, as in Keras)."""
+        return self.__dict__.get("_jit_steps") is not None
+
+    @jit_compile.setter
+    def jit_compile(self, value):
+        self.__dict__["_jit_steps"] = {} if value else None
+
+    @property
+    def steps_per_execution(self) -> int:
+        return self._compile_args["steps_per_execution"] if self._compile_args else 1
+
+    def make_train_function(self, force=False):
+        """As Keras: the function `fit` runs on each batch, also kept as `train_function`."""
+        self.__dict__["train_function"] = self.train_step
+        return self.train_step
+
+    def make_test_function(self, force=False):
+        self.__dict__["test_function"] = self.test_step
+        return self.test_step
+
+    def make_predict_function(self, force=False):
+        self.__dict__["predict_function"] = self.predict_step
+        return self.predict_step
 
     def get_compile_config(self):
         """What `compile` was called with, serialized (empty when not compiled)."""
@@ -334,10 +374,10 @@ class Trainer:
                     results[metric.name] = value
         return results
 
-    def _match_batch(self, y, y_pred, sample_weight):
+    def _match_batch(self, y, y_pred, sample_weight, pad_missing=False):
         """Targets, predictions and sample weights as per-output lists (losses resolved on first use)."""
         self._ensure_compiled_objects(y_pred)
-        targets, predictions = match_targets(y, y_pred, self._compiled_loss.output_names, self._compiled_loss._specs)
+        targets, predictions = match_targets(y, y_pred, self._compiled_loss.output_names, self._compiled_loss._specs, pad_missing)
         weights = per_output_weights(sample_weight, len(predictions), self._compiled_loss.output_names)
         if self._compiled_loss.losses is None:
             self._compiled_loss.build(targets, predictions)
@@ -451,7 +491,8 @@ class Trainer:
         if y is None:
             self._ensure_compiled_objects(y_pred)
             return loss, [], [], [], []
-        targets, predictions, weights = self._match_batch(y, y_pred, sample_weight)
+        # As Keras: the override reads the targets, so fewer of them than outputs is no error.
+        targets, predictions, weights = self._match_batch(y, y_pred, sample_weight, pad_missing=True)
         return loss, [None] * len(predictions), targets, predictions, weights
 
     def _forward(self, x):
@@ -467,7 +508,7 @@ class Trainer:
         the losses and metrics) its `torch.compile`d version, made once per compile."""
         function = getattr(self, name)
         jitted = self.__dict__.get("_jit_steps")
-        if jitted is None:
+        if jitted is None or self.run_eagerly:
             return function
         if name not in jitted:
             jitted[name] = None  # the first batch runs eagerly
@@ -530,8 +571,9 @@ class Trainer:
             return self._step_function("_forward")(x)
 
     def _overrides(self, name):
-        """True when the model's class replaces Trainer's `name` (a Keras-style custom step)."""
-        return getattr(type(self), name) is not getattr(Trainer, name)
+        """True when the model's class replaces Trainer's `name` (a Keras-style custom step), or the
+        model itself does (`self.train_step = self.train_step_torch`: Keras calls `self.train_step`)."""
+        return name in self.__dict__ or getattr(type(self), name) is not getattr(Trainer, name)
 
     def _prepare_custom_step(self, x, y):
         """Before a custom `train_step` / `test_step` first runs: create the compiled metrics from
@@ -566,8 +608,18 @@ class Trainer:
         # As Keras: any unbuilt layer (one a custom RNN cell makes in its first step) asks for the call.
         unbuilt = not all(getattr(layer, "built", True) for layer in self._flatten_layers())
         if unbuilt and type(self).call is not Layer.call:  # a GAN-style model may have no `call`
-            with build_only_call():
-                self._predict_batch(x)
+            try:
+                with build_only_call():
+                    self._predict_batch(x)
+            except ValueError:
+                raise
+            except Exception as error:  # as Keras: a model whose `call` cannot take the batch
+                raise RuntimeError(
+                    "Unable to automatically build the model. Please build it yourself before calling "
+                    "fit/evaluate/predict. A model is 'built' when its variables have been created and its "
+                    "`self.built` attribute is True. Usually, calling the model on a batch of data is the right "
+                    f"way to build it.\nException encountered:\n'{error}'"
+                ) from error
 
     # ------------------------------------------------------------------ loops
     def fit(

@@ -1,6 +1,7 @@
 """Helpers from `keras.utils`: data, images, sequences, registry and serialization, graph info."""
 
 import numpy as np
+import torch
 
 from keramic.backend import clear_session, is_keras_tensor, set_random_seed, standardize_dtype
 from keramic.serialization.public import deserialize_keras_object
@@ -31,16 +32,21 @@ from keramic.utils.py_dataset import PyDataset, Sequence
 from keramic.utils.sequence_utils import pad_sequences
 
 
-def to_categorical(y, num_classes=None):
-    """Integer class labels -> one-hot float64 rows (numpy), as `keras.utils.to_categorical`.
+def to_categorical(x, num_classes=None):
+    """Integer class labels -> one-hot float64 rows (numpy), as `keras.utils.to_categorical`; a
+    torch tensor gives an int64 tensor, as Keras's torch backend does.
 
-    A trailing axis of size 1 is dropped first; `num_classes` defaults to `max(y) + 1`.
+    A trailing axis of size 1 is dropped first; `num_classes` defaults to `max(x) + 1`.
 
     >>> to_categorical([0, 2])
     array([[1., 0., 0.],
            [0., 0., 1.]])
     """
-    y = np.asarray(y, dtype="int64")
+    if isinstance(x, torch.Tensor):
+        labels = x.squeeze(-1) if x.ndim > 1 and x.shape[-1] == 1 else x
+        labels = labels.long()
+        return torch.nn.functional.one_hot(labels, int(num_classes) if num_classes else int(labels.max()) + 1)
+    y = np.asarray(x, dtype="int64")
     shape = y.shape[:-1] if y.ndim > 1 and y.shape[-1] == 1 else y.shape
     y = y.reshape(-1)
     if not num_classes:

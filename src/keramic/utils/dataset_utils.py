@@ -243,9 +243,18 @@ def _split_size(name, size, total):
     return int(round(size * total)) if isinstance(size, float) else size
 
 
+def _check_format(format: str) -> None:
+    """Keras's `format` argument: "tf" is the dataset these loaders give (with `tf.data`'s methods)."""
+    if format == "grain":
+        raise ValueError('`format="grain"` (a Grain dataset) is not available in keramic; use format="tf".')
+    if format != "tf":
+        raise ValueError(f'`format` should be either "tf" or "grain". Received: format={format}')
+
+
 def timeseries_dataset_from_array(data, targets, sequence_length, sequence_stride=1, sampling_rate=1, batch_size=128,
-                                  shuffle=False, seed=None, start_index=None, end_index=None):
+                                  shuffle=False, seed=None, start_index=None, end_index=None, format="tf"):
     """Sliding windows over `data` (and the target at each window's start), batched."""
+    _check_format(format)
     data = np.asarray(data)
     start = start_index or 0
     end = len(data) if end_index is None else end_index
@@ -403,8 +412,9 @@ def _load_image(path, image_size, color_mode, interpolation, crop_to_aspect_rati
 def image_dataset_from_directory(directory, labels="inferred", label_mode="int", class_names=None, color_mode="rgb",
                                  batch_size=32, image_size=(256, 256), shuffle=True, seed=None, validation_split=None,
                                  subset=None, interpolation="bilinear", follow_links=False, crop_to_aspect_ratio=False,
-                                 pad_to_aspect_ratio=False, data_format=None, verbose=True):
+                                 pad_to_aspect_ratio=False, data_format=None, format="tf", verbose=True):
     """Images in `directory/<class>/...` -> batches of (images, labels), decoded with Pillow."""
+    _check_format(format)
     seed = _drawn_seed(seed, shuffle, validation_split)
     splits, labels, names = _listed_splits(directory, labels, label_mode, class_names, ALLOWED_IMAGE_FORMATS, follow_links, verbose,
                                            validation_split, subset, shuffle, seed)
@@ -429,8 +439,9 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
 
 def text_dataset_from_directory(directory, labels="inferred", label_mode="int", class_names=None, batch_size=32,
                                 max_length=None, shuffle=True, seed=None, validation_split=None, subset=None,
-                                follow_links=False, verbose=True):
+                                follow_links=False, format="tf", verbose=True):
     """Text files in `directory/<class>/*.txt` -> batches of (strings, labels)."""
+    _check_format(format)
     seed = _drawn_seed(seed, shuffle, validation_split)
     splits, labels, names = _listed_splits(directory, labels, label_mode, class_names, (".txt",), follow_links, verbose,
                                            validation_split, subset, shuffle, seed)

@@ -54,15 +54,15 @@ def hash_file(path, algorithm="sha256"):
 def get_file(
     fname=None,
     origin=None,
-    file_hash=None,
-    cache_dir=None,
-    cache_subdir="datasets",
-    hash_algorithm="auto",
-    force_download=False,
-    extract=False,
-    archive_format="auto",
     untar=False,
     md5_hash=None,
+    file_hash=None,
+    cache_subdir="datasets",
+    hash_algorithm="auto",
+    extract=False,
+    archive_format="auto",
+    cache_dir=None,
+    force_download=False,
 ):
     """Return the local path of `origin`, downloading it into `cache_dir/cache_subdir/fname` if needed.
 

@@ -13,10 +13,10 @@ def _pydot():
 
 
 def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=True, rankdir="TB", expand_nested=False,
-                 dpi=200, subgraph=False, show_layer_activations=False, show_trainable=False, **kwargs):
+                 dpi=200, subgraph=False, show_layer_activations=False, show_trainable=False, splines="ortho", **kwargs):
     """A `pydot.Dot` graph with one node per layer and an edge per connection."""
     pydot = _pydot()
-    dot = pydot.Dot(graph_type="digraph", rankdir=rankdir, dpi=dpi)
+    dot = pydot.Dot(graph_type="digraph", rankdir=rankdir, dpi=dpi, splines=splines)
     layers = list(getattr(model, "_graph_layers", None) or model.layers)
     for layer in layers:
         label = f"{layer.name} ({type(layer).__name__})" if show_layer_names else type(layer).__name__
@@ -44,12 +44,12 @@ def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=Tr
     return dot
 
 
-def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False, show_layer_names=True, rankdir="TB",
-               expand_nested=False, dpi=200, show_layer_activations=False, show_trainable=False, **kwargs):
+def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False, show_layer_names=False, rankdir="TB",
+               expand_nested=False, dpi=200, show_layer_activations=False, show_trainable=False, splines="ortho", **kwargs):
     """Write the layer graph to `to_file` (format from its extension) with graphviz."""
     dot = model_to_dot(model, show_shapes=show_shapes, show_dtype=show_dtype, show_layer_names=show_layer_names,
                        rankdir=rankdir, expand_nested=expand_nested, dpi=dpi,
-                       show_layer_activations=show_layer_activations, show_trainable=show_trainable)
+                       show_layer_activations=show_layer_activations, show_trainable=show_trainable, splines=splines)
     extension = str(to_file).rsplit(".", 1)[-1] if "." in str(to_file) else "png"
     try:
         dot.write(to_file, format=extension)

@@ -1,6 +1,7 @@
 """Keras-compatible automatic names: snake_case of the class plus a per-process counter."""
 
 import collections
+import contextlib
 import functools
 import re
 import threading
@@ -40,3 +41,14 @@ def auto_name(class_name):
 def reset_names():
     """Forget all counters (as `keras.backend.clear_session()` does)."""
     _name_counts.clear()
+
+
+@contextlib.contextmanager
+def counts_kept(base):
+    """Names drawn from `base` inside the block are given back after it (work Keras does without
+    drawing any, such as re-calling layers to cut a graph)."""
+    count = _name_counts[base]
+    try:
+        yield
+    finally:
+        _name_counts[base] = count

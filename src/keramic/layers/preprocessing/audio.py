@@ -51,6 +51,8 @@ def mel_weight_matrix(num_mel_bins, num_spectrogram_bins, sampling_rate, lower_h
 class MelSpectrogram(Layer):
     """Audio `(batch, samples)` -> mel spectrogram `(batch, num_mel_bins, frames)`, in dB by default."""
 
+    _allows_non_tensor_positional_args = True  # as Keras's data layers
+
     _records_build_config = True  # Keras records a build config for it once called
 
     def __init__(self, fft_length=2048, sequence_stride=512, sequence_length=None, window="hann", sampling_rate=16000,

@@ -16,6 +16,8 @@ _CROSS_HASH_KEY = 0xDECAFCAFFE
 class _StringInputLayer(Layer):
     """A layer whose inputs may be strings: numpy/list inputs are kept as arrays, not made tensors."""
 
+    _allows_non_tensor_positional_args = True  # as Keras's data layers
+
     _records_build_config = True  # Keras records a build config for it once called
 
     def _as_input_tensor(self, x):

@@ -179,6 +179,8 @@ class ImagePreprocessingLayer(Layer):
     channels-first batches (`self.data_format`) and, when random, `get_random_transformation`.
     """
 
+    _allows_non_tensor_positional_args = True  # as Keras's data layers
+
     _records_build_config = True  # Keras records a build config for it once called
 
     _USE_BASE_FACTOR = True

@@ -49,6 +49,8 @@ def _ragged_rows(data):
 class IndexLookup(Layer):
     """The shared machinery of StringLookup and IntegerLookup (Keras's IndexLookup)."""
 
+    _allows_non_tensor_positional_args = True  # as Keras's data layers
+
     _converts_input_args = False  # as Keras: inputs are taken as they come
 
     def __init__(
@@ -123,6 +125,11 @@ class IndexLookup(Layer):
         self._reset_counts()
         if vocabulary is not None:
             self.set_vocabulary(vocabulary, idf_weights)
+
+    @property
+    def input_dtype(self):
+        """As Keras: the vocabulary's dtype, inverse lookups included."""
+        return self.vocabulary_dtype
 
     @property
     def _graph_output_dtype(self):

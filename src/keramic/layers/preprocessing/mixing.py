@@ -21,6 +21,8 @@ from keramic.serialization.serialize import deserialize_keras_object, serialize_
 class Pipeline(Layer):
     """Apply a list of layers in order (the Keras way to chain augmentations outside a model)."""
 
+    _allows_non_tensor_positional_args = True  # as Keras's data layers
+
     _converts_input_args = False  # as Keras: inputs are taken as they come
 
 

@@ -23,6 +23,8 @@ class Rescaling(Layer):
     tensor([[1., 1.]])
     """
 
+    _allows_non_tensor_positional_args = True  # as Keras's data layers
+
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
         self.scale = scale
@@ -75,6 +77,8 @@ class Normalization(Layer):
     >>> layer(np.array([[2.0]], "float32"))
     tensor([[1.]])
     """
+
+    _allows_non_tensor_positional_args = True  # as Keras's data layers
 
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
         super().__init__(**kwargs)
@@ -262,6 +266,8 @@ class Discretization(Layer):
     tensor([0, 1, 2], dtype=torch.int32)
     """
 
+    _allows_non_tensor_positional_args = True  # as Keras's data layers
+
     _records_build_config = True  # Keras records a build config for it once called
     # Keras casts its float inputs to floatx, not to its (integer, in saved configs) dtype.
     _autocast_inputs = False
@@ -373,6 +379,8 @@ class CategoryEncoding(Layer):
     tensor([[0., 0., 0., 1.],
             [1., 0., 0., 0.]])
     """
+
+    _allows_non_tensor_positional_args = True  # as Keras's data layers
 
     _converts_input_args = False  # as Keras: inputs are taken as they come
 

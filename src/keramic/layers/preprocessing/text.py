@@ -36,6 +36,8 @@ class TextVectorization(Layer):
     tensor([[2, 4, 3]])
     """
 
+    _allows_non_tensor_positional_args = True  # as Keras's data layers
+
     _converts_input_args = False  # as Keras: inputs are taken as they come
 
     def __init__(
@@ -188,12 +190,19 @@ class TextVectorization(Layer):
     # ------------------------------------------------------------ call
     def call(self, inputs):
         if isinstance(inputs, (str, bytes)) or len(getattr(inputs, "shape", (None,))) == 0:
-            # As Keras: one string in, one row out (no batch axis)
-            return self.call(np.asarray(inputs, dtype=object).reshape(1))[0]
+            # As Keras: one string in, one row out (no batch axis); unsplit counting modes already
+            # read a rank-1 batch as one sample
+            row = self.call(np.asarray(inputs, dtype=object).reshape(1))
+            return row if self._split is None and self._output_mode != "int" else row[0]
         processed = self._preprocess(inputs)
         lookup = self._lookup_layer
         if not isinstance(processed, list):
-            return lookup.call(processed)
+            ids = lookup.call(processed)
+            length = self._output_sequence_length
+            if self._output_mode != "int" or length is None:
+                return ids
+            # Unsplit strings: as Keras, the last axis is cut or zero-padded to the sequence length
+            return torch.nn.functional.pad(ids[..., :length], (0, max(length - ids.shape[-1], 0)))
         ids = [lookup._lookup(np.array(row, dtype=object)).tolist() if row else [] for row in processed]
         if self._output_mode != "int":
             encoded = [lookup._encode(torch.as_tensor(row, dtype=torch.int64)) if row else None for row in ids]
@@ -211,9 +220,27 @@ class TextVectorization(Layer):
         return torch.as_tensor(padded, device=backend.get_device())
 
     @property
+    def input_dtype(self):
+        return "string"
+
+    @property
     def _graph_output_dtype(self):
         """The counting modes' eager dtype (int64), which a `tf.data` map yields as in Keras."""
         return "int64" if self._output_mode in ("multi_hot", "count") else None
+
+    def _graph_output_shape(self, input_shape):
+        """The static shape a `tf.data` map's output has in Keras, which differs from
+        `compute_output_shape`: a split batch of `(batch, 1)` strings gives `(None, width)`, and
+        with `split=None` a rank-1 batch is one sample (`(width,)`)."""
+        if self._output_mode == "int":
+            if self._split is None and self._output_sequence_length is None:
+                return tuple(input_shape)
+            width = self._output_sequence_length
+        else:
+            width = self.compute_output_shape((None,))[-1]
+        if len(input_shape) == 0 or (self._split is None and len(input_shape) == 1):
+            return (width,)
+        return (None, width)
 
     def compute_output_shape(self, input_shape):
         if self._output_mode == "int":  # one string (a `tf.data` element) has no batch axis

@@ -319,7 +319,8 @@ def span_crc(fd, start, size, what="file"):
 def span_crc_started(fd, start, size, what="file") -> Callable[[], int]:
     """`span_crc` begun on the reading threads (spans above SMALL_SPAN_BYTES), so the caller can do
     other work meanwhile; the returned function waits for the value (or raises what the reading
-    raised) and must be called before `fd` is closed."""
+    raised), and may be asked again (the parts' results stay with their futures). The map holds its
+    own reference to the file, so it does not matter whether `fd` is still open."""
     if start + size > os.fstat(fd).st_size:
         raise EOFError(f"{what}: the file ends before byte {start + size}")
     if size <= SMALL_SPAN_BYTES:
