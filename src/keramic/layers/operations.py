@@ -101,6 +101,16 @@ def _reshape_output_spec(x, newshape):
 _OUTPUT_SPECS = {"reshape": _reshape_output_spec}  # ops whose output shape Keras states by rule
 
 
+def _function_from_config(value):
+    """A function argument kept in an op's config (VectorizedMap's `function`, ForiLoop's `body_fun`)
+    arrives from a file serialized; it is resolved by registered name, never run from the file."""
+    if isinstance(value, dict) and value.get("class_name") in ("function", "__lambda__"):
+        from keramic.serialization.serialize import deserialize_keras_object
+
+        return deserialize_keras_object(value)
+    return value
+
+
 def make_op_class(function_name, class_name, module, config_names):
     """A node class for op function `function_name`, registered under Keras's module and name."""
     def __init__(self, name=None, **config):
@@ -108,7 +118,7 @@ def make_op_class(function_name, class_name, module, config_names):
         if unknown:
             raise TypeError(f"{class_name} got unexpected arguments {sorted(unknown)}; it takes {list(config_names)}.")
         Operation.__init__(self, name=name)
-        self._op_config = {key: config[key] for key in config_names if key in config}
+        self._op_config = {key: _function_from_config(config[key]) for key in config_names if key in config}
 
     def call(self, *args, **kwargs):
         return node.call_eagerly(function_name, args, {**self._op_config, **kwargs})

@@ -8,13 +8,15 @@ import torch
 
 from keramic import backend
 from keramic.errors import ConfigError
-from keramic.layers.base import explicit_training
+from keramic.layers.base import _LAYER_KWARGS, explicit_training
 from keramic.layers.preprocessing import strings
 from keramic.models.model import Model
 from keramic.serialization.registry import keras_export
 from keramic.symbolic import KerasTensor, flatten, in_dry_run, map_structure, run_on_placeholders
 from keramic.tree import pack_sequence_as
 from keramic.utils import naming
+
+_LAYER_INIT_KWARGS = frozenset(("activity_regularizer", "dtype", "autocast", *_LAYER_KWARGS))
 
 
 def _producer(tensor):
@@ -133,6 +135,9 @@ class Functional(Model):
     _allows_non_tensor_positional_args = True
 
     def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
+        # As Keras: options no layer takes are ignored (a subclass passing its own along, as
+        # medicai's AttentionUNet passes `decoder_use_batchnorm` through UNet to `Model`).
+        kwargs = {key: value for key, value in kwargs.items() if key in _LAYER_INIT_KWARGS}
         super().__init__(name=name, trainable=trainable, **kwargs)
         for key, tensor in inputs.items() if isinstance(inputs, dict) else ():
             if isinstance(tensor, KerasTensor) and key != tensor.name:  # Keras's warning: data maps by name
@@ -172,9 +177,14 @@ class Functional(Model):
         self.built = True
         self._build_shapes = None
 
-    # Keras counts only layers reachable in this model's graph.
+    # Keras counts the layers of this model's graph, then those a subclass assigned as attributes
+    # (medicai's UNet keeps its whole encoder: the blocks its graph skips still count).
     def _sublayers(self):
-        return self._layers
+        assigned = super()._sublayers()
+        if not assigned:
+            return self._layers
+        seen = {id(layer) for layer in self._layers}
+        return self._layers + [layer for layer in assigned if id(layer) not in seen]
 
     @property
     def layers(self):
@@ -207,8 +217,9 @@ class Functional(Model):
 
     @property
     def output_names(self):
+        """As Keras: the output layers' names (for a dict of outputs, in its sorted-key order)."""
         if isinstance(self._outputs_struct, dict):
-            return sorted(self._outputs_struct)
+            return [self._outputs_struct[key]._keras_history[0].name for key in sorted(self._outputs_struct)]
         return [t._keras_history[0].name for t in self.outputs]
 
     @property

@@ -203,6 +203,7 @@ def _stack_structure(items):
     return torch.stack([_t(item) for item in items])
 
 
+@keras_op
 def associative_scan(f, elems, reverse=False, axis=0):
     """Inclusive scan with the associative `f` along `axis` (sequential, exact)."""
     elems = map_structure(_t, elems)
@@ -223,6 +224,7 @@ def associative_scan(f, elems, reverse=False, axis=0):
     return map_structure(lambda leaf: leaf.movedim(0, axis), stacked)
 
 
+@keras_op
 def map(f, xs):  # noqa: A001
     """`f` over the leading axis of `xs`, outputs stacked."""
     xs = map_structure(_t, xs)
@@ -230,6 +232,7 @@ def map(f, xs):  # noqa: A001
     return _stack_structure([f(map_structure(lambda leaf, i=i: leaf[i], xs)) for i in range(leaves[0].shape[0])])
 
 
+@keras_op
 def vectorized_map(function, elements):
     """`function` over the leading axis of `elements` (by torch.vmap where it can)."""
     try:
