@@ -25,6 +25,7 @@ def _summary(model) -> str:
 
 def _encoder_in_probe(lib):
     """masked_image_modeling: the encoder is built on patches of any count, then reused on 9."""
+    lib.utils.clear_session()  # automatic layer names (in the summaries compared) count from zero in both
     inputs = lib.layers.Input((None, 8))
     encoder = lib.Model(inputs, lib.layers.LayerNormalization()(lib.layers.Dense(4)(inputs)), name="encoder")
     probe = lib.Sequential([lib.layers.Input((9, 8)), encoder, lib.layers.Flatten(), lib.layers.Dense(2)], name="probe")

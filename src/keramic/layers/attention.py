@@ -589,7 +589,8 @@ class MultiHeadAttention(Layer):
         else:
             key = backend.convert_to_tensor(key) if not isinstance(key, torch.Tensor) else key
             key_mask = _as_bool(_keras_mask(key) if key_mask is None else key_mask)
-        attention_mask = _as_bool(attention_mask)
+        if attention_mask is not None:  # as Keras: cast to bool, so any non-zero value (even -1e9) keeps
+            attention_mask = backend.convert_to_tensor(attention_mask) != 0
         for tensor in (query, value, key):  # as Keras, the inputs' masks are used up here: take them off
             if isinstance(tensor, torch.Tensor) and hasattr(tensor, "_keras_mask"):
                 del tensor._keras_mask
