@@ -396,3 +396,35 @@ def test_output_names_of_a_dict_of_outputs_are_layer_names_as_keras(keras):
         history = model.fit(np.ones((4, 3)), {"zz": np.ones((4, 1)), "aa": np.ones((4, 2))}, verbose=0)
         seen.append((model.output_names, sorted(history.history), sorted(model.predict(np.ones((2, 3)), verbose=0))))
     assert seen[1] == seen[0]
+
+
+# ---------------------------------------------------------------- 10. LoRA on convolutions (Keras 3.15)
+@pytest.mark.parametrize("name,shape", [("Conv1D", (2, 6, 3)), ("Conv2D", (2, 6, 6, 3)), ("Conv3D", (2, 4, 4, 4, 3))])
+def test_conv_lora_weights_outputs_and_files_as_keras(keras, tmp_path, name, shape):
+    """Keras 3.15's convolutions take `lora_rank` (and `enable_lora`); keramic refused the argument,
+    so a Keras file of a LoRA convolution could not load."""
+    rng = np.random.default_rng(0)
+    x = rng.random(shape).astype("float32")
+    theirs = getattr(keras.layers, name)(4, 2, lora_rank=2, name="c")
+    ours = getattr(keramic.layers, name)(4, 2, lora_rank=2, name="c")
+    for layer in (theirs, ours):
+        layer.build(shape)
+    assert [(w.path, tuple(w.shape), w.trainable) for w in ours.weights] == [(w.path, tuple(w.shape), w.trainable) for w in theirs.weights]
+    assert ours.get_config() == theirs.get_config()
+    for a, b in zip(theirs.weights, ours.weights):
+        values = rng.normal(size=a.shape).astype("float32")
+        a.assign(values)
+        b.assign(values)
+    np.testing.assert_allclose(ours(x).detach().numpy(), theirs(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    keras.Sequential([keras.Input(shape[1:]), theirs]).save(tmp_path / "keras.keras")
+    keramic.Sequential([keramic.Input(shape[1:]), ours]).save(tmp_path / "ours.keras")
+    want = theirs(x).detach().numpy()
+    np.testing.assert_allclose(keramic.saving.load_model(tmp_path / "keras.keras").predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "ours.keras").predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    late = []
+    for lib in (keras, keramic):
+        layer = getattr(lib.layers, name)(4, 2)
+        layer.build(shape)
+        layer.enable_lora(3, lora_alpha=6)
+        late.append(([tuple(w.shape) for w in layer.trainable_weights], layer.lora_rank, layer.lora_alpha, layer.lora_enabled))
+    assert late[1] == late[0]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from keramic import activations, backend, constraints, initializers, regularizers
+from keramic.layers import lora
 from keramic.layers.base import Layer, weight_settings
 from keramic.layers.input_spec import InputSpec
 from keramic.serialization.registry import keras_export
@@ -227,11 +228,13 @@ def activate(layer: Layer, outputs: torch.Tensor) -> torch.Tensor:
     return outputs if layer.activation is None or layer.activation is activations.linear else layer.activation(outputs)
 
 
-class _Conv(Layer):
-    """Shared constructor, build and call of the Conv{1,2,3}D layers."""
+class _Conv(lora.LoraLayer, Layer):
+    """Shared constructor, build and call of the Conv{1,2,3}D layers (LoRA-capable, as in Keras 3.15)."""
 
     rank: int | None = None
     _saved_variable_names = ("kernel", "bias")  # as Keras's BaseConv: a subclass's extra variables are not saved
+    _lora_base_name = "kernel"
+    kernel = lora.LoraWeight("kernel")  # with LoRA enabled: the base kernel plus the low-rank update
 
     def __init__(
         self,
@@ -253,8 +256,11 @@ class _Conv(Layer):
         bias_constraint=None,
         **kwargs,
     ):
+        # As Keras's signature: LoRA's arguments arrive among the keyword arguments.
+        lora_rank, lora_alpha = kwargs.pop("lora_rank", None), kwargs.pop("lora_alpha", None)
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.input_spec = InputSpec(min_ndim=self.rank + 2)
+        lora.init(self, lora_rank, lora_alpha)
         self.filters = filters
         self.groups = groups
         set_window(self, self.rank, kernel_size, strides, padding, data_format, dilation_rate, allow_causal=self.rank == 1)
@@ -282,8 +288,12 @@ class _Conv(Layer):
             )
         self._check_output_shape(input_shape)
         self.input_spec = channel_spec(self.rank, self.data_format, channels)
-        self.kernel = add_configured_weight(self, "kernel", self.kernel_size + (channels // self.groups, self.filters), "kernel")
+        self._lora_base_shape = self.kernel_size + (channels // self.groups, self.filters)
+        self.kernel = add_configured_weight(self, "kernel", self._lora_base_shape, "kernel")
         self.bias = add_bias(self, self.filters)
+        if self.lora_rank:  # as Keras 3.15: `lora_alpha` given to the constructor is reset to the rank here
+            self.built = True
+            self.enable_lora(self.lora_rank)
 
     def _check_output_shape(self, input_shape):
         spatial = spatial_dims(self.compute_output_shape(input_shape), self.data_format)
@@ -329,6 +339,7 @@ class _Conv(Layer):
         keys = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups", "activation", "use_bias")
         config.update(attribute_config(self, keys))
         config.update(weight_settings(self, ("kernel", "bias"), activity=True))
+        config.update(lora.config(self))
         return config
 
 
