@@ -313,22 +313,12 @@ class Layer(torch.nn.Module):
     def _sublayers(self):
         """Direct sub-layers in the order they were assigned (lists and dicts searched too)."""
         found, seen = [], set()
-
-        def visit(value):
-            if isinstance(value, Layer):
-                if id(value) not in seen:
-                    seen.add(id(value))
-                    found.append(value)
-            elif isinstance(value, (list, tuple)):
-                for item in value:
-                    visit(item)
-            elif isinstance(value, dict):
-                for item in value.values():
-                    visit(item)
-
         retired = self.__dict__.get("_retired_layers", {})
         for attribute in self._tracked_order:
-            visit(retired[attribute] if attribute in retired else getattr(self, attribute, None))
+            for layer in _layers_in(retired[attribute] if attribute in retired else getattr(self, attribute, None)):
+                if id(layer) not in seen:
+                    seen.add(id(layer))
+                    found.append(layer)
         return found
 
     def _flatten_layers(self, include_self=True, recursive=True):
@@ -513,10 +503,17 @@ class Layer(torch.nn.Module):
     @property
     def metrics(self):
         """As Keras: the metrics kept as public attributes of this layer and of its sublayers."""
+        return self._metrics_in_attributes()
+
+    def _metrics_in_attributes(self, skip=None):
+        """Metrics held in public attributes of this layer and of its sublayers, leaving out the
+        attributes of those sublayers `skip(layer)` names."""
         from keramic.metrics import Metric
 
         found = []
         for layer in self._flatten_layers():
+            if skip is not None and layer is not self and skip(layer):
+                continue
             for name, value in vars(layer).items():
                 if isinstance(value, Metric) and not name.startswith("_") and all(value is not f for f in found):
                     found.append(value)
@@ -524,6 +521,7 @@ class Layer(torch.nn.Module):
 
     @property
     def metrics_variables(self):
+        """The state variables of every entry of `metrics`, in that order (as Keras)."""
         return [variable for metric in self.metrics for variable in metric.variables]
 
     @property

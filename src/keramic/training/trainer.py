@@ -296,14 +296,7 @@ class Trainer:
     def _find_attribute_metrics(self):
         """Metrics held in public attributes of this model and of its layers, nested models left
         out as in Keras (their metrics belong to their own training)."""
-        found = []
-        for layer in self._flatten_layers():
-            if layer is not self and isinstance(layer, Trainer):
-                continue
-            for name, value in vars(layer).items():
-                if isinstance(value, metrics_module.Metric) and not name.startswith("_") and all(value is not f for f in found):
-                    found.append(value)
-        return found
+        return self._metrics_in_attributes(skip=lambda layer: isinstance(layer, Trainer))
 
     @property
     def metrics_names(self):
@@ -313,11 +306,6 @@ class Trainer:
     def reset_metrics(self):
         for metric in self.metrics:
             metric.reset_state()
-
-    @property
-    def metrics_variables(self):
-        """The state variables of every entry of `metrics`, in that order (as Keras)."""
-        return [variable for metric in self.metrics for variable in metric.variables]
 
     def stateless_compute_loss(
         self, trainable_variables, non_trainable_variables, metrics_variables, x=None, y=None, y_pred=None, sample_weight=None, training=True
